@@ -1,0 +1,3 @@
+"""idbroker: a self-hostable OpenID Connect identity broker."""
+
+__version__ = "0.1.0"

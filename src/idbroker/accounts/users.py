@@ -1,0 +1,121 @@
+"""The user pool: create, find, authenticate, change password, disable."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ..security import random_token
+from ..store.db import Database, utcnow
+from ..store.models import User
+from .passwords import Passwords
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+PROFILE_FIELDS = ("given_name", "family_name", "middle_name", "nickname", "preferred_username",
+                  "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
+                  "phone_number", "address", "groups")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+class UserError(ValueError):
+    pass
+
+
+@dataclass
+class LoginResult:
+    user: User | None
+    ok: bool
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password must be at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise UserError(f"password must be at most {MAX_PASSWORD} characters")
+
+
+class UserService:
+    def __init__(self, db: Database, passwords: Passwords):
+        self.db = db
+        self.passwords = passwords
+
+    def create(self, email: str, password: str | None, *, email_verified: bool = False,
+               **profile: Any) -> User:
+        email = normalise_email(email)
+        if not EMAIL_RE.match(email):
+            raise UserError(f"{email!r} is not an email address")
+        if password is not None:
+            check_password(password)
+        unknown = set(profile) - set(PROFILE_FIELDS)
+        if unknown:
+            raise UserError(f"unknown profile fields: {', '.join(sorted(unknown))}")
+        now = utcnow()
+        with self.db.session() as s:
+            if s.scalar(select(User.id).where(User.email == email)) is not None:
+                raise UserError(f"a user with email {email} already exists")
+            profile.setdefault("groups", [])
+            user = User(sub=random_token(16), email=email, email_verified=email_verified,
+                        password_hash=self.passwords.hash(password) if password else None,
+                        created_at=now, updated_at=now, **profile)
+            s.add(user)
+        return user
+
+    def by_email(self, email: str) -> User | None:
+        with self.db.session(write=False) as s:
+            return s.scalar(select(User).where(User.email == normalise_email(email)))
+
+    def by_sub(self, sub: str) -> User | None:
+        with self.db.session(write=False) as s:
+            return s.scalar(select(User).where(User.sub == sub))
+
+    def by_id(self, user_id: int) -> User | None:
+        with self.db.session(write=False) as s:
+            return s.get(User, user_id)
+
+    def list(self, limit: int = 1000) -> list[User]:
+        with self.db.session(write=False) as s:
+            return list(s.scalars(select(User).order_by(User.id).limit(limit)))
+
+    def authenticate(self, email: str, password: str) -> User | None:
+        """The user when the password matches an enabled account, else None, in equal time."""
+        user = self.by_email(email) if len(password) <= MAX_PASSWORD else None
+        ok = self.passwords.verify(user.password_hash if user else None, password[:MAX_PASSWORD])
+        if not ok or user is None or user.disabled:
+            return None
+        if self.passwords.needs_rehash(user.password_hash or ""):
+            self._store_hash(user.id, self.passwords.hash(password))
+        return user
+
+    def set_password(self, email: str, password: str) -> User:
+        check_password(password)
+        user = self._require(email)
+        self._store_hash(user.id, self.passwords.hash(password))
+        return user
+
+    def set_disabled(self, email: str, disabled: bool = True) -> User:
+        user = self._require(email)
+        with self.db.session() as s:
+            row = s.get(User, user.id)
+            row.disabled = disabled
+            row.updated_at = utcnow()
+        return row
+
+    def _require(self, email: str) -> User:
+        user = self.by_email(email)
+        if user is None:
+            raise UserError(f"no user with email {normalise_email(email)}")
+        return user
+
+    def _store_hash(self, user_id: int, password_hash: str) -> None:
+        with self.db.session() as s:
+            row = s.get(User, user_id)
+            row.password_hash = password_hash
+            row.updated_at = utcnow()

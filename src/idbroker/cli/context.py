@@ -1,0 +1,47 @@
+"""Settings and services for CLI commands, with configuration problems shown, not raised."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import typer
+from rich.console import Console
+
+from ..provider import Provider
+from ..settings import Settings, SettingsError, load_settings
+from ..store.migrate import upgrade
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATE: dict[str, str | None] = {"config": None}
+
+
+def settings() -> Settings:
+    try:
+        return load_settings(STATE["config"])
+    except SettingsError as exc:
+        err_console.print("[bold red]Invalid configuration:[/]")
+        for problem in exc.problems:
+            err_console.print(f"  • {problem}")
+        raise typer.Exit(2) from None
+
+
+@lru_cache(maxsize=1)
+def provider() -> Provider:
+    """Services on a migrated store (every command may be the first one run)."""
+    p = Provider(settings())
+    upgrade(p.db.engine)
+    return p
+
+
+def set_config(path: str | None) -> None:
+    STATE["config"] = path
+    if path:
+        os.environ["IDBROKER_CONFIG"] = os.path.abspath(path)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)

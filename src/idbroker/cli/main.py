@@ -1,0 +1,340 @@
+"""Commands: serve, clients, users, keys, db."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..accounts.users import UserError
+from ..clients.metadata import ClientMetadata, InvalidClientMetadata
+from ..clients.registry import ClientExists, ClientNotFound, metadata_of
+from ..oauth2 import constants as c
+from . import context as ctx
+
+app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+clients_app = typer.Typer(help="Register and manage client applications.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users of the built-in user pool.", no_args_is_help=True)
+keys_app = typer.Typer(help="List and rotate token signing keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _root(config: Annotated[str | None, typer.Option("--config", "-c", help="TOML configuration file "
+                                                     "(default: $IDBROKER_CONFIG).")] = None) -> None:
+    ctx.set_config(config)
+
+
+# -- serve -----------------------------------------------------------------------------------------
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+          workers: Annotated[int, typer.Option(help="Worker processes (default: 1).")] = 1,
+          access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
+    """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    p = ctx.provider()
+    p.keys.ensure()
+    ctx.console.print(f"idbroker serving issuer [bold]{p.issuer}[/] on http://{host}:{port} "
+                      f"({workers} worker{'s' if workers != 1 else ''}, store: {p.db.engine.url.get_backend_name()})")
+    ctx.console.print(f"discovery: {p.endpoint('discovery')}")
+    p.db.dispose()
+    Granian("idbroker.asgi:create", factory=True, address=host, port=port, workers=workers,
+            interface=Interfaces.ASGI, log_access=access_log, backlog=2048).serve()
+
+
+# -- clients ------------------------------------------------------------------------------------
+Multi = Annotated[list[str] | None, typer.Option()]
+
+
+def _client_row(row: Any, secret: str | None = None) -> dict[str, Any]:
+    out = {"client_id": row.client_id, **{k: v for k, v in vars(metadata_of(row)).items() if k != "client_id"}}
+    out["public"] = row.public
+    if secret:
+        out["client_secret"] = secret
+    return out
+
+
+def _print_client(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        ctx.console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        if key == "client_secret":
+            continue
+        table.add_row(f"[bold]{key}[/]", ", ".join(value) if isinstance(value, list) else str(value))
+    ctx.console.print(table)
+    if data.get("client_secret"):
+        ctx.console.print(f"\n[bold yellow]client_secret[/] (shown once, store it now): {data['client_secret']}")
+
+
+def _jwks(path: str | None) -> dict | None:
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        ctx.fail(f"cannot read JWKS from {path}: {exc}")
+    return None
+
+
+@clients_app.command("add")
+def clients_add(
+    client_id: Annotated[str, typer.Option(help="The client_id applications send.")],
+    redirect_uri: Annotated[list[str] | None, typer.Option(help="Allowed redirect URI (repeat for several).")] = None,
+    public: Annotated[bool, typer.Option(help="Public client (no secret; PKCE required).")] = False,
+    first_party: Annotated[bool, typer.Option(help="Trusted application: no consent screen.")] = False,
+    name: Annotated[str, typer.Option(help="Display name shown to users.")] = "",
+    logo_uri: Annotated[str | None, typer.Option(help="Logo shown on the login page.")] = None,
+    logback_uri: Annotated[str | None, typer.Option(help="The application's start page.")] = None,
+    post_logout_redirect_uri: Annotated[list[str] | None, typer.Option(help="Allowed post-logout URI.")] = None,
+    backchannel_logout_uri: Annotated[str | None, typer.Option(help="Back-channel logout URI.")] = None,
+    grant_type: Annotated[list[str] | None, typer.Option(help="Allowed grant type (repeat).")] = None,
+    response_type: Annotated[list[str] | None, typer.Option(help="Allowed response type (repeat); "
+                                                            "implicit only when named here.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Allowed scope (repeat).")] = None,
+    auth_method: Annotated[str | None, typer.Option(help="Token endpoint auth method.")] = None,
+    jwks_file: Annotated[str | None, typer.Option(help="Public JWKS file for private_key_jwt.")] = None,
+    id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Register a client. Confidential clients get a generated secret, printed once."""
+    method = auth_method or (c.AUTH_NONE if public else c.AUTH_BASIC)
+    if public and method != c.AUTH_NONE:
+        ctx.fail("a public client authenticates with 'none'")
+    grants = grant_type or ([c.GRANT_CLIENT_CREDENTIALS] if response_type == [] else
+                            [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN])
+    meta = ClientMetadata(client_id=client_id, name=name, redirect_uris=redirect_uri or [],
+                          post_logout_redirect_uris=post_logout_redirect_uri or [],
+                          token_endpoint_auth_method=method, grant_types=list(grants),
+                          response_types=list(response_type if response_type is not None else
+                                              ([c.RESPONSE_CODE] if c.GRANT_AUTHORIZATION_CODE in grants else [])),
+                          first_party=first_party, logo_uri=logo_uri, logback_uri=logback_uri,
+                          backchannel_logout_uri=backchannel_logout_uri, jwks=_jwks(jwks_file),
+                          id_token_signed_response_alg=id_token_alg)
+    if scope:
+        meta.scopes = list(scope)
+    try:
+        row, secret = ctx.provider().clients.create(meta)
+    except InvalidClientMetadata as exc:
+        ctx.fail("; ".join(exc.problems))
+    except ClientExists as exc:
+        ctx.fail(str(exc))
+    _print_client(_client_row(row, secret), as_json)
+
+
+@clients_app.command("update")
+def clients_update(
+    client_id: Annotated[str, typer.Argument(help="The client to change.")],
+    redirect_uri: Multi = None, post_logout_redirect_uri: Multi = None, grant_type: Multi = None,
+    response_type: Multi = None, scope: Multi = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    logo_uri: Annotated[str | None, typer.Option()] = None,
+    logback_uri: Annotated[str | None, typer.Option()] = None,
+    backchannel_logout_uri: Annotated[str | None, typer.Option()] = None,
+    first_party: Annotated[bool | None, typer.Option("--first-party/--third-party")] = None,
+    auth_method: Annotated[str | None, typer.Option()] = None,
+    jwks_file: Annotated[str | None, typer.Option()] = None,
+    id_token_alg: Annotated[str | None, typer.Option()] = None,
+    rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change a client's settings (list options replace the whole list)."""
+    changes = {k: v for k, v in {
+        "redirect_uris": redirect_uri, "post_logout_redirect_uris": post_logout_redirect_uri,
+        "grant_types": grant_type, "response_types": response_type, "scopes": scope, "name": name,
+        "logo_uri": logo_uri, "logback_uri": logback_uri, "backchannel_logout_uri": backchannel_logout_uri,
+        "first_party": first_party, "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
+        "id_token_signed_response_alg": id_token_alg}.items() if v is not None}
+    try:
+        row, secret = ctx.provider().clients.update(client_id, changes, new_secret=rotate_secret)
+    except InvalidClientMetadata as exc:
+        ctx.fail("; ".join(exc.problems))
+    except ClientNotFound:
+        ctx.fail(f"no client {client_id!r}")
+    _print_client(_client_row(row, secret), as_json)
+
+
+@clients_app.command("list")
+def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered clients."""
+    rows = ctx.provider().clients.list()
+    if as_json:
+        ctx.console.print_json(json.dumps([_client_row(r) for r in rows]))
+        return
+    table = Table("client_id", "name", "type", "grant types", "redirect URIs")
+    for r in rows:
+        table.add_row(r.client_id, r.name, "public" if r.public else "confidential",
+                      ", ".join(r.grant_types), "\n".join(r.redirect_uris))
+    ctx.console.print(table)
+
+
+@clients_app.command("show")
+def clients_show(client_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one client."""
+    row = ctx.provider().clients.get(client_id)
+    if row is None:
+        ctx.fail(f"no client {client_id!r}")
+    _print_client(_client_row(row), as_json)
+
+
+@clients_app.command("remove")
+def clients_remove(client_id: str) -> None:
+    """Delete a client and everything issued to it."""
+    try:
+        ctx.provider().clients.remove(client_id)
+    except ClientNotFound:
+        ctx.fail(f"no client {client_id!r}")
+    ctx.console.print(f"removed client {client_id}")
+
+
+# -- users --------------------------------------------------------------------------------------
+def _user_dict(u: Any) -> dict[str, Any]:
+    return {"sub": u.sub, "email": u.email, "email_verified": u.email_verified, "given_name": u.given_name,
+            "family_name": u.family_name, "phone_number": u.phone_number, "groups": u.groups,
+            "disabled": u.disabled, "created_at": u.created_at.isoformat()}
+
+
+@users_app.command("add")
+def users_add(email: Annotated[str, typer.Option()],
+              password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+              given_name: Annotated[str | None, typer.Option()] = None,
+              family_name: Annotated[str | None, typer.Option()] = None,
+              phone_number: Annotated[str | None, typer.Option()] = None,
+              group: Annotated[list[str] | None, typer.Option(help="Group membership (repeat).")] = None,
+              email_verified: Annotated[bool, typer.Option(help="Mark the address verified.")] = True,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Create a user in the built-in pool."""
+    try:
+        user = ctx.provider().users.create(email, password, email_verified=email_verified, given_name=given_name,
+                                           family_name=family_name, phone_number=phone_number,
+                                           groups=list(group or []))
+    except UserError as exc:
+        ctx.fail(str(exc))
+    _print_user(user, as_json)
+
+
+def _print_user(user: Any, as_json: bool) -> None:
+    data = _user_dict(user)
+    if as_json:
+        ctx.console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        table.add_row(f"[bold]{key}[/]", str(value))
+    ctx.console.print(table)
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List users."""
+    users = ctx.provider().users.list()
+    if as_json:
+        ctx.console.print_json(json.dumps([_user_dict(u) for u in users]))
+        return
+    table = Table("email", "sub", "verified", "disabled")
+    for u in users:
+        table.add_row(u.email, u.sub, "yes" if u.email_verified else "no", "yes" if u.disabled else "no")
+    ctx.console.print(table)
+
+
+@users_app.command("show")
+def users_show(email: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one user."""
+    user = ctx.provider().users.by_email(email)
+    if user is None:
+        ctx.fail(f"no user {email!r}")
+    _print_user(user, as_json)
+
+
+@users_app.command("set-password")
+def users_set_password(email: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                                                         confirmation_prompt=True)]) -> None:
+    """Set a user's password."""
+    try:
+        ctx.provider().users.set_password(email, password)
+    except UserError as exc:
+        ctx.fail(str(exc))
+    ctx.console.print(f"password changed for {email}")
+
+
+@users_app.command("disable")
+def users_disable(email: str, enable: Annotated[bool, typer.Option("--enable", help="Re-enable instead.")] = False
+                  ) -> None:
+    """Disable a user (sign-in and existing tokens stop working) or re-enable one."""
+    p = ctx.provider()
+    try:
+        user = p.users.set_disabled(email, not enable)
+    except UserError as exc:
+        ctx.fail(str(exc))
+    if not enable:
+        p.sessions.end_all_for_user(user.id)
+    ctx.console.print(f"{'enabled' if enable else 'disabled'} {email}")
+
+
+# -- keys -------------------------------------------------------------------------------------
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Signing keys and their state (next, active, retired)."""
+    p = ctx.provider()
+    p.keys.ensure()
+    rows = p.keys.list()
+    if as_json:
+        ctx.console.print_json(json.dumps([{"kid": k.kid, "alg": k.alg, "state": st,
+                                             "activate_at": k.activate_at.isoformat(),
+                                             "retire_after": k.retire_after.isoformat() if k.retire_after else None}
+                                            for k, st in rows]))
+        return
+    table = Table("kid", "alg", "state", "signs from", "published until")
+    for k, st in rows:
+        table.add_row(k.kid, k.alg, st, k.activate_at.isoformat(),
+                      k.retire_after.isoformat() if k.retire_after else "-")
+    ctx.console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(alg: Annotated[str | None, typer.Option(help="ES256 or RS256 (default: signing_alg).")] = None,
+                now: Annotated[bool, typer.Option("--now", help="Sign with it at once (key compromise).")] = False
+                ) -> None:
+    """Create a new key: published in JWKS at once, signing after key_activation_delay."""
+    p = ctx.provider()
+    if alg not in (None, "ES256", "RS256"):
+        ctx.fail("alg must be ES256 or RS256")
+    p.keys.ensure()
+    key = p.keys.rotate(alg, immediately=now)
+    ctx.console.print(f"new {key.alg} key {key.kid}: published now, signs from {key.activate_at.isoformat()}")
+
+
+# -- db ----------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from ..store.migrate import current_revision
+
+    p = ctx.provider()  # upgrades
+    ctx.console.print(f"database at revision {current_revision(p.db.engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision."""
+    from ..store.db import Database
+    from ..store.migrate import current_revision
+
+    db = Database(ctx.settings().resolved_database_url)
+    ctx.console.print(current_revision(db.engine) or "empty database")
+
+
+def main() -> None:
+    app()

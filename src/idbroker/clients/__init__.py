@@ -1,0 +1,1 @@
+"""Registered client applications: metadata validation and the registry service."""

@@ -1,0 +1,113 @@
+"""Validation of client metadata (OIDC Dynamic Client Registration §2 vocabulary)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..oauth2 import constants as c
+
+AUTH_METHODS = (c.AUTH_NONE, c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT)
+GRANT_TYPES = (c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN, c.GRANT_CLIENT_CREDENTIALS,
+               c.GRANT_IMPLICIT)
+RESPONSE_TYPES = (c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class InvalidClientMetadata(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class ClientMetadata:
+    client_id: str
+    name: str = ""
+    redirect_uris: list[str] = field(default_factory=list)
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    token_endpoint_auth_method: str = c.AUTH_BASIC
+    grant_types: list[str] = field(default_factory=lambda: [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN])
+    response_types: list[str] = field(default_factory=lambda: [c.RESPONSE_CODE])
+    scopes: list[str] = field(default_factory=lambda: list(c.STANDARD_SCOPES))
+    first_party: bool = False
+    logo_uri: str | None = None
+    logback_uri: str | None = None
+    backchannel_logout_uri: str | None = None
+    jwks: dict | None = None
+    id_token_signed_response_alg: str = "ES256"
+    access_token_ttl: int | None = None
+    id_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        if not self.client_id or len(self.client_id) > 255 or not self.client_id.isprintable() \
+                or " " in self.client_id:
+            problems.append("client_id must be 1-255 printable characters without spaces")
+        if self.token_endpoint_auth_method not in AUTH_METHODS:
+            problems.append(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+        for g in self.grant_types:
+            if g not in GRANT_TYPES:
+                problems.append(f"unknown grant type {g!r} (allowed: {', '.join(GRANT_TYPES)})")
+        for r in self.response_types:
+            if r not in RESPONSE_TYPES:
+                problems.append(f"unknown response type {r!r} (allowed: {', '.join(RESPONSE_TYPES)})")
+        public = self.token_endpoint_auth_method == c.AUTH_NONE
+        if public and c.GRANT_CLIENT_CREDENTIALS in self.grant_types:
+            problems.append("a public client cannot use client_credentials")
+        if c.RESPONSE_CODE in self.response_types and c.GRANT_AUTHORIZATION_CODE not in self.grant_types:
+            problems.append("response type 'code' needs the authorization_code grant type")
+        implicit = [r for r in self.response_types if r != c.RESPONSE_CODE]
+        if implicit and c.GRANT_IMPLICIT not in self.grant_types:
+            self.grant_types.append(c.GRANT_IMPLICIT)  # OIDC Registration §2: implied by the response types
+        if c.GRANT_IMPLICIT in self.grant_types and not implicit:
+            problems.append("the implicit grant needs response type 'id_token' or 'id_token token'")
+        redirecting = bool(self.response_types)
+        if redirecting and not self.redirect_uris:
+            problems.append("at least one redirect URI is required for clients with response types")
+        for uri in self.redirect_uris:
+            problems += _check_redirect(uri, implicit=bool(implicit))
+        for uri in self.post_logout_redirect_uris:
+            problems += _check_redirect(uri, implicit=False, what="post-logout redirect URI")
+        for name in ("logo_uri", "logback_uri", "backchannel_logout_uri"):
+            value = getattr(self, name)
+            if value and not _is_web_url(value):
+                problems.append(f"{name} must be an absolute http(s) URL")
+        if self.token_endpoint_auth_method == c.AUTH_PRIVATE_KEY_JWT and not self.jwks:
+            problems.append("private_key_jwt needs the client's public keys (jwks)")
+        if self.id_token_signed_response_alg not in ("ES256", "RS256"):
+            problems.append("id_token_signed_response_alg must be ES256 or RS256")
+        for s in self.scopes:
+            if not s or any(ch in s for ch in ' "\\') or not s.isprintable():
+                problems.append(f"invalid scope token {s!r} (RFC 6749 §3.3)")
+        for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                problems.append(f"{name} must be positive")
+        if problems:
+            raise InvalidClientMetadata(problems)
+
+
+def _is_web_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _check_redirect(uri: str, *, implicit: bool, what: str = "redirect URI") -> list[str]:
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        return [f"{what} {uri!r} must be absolute (RFC 6749 §3.1.2)"]
+    if parts.fragment or "#" in uri:
+        return [f"{what} {uri!r} must not contain a fragment (RFC 6749 §3.1.2)"]
+    if parts.scheme == "http":
+        if parts.hostname not in LOOPBACK_HOSTS:
+            return [f"{what} {uri!r} must use https unless it is a loopback address"]
+    elif parts.scheme == "https":
+        if not parts.netloc:
+            return [f"{what} {uri!r} has no host"]
+    elif "." not in parts.scheme or implicit:
+        # RFC 8252 §7.1: private-use schemes are reverse domain names; never for implicit.
+        return [f"{what} {uri!r}: custom schemes must be reverse-DNS names (RFC 8252 §7.1) "
+                f"and are not allowed for implicit clients"]
+    return []

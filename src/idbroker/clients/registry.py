@@ -1,0 +1,115 @@
+"""The client registry: create, read (cached per worker), update and remove clients."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from ..oauth2 import constants as c
+from ..security import KeyedHasher, random_token
+from ..store.db import Database, utcnow
+from ..store.models import Client
+from .metadata import ClientMetadata, InvalidClientMetadata
+
+FIELDS = [f.name for f in dataclasses.fields(ClientMetadata)]
+
+
+class ClientExists(ValueError):
+    pass
+
+
+class ClientNotFound(LookupError):
+    pass
+
+
+class ClientRegistry:
+    def __init__(self, db: Database, hasher: KeyedHasher, cache_seconds: int = 5):
+        self.db = db
+        self.hasher = hasher
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Client | None]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, meta: ClientMetadata) -> tuple[Client, str | None]:
+        """Registers a client. Returns it and, for confidential clients, the secret (shown once)."""
+        meta.validate()
+        secret = None
+        if meta.token_endpoint_auth_method in (c.AUTH_BASIC, c.AUTH_POST):
+            secret = random_token(32)
+        now = utcnow()
+        with self.db.session() as s:
+            if s.get(Client, meta.client_id) is not None:
+                raise ClientExists(f"client {meta.client_id!r} already exists")
+            row = Client(**dataclasses.asdict(meta), secret_hash=self.hasher.hash(secret) if secret else None,
+                         created_at=now, updated_at=now)
+            s.add(row)
+        self.forget(meta.client_id)
+        return row, secret
+
+    def update(self, client_id: str, changes: dict[str, Any], *, new_secret: bool = False
+               ) -> tuple[Client, str | None]:
+        unknown = set(changes) - set(FIELDS)
+        if unknown:
+            raise InvalidClientMetadata([f"unknown client field {u!r}" for u in sorted(unknown)])
+        with self.db.session() as s:
+            row = s.get(Client, client_id)
+            if row is None:
+                raise ClientNotFound(client_id)
+            meta = metadata_of(row)
+            for key, value in changes.items():
+                setattr(meta, key, value)
+            meta.validate()
+            for key in FIELDS:
+                setattr(row, key, getattr(meta, key))
+            secret = None
+            confidential = meta.token_endpoint_auth_method in (c.AUTH_BASIC, c.AUTH_POST)
+            if confidential and (new_secret or not row.secret_hash):
+                secret = random_token(32)
+                row.secret_hash = self.hasher.hash(secret)
+            elif not confidential:
+                row.secret_hash = None
+            row.updated_at = utcnow()
+        self.forget(client_id)
+        return row, secret
+
+    def remove(self, client_id: str) -> None:
+        with self.db.session() as s:
+            if s.execute(delete(Client).where(Client.client_id == client_id)).rowcount == 0:
+                raise ClientNotFound(client_id)
+        self.forget(client_id)
+
+    def list(self) -> list[Client]:
+        with self.db.session(write=False) as s:
+            return list(s.scalars(select(Client).order_by(Client.client_id)))
+
+    def get(self, client_id: str) -> Client | None:
+        """Cached lookup used on every request; at most `cache_seconds` stale across workers."""
+        now = time.monotonic()
+        hit = self._cache.get(client_id)
+        if hit and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        with self.db.session(write=False) as s:
+            row = s.get(Client, client_id)
+        with self._lock:
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[client_id] = (now, row)
+        return row
+
+    def forget(self, client_id: str) -> None:
+        self._cache.pop(client_id, None)
+
+    def verify_secret(self, client: Client, secret: str) -> bool:
+        return self.hasher.verify(secret, client.secret_hash)
+
+
+def metadata_of(row: Client) -> ClientMetadata:
+    return ClientMetadata(**{name: _copy(getattr(row, name)) for name in FIELDS})
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value

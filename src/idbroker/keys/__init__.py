@@ -1,0 +1,1 @@
+"""Signing keys: stored encrypted, published in JWKS, rotated without breaking verifiers."""

@@ -1,0 +1,200 @@
+"""Signing keys in the store, private halves encrypted at rest with JWE (dir + A256GCM).
+
+Lifecycle (``keys rotate``): a new key is published in JWKS at once and signs only from
+``activate_at`` (after ``key_activation_delay``), so verifiers that cache JWKS see it first.
+When a newer key activates, the previous one gets ``retire_after`` = that moment + the longest
+token lifetime, and stays in JWKS until then.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from joserfc import jwe, jwt
+from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
+from sqlalchemy import select
+
+from ..security import derive_key, random_token
+from ..store.db import Database, aware, utcnow
+from ..store.models import SigningKey
+
+ALGS = ("ES256", "RS256")
+JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
+
+
+@dataclass(frozen=True)
+class KeyView:
+    kid: str
+    alg: str
+    public_jwk: dict[str, Any]
+    activate_at: datetime
+    retire_after: datetime | None
+    created_at: datetime
+
+    def state(self, now: datetime, active_kid: str | None) -> str:
+        if self.kid == active_kid:
+            return "active"
+        if self.activate_at > now:
+            return "next"
+        return "retired"
+
+
+class KeyStore:
+    def __init__(self, db: Database, master_secret: bytes, *, default_alg: str = "ES256",
+                 activation_delay: int = 300, max_token_ttl: int = 3600, cache_seconds: int = 5):
+        self.db = db
+        self._wrap_key = OctKey.import_key(derive_key(master_secret, "idbroker signing-key encryption"))
+        self.default_alg = default_alg
+        self.activation_delay = activation_delay
+        self.max_token_ttl = max_token_ttl
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._loaded_at = 0.0
+        self._signing: dict[str, tuple[str, Any]] = {}   # alg -> (kid, private key)
+        self._public = KeySet([])
+        self._jwks: dict[str, Any] = {"keys": []}
+        self._jwks_bytes = b'{"keys":[]}'
+
+    # -- generation and storage -------------------------------------------------------------
+    def _encrypt(self, private: dict[str, Any]) -> str:
+        return jwe.encrypt_compact(JWE_HEADER, json.dumps(private).encode(), self._wrap_key)
+
+    def _decrypt(self, token: str) -> dict[str, Any]:
+        return json.loads(jwe.decrypt_compact(token, self._wrap_key).plaintext)
+
+    def create(self, alg: str | None = None, *, activate_in: int | None = None) -> KeyView:
+        alg = alg or self.default_alg
+        kid = random_token(12)
+        params = {"kid": kid, "alg": alg, "use": "sig"}
+        if alg == "ES256":
+            key: Any = ECKey.generate_key("P-256", parameters=params, private=True)
+        elif alg == "RS256":
+            key = RSAKey.generate_key(2048, parameters=params, private=True)
+        else:
+            raise ValueError(f"unsupported signing algorithm {alg}")
+        now = utcnow()
+        delay = self.activation_delay if activate_in is None else activate_in
+        with self.db.session() as s:
+            row = SigningKey(kid=kid, alg=alg, public_jwk=key.as_dict(private=False),
+                             private_jwe=self._encrypt(key.as_dict(private=True)),
+                             created_at=now, activate_at=now + timedelta(seconds=delay), retire_after=None)
+            s.add(row)
+        self.invalidate()
+        return _view(row)
+
+    def ensure(self) -> None:
+        """At start: make sure a key of each algorithm exists (no delay for the first)."""
+        with self.db.session(write=False) as s:
+            present = set(s.scalars(select(SigningKey.alg).distinct()))
+        for alg in ALGS:
+            if alg not in present:
+                self.create(alg, activate_in=0)
+
+    def rotate(self, alg: str | None = None, *, immediately: bool = False) -> KeyView:
+        return self.create(alg, activate_in=0 if immediately else None)
+
+    def list(self) -> list[tuple[KeyView, str]]:
+        now = utcnow()
+        with self.db.session(write=False) as s:
+            rows = [_view(r) for r in s.scalars(select(SigningKey).order_by(SigningKey.created_at))]
+        active = {alg: kid for alg, kid in _active_kids(rows, now).items()}
+        return [(r, r.state(now, active.get(r.alg))) for r in rows]
+
+    # -- cache used on every request ---------------------------------------------------------
+    def invalidate(self) -> None:
+        self._loaded_at = 0.0
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._loaded_at < self.cache_seconds and self._jwks["keys"]:
+            return
+        with self._lock:
+            if time.monotonic() - self._loaded_at < self.cache_seconds and self._jwks["keys"]:
+                return
+            self._load()
+
+    def _load(self) -> None:
+        now = utcnow()
+        with self.db.session(write=False) as s:
+            rows = list(s.scalars(select(SigningKey).order_by(SigningKey.activate_at)))
+        views = [_view(r) for r in rows]
+        active = _active_kids(views, now)
+        # Retire keys superseded by a newer active one (written once, by whichever worker sees it).
+        superseded = {}
+        for v in views:
+            newest = active.get(v.alg)
+            if newest and v.kid != newest and v.activate_at <= now and v.retire_after is None:
+                newer = next(x for x in views if x.kid == newest)
+                superseded[v.kid] = newer.activate_at + timedelta(seconds=self.max_token_ttl)
+        if superseded:
+            with self.db.session() as s:
+                for kid, when in superseded.items():
+                    s.get(SigningKey, kid).retire_after = when
+            views = [_view_with(v, superseded.get(v.kid, v.retire_after)) for v in views]
+        published = [v for v in views if v.retire_after is None or v.retire_after > now]
+        signing = {}
+        by_kid = {r.kid: r for r in rows}
+        for alg, kid in active.items():
+            private = self._decrypt(by_kid[kid].private_jwe)
+            cls = ECKey if alg == "ES256" else RSAKey
+            signing[alg] = (kid, cls.import_key(private))
+        self._signing = signing
+        self._public = KeySet([(ECKey if v.alg == "ES256" else RSAKey).import_key(v.public_jwk)
+                               for v in published])
+        self._jwks = {"keys": [v.public_jwk for v in published]}
+        self._jwks_bytes = json.dumps(self._jwks, separators=(",", ":")).encode()
+        self._loaded_at = time.monotonic()
+
+    def jwks(self) -> dict[str, Any]:
+        self._refresh()
+        return self._jwks
+
+    def jwks_bytes(self) -> bytes:
+        self._refresh()
+        return self._jwks_bytes
+
+    def public_keyset(self) -> KeySet:
+        self._refresh()
+        return self._public
+
+    def signing_algs(self) -> list[str]:
+        self._refresh()
+        return sorted(self._signing)
+
+    def sign(self, claims: dict[str, Any], *, typ: str = "JWT", alg: str | None = None) -> str:
+        self._refresh()
+        alg = alg or self.default_alg
+        if alg not in self._signing:
+            alg = self.default_alg
+        kid, key = self._signing[alg]
+        return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key)
+
+    def verify(self, token: str) -> jwt.Token:
+        """Signature check against published keys; claims are the caller's to validate.
+        Raises joserfc errors (alg=none and unknown algorithms are refused by the allow-list)."""
+        self._refresh()
+        return jwt.decode(token, self._public, algorithms=["ES256", "RS256"])
+
+
+def _view(row: SigningKey) -> KeyView:
+    return KeyView(kid=row.kid, alg=row.alg, public_jwk=dict(row.public_jwk),
+                   activate_at=aware(row.activate_at),
+                   retire_after=aware(row.retire_after) if row.retire_after else None,
+                   created_at=aware(row.created_at))
+
+
+def _view_with(v: KeyView, retire_after: datetime | None) -> KeyView:
+    return KeyView(v.kid, v.alg, v.public_jwk, v.activate_at, retire_after, v.created_at)
+
+
+def _active_kids(views: list[KeyView], now: datetime) -> dict[str, str]:
+    """Per algorithm, the most recently activated key whose activation time has come."""
+    active: dict[str, KeyView] = {}
+    for v in views:
+        if v.activate_at <= now and (v.alg not in active or v.activate_at >= active[v.alg].activate_at):
+            active[v.alg] = v
+    return {alg: v.kid for alg, v in active.items()}

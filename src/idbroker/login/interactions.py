@@ -1,0 +1,50 @@
+"""Pending authorization requests, parked while the user logs in or consents."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+
+from ..security import random_token
+from ..store.db import Database, aware, utcnow
+from ..store.models import Interaction
+
+
+class Interactions:
+    def __init__(self, db: Database, ttl: int):
+        self.db = db
+        self.ttl = ttl
+
+    def create(self, client_id: str, params: dict[str, Any]) -> Interaction:
+        now = utcnow()
+        row = Interaction(id=random_token(24), client_id=client_id, params=params, login_sid=None,
+                          consented=False, created_at=now, expires_at=now + timedelta(seconds=self.ttl))
+        with self.db.session() as s:
+            s.execute(delete(Interaction).where(Interaction.expires_at < now))
+            s.add(row)
+        return row
+
+    def get(self, interaction_id: str | None) -> Interaction | None:
+        if not interaction_id or len(interaction_id) > 64:
+            return None
+        with self.db.session(write=False) as s:
+            row = s.get(Interaction, interaction_id)
+        if row is None or aware(row.expires_at) <= utcnow():
+            return None
+        return row
+
+    def mark(self, interaction_id: str, *, login_sid: str | None = None, consented: bool | None = None) -> None:
+        with self.db.session() as s:
+            row = s.get(Interaction, interaction_id)
+            if row is None:
+                return
+            if login_sid is not None:
+                row.login_sid = login_sid
+            if consented is not None:
+                row.consented = consented
+
+    def finish(self, interaction_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(delete(Interaction).where(Interaction.id == interaction_id))

@@ -1,0 +1,171 @@
+"""An authorization request from arrival to response: which prompt the user must pass
+(login, account selection, consent), and the response once they have (OIDC Core §3.1.2)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..oauth2 import authorize_checks
+from ..oauth2 import constants as c
+from ..oauth2.errors import (
+    BadAuthorizationRequest,
+    ConsentRequiredError,
+    LoginRequiredError,
+    OAuth2Error,
+)
+from ..oauth2.grants.base import ttl
+from ..oauth2.responses import authorization_response
+from ..oidc.claims import user_claims
+from ..store.db import aware
+from .consents import Consents
+from .interactions import Interactions
+
+if TYPE_CHECKING:
+    from ..oauth2.authorize_checks import AuthorizationRequest
+    from ..provider import Provider
+    from ..store.models import BrowserSession, Interaction, User
+    from ..web.templating import Pages
+
+
+class Journey:
+    def __init__(self, provider: Provider, pages: Pages):
+        self.provider = provider
+        self.pages = pages
+        self.interactions = Interactions(provider.db, provider.settings.interaction_ttl)
+        self.consents = Consents(provider.db)
+        name = provider.settings.cookie_name
+        self.session_cookie = f"{name}_session"
+        self.interaction_cookie = f"{name}_interaction"
+
+    # -- entry points ----------------------------------------------------------------------------
+    def start(self, request: Request, params: dict[str, str]) -> Response:
+        """The authorization endpoint, for GET and POST."""
+        try:
+            req = authorize_checks.validate(self.provider, params)
+        except BadAuthorizationRequest as bad:
+            return self.error_page(bad.message, bad.status_code)
+        except OAuth2Error as err:
+            return self.redirect_error(err.request, err)  # type: ignore[attr-defined]
+        return self.proceed(request, req, None)
+
+    def resume(self, request: Request, interaction_id: str | None) -> Response:
+        """Back from the login or consent page."""
+        interaction = self.interactions.get(interaction_id)
+        if interaction is None or request.cookies.get(self.interaction_cookie) != interaction.id:
+            return self.error_page("This sign-in request has expired. Go back to the application and "
+                                   "start again.", 400)
+        try:
+            req = authorize_checks.validate(self.provider, interaction.params)
+        except BadAuthorizationRequest as bad:
+            return self.error_page(bad.message, bad.status_code)
+        except OAuth2Error as err:
+            return self.redirect_error(err.request, err)  # type: ignore[attr-defined]
+        return self.proceed(request, req, interaction)
+
+    # -- decisions -------------------------------------------------------------------------------
+    def current(self, request: Request) -> tuple[BrowserSession, User] | None:
+        return self.provider.sessions.lookup(request.cookies.get(self.session_cookie))
+
+    def proceed(self, request: Request, req: AuthorizationRequest, interaction: Interaction | None) -> Response:
+        assert req.client is not None
+        found = self.current(request)
+        logged_in_here = found is not None and interaction is not None and interaction.login_sid == found[0].sid
+        if not logged_in_here:
+            if "none" in req.prompt:
+                if found is None or self._needs_fresh_login(req, found[0]):
+                    return self.redirect_error(req, LoginRequiredError("the user is not signed in"))
+            elif found is None or self._needs_fresh_login(req, found[0]) or "login" in req.prompt \
+                    or "select_account" in req.prompt:
+                return self.park(req, interaction, "login")
+        assert found is not None
+        session, user = found
+        consent_needed = not req.client.first_party and (
+            ("consent" in req.prompt and not (interaction and interaction.consented))
+            or not (self.consents.covers(user.id, req.client.client_id, req.scopes)
+                    or (interaction and interaction.consented)))
+        if consent_needed:
+            if "none" in req.prompt:
+                return self.redirect_error(req, ConsentRequiredError("the user has not consented"))
+            return self.park(req, interaction, "consent")
+        response = self.issue(req, session, user)
+        if interaction is not None:
+            self.interactions.finish(interaction.id)
+            response.delete_cookie(self.interaction_cookie, path="/")
+        return response
+
+    def _needs_fresh_login(self, req: AuthorizationRequest, session: BrowserSession) -> bool:
+        if req.max_age is None:
+            return False
+        return time.time() - aware(session.auth_time).timestamp() > req.max_age  # OIDC Core §3.1.2.1
+
+    def park(self, req: AuthorizationRequest, interaction: Interaction | None, prompt: str) -> Response:
+        assert req.client is not None
+        if interaction is None:
+            interaction = self.interactions.create(req.client.client_id, req.params)
+        target = self.provider.settings.issuer + f"/{prompt}?" + urlencode({"interaction": interaction.id})
+        response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+        response.set_cookie(self.interaction_cookie, interaction.id, httponly=True,
+                            secure=self.provider.settings.secure_cookies, samesite="lax", path="/",
+                            max_age=self.provider.settings.interaction_ttl)
+        return response
+
+    # -- the response ------------------------------------------------------------------------
+    def issue(self, req: AuthorizationRequest, session: BrowserSession, user: User) -> Response:
+        client = req.client
+        assert client is not None
+        p = self.provider
+        offline = c.SCOPE_OFFLINE in req.scopes
+        grant = p.grants.create_grant(
+            client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
+            auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
+            ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
+                    ttl(p, client, "access_token_ttl"), p.settings.code_ttl))
+        p.sessions.add_client(session.sid, client.client_id)
+        out: dict[str, str] = {}
+        code = access_token = None
+        if req.response_type == c.RESPONSE_CODE:
+            code = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"), nonce=req.nonce,
+                                        code_challenge=req.code_challenge, ttl=p.settings.code_ttl)
+            out["code"] = code
+        auth_time = int(aware(session.auth_time).timestamp())
+        if req.response_type == c.RESPONSE_ID_TOKEN_TOKEN:
+            at = p.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
+                                       ttl=ttl(p, client, "access_token_ttl"), grant_id=grant.id,
+                                       auth_time=auth_time, acr=session.acr, amr=list(session.amr),
+                                       sid=session.sid)
+            access_token = at.token
+            out.update(access_token=at.token, token_type="Bearer", expires_in=str(at.expires_in),
+                       scope=req.scope)
+        if req.implicit:
+            # OIDC Core §5.4: with no access token to fetch userinfo, the claims go in the ID token.
+            extra: dict[str, Any] = {} if access_token else user_claims(user, req.scopes)
+            out["id_token"] = p.id_tokens.issue(
+                client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
+                ttl=ttl(p, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce, sid=session.sid,
+                acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
+        return authorization_response(self.pages, req.redirect_uri, req.response_mode, out,
+                                      issuer=p.issuer, state=req.state)
+
+    def redirect_error(self, req: AuthorizationRequest, err: OAuth2Error) -> Response:
+        """RFC 6749 §4.1.2.1: the redirect URI is trusted by now."""
+        return authorization_response(self.pages, req.redirect_uri, req.response_mode, err.as_dict(),
+                                      issuer=self.provider.issuer, state=req.state)
+
+    def error_page(self, message: str, status: int) -> Response:
+        return self.pages.render("error.html", status=status, message=message)
+
+    # -- used by the login and consent views ----------------------------------------------------
+    def request_of(self, interaction: Interaction) -> AuthorizationRequest | None:
+        try:
+            return authorize_checks.validate(self.provider, interaction.params)
+        except (BadAuthorizationRequest, OAuth2Error):
+            return None
+
+    def resume_url(self, interaction_id: str) -> str:
+        return self.provider.settings.issuer + "/oauth2/authorize/resume?" + urlencode(
+            {"interaction": interaction_id})

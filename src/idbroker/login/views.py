@@ -1,0 +1,143 @@
+"""The login, consent and signed-in pages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..oauth2 import constants as c
+from ..oauth2.errors import AccessDeniedError
+from ..web.csrf import Csrf
+
+if TYPE_CHECKING:
+    from ..store.models import Interaction
+    from .journey import Journey
+
+SCOPE_TEXT = {
+    "openid": "Confirm your identity",
+    "profile": "Your name and profile details",
+    "email": "Your email address",
+    "phone": "Your phone number",
+    "address": "Your postal address",
+    "offline_access": "Stay connected when you are not using it",
+}
+LOGIN_FAILED = "Incorrect email or password."
+
+
+class LoginViews:
+    def __init__(self, journey: Journey, csrf: Csrf):
+        self.journey = journey
+        self.provider = journey.provider
+        self.pages = journey.pages
+        self.csrf = csrf
+
+    def _page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        token, fresh = self.csrf.token(request)
+        response = self.pages.render(template, status=status, csrf_token=token, **context)
+        self.csrf.set_cookie(response, fresh)
+        return response
+
+    def _interaction(self, request: Request, value: str | None) -> tuple[Interaction | None, Any]:
+        interaction = self.journey.interactions.get(value)
+        if interaction is None:
+            return None, None
+        req = self.journey.request_of(interaction)
+        return (interaction, req) if req is not None else (None, None)
+
+    def _login_context(self, request: Request, interaction: Interaction | None, req: Any) -> dict[str, Any]:
+        found = self.journey.current(request)
+        return {
+            "interaction": interaction.id if interaction else "",
+            "client": req.client if req else None,
+            "login_hint": req.params.get("login_hint", "") if req else "",
+            "current_user": found[1] if found and req and "select_account" in req.prompt else None,
+        }
+
+    # -- login -------------------------------------------------------------------------------------
+    async def login_form(self, request: Request) -> Response:
+        value = request.query_params.get("interaction")
+        interaction, req = self._interaction(request, value)
+        if value and interaction is None:
+            return self.journey.error_page("This sign-in request has expired. Go back to the application "
+                                           "and start again.", 400)
+        return self._page(request, "login/login.html", **self._login_context(request, interaction, req))
+
+    async def login_submit(self, request: Request) -> Response:
+        form = await request.form()
+        interaction, req = self._interaction(request, str(form.get("interaction") or "") or None)
+        context = self._login_context(request, interaction, req)
+        if form.get("interaction") and interaction is None:
+            return self.journey.error_page("This sign-in request has expired. Go back to the application "
+                                           "and start again.", 400)
+        if not self.csrf.valid(request, str(form.get("csrf_token") or "")):
+            return self._page(request, "login/login.html", 400, error="Your form expired. Please try again.",
+                              **context)
+        if form.get("action") == "continue":
+            found = self.journey.current(request)
+            if found is None or interaction is None:
+                return self._page(request, "login/login.html", 400, error="Please sign in.", **context)
+            self.journey.interactions.mark(interaction.id, login_sid=found[0].sid)
+            return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
+        email = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        user = await run_in_threadpool(self.provider.users.authenticate, email, password) \
+            if email and password else None
+        if user is None:
+            context["login_hint"] = email
+            return self._page(request, "login/login.html", 401, error=LOGIN_FAILED, **context)
+        previous = self.journey.current(request)
+        cookie, session = await run_in_threadpool(
+            self.provider.sessions.create, user, ["pwd"], c.ACR_PASSWORD,
+            user_agent=request.headers.get("user-agent"), ip=request.client.host if request.client else None)
+        if previous is not None:
+            await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
+        if interaction is not None:
+            self.journey.interactions.mark(interaction.id, login_sid=session.sid)
+            target = self.journey.resume_url(interaction.id)
+        else:
+            target = self.provider.issuer + "/"
+        response = RedirectResponse(target, status_code=303)
+        self.set_session_cookie(response, cookie)
+        return response
+
+    def set_session_cookie(self, response: Response, value: str) -> None:
+        response.set_cookie(self.journey.session_cookie, value, httponly=True,
+                            secure=self.provider.settings.secure_cookies, samesite="lax", path="/")
+
+    # -- consent -------------------------------------------------------------------------------
+    async def consent_form(self, request: Request) -> Response:
+        interaction, req = self._interaction(request, request.query_params.get("interaction"))
+        found = self.journey.current(request)
+        if interaction is None or found is None:
+            return self.journey.error_page("This sign-in request has expired. Go back to the application "
+                                           "and start again.", 400)
+        return self._page(request, "login/consent.html", interaction=interaction.id, client=req.client,
+                          user=found[1], scopes=[(s, SCOPE_TEXT.get(s, s)) for s in req.scopes])
+
+    async def consent_submit(self, request: Request) -> Response:
+        form = await request.form()
+        interaction, req = self._interaction(request, str(form.get("interaction") or ""))
+        found = self.journey.current(request)
+        if interaction is None or found is None:
+            return self.journey.error_page("This sign-in request has expired. Go back to the application "
+                                           "and start again.", 400)
+        if not self.csrf.valid(request, str(form.get("csrf_token") or "")):
+            return self.journey.error_page("Your form expired. Go back to the application and start again.",
+                                           400)
+        if form.get("decision") != "allow":
+            self.journey.interactions.finish(interaction.id)
+            return self.journey.redirect_error(req, AccessDeniedError("the user denied the request"))
+        user = found[1]
+        await run_in_threadpool(self.journey.consents.remember, user.id, req.client.client_id, req.scopes)
+        self.journey.interactions.mark(interaction.id, consented=True)
+        return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
+
+    # -- signed-in home --------------------------------------------------------------------------
+    async def home(self, request: Request) -> Response:
+        found = self.journey.current(request)
+        if found is None:
+            return RedirectResponse(self.provider.issuer + "/login", status_code=303)
+        return self._page(request, "login/home.html", user=found[1])

@@ -1,0 +1,207 @@
+"""The checks of an authorization request, in the order the specifications apply them.
+
+The first two (client, redirect URI) raise ``BadAuthorizationRequest``: until both are trusted an
+error must not be redirected (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6). Every later check raises an
+``OAuth2Error`` that is returned to the client at its redirect URI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import constants as c
+from . import pkce
+from .errors import (
+    BadAuthorizationRequest,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+    RequestNotSupportedError,
+    RequestUriNotSupportedError,
+    UnauthorizedClientError,
+    UnsupportedResponseTypeError,
+)
+
+if TYPE_CHECKING:
+    from ..provider import Provider
+    from ..store.models import Client
+
+MAX_PARAM = 4096
+
+
+@dataclass
+class AuthorizationRequest:
+    params: dict[str, str]
+    client: Client | None = None
+    redirect_uri: str = ""
+    response_type: str = ""
+    response_mode: str = "query"
+    scopes: list[str] = field(default_factory=list)
+    state: str | None = None
+    nonce: str | None = None
+    prompt: set[str] = field(default_factory=set)
+    max_age: int | None = None
+    code_challenge: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return " ".join(self.scopes)
+
+    @property
+    def is_oidc(self) -> bool:
+        return c.SCOPE_OPENID in self.scopes
+
+    @property
+    def implicit(self) -> bool:
+        return self.response_type in (c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
+
+
+Check = Callable[["Provider", AuthorizationRequest], None]
+
+
+def check_parameters(provider: Provider, req: AuthorizationRequest) -> None:
+    for key, value in req.params.items():
+        if len(value) > MAX_PARAM:
+            raise BadAuthorizationRequest(f"parameter {key} is too long")
+    req.state = req.params.get("state")
+
+
+def check_client(provider: Provider, req: AuthorizationRequest) -> None:
+    client_id = req.params.get("client_id")
+    if not client_id:
+        raise BadAuthorizationRequest("The request has no client_id.")
+    req.client = provider.clients.get(client_id)
+    if req.client is None:
+        raise BadAuthorizationRequest("The application that sent you here is not registered.")
+
+
+def check_redirect_uri(provider: Provider, req: AuthorizationRequest) -> None:
+    """RFC 6749 §3.1.2.3 / OIDC Core §3.1.2.1: exact match against a registered URI."""
+    assert req.client is not None
+    registered = req.client.redirect_uris
+    uri = req.params.get("redirect_uri")
+    if uri is None:
+        if c.SCOPE_OPENID in req.params.get("scope", "").split() or len(registered) != 1:
+            raise BadAuthorizationRequest("The request has no redirect_uri.")
+        uri = registered[0]
+    if uri not in registered:
+        raise BadAuthorizationRequest("The redirect_uri is not registered for this application.")
+    req.redirect_uri = uri
+    # Errors from here on are redirected; pick the mode they travel in.
+    rt = req.params.get("response_type", "")
+    req.response_mode = "fragment" if rt and rt != c.RESPONSE_CODE else "query"
+    mode = req.params.get("response_mode")
+    if mode in c.RESPONSE_MODES and not (mode == "query" and req.response_mode == "fragment"):
+        req.response_mode = mode
+
+
+def check_request_object(provider: Provider, req: AuthorizationRequest) -> None:
+    if "request" in req.params:
+        raise RequestNotSupportedError("request objects are not supported")
+    if "request_uri" in req.params:
+        raise RequestUriNotSupportedError("request_uri is not supported")
+
+
+def check_response_type(provider: Provider, req: AuthorizationRequest) -> None:
+    assert req.client is not None
+    raw = req.params.get("response_type")
+    if not raw:
+        raise InvalidRequestError("response_type is required")
+    normalised = " ".join(sorted(raw.split(), key=lambda t: {"code": 0, "id_token": 1, "token": 2}.get(t, 3)))
+    if normalised not in (c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN):
+        raise UnsupportedResponseTypeError(f"response_type {raw!r} is not supported")
+    if normalised not in req.client.response_types:
+        raise UnauthorizedClientError(f"this client may not use response_type {normalised!r}")
+    req.response_type = normalised
+
+
+def check_response_mode(provider: Provider, req: AuthorizationRequest) -> None:
+    mode = req.params.get("response_mode")
+    if mode is None:
+        return
+    if mode not in c.RESPONSE_MODES:
+        raise InvalidRequestError(f"response_mode {mode!r} is not supported")
+    if mode == "query" and req.implicit:
+        # OAuth 2.0 Multiple Response Types §5: tokens must never travel in the query.
+        raise InvalidRequestError("response_mode query is not allowed with this response_type")
+
+
+def check_scope(provider: Provider, req: AuthorizationRequest) -> None:
+    assert req.client is not None
+    asked = list(dict.fromkeys(req.params.get("scope", "").split()))
+    if not asked:
+        raise InvalidScopeError("scope is required")
+    refused = [s for s in asked if s not in req.client.scopes]
+    if refused:
+        raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")
+    if req.implicit and c.SCOPE_OPENID not in asked:
+        raise InvalidScopeError("the openid scope is required for this response_type")
+    if c.SCOPE_OFFLINE in asked and (req.response_type != c.RESPONSE_CODE
+                                     or c.GRANT_REFRESH_TOKEN not in req.client.grant_types):
+        asked.remove(c.SCOPE_OFFLINE)  # OIDC Core §11: ignored when no code is returned
+    req.scopes = asked
+
+
+def check_nonce(provider: Provider, req: AuthorizationRequest) -> None:
+    req.nonce = req.params.get("nonce")
+    if req.implicit and not req.nonce:
+        raise InvalidRequestError("nonce is required for the implicit flow (OIDC Core §3.2.2.1)")
+
+
+def check_pkce(provider: Provider, req: AuthorizationRequest) -> None:
+    assert req.client is not None
+    if req.response_type != c.RESPONSE_CODE:
+        return
+    challenge = req.params.get("code_challenge")
+    pkce.check_challenge(challenge, req.params.get("code_challenge_method"), required=req.client.public)
+    req.code_challenge = challenge
+
+
+def check_prompt(provider: Provider, req: AuthorizationRequest) -> None:
+    prompts = set(req.params.get("prompt", "").split())
+    unknown = prompts - set(c.PROMPTS)
+    if unknown:
+        raise InvalidRequestError(f"unsupported prompt value {' '.join(sorted(unknown))}")
+    if "none" in prompts and len(prompts) > 1:
+        raise InvalidRequestError("prompt=none cannot be combined with other values (OIDC Core §3.1.2.1)")
+    req.prompt = prompts
+
+
+def check_max_age(provider: Provider, req: AuthorizationRequest) -> None:
+    raw = req.params.get("max_age")
+    if raw is None:
+        return
+    if not raw.isdigit() or len(raw) > 10:
+        raise InvalidRequestError("max_age must be a non-negative integer")
+    req.max_age = int(raw)
+
+
+# Spec order. Registering a check here is the only way to add one.
+CHECKS: tuple[Check, ...] = (
+    check_parameters,
+    check_client,
+    check_redirect_uri,
+    check_request_object,
+    check_response_type,
+    check_response_mode,
+    check_scope,
+    check_nonce,
+    check_pkce,
+    check_prompt,
+    check_max_age,
+)
+
+
+def validate(provider: Provider, params: dict[str, Any]) -> AuthorizationRequest:
+    """Runs every check. An OAuth2Error raised after the redirect URI is trusted carries the
+    request in ``err.request`` so the caller can redirect it."""
+    req = AuthorizationRequest(params=params)
+    for check in CHECKS:
+        try:
+            check(provider, req)
+        except OAuth2Error as err:
+            err.request = req  # type: ignore[attr-defined]
+            raise
+    return req

@@ -1,0 +1,57 @@
+"""RFC 7662 token introspection, for authenticated confidential clients (resource servers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...store.db import aware, utcnow
+from ..errors import InvalidRequestError, InvalidTokenError, OAuth2Error
+from .common import error_response, json_response, provider_of, read_form
+
+INACTIVE = {"active": False}
+AT_FIELDS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "auth_time", "acr", "amr", "sid")
+
+
+async def introspect_endpoint(request: Request) -> Response:
+    provider = provider_of(request)
+    try:
+        form = await read_form(request)
+
+        def run() -> dict[str, Any]:
+            provider.client_auth.authenticate(request.headers.get("authorization"), form, allow_public=False)
+            token = form.get("token")
+            if not token:
+                raise InvalidRequestError("token is required")
+            return introspect(provider, token, form.get("token_type_hint"))
+
+        body = await run_in_threadpool(run)
+    except OAuth2Error as err:
+        return error_response(err)
+    return json_response(body)
+
+
+def introspect(provider, token: str, hint: str | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    if token.count(".") == 2:
+        try:
+            claims = provider.access_tokens.validate(token)
+        except InvalidTokenError:
+            return INACTIVE
+        body = {"active": True, "token_type": "Bearer"}
+        body.update({k: claims[k] for k in AT_FIELDS if k in claims})
+        return body
+    found = provider.grants.find_refresh_token(token)
+    if found is None:
+        return INACTIVE
+    rt, grant = found
+    if rt.used_at is not None or grant.revoked_at is not None or aware(rt.expires_at) <= utcnow():
+        return INACTIVE
+    user = provider.users.by_id(grant.user_id)
+    if user is None or user.disabled:
+        return INACTIVE
+    return {"active": True, "token_type": "refresh_token", "scope": rt.scope, "client_id": rt.client_id,
+            "sub": user.sub, "iss": provider.issuer, "exp": int(aware(rt.expires_at).timestamp()),
+            "iat": int(aware(rt.created_at).timestamp())}

@@ -1,0 +1,32 @@
+"""RFC 6749 §3.2 token endpoint: authenticate the client, hand off to the grant handler."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import InvalidRequestError, OAuth2Error, UnsupportedGrantTypeError
+from ..grants import GRANTS
+from .common import error_response, json_response, provider_of, read_form
+
+
+async def token_endpoint(request: Request) -> Response:
+    provider = provider_of(request)
+    try:
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise InvalidRequestError("grant_type is required")
+        handler = GRANTS.get(grant_type)
+        if handler is None:
+            raise UnsupportedGrantTypeError(f"grant type {grant_type!r} is not supported")
+
+        def run() -> dict:
+            auth = provider.client_auth.authenticate(request.headers.get("authorization"), form)
+            return handler.handle(provider, auth.client, form)
+
+        body = await run_in_threadpool(run)
+    except OAuth2Error as err:
+        return error_response(err)
+    return json_response(body)

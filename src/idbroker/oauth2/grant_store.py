@@ -1,0 +1,161 @@
+"""Persistence of grants, authorization codes, refresh tokens and revoked access tokens.
+
+A *grant* is one authorization a user gave a client; every code, refresh token and access token
+issued from it names it, so revoking the grant (code replay, refresh reuse, logout, revocation)
+ends the whole family at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from ..security import random_token, sha256_hex
+from ..store.db import Database, aware, utcnow
+from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken
+
+
+@dataclass
+class CodeRedemption:
+    code: AuthorizationCode | None
+    grant: Grant | None
+    replayed: bool = False
+
+
+@dataclass
+class RefreshRotation:
+    old: RefreshToken | None
+    grant: Grant | None
+    new_token: str | None = None
+    reused: bool = False
+
+
+class GrantStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- grants --------------------------------------------------------------------------------
+    def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
+                     auth_time: datetime, amr: list[str], acr: str | None, ttl: int) -> Grant:
+        now = utcnow()
+        grant = Grant(id=random_token(16), client_id=client_id, user_id=user_id, sid=sid, scope=scope,
+                      auth_time=auth_time, amr=amr, acr=acr, created_at=now,
+                      expires_at=now + timedelta(seconds=ttl), revoked_at=None)
+        with self.db.session() as s:
+            s.add(grant)
+        return grant
+
+    def is_grant_active(self, grant_id: str) -> bool:
+        with self.db.session(write=False) as s:
+            row = s.execute(select(Grant.revoked_at).where(Grant.id == grant_id)).first()
+        return row is not None and row[0] is None
+
+    def revoke_grant(self, grant_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+                      .values(revoked_at=utcnow()))
+
+    def revoke_session_grants(self, sid: str, *, keep_offline: bool = True) -> None:
+        """At logout: end the grants of the session, except offline_access ones when asked."""
+        with self.db.session() as s:
+            for grant in s.scalars(select(Grant).where(Grant.sid == sid, Grant.revoked_at.is_(None))):
+                if keep_offline and "offline_access" in grant.scope.split():
+                    continue
+                grant.revoked_at = utcnow()
+
+    def grants_of(self, user_id: int, client_id: str) -> list[Grant]:
+        with self.db.session(write=False) as s:
+            return list(s.scalars(select(Grant).where(Grant.user_id == user_id,
+                                                      Grant.client_id == client_id)))
+
+    # -- authorization codes ----------------------------------------------------------------
+    def create_code(self, grant: Grant, *, redirect_uri: str | None, nonce: str | None,
+                    code_challenge: str | None, ttl: int) -> str:
+        code = random_token(32)
+        now = utcnow()
+        with self.db.session() as s:
+            s.add(AuthorizationCode(code_hash=sha256_hex(code), grant_id=grant.id, client_id=grant.client_id,
+                                    redirect_uri=redirect_uri, nonce=nonce, code_challenge=code_challenge,
+                                    created_at=now, expires_at=now + timedelta(seconds=ttl), used_at=None))
+        return code
+
+    def redeem_code(self, code: str) -> CodeRedemption:
+        """Marks the code used, atomically: of two concurrent redemptions exactly one wins.
+        A second presentation is reported as a replay and revokes the grant (RFC 6749 §4.1.2)."""
+        code_hash = sha256_hex(code)
+        with self.db.session() as s:
+            won = s.execute(update(AuthorizationCode)
+                            .where(AuthorizationCode.code_hash == code_hash,
+                                   AuthorizationCode.used_at.is_(None))
+                            .values(used_at=utcnow())).rowcount == 1
+            row = s.get(AuthorizationCode, code_hash)
+            if row is None:
+                return CodeRedemption(None, None)
+            grant = s.get(Grant, row.grant_id)
+            if not won:
+                if grant is not None and grant.revoked_at is None:
+                    grant.revoked_at = utcnow()
+                return CodeRedemption(row, grant, replayed=True)
+            return CodeRedemption(row, grant)
+
+    # -- refresh tokens (rotation with reuse detection, OAuth 2.0 Security BCP §4.14) -----------
+    def create_refresh_token(self, grant: Grant, *, scope: str, ttl: int) -> tuple[str, datetime]:
+        token = random_token(32)
+        now = utcnow()
+        expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
+        with self.db.session() as s:
+            s.add(RefreshToken(token_hash=sha256_hex(token), grant_id=grant.id, client_id=grant.client_id,
+                               scope=scope, created_at=now, expires_at=expires, used_at=None))
+        return token, expires
+
+    def find_refresh_token(self, token: str) -> tuple[RefreshToken, Grant] | None:
+        with self.db.session(write=False) as s:
+            found = s.execute(select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
+                              .where(RefreshToken.token_hash == sha256_hex(token))).first()
+        return (found[0], found[1]) if found else None
+
+    def rotate_refresh_token(self, token: str, *, scope: str | None, ttl: int) -> RefreshRotation:
+        """Uses `token` once and issues its successor in the same transaction. Presenting a used
+        token again revokes the whole family."""
+        token_hash = sha256_hex(token)
+        now = utcnow()
+        with self.db.session() as s:
+            won = s.execute(update(RefreshToken)
+                            .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
+                            .values(used_at=now)).rowcount == 1
+            old = s.get(RefreshToken, token_hash)
+            if old is None:
+                return RefreshRotation(None, None)
+            grant = s.get(Grant, old.grant_id)
+            if not won:
+                if grant is not None and grant.revoked_at is None:
+                    grant.revoked_at = now
+                return RefreshRotation(old, grant, reused=True)
+            if grant is None or grant.revoked_at is not None or aware(old.expires_at) <= now:
+                return RefreshRotation(old, grant)
+            new = random_token(32)
+            expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
+            s.add(RefreshToken(token_hash=sha256_hex(new), grant_id=grant.id, client_id=grant.client_id,
+                               scope=scope or old.scope, created_at=now, expires_at=expires, used_at=None))
+            return RefreshRotation(old, grant, new_token=new)
+
+    # -- access-token revocation list ------------------------------------------------------
+    def revoke_jti(self, jti: str, expires_at: datetime) -> None:
+        with self.db.session() as s:
+            if s.get(RevokedToken, jti) is None:
+                s.add(RevokedToken(jti=jti, expires_at=expires_at))
+
+    def is_jti_revoked(self, jti: str) -> bool:
+        with self.db.session(write=False) as s:
+            return s.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def purge_expired(self) -> None:
+        now = utcnow()
+        with self.db.session() as s:
+            s.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - timedelta(hours=1)))
+            s.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
+            s.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+            s.execute(delete(Grant).where(Grant.expires_at < now))

@@ -1,0 +1,76 @@
+"""JWT access tokens (RFC 9068): issued without a database write, checked against revocation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.errors import JoseError
+
+from ..keys.keystore import KeyStore
+from ..security import random_token
+from . import constants as c
+from .errors import InvalidTokenError
+from .grant_store import GrantStore
+
+
+@dataclass
+class IssuedAccessToken:
+    token: str
+    expires_in: int
+    claims: dict[str, Any]
+
+
+class AccessTokens:
+    def __init__(self, issuer: str, keys: KeyStore, grants: GrantStore):
+        self.issuer = issuer
+        self.keys = keys
+        self.grants = grants
+
+    def issue(self, *, client_id: str, sub: str, scope: str, ttl: int, audience: str | list[str] | None = None,
+              grant_id: str | None = None, auth_time: int | None = None, acr: str | None = None,
+              amr: list[str] | None = None, sid: str | None = None) -> IssuedAccessToken:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "sub": sub, "aud": audience or self.issuer, "client_id": client_id,
+            "iat": now, "exp": now + ttl, "jti": random_token(16),
+        }
+        if scope:
+            claims["scope"] = scope
+        if grant_id:
+            claims["gid"] = grant_id  # the grant (token family): revoking it ends this token
+        if auth_time is not None:
+            claims["auth_time"] = auth_time
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = amr
+        if sid:
+            claims["sid"] = sid
+        return IssuedAccessToken(self.keys.sign(claims, typ=c.TYP_ACCESS_TOKEN), ttl, claims)
+
+    def validate(self, token: str) -> dict[str, Any]:
+        """Claims of a live access token issued here, or InvalidTokenError (RFC 6750 §3.1)."""
+        if not token or token.count(".") != 2 or len(token) > 8192:
+            raise InvalidTokenError("The access token is malformed")
+        try:
+            decoded = self.keys.verify(token)
+        except (JoseError, ValueError) as exc:
+            raise InvalidTokenError("The access token is invalid", detail=str(exc)) from None
+        if decoded.header.get("typ", "").lower() not in (c.TYP_ACCESS_TOKEN, "application/at+jwt"):
+            raise InvalidTokenError("The token is not an access token")  # RFC 9068 §4
+        claims = decoded.claims
+        now = time.time()
+        if claims.get("iss") != self.issuer:
+            raise InvalidTokenError("The access token was not issued here")
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp <= now:
+            raise InvalidTokenError("The access token expired")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or self.grants.is_jti_revoked(jti):
+            raise InvalidTokenError("The access token was revoked")
+        gid = claims.get("gid")
+        if gid is not None and not self.grants.is_grant_active(gid):
+            raise InvalidTokenError("The access token was revoked")
+        return claims

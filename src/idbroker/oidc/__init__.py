@@ -1,0 +1,1 @@
+"""OpenID Connect layers: discovery, JWKS, ID tokens, claims, userinfo, logout."""

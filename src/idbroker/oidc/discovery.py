@@ -1,0 +1,56 @@
+"""OpenID Connect Discovery 1.0 §3 provider metadata, with RFC 8414 fields."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..oauth2 import constants as c
+from .claims import SUPPORTED_CLAIMS
+
+if TYPE_CHECKING:
+    from ..provider import Provider
+
+
+def metadata(provider: Provider) -> dict[str, Any]:
+    e = provider.endpoint
+    auth_methods = [c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT, c.AUTH_NONE]
+    return {
+        "issuer": provider.issuer,
+        "authorization_endpoint": e("authorize"),
+        "token_endpoint": e("token"),
+        "userinfo_endpoint": e("userinfo"),
+        "jwks_uri": e("jwks"),
+        "revocation_endpoint": e("revoke"),
+        "introspection_endpoint": e("introspect"),
+        "end_session_endpoint": e("logout"),
+        "scopes_supported": list(c.STANDARD_SCOPES),
+        "response_types_supported": [c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN],
+        "response_modes_supported": list(c.RESPONSE_MODES),
+        "grant_types_supported": [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN,
+                                  c.GRANT_CLIENT_CREDENTIALS, c.GRANT_IMPLICIT],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+        "userinfo_signing_alg_values_supported": ["none"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods[:3],
+        "code_challenge_methods_supported": [c.PKCE_S256],
+        "claims_supported": SUPPORTED_CLAIMS,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "prompt_values_supported": list(c.PROMPTS),
+        "acr_values_supported": [c.ACR_PASSWORD],
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+        "ui_locales_supported": ["en"],
+        "claim_types_supported": ["normal"],
+    }
+
+
+def metadata_bytes(provider: Provider) -> bytes:
+    return json.dumps(metadata(provider), separators=(",", ":")).encode()

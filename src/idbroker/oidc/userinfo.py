@@ -1,0 +1,56 @@
+"""OIDC Core §5.3 UserInfo endpoint, Bearer token per RFC 6750 (header or form body)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..oauth2.endpoints.common import json_response, provider_of, read_form
+from ..oauth2.errors import InsufficientScopeError, InvalidRequestError, InvalidTokenError, OAuth2Error
+from .claims import user_claims
+
+
+def _challenge(err: OAuth2Error | None) -> str:
+    """RFC 6750 §3: WWW-Authenticate with the error when there was a token."""
+    if err is None:
+        return 'Bearer realm="idbroker"'
+    return f'Bearer realm="idbroker", error="{err.error}", error_description="{err.description}"'
+
+
+async def userinfo_endpoint(request: Request) -> Response:
+    provider = provider_of(request)
+    try:
+        token = None
+        header = request.headers.get("authorization")
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise InvalidRequestError("the Authorization header must use the Bearer scheme")
+            token = value.strip()
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            form = await read_form(request)
+            if "access_token" in form:
+                if token is not None:
+                    raise InvalidRequestError("send the access token in one place only (RFC 6750 §2)")
+                token = form["access_token"]
+        if token is None:
+            return Response(status_code=401, headers={"WWW-Authenticate": _challenge(None),
+                                                      "Cache-Control": "no-store"})
+
+        def run() -> dict:
+            claims = provider.access_tokens.validate(token)
+            scopes = claims.get("scope", "").split()
+            if "openid" not in scopes:
+                raise InsufficientScopeError("the access token lacks the openid scope")
+            user = provider.users.by_sub(claims["sub"])
+            if user is None or user.disabled:
+                raise InvalidTokenError("the user of this token is no longer active")
+            return user_claims(user, scopes)
+
+        body = await run_in_threadpool(run)
+    except OAuth2Error as err:
+        status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) else 400
+        return json_response(err.as_dict(), status, {"WWW-Authenticate": _challenge(err)})
+    return json_response(body)

@@ -1,0 +1,68 @@
+"""The services of one running broker, built once from settings and shared by every request."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from .accounts.passwords import Passwords
+from .accounts.sessions import SessionService
+from .accounts.users import UserService
+from .clients.registry import ClientRegistry
+from .keys.keystore import KeyStore
+from .oauth2.client_auth import ClientAuthenticator
+from .oauth2.grant_store import GrantStore
+from .oauth2.tokens import AccessTokens
+from .oidc.id_token import IdTokens
+from .security import KeyedHasher, derive_key
+from .settings import Settings
+from .store.db import Database
+
+
+class Provider:
+    def __init__(self, settings: Settings, db: Database | None = None):
+        settings.ensure_secret_key()
+        self.settings = settings
+        self.issuer = settings.issuer
+        self.db = db or Database(settings.resolved_database_url)
+        master = settings.secret_bytes()
+        self.csrf_key = derive_key(master, "idbroker csrf")
+        max_ttl = max(settings.access_token_ttl, settings.id_token_ttl, 3600)
+        self.keys = KeyStore(self.db, master, default_alg=settings.signing_alg,
+                             activation_delay=settings.key_activation_delay, max_token_ttl=max_ttl,
+                             cache_seconds=settings.cache_seconds)
+        self.clients = ClientRegistry(self.db, KeyedHasher(derive_key(master, "idbroker client secrets")),
+                                      cache_seconds=settings.cache_seconds)
+        self.grants = GrantStore(self.db)
+        self.access_tokens = AccessTokens(self.issuer, self.keys, self.grants)
+        self.id_tokens = IdTokens(self.issuer, self.keys)
+        self.client_auth = ClientAuthenticator(self.clients, self.endpoint("token"), self.issuer)
+
+    def endpoint(self, name: str) -> str:
+        return self.issuer + ENDPOINTS[name]
+
+    @cached_property
+    def passwords(self) -> Passwords:
+        s = self.settings
+        return Passwords(s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism)
+
+    @cached_property
+    def users(self) -> UserService:
+        return UserService(self.db, self.passwords)
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        return SessionService(self.db, self.settings.session_ttl)
+
+
+ENDPOINTS = {
+    "authorize": "/oauth2/authorize",
+    "token": "/oauth2/token",
+    "userinfo": "/oauth2/userinfo",
+    "revoke": "/oauth2/revoke",
+    "introspect": "/oauth2/introspect",
+    "logout": "/oauth2/logout",
+    "jwks": "/.well-known/jwks.json",
+    "discovery": "/.well-known/openid-configuration",
+    "login": "/login",
+    "consent": "/consent",
+}

@@ -1,0 +1,202 @@
+"""Every option of the broker, with its default, read from TOML and ``IDBROKER_*`` variables.
+
+Precedence: built-in defaults < TOML file (``--config`` or ``IDBROKER_CONFIG``) < environment.
+A TOML key ``token.access_token_ttl`` maps to the variable ``IDBROKER_ACCESS_TOKEN_TTL``: the
+file may group options in tables, the environment uses the flat option name.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "IDBROKER_"
+SIGNING_ALGS = ("ES256", "RS256")
+
+
+class SettingsError(Exception):
+    """Configuration is invalid; ``problems`` holds one clear message per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass
+class Settings:
+    # Public URL of the broker: the `iss` of every token. No trailing slash.
+    issuer: str = "http://127.0.0.1:8000"
+    # SQLAlchemy URL. Empty means SQLite in `data_dir`.
+    database_url: str = ""
+    # Where the embedded SQLite database and the generated secret key live.
+    data_dir: str = "data"
+    # 32+ random bytes, base64url. Encrypts signing keys at rest and keys client-secret hashes,
+    # CSRF tokens and cookies. Empty: generated once into `data_dir/secret.key`.
+    secret_key: str = ""
+    # Algorithm of newly generated signing keys.
+    signing_alg: str = "ES256"
+    # Seconds between publishing a rotated key in JWKS and signing with it.
+    key_activation_delay: int = 300
+    # Seconds a worker keeps keys and clients cached before re-reading the store.
+    cache_seconds: int = 5
+    # Token lifetimes in seconds (a client may override the first three).
+    access_token_ttl: int = 3600
+    id_token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 86400
+    code_ttl: int = 60
+    # Browser session lifetime and the pending-login (interaction) lifetime, in seconds.
+    session_ttl: int = 14 * 86400
+    interaction_ttl: int = 900
+    # argon2id parameters; raising them rehashes a user's password at their next login.
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    # Cookie name prefix.
+    cookie_name: str = "idbroker"
+    # Timeout for back-channel logout deliveries, seconds.
+    backchannel_timeout: float = 5.0
+    # Log level for the `idbroker` logger.
+    log_level: str = "INFO"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'idbroker.db'}"
+
+    def secret_bytes(self) -> bytes:
+        return _b64decode(self.secret_key)
+
+    def ensure_secret_key(self) -> None:
+        """Load or create `data_dir/secret.key` when no secret key is configured."""
+        if self.secret_key:
+            return
+        path = Path(self.data_dir) / "secret.key"
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        self.secret_key = value
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"issuer must be an absolute http(s) URL, got {self.issuer!r}")
+        elif parts.query or parts.fragment:
+            problems.append("issuer must not have a query or fragment (OIDC Discovery §3)")
+        elif self.issuer.endswith("/"):
+            problems.append("issuer must not end with '/'")
+        elif parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            problems.append("issuer must use https except on localhost")
+        if self.signing_alg not in SIGNING_ALGS:
+            problems.append(f"signing_alg must be one of {', '.join(SIGNING_ALGS)}, got {self.signing_alg!r}")
+        if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):
+            problems.append("database_url must be a sqlite:// or postgresql+psycopg:// URL")
+        if self.secret_key:
+            try:
+                if len(_b64decode(self.secret_key)) < 32:
+                    problems.append("secret_key must decode to at least 32 bytes")
+            except ValueError:
+                problems.append("secret_key must be base64url")
+        for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl", "session_ttl",
+                     "interaction_ttl", "cache_seconds", "argon2_time_cost", "argon2_parallelism"):
+            if getattr(self, name) <= 0 and name != "cache_seconds":
+                problems.append(f"{name} must be a positive integer")
+        if self.code_ttl > 600:
+            problems.append("code_ttl must be at most 600 seconds (RFC 6749 §4.1.2)")
+        if self.argon2_memory_kib < 8 * 1024:
+            problems.append("argon2_memory_kib must be at least 8192")
+        if self.key_activation_delay < 0:
+            problems.append("key_activation_delay must be zero or positive")
+        if problems:
+            raise SettingsError(problems)
+
+
+def _b64decode(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except Exception as exc:  # binascii.Error
+        raise ValueError(str(exc)) from exc
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
+    kind = type(getattr(Settings(), name))
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be {kind.__name__}, got {raw!r}")
+        return None
+
+
+def _flatten(data: dict[str, Any], out: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in _FIELDS:
+            _flatten(value, out)
+        else:
+            out[key] = value
+
+
+def load_settings(config_file: str | None = None, env: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Build validated settings; raises SettingsError listing every problem."""
+    env = dict(os.environ if env is None else env)
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise SettingsError([f"config file {path} does not exist"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError([f"config file {path} is not valid TOML: {exc}"]) from None
+        flat: dict[str, Any] = {}
+        _flatten(raw, flat)
+        for key, value in flat.items():
+            if key not in _FIELDS:
+                problems.append(f"unknown option {key!r} in {path}")
+                continue
+            values[key] = _coerce(key, value, problems)
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name.startswith("test_"):
+            continue  # the test harness's own variables
+        if name not in _FIELDS:
+            problems.append(f"unknown environment variable {key}")
+            continue
+        values[name] = _coerce(name, value, problems)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if problems:
+        raise SettingsError(problems)
+    settings = Settings(**values)
+    settings.validate()
+    return settings

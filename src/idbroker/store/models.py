@@ -1,0 +1,181 @@
+"""SQLAlchemy 2 models. Every secret-bearing column stores a hash or ciphertext, never the value."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]]
+    private_jwe: Mapped[str] = mapped_column(Text)  # JWE (dir, A256GCM) of the private JWK
+    created_at: Mapped[datetime]
+    # Published in JWKS from created_at; signs from activate_at until a newer key activates;
+    # stays published until retire_after (every token it signed has expired).
+    activate_at: Mapped[datetime]
+    retire_after: Mapped[datetime | None]
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    client_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    secret_hash: Mapped[str | None] = mapped_column(String(128))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    redirect_uris: Mapped[list[str]]
+    post_logout_redirect_uris: Mapped[list[str]]
+    grant_types: Mapped[list[str]]
+    response_types: Mapped[list[str]]
+    scopes: Mapped[list[str]]
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    logo_uri: Mapped[str | None] = mapped_column(String(2048))
+    logback_uri: Mapped[str | None] = mapped_column(String(2048))
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # for private_key_jwt
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="ES256")
+    access_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    id_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    @property
+    def public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sub: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(512))
+    given_name: Mapped[str | None] = mapped_column(String(255))
+    family_name: Mapped[str | None] = mapped_column(String(255))
+    middle_name: Mapped[str | None] = mapped_column(String(255))
+    nickname: Mapped[str | None] = mapped_column(String(255))
+    preferred_username: Mapped[str | None] = mapped_column(String(255))
+    picture: Mapped[str | None] = mapped_column(String(2048))
+    website: Mapped[str | None] = mapped_column(String(2048))
+    gender: Mapped[str | None] = mapped_column(String(64))
+    birthdate: Mapped[str | None] = mapped_column(String(10))
+    zoneinfo: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    phone_number: Mapped[str | None] = mapped_column(String(32))
+    phone_number_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    groups: Mapped[list[str]]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class BrowserSession(Base):
+    """A signed-in browser. The cookie holds a random value; the table keeps its SHA-256."""
+
+    __tablename__ = "sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)  # public id: id_token `sid`
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime]
+    amr: Mapped[list[str]]
+    acr: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SessionClient(Base):
+    """Clients that received tokens in a session: whom to notify at logout."""
+
+    __tablename__ = "session_clients"
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"),
+                                           primary_key=True)
+
+
+class Interaction(Base):
+    """A pending authorization request while the user logs in or consents."""
+
+    __tablename__ = "interactions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]]
+    login_sid: Mapped[str | None] = mapped_column(String(64))  # set once the user logged in here
+    consented: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Grant(Base):
+    """What a user allowed a client in one authorization: the family of every token issued from it."""
+
+    __tablename__ = "grants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[datetime]
+    amr: Mapped[list[str]]
+    acr: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(255))
+    redirect_uri: Mapped[str | None] = mapped_column(String(2048))  # as sent, None when omitted
+    nonce: Mapped[str | None] = mapped_column(String(512))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(255))
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class RevokedToken(Base):
+    """Revoked JWT access tokens, by jti, kept until they would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"),
+                                           primary_key=True)
+    scopes: Mapped[list[str]]
+    granted_at: Mapped[datetime]
+
+
+Index("ix_grants_user_client", Grant.user_id, Grant.client_id)

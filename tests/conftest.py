@@ -1,0 +1,215 @@
+"""Fixtures shared by every suite: a provider on SQLite and on PostgreSQL, an HTTP client
+against the ASGI app, and helpers to register clients and users.
+
+Storage-backed tests are parametrised over both stores (``store`` param ids ``sqlite`` and
+``postgres``); PostgreSQL comes from IDBROKER_TEST_POSTGRES_URL (an admin URL: a database per
+run is created and dropped). ``./test`` always sets it, starting a throwaway server if needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from idbroker.app import create_app
+from idbroker.clients.metadata import ClientMetadata
+from idbroker.provider import Provider
+from idbroker.settings import Settings
+from idbroker.store.db import Database
+from idbroker.store.migrate import upgrade
+from idbroker.store.models import Base
+
+ISSUER = "http://127.0.0.1:8000"
+PASSWORD = "correct horse battery staple"
+TEST_SECRET = base64.urlsafe_b64encode(b"k" * 32).rstrip(b"=").decode()
+
+
+def _postgres_admin_url() -> str | None:
+    return os.environ.get("IDBROKER_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Database]]:
+    """One migrated database per store for the whole run."""
+    dbs: dict[str, Database] = {}
+    sqlite_path = tmp_path_factory.mktemp("sqlite") / "idbroker.db"
+    dbs["sqlite"] = Database(f"sqlite:///{sqlite_path}")
+    admin_url = _postgres_admin_url()
+    created = None
+    if admin_url:
+        created = f"idbroker_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{created}"'))
+        admin.dispose()
+        dbs["postgres"] = Database(admin_url.rsplit("/", 1)[0] + f"/{created}")
+    for db in dbs.values():
+        upgrade(db.engine)
+    yield dbs
+    for db in dbs.values():
+        db.dispose()
+    if created:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, _databases: dict[str, Database]) -> Database:
+    if request.param not in _databases:
+        pytest.skip("IDBROKER_TEST_POSTGRES_URL is not set (./test sets it)")
+    db = _databases[request.param]
+    with db.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    return db
+
+
+def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(issuer=ISSUER, data_dir=str(tmp_path), secret_key=TEST_SECRET,
+                                  argon2_memory_kib=8192, argon2_time_cost=1, cache_seconds=0)
+    values.update(overrides)
+    settings = Settings(**values)
+    settings.validate()
+    return settings
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings for its tests."""
+    return {}
+
+
+@pytest.fixture
+def provider(database: Database, tmp_path: Any, settings_overrides: dict[str, Any]) -> Provider:
+    p = Provider(make_settings(tmp_path, **settings_overrides), db=database)
+    p.keys.ensure()
+    return p
+
+
+@pytest.fixture
+def app(provider: Provider):  # type: ignore[no-untyped-def]
+    return create_app(provider=provider)
+
+
+@pytest.fixture
+def http(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+        yield client
+
+
+@dataclass
+class RegisteredClient:
+    client_id: str
+    secret: str | None
+    redirect_uri: str
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        assert self.secret is not None
+        return (self.client_id, self.secret)
+
+
+@pytest.fixture
+def register(provider: Provider):  # type: ignore[no-untyped-def]
+    def _register(client_id: str = "app", **fields: Any) -> RegisteredClient:
+        fields.setdefault("redirect_uris", ["https://app.example/cb"])
+        fields.setdefault("post_logout_redirect_uris", ["https://app.example/bye"])
+        meta = ClientMetadata(client_id=client_id, **fields)
+        row, secret = provider.clients.create(meta)
+        return RegisteredClient(client_id, secret, (fields["redirect_uris"] or [""])[0])
+
+    return _register
+
+
+@pytest.fixture
+def user(provider: Provider):  # type: ignore[no-untyped-def]
+    return provider.users.create("alice@example.com", PASSWORD, email_verified=True, given_name="Alice",
+                                 family_name="Liddell", phone_number="+15555550100",
+                                 address={"country": "GB"})
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+INTERACTION_RE = re.compile(r'name="interaction" value="([^"]*)"')
+
+
+def form_fields(html: str) -> dict[str, str]:
+    return {"csrf_token": CSRF_RE.search(html).group(1),  # type: ignore[union-attr]
+            "interaction": INTERACTION_RE.search(html).group(1)}  # type: ignore[union-attr]
+
+
+def query_of(location: str) -> dict[str, str]:
+    parts = urlsplit(location)
+    return {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def fragment_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).fragment).items()}
+
+
+class Flow:
+    """Drives the browser side of an authorization request through the real pages."""
+
+    def __init__(self, http: TestClient):
+        self.http = http
+
+    def follow(self, response: Any) -> Any:
+        """Follows redirects that stay on the broker; stops at the client's redirect URI."""
+        while response.status_code in (302, 303) and response.headers["location"].startswith(ISSUER):
+            response = self.http.get(response.headers["location"])
+        return response
+
+    def authorize(self, **params: str) -> Any:
+        return self.follow(self.http.get("/oauth2/authorize", params=params))
+
+    def login(self, page: Any, email: str = "alice@example.com", password: str = PASSWORD) -> Any:
+        assert page.status_code == 200 and 'autocomplete="current-password"' in page.text, page.text
+        fields = form_fields(page.text)
+        return self.follow(self.http.post("/login", data={**fields, "username": email, "password": password}))
+
+    def consent(self, page: Any, decision: str = "allow") -> Any:
+        assert 'action="/consent"' in page.text, page.text
+        fields = form_fields(page.text)
+        return self.follow(self.http.post("/consent", data={**fields, "decision": decision}))
+
+    def code_flow(self, client: RegisteredClient, *, scope: str = "openid profile email", nonce: str | None = "n-1",
+                  state: str = "st-1", consent: bool = True, **extra: str) -> tuple[dict[str, str], str]:
+        """Full login → consent → code; returns (redirect query params, PKCE verifier)."""
+        verifier, challenge = pkce_pair()
+        params = dict(client_id=client.client_id, redirect_uri=client.redirect_uri, response_type="code",
+                      scope=scope, state=state, code_challenge=challenge, code_challenge_method="S256", **extra)
+        if nonce:
+            params["nonce"] = nonce
+        page = self.authorize(**params)
+        if page.status_code == 200 and 'autocomplete="current-password"' in page.text:
+            page = self.login(page)
+        if consent and page.status_code == 200 and 'action="/consent"' in page.text:
+            page = self.consent(page)
+        assert page.status_code == 303, page.text
+        location = page.headers["location"]
+        assert location.startswith(client.redirect_uri), location
+        return query_of(location), verifier
+
+
+@pytest.fixture
+def flow(http: TestClient) -> Flow:
+    return Flow(http)
