@@ -16,10 +16,15 @@ class OAuth2Error(Exception):
         if status_code is not None:
             self.status_code = status_code
 
+    @property
+    def safe_description(self) -> str:
+        """RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E."""
+        return "".join(ch for ch in self.description if 0x20 <= ord(ch) <= 0x7E and ch not in '"\\')
+
     def as_dict(self) -> dict[str, str]:
         body = {"error": self.error}
         if self.description:
-            body["error_description"] = self.description
+            body["error_description"] = self.safe_description
         return body
 
 

@@ -15,7 +15,7 @@ def _challenge(err: OAuth2Error | None) -> str:
     """RFC 6750 §3: WWW-Authenticate with the error when there was a token."""
     if err is None:
         return 'Bearer realm="idbroker"'
-    return f'Bearer realm="idbroker", error="{err.error}", error_description="{err.description}"'
+    return f'Bearer realm="idbroker", error="{err.error}", error_description="{err.safe_description}"'
 
 
 async def userinfo_endpoint(request: Request) -> Response:
