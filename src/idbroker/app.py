@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         assert settings is not None
         provider = Provider(settings)
     settings = provider.settings
+    log.setLevel(settings.log_level.upper())
     pages = Pages()
     journey = Journey(provider, pages)
     csrf = Csrf(provider.csrf_key, f"{settings.cookie_name}_csrf", settings.secure_cookies)

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,7 +64,6 @@ class Settings:
     backchannel_timeout: float = 5.0
     # Log level for the `idbroker` logger.
     log_level: str = "INFO"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -124,6 +123,8 @@ class Settings:
             problems.append("code_ttl must be at most 600 seconds (RFC 6749 §4.1.2)")
         if self.argon2_memory_kib < 8 * 1024:
             problems.append("argon2_memory_kib must be at least 8192")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.key_activation_delay < 0:
             problems.append("key_activation_delay must be zero or positive")
         if problems:
@@ -137,7 +138,7 @@ def _b64decode(value: str) -> bytes:
         raise ValueError(str(exc)) from exc
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
 def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
