@@ -26,7 +26,8 @@ def test_invalid_metadata(fields, problem):
 
 def test_valid_variants():
     ClientMetadata(client_id="c", redirect_uris=["http://127.0.0.1:5000/cb"]).validate()
-    ClientMetadata(client_id="c", redirect_uris=["com.example.app:/oauth"], token_endpoint_auth_method="none").validate()
+    ClientMetadata(client_id="c", redirect_uris=["com.example.app:/oauth"],
+                   token_endpoint_auth_method="none").validate()
     m = ClientMetadata(client_id="c", redirect_uris=["https://a.example/cb"], response_types=["code", "id_token"])
     m.validate()
     assert "implicit" in m.grant_types  # implied by the response types

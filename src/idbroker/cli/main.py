@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from ..accounts.users import UserError
 from ..clients.metadata import ClientMetadata, InvalidClientMetadata
 from ..clients.registry import ClientExists, ClientNotFound, metadata_of
 from ..oauth2 import constants as c
+from ..settings import Settings
 from . import context as ctx
 
 app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
@@ -43,6 +45,10 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     from granian import Granian
     from granian.constants import Interfaces
 
+    if ctx.settings().issuer == Settings.issuer and "IDBROKER_ISSUER" not in os.environ:
+        # No issuer configured: the local address is the issuer (development).
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        os.environ["IDBROKER_ISSUER"] = f"http://{local}:{port}"
     p = ctx.provider()
     p.keys.ensure()
     ctx.console.print(f"idbroker serving issuer [bold]{p.issuer}[/] on http://{host}:{port} "
