@@ -30,6 +30,7 @@ from .oidc.logout import Logout
 from .oidc.userinfo import userinfo_endpoint
 from .provider import Provider
 from .settings import Settings
+from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
 from .web.templating import Pages
 
@@ -55,12 +56,11 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         yield
 
     async def openid_configuration(request: Request) -> Response:
-        return Response(discovery, media_type="application/json",
-                        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+        return Response(discovery, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})
 
     async def jwks(request: Request) -> Response:
         return Response(provider.keys.jwks_bytes(), media_type="application/jwk-set+json",
-                        headers={"Cache-Control": "public, max-age=60", "Access-Control-Allow-Origin": "*"})
+                        headers={"Cache-Control": "public, max-age=60"})
 
     async def authorize(request: Request) -> Response:
         try:
@@ -100,5 +100,6 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/healthz", health, methods=["GET"]),
     ]
     app.router.routes.extend(routes)
+    app.add_middleware(CorsMiddleware)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
     return app

@@ -124,6 +124,25 @@ def test_prompt_login_forces_reauthentication(http, flow, register, user):
     assert r.status_code == 303 and "code=" in r.headers["location"]
 
 
+def test_select_account_offers_the_current_account(http, flow, register, user):
+    client = register(first_party=True)
+    flow.code_flow(client)
+    page = flow.authorize(**_params(client, prompt="select_account"))
+    assert "Continue as alice@example.com" in page.text and 'autocomplete="current-password"' in page.text
+    fields = form_fields(page.text.split('value="continue"')[0])
+    r = flow.follow(http.post("/login", data={**fields, "action": "continue"}))
+    assert r.status_code == 303 and "code=" in r.headers["location"]
+
+
+def test_per_client_access_token_lifetime(http, flow, register, user):
+    client = register(first_party=True, access_token_ttl=120)
+    q, verifier = flow.code_flow(client)
+    body = http.post("/oauth2/token", auth=client.basic, data={
+        "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
+        "code_verifier": verifier}).json()
+    assert body["expires_in"] == 120
+
+
 def test_max_age_zero_forces_login_and_prompt_none_fails(http, flow, register, user):
     client = register(first_party=True)
     flow.code_flow(client)

@@ -88,3 +88,16 @@ def test_retired_key_is_kept_for_the_longest_token_lifetime(provider):
     retired = [k for k, st in provider.keys.list() if k.kid in old]
     assert retired[0].retire_after is not None
     assert retired[0].retire_after - retired[0].activate_at >= timedelta(seconds=3600)
+
+
+def test_cors_for_browser_apps_on_back_channel_endpoints_only(http):
+    origin = {"Origin": "https://spa.example"}
+    r = http.options("/oauth2/token", headers={**origin, "Access-Control-Request-Method": "POST",
+                                               "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "*"
+    r = http.get("/.well-known/jwks.json", headers=origin)
+    assert r.headers["access-control-allow-origin"] == "*"
+    r = http.post("/oauth2/token", headers=origin, data={"grant_type": "client_credentials"})
+    assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "*"
+    r = http.get("/login", headers=origin)
+    assert "access-control-allow-origin" not in r.headers

@@ -55,8 +55,10 @@ def test_clients_lifecycle(cli):
     listed = json.loads(cli("clients", "list", "--json").output)
     assert [c["client_id"] for c in listed] == ["imp", "spa", "web"]
     assert all("client_secret" not in c and "secret_hash" not in c for c in listed)
-    updated = json.loads(cli("clients", "update", "web", "--name", "Web 2", "--rotate-secret", "--json").output)
+    updated = json.loads(cli("clients", "update", "web", "--name", "Web 2", "--rotate-secret",
+                             "--access-token-ttl", "300", "--json").output)
     assert updated["name"] == "Web 2" and updated["client_secret"] != out["client_secret"]
+    assert updated["access_token_ttl"] == 300
     bad = cli("clients", "update", "web", "--redirect-uri", "http://evil.example/cb", ok=False)
     assert bad.exit_code == 1 and "https" in bad.output
     dup = cli("clients", "add", "--client-id", "web", "--redirect-uri", "https://x.example/cb", ok=False)

@@ -61,6 +61,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 
 # -- clients ------------------------------------------------------------------------------------
 Multi = Annotated[list[str] | None, typer.Option()]
+Ttl = Annotated[int | None, typer.Option(help="Lifetime in seconds for this client (default: global setting).")]
 
 
 def _client_row(row: Any, secret: str | None = None) -> dict[str, Any]:
@@ -113,6 +114,7 @@ def clients_add(
     auth_method: Annotated[str | None, typer.Option(help="Token endpoint auth method.")] = None,
     jwks_file: Annotated[str | None, typer.Option(help="Public JWKS file for private_key_jwt.")] = None,
     id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
+    access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a client. Confidential clients get a generated secret, printed once."""
@@ -128,7 +130,8 @@ def clients_add(
                                               ([c.RESPONSE_CODE] if c.GRANT_AUTHORIZATION_CODE in grants else [])),
                           first_party=first_party, logo_uri=logo_uri, logback_uri=logback_uri,
                           backchannel_logout_uri=backchannel_logout_uri, jwks=_jwks(jwks_file),
-                          id_token_signed_response_alg=id_token_alg)
+                          id_token_signed_response_alg=id_token_alg, access_token_ttl=access_token_ttl,
+                          id_token_ttl=id_token_ttl, refresh_token_ttl=refresh_token_ttl)
     if scope:
         meta.scopes = list(scope)
     try:
@@ -153,6 +156,7 @@ def clients_update(
     auth_method: Annotated[str | None, typer.Option()] = None,
     jwks_file: Annotated[str | None, typer.Option()] = None,
     id_token_alg: Annotated[str | None, typer.Option()] = None,
+    access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -162,7 +166,8 @@ def clients_update(
         "grant_types": grant_type, "response_types": response_type, "scopes": scope, "name": name,
         "logo_uri": logo_uri, "logback_uri": logback_uri, "backchannel_logout_uri": backchannel_logout_uri,
         "first_party": first_party, "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
-        "id_token_signed_response_alg": id_token_alg}.items() if v is not None}
+        "id_token_signed_response_alg": id_token_alg, "access_token_ttl": access_token_ttl,
+        "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl}.items() if v is not None}
     try:
         row, secret = ctx.provider().clients.update(client_id, changes, new_secret=rotate_secret)
     except InvalidClientMetadata as exc:
