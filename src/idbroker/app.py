@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.staticfiles import StaticFiles
 
 from .login.journey import Journey
 from .login.views import LoginViews
@@ -32,7 +30,9 @@ from .provider import Provider
 from .settings import Settings
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
+from .web.i18n import match
 from .web.templating import Pages
+from .web.theme import LayeredStaticFiles, theme_css, theme_dir
 
 log = logging.getLogger("idbroker")
 
@@ -43,7 +43,9 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         provider = Provider(settings)
     settings = provider.settings
     log.setLevel(settings.log_level.upper())
-    pages = Pages()
+    pages = Pages(theme_dir=theme_dir(settings), default_locale=settings.default_locale,
+                  cookie_name=settings.cookie_name)
+    pages.env.globals["theme_logo"] = settings.theme_logo_url
     journey = Journey(provider, pages)
     csrf = Csrf(provider.csrf_key, f"{settings.cookie_name}_csrf", settings.secure_cookies)
     views = LoginViews(journey, csrf)
@@ -69,11 +71,29 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
             else:
                 params = unique_params(list(request.query_params.multi_items()))
         except OAuth2Error as err:
-            return journey.error_page(err.description, 400)
+            return journey.error_page(request, err.description, 400)
         return await run_in_threadpool(journey.start, request, params)
 
     async def resume(request: Request) -> Response:
         return await run_in_threadpool(journey.resume, request, request.query_params.get("interaction"))
+
+    async def stylesheet(request: Request) -> Response:
+        client = provider.clients.get(request.query_params.get("client", "")) \
+            if request.query_params.get("client") else None
+        css = theme_css(settings, client.branding if client is not None else None)
+        return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=300"})
+
+    async def choose_language(request: Request) -> Response:
+        """The selector on every page: remember the choice, go back where the user was."""
+        lang = match(request.query_params.get("lang"))
+        target = request.query_params.get("next") or "/"
+        if not target.startswith("/") or target.startswith("//") or "\\" in target:
+            target = "/"  # local paths only: never an open redirect
+        response = RedirectResponse(settings.issuer + target, status_code=303)
+        if lang:
+            response.set_cookie(pages.lang_cookie, lang, max_age=365 * 86400, httponly=True,
+                                secure=settings.secure_cookies, samesite="lax", path="/")
+        return response
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -97,9 +117,11 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/consent", views.consent_form, methods=["GET"]),
         Route("/consent", views.consent_submit, methods=["POST"]),
         Route("/", views.home, methods=["GET"]),
+        Route("/theme.css", stylesheet, methods=["GET"]),
+        Route("/language", choose_language, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]
     app.router.routes.extend(routes)
     app.add_middleware(CorsMiddleware)
-    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
+    app.mount("/static", LayeredStaticFiles(pages.static_dirs), name="static")
     return app

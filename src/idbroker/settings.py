@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "IDBROKER_"
+_COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
 SIGNING_ALGS = ("ES256", "RS256")
 
 
@@ -64,6 +66,47 @@ class Settings:
     backchannel_timeout: float = 5.0
     # Log level for the `idbroker` logger.
     log_level: str = "INFO"
+
+    # -- mail ----------------------------------------------------------------------------------
+    # "console" (development: logged and written as .eml files to mail_dir) or "smtp".
+    mail_backend: str = "console"
+    mail_from: str = "idbroker <no-reply@localhost>"
+    mail_dir: str = ""  # default: data_dir/mail
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls, ssl or none
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = 10.0
+
+    # -- sign-up, verification, recovery ----------------------------------------------------
+    signup_enabled: bool = True
+    # Users must verify their address before the broker returns them to an application.
+    require_email_verification: bool = True
+    # Profile fields asked at sign-up: given_name, family_name, locale, and custom attributes.
+    signup_fields: list[str] = dataclasses.field(default_factory=lambda: ["given_name", "family_name"])
+    # Custom attributes as "name:type" (type text or bool), e.g. "newsletter:bool".
+    custom_attributes: list[str] = dataclasses.field(default_factory=list)
+    password_min_length: int = 8
+    password_max_length: int = 128
+    verification_ttl: int = 900
+    reset_ttl: int = 1800
+    resend_interval: int = 60
+
+    # -- terms of service ---------------------------------------------------------------------
+    # Empty: no terms. Changing the version makes every user accept the new text.
+    terms_version: str = ""
+    terms_file: str = ""  # plain text or Markdown-like text shown on the terms page
+
+    # -- look and languages -----------------------------------------------------------------
+    themes_dir: str = ""  # operator templates/CSS/images overriding the built-in ones
+    theme: str = ""       # a theme folder under themes_dir
+    theme_primary_color: str = "#2557d6"
+    theme_background: str = "#f4f5f7"
+    theme_font: str = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif'
+    theme_radius: str = "8px"
+    theme_logo_url: str = ""
+    default_locale: str = "en"
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -123,6 +166,32 @@ class Settings:
             problems.append("code_ttl must be at most 600 seconds (RFC 6749 §4.1.2)")
         if self.argon2_memory_kib < 8 * 1024:
             problems.append("argon2_memory_kib must be at least 8192")
+        if self.mail_backend not in ("console", "smtp"):
+            problems.append("mail_backend must be console or smtp")
+        if self.smtp_security not in ("starttls", "ssl", "none"):
+            problems.append("smtp_security must be starttls, ssl or none")
+        if not 1 <= self.smtp_port <= 65535:
+            problems.append("smtp_port must be a TCP port")
+        if self.password_min_length < 8:
+            problems.append("password_min_length must be at least 8 (NIST SP 800-63B)")
+        if self.password_max_length < 64 or self.password_max_length < self.password_min_length:
+            problems.append("password_max_length must be at least 64 and at least password_min_length")
+        for field_name in self.signup_fields:
+            if field_name not in ("given_name", "family_name", "locale", "phone_number") and \
+                    field_name not in [a.split(":")[0] for a in self.custom_attributes]:
+                problems.append(f"signup field {field_name!r} is neither a standard field nor a custom attribute")
+        for attr in self.custom_attributes:
+            attr_name, _, kind = attr.partition(":")
+            if not attr_name.isidentifier() or kind not in ("text", "bool"):
+                problems.append(f"custom attribute {attr!r} must be name:text or name:bool")
+        if self.terms_version and self.terms_file and not Path(self.terms_file).is_file():
+            problems.append(f"terms_file {self.terms_file} does not exist")
+        if not _COLOR_RE.match(self.theme_primary_color) or not _COLOR_RE.match(self.theme_background):
+            problems.append("theme colours must be #rgb or #rrggbb")
+        if any(ch in self.theme_font + self.theme_radius for ch in ";{}<>\\"):
+            problems.append("theme_font and theme_radius must not contain ; { } < > or backslashes")
+        if self.theme and (not self.themes_dir or not (Path(self.themes_dir) / self.theme).is_dir()):
+            problems.append(f"theme {self.theme!r} is not a folder of themes_dir")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.key_activation_delay < 0:
@@ -146,6 +215,16 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
     try:
+        if kind is bool:
+            if str(raw).strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is list:
+            if isinstance(raw, str):
+                return [item.strip() for item in raw.split(",") if item.strip()]
+            raise ValueError(raw)
         if kind is int:
             return int(raw)
         if kind is float:

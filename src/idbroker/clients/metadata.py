@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -39,6 +40,9 @@ class ClientMetadata:
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    branding: dict | None = None
+    hidden_from_dashboard: bool = False
+    signup_enabled: bool | None = None
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -85,6 +89,7 @@ class ClientMetadata:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be positive")
+        problems += _check_branding(self.branding)
         if problems:
             raise InvalidClientMetadata(problems)
 
@@ -111,3 +116,22 @@ def _check_redirect(uri: str, *, implicit: bool, what: str = "redirect URI") -> 
         return [f"{what} {uri!r}: custom schemes must be reverse-DNS names (RFC 8252 §7.1) "
                 f"and are not allowed for implicit clients"]
     return []
+
+
+BRANDING_KEYS = {"primary_color", "background", "theme"}
+COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+
+
+def _check_branding(branding: dict | None) -> list[str]:
+    """Client-supplied look is validated strictly: it ends up in CSS."""
+    if not branding:
+        return []
+    problems = [f"unknown branding key {k!r}" for k in branding if k not in BRANDING_KEYS]
+    for key in ("primary_color", "background"):
+        value = branding.get(key)
+        if value is not None and (not isinstance(value, str) or not COLOR_RE.match(value)):
+            problems.append(f"branding {key} must be a #rgb or #rrggbb colour")
+    theme = branding.get("theme")
+    if theme is not None and (not isinstance(theme, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", theme)):
+        problems.append("branding theme must be a theme folder name")
+    return problems

@@ -22,8 +22,11 @@ from ..oauth2.grants.base import ttl
 from ..oauth2.responses import authorization_response
 from ..oidc.claims import user_claims
 from ..store.db import aware
+from ..web.i18n import N_
 from .consents import Consents
 from .interactions import Interactions
+
+EXPIRED = N_("This sign-in request has expired. Go back to the application and start again.")
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -48,23 +51,22 @@ class Journey:
         try:
             req = authorize_checks.validate(self.provider, params)
         except BadAuthorizationRequest as bad:
-            return self.error_page(bad.message, bad.status_code)
+            return self.error_page(request, bad.message, bad.status_code)
         except OAuth2Error as err:
-            return self.redirect_error(err.request, err)  # type: ignore[attr-defined]
+            return self.redirect_error(request, err.request, err)  # type: ignore[attr-defined]
         return self.proceed(request, req, None)
 
     def resume(self, request: Request, interaction_id: str | None) -> Response:
         """Back from the login or consent page."""
         interaction = self.interactions.get(interaction_id)
         if interaction is None or request.cookies.get(self.interaction_cookie) != interaction.id:
-            return self.error_page("This sign-in request has expired. Go back to the application and "
-                                   "start again.", 400)
+            return self.error_page(request, EXPIRED, 400)
         try:
             req = authorize_checks.validate(self.provider, interaction.params)
         except BadAuthorizationRequest as bad:
-            return self.error_page(bad.message, bad.status_code)
+            return self.error_page(request, bad.message, bad.status_code)
         except OAuth2Error as err:
-            return self.redirect_error(err.request, err)  # type: ignore[attr-defined]
+            return self.redirect_error(request, err.request, err)  # type: ignore[attr-defined]
         return self.proceed(request, req, interaction)
 
     # -- decisions -------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ class Journey:
         if not logged_in_here:
             if "none" in req.prompt:
                 if found is None or self._needs_fresh_login(req, found[0]):
-                    return self.redirect_error(req, LoginRequiredError("the user is not signed in"))
+                    return self.redirect_error(request, req, LoginRequiredError("the user is not signed in"))
             elif found is None or self._needs_fresh_login(req, found[0]) or "login" in req.prompt \
                     or "select_account" in req.prompt:
                 return self.park(req, interaction, "login")
@@ -90,9 +92,9 @@ class Journey:
                     or (interaction and interaction.consented)))
         if consent_needed:
             if "none" in req.prompt:
-                return self.redirect_error(req, ConsentRequiredError("the user has not consented"))
+                return self.redirect_error(request, req, ConsentRequiredError("the user has not consented"))
             return self.park(req, interaction, "consent")
-        response = self.issue(req, session, user)
+        response = self.issue(request, req, session, user)
         if interaction is not None:
             self.interactions.finish(interaction.id)
             response.delete_cookie(self.interaction_cookie, path="/")
@@ -115,7 +117,7 @@ class Journey:
         return response
 
     # -- the response ------------------------------------------------------------------------
-    def issue(self, req: AuthorizationRequest, session: BrowserSession, user: User) -> Response:
+    def issue(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User) -> Response:
         client = req.client
         assert client is not None
         p = self.provider
@@ -148,16 +150,17 @@ class Journey:
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
                 ttl=ttl(p, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce, sid=session.sid,
                 acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
-        return authorization_response(self.pages, req.redirect_uri, req.response_mode, out,
+        return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
                                       issuer=p.issuer, state=req.state)
 
-    def redirect_error(self, req: AuthorizationRequest, err: OAuth2Error) -> Response:
+    def redirect_error(self, request: Request, req: AuthorizationRequest, err: OAuth2Error) -> Response:
         """RFC 6749 §4.1.2.1: the redirect URI is trusted by now."""
-        return authorization_response(self.pages, req.redirect_uri, req.response_mode, err.as_dict(),
+        return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, err.as_dict(),
                                       issuer=self.provider.issuer, state=req.state)
 
-    def error_page(self, message: str, status: int) -> Response:
-        return self.pages.render("error.html", status=status, message=message)
+    def error_page(self, request: Request, message: str, status: int) -> Response:
+        """`message` is a message id (translated on the page) or developer-facing text."""
+        return self.pages.render(request, "error.html", status=status, message=message)
 
     # -- used by the login and consent views ----------------------------------------------------
     def request_of(self, interaction: Interaction) -> AuthorizationRequest | None:

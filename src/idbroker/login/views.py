@@ -11,20 +11,24 @@ from starlette.responses import RedirectResponse, Response
 from ..oauth2 import constants as c
 from ..oauth2.errors import AccessDeniedError
 from ..web.csrf import Csrf
+from ..web.i18n import N_
+from .journey import EXPIRED
 
 if TYPE_CHECKING:
     from ..store.models import Interaction
     from .journey import Journey
 
 SCOPE_TEXT = {
-    "openid": "Confirm your identity",
-    "profile": "Your name and profile details",
-    "email": "Your email address",
-    "phone": "Your phone number",
-    "address": "Your postal address",
-    "offline_access": "Stay connected when you are not using it",
+    "openid": N_("Confirm your identity"),
+    "profile": N_("Your name and profile details"),
+    "email": N_("Your email address"),
+    "phone": N_("Your phone number"),
+    "address": N_("Your postal address"),
+    "offline_access": N_("Stay connected when you are not using it"),
 }
-LOGIN_FAILED = "Incorrect email or password."
+LOGIN_FAILED = N_("Incorrect email or password.")
+FORM_EXPIRED = N_("Your form expired. Please try again.")
+SIGN_IN_FIRST = N_("Please sign in.")
 
 
 class LoginViews:
@@ -36,7 +40,11 @@ class LoginViews:
 
     def _page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         token, fresh = self.csrf.token(request)
-        response = self.pages.render(template, status=status, csrf_token=token, **context)
+        found = self.journey.current(request)
+        req = context.pop("req", None)
+        response = self.pages.render(request, template, status=status, csrf_token=token,
+                                     ui_locales=req.params.get("ui_locales") if req else None,
+                                     user_locale=found[1].locale if found else None, **context)
         self.csrf.set_cookie(response, fresh)
         return response
 
@@ -54,6 +62,7 @@ class LoginViews:
             "client": req.client if req else None,
             "login_hint": req.params.get("login_hint", "") if req else "",
             "current_user": found[1] if found and req and "select_account" in req.prompt else None,
+            "req": req,
         }
 
     # -- login -------------------------------------------------------------------------------------
@@ -61,8 +70,7 @@ class LoginViews:
         value = request.query_params.get("interaction")
         interaction, req = self._interaction(request, value)
         if value and interaction is None:
-            return self.journey.error_page("This sign-in request has expired. Go back to the application "
-                                           "and start again.", 400)
+            return self.journey.error_page(request, EXPIRED, 400)
         return self._page(request, "login/login.html", **self._login_context(request, interaction, req))
 
     async def login_submit(self, request: Request) -> Response:
@@ -70,15 +78,13 @@ class LoginViews:
         interaction, req = self._interaction(request, str(form.get("interaction") or "") or None)
         context = self._login_context(request, interaction, req)
         if form.get("interaction") and interaction is None:
-            return self.journey.error_page("This sign-in request has expired. Go back to the application "
-                                           "and start again.", 400)
+            return self.journey.error_page(request, EXPIRED, 400)
         if not self.csrf.valid(request, str(form.get("csrf_token") or "")):
-            return self._page(request, "login/login.html", 400, error="Your form expired. Please try again.",
-                              **context)
+            return self._page(request, "login/login.html", 400, error=FORM_EXPIRED, **context)
         if form.get("action") == "continue":
             found = self.journey.current(request)
             if found is None or interaction is None:
-                return self._page(request, "login/login.html", 400, error="Please sign in.", **context)
+                return self._page(request, "login/login.html", 400, error=SIGN_IN_FIRST, **context)
             self.journey.interactions.mark(interaction.id, login_sid=found[0].sid)
             return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
         email = str(form.get("username") or "").strip()
@@ -112,9 +118,8 @@ class LoginViews:
         interaction, req = self._interaction(request, request.query_params.get("interaction"))
         found = self.journey.current(request)
         if interaction is None or found is None:
-            return self.journey.error_page("This sign-in request has expired. Go back to the application "
-                                           "and start again.", 400)
-        return self._page(request, "login/consent.html", interaction=interaction.id, client=req.client,
+            return self.journey.error_page(request, EXPIRED, 400)
+        return self._page(request, "login/consent.html", interaction=interaction.id, client=req.client, req=req,
                           user=found[1], scopes=[(s, SCOPE_TEXT.get(s, s)) for s in req.scopes])
 
     async def consent_submit(self, request: Request) -> Response:
@@ -122,14 +127,12 @@ class LoginViews:
         interaction, req = self._interaction(request, str(form.get("interaction") or ""))
         found = self.journey.current(request)
         if interaction is None or found is None:
-            return self.journey.error_page("This sign-in request has expired. Go back to the application "
-                                           "and start again.", 400)
+            return self.journey.error_page(request, EXPIRED, 400)
         if not self.csrf.valid(request, str(form.get("csrf_token") or "")):
-            return self.journey.error_page("Your form expired. Go back to the application and start again.",
-                                           400)
+            return self.journey.error_page(request, FORM_EXPIRED, 400)
         if form.get("decision") != "allow":
             self.journey.interactions.finish(interaction.id)
-            return self.journey.redirect_error(req, AccessDeniedError("the user denied the request"))
+            return self.journey.redirect_error(request, req, AccessDeniedError("the user denied the request"))
         user = found[1]
         await run_in_threadpool(self.journey.consents.remember, user.id, req.client.client_id, req.scopes)
         self.journey.interactions.mark(interaction.id, consented=True)

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..web.templating import Pages
 
 
-def authorization_response(pages: Pages, redirect_uri: str, mode: str, params: dict[str, str],
+def authorization_response(pages: Pages, request: Request | None, redirect_uri: str, mode: str, params: dict[str, str],
                            *, issuer: str, state: str | None) -> Response:
     params = dict(params)
     if state is not None:
         params["state"] = state
     params["iss"] = issuer
     if mode == "form_post":
-        return pages.render("oauth/form_post.html", redirect_uri=redirect_uri, params=params,
+        return pages.render(request, "oauth/form_post.html", redirect_uri=redirect_uri, params=params,
                             headers={"Content-Security-Policy": "default-src 'none'; script-src 'self'; "
                                      "style-src 'self'; form-action *; frame-ancestors 'none'"})
     parts = urlsplit(redirect_uri)

@@ -91,7 +91,7 @@ class Logout:
             req = self._parse(params)
         except (BadLogoutRequest, OAuth2Error) as exc:
             message = exc.args[0] if isinstance(exc, BadLogoutRequest) else exc.description
-            return self.journey.error_page(message, 400)
+            return self.journey.error_page(request, message, 400)
         found = self.journey.current(request)
         confirmed = request.method == "POST" and params.get("confirm") == "yes" and \
             self.csrf.valid(request, params.get("csrf_token"))
@@ -100,7 +100,7 @@ class Logout:
         if found is not None and not (confirmed or hint_matches):
             token, fresh = self.csrf.token(request)
             keep = {k: v for k, v in params.items() if k not in ("csrf_token", "confirm")}
-            response = self.journey.pages.render("login/logout.html", csrf_token=token, params=keep,
+            response = self.journey.pages.render(request, "login/logout.html", csrf_token=token, params=keep,
                                                  client=req.client, user=found[1])
             self.csrf.set_cookie(response, fresh)
             return response
@@ -110,7 +110,7 @@ class Logout:
         if req.redirect_uri:
             response: Response = RedirectResponse(_with_state(req.redirect_uri, req.state), status_code=303)
         else:
-            response = self.journey.pages.render("login/logged_out.html", client=req.client)
+            response = self.journey.pages.render(request, "login/logged_out.html", client=req.client)
         response.delete_cookie(self.journey.session_cookie, path="/")
         response.background = task
         return response

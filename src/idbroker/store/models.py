@@ -46,6 +46,10 @@ class Client(Base):
     access_token_ttl: Mapped[int | None] = mapped_column(Integer)
     id_token_ttl: Mapped[int | None] = mapped_column(Integer)
     refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    # Per-client look: {"primary_color": "#rrggbb", "background": "#rrggbb", "theme": "name"}.
+    branding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    hidden_from_dashboard: Mapped[bool] = mapped_column(Boolean, default=False)
+    signup_enabled: Mapped[bool | None] = mapped_column(Boolean)  # None: the global setting
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -76,6 +80,9 @@ class User(Base):
     phone_number_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     groups: Mapped[list[str]]
+    custom_attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    terms_version: Mapped[str | None] = mapped_column(String(64))
+    terms_accepted_at: Mapped[datetime | None]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -176,6 +183,23 @@ class Consent(Base):
                                            primary_key=True)
     scopes: Mapped[list[str]]
     granted_at: Mapped[datetime]
+
+
+class OneTimeToken(Base):
+    """Single-use secrets mailed to users: email verification (link and 6-digit code), password
+    reset, change of address. Only hashes are stored."""
+
+    __tablename__ = "one_time_tokens"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))  # verify_email, reset_password, change_email
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the link token
+    code_hash: Mapped[str | None] = mapped_column(String(64))          # HMAC of the 6-digit code
+    new_value: Mapped[str | None] = mapped_column(String(320))          # e.g. the new address
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
 
 
 Index("ix_grants_user_client", Grant.user_id, Grant.client_id)

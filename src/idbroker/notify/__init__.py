@@ -1,0 +1,1 @@
+"""Messages to users: mail (SMTP, or console + folder in development) behind one small interface."""

@@ -1,0 +1,104 @@
+"""Translations (Babel/gettext catalogs under web/locales) and the choice of language:
+``ui_locales`` (OIDC Core §3.1.2.1), then the language picked with the selector, then the
+signed-in user's locale, then Accept-Language, then the default."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from babel import Locale
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+LOCALES_DIR = Path(__file__).with_name("locales")
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext_noop marker the extractor looks for
+    """Marks a message id for extraction; translated where it is shown."""
+    return message
+
+
+# Web tag -> Babel locale identifier, in selector order.
+SUPPORTED = {"en": "en", "fr": "fr", "de": "de", "nl": "nl", "ja": "ja", "es": "es", "pt-BR": "pt_BR",
+             "it": "it", "zh-Hans": "zh_Hans"}
+_LOOKUP = {tag.lower(): tag for tag in SUPPORTED}
+# Bare languages that map to a supported regional/script variant.
+_LOOKUP.update({"pt": "pt-BR", "zh": "zh-Hans", "zh-cn": "zh-Hans", "zh-sg": "zh-Hans"})
+
+
+def match(tag: str | None) -> str | None:
+    """A supported tag for a BCP 47 tag, or None."""
+    if not tag:
+        return None
+    tag = tag.strip().replace("_", "-").lower()
+    if tag in _LOOKUP:
+        return _LOOKUP[tag]
+    base = tag.split("-")[0]
+    return _LOOKUP.get(base)
+
+
+def parse_accept_language(header: str | None) -> list[str]:
+    """Tags by descending q (RFC 9110 §12.5.4)."""
+    if not header:
+        return []
+    weighted = []
+    for i, part in enumerate(header.split(",")[:20]):
+        lang, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if lang and q > 0:
+            weighted.append((-q, i, lang.strip()))
+    return [lang for _, _, lang in sorted(weighted)]
+
+
+@dataclass(frozen=True)
+class Language:
+    tag: str
+    name: str        # the language's own name, for the selector
+
+
+class Catalogs:
+    def __init__(self, default: str = "en", directory: Path = LOCALES_DIR):
+        self.default = match(default) or "en"
+        self._translations: dict[str, NullTranslations] = {}
+        for tag, ident in SUPPORTED.items():
+            po = directory / ident / "LC_MESSAGES" / "messages.po"
+            if po.is_file():
+                with po.open("rb") as f:
+                    catalog = read_po(f, locale=ident)
+                buf = io.BytesIO()
+                write_mo(buf, catalog)
+                buf.seek(0)
+                self._translations[tag] = Translations(buf)
+            else:
+                self._translations[tag] = NullTranslations()
+        self.languages = [Language(tag, _own_name(ident)) for tag, ident in SUPPORTED.items()]
+
+    def negotiate(self, *candidates: str | None, accept_language: str | None = None) -> str:
+        for candidate in candidates:
+            for tag in (candidate or "").split():
+                found = match(tag)
+                if found:
+                    return found
+        for tag in parse_accept_language(accept_language):
+            found = match(tag)
+            if found:
+                return found
+        return self.default
+
+    def get(self, tag: str) -> NullTranslations:
+        return self._translations.get(tag) or self._translations[self.default]
+
+
+def _own_name(ident: str) -> str:
+    if ident == "zh_Hans":
+        return "简体中文"
+    name = Locale.parse(ident).get_display_name(ident) or ident
+    return name[:1].upper() + name[1:]
