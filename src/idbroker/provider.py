@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from .accounts.one_time import OneTimeTokens
 from .accounts.passwords import Passwords
+from .accounts.policy import PasswordPolicy
 from .accounts.sessions import SessionService
 from .accounts.users import UserService
 from .clients.registry import ClientRegistry
 from .keys.keystore import KeyStore
+from .notify.mail import Mailer, make_mailer
 from .oauth2.client_auth import ClientAuthenticator
 from .oauth2.grant_store import GrantStore
 from .oauth2.tokens import AccessTokens
@@ -46,8 +49,20 @@ class Provider:
         return Passwords(s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism)
 
     @cached_property
+    def password_policy(self) -> PasswordPolicy:
+        return PasswordPolicy(self.settings.password_min_length, self.settings.password_max_length)
+
+    @cached_property
     def users(self) -> UserService:
-        return UserService(self.db, self.passwords)
+        return UserService(self.db, self.passwords, self.password_policy)
+
+    @cached_property
+    def one_time(self) -> OneTimeTokens:
+        return OneTimeTokens(self.db, derive_key(self.settings.secret_bytes(), "idbroker one-time codes"))
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        return make_mailer(self.settings)
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -12,13 +12,13 @@ from ..security import random_token
 from ..store.db import Database, utcnow
 from ..store.models import User
 from .passwords import Passwords
+from .policy import PasswordPolicy, PasswordRejected
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PROFILE_FIELDS = ("given_name", "family_name", "middle_name", "nickname", "preferred_username",
                   "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
                   "phone_number", "address", "groups")
-MIN_PASSWORD = 8
-MAX_PASSWORD = 256
+MAX_PASSWORD = 1024  # longer input is not even hashed
 
 
 class UserError(ValueError):
@@ -35,17 +35,18 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"password must be at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise UserError(f"password must be at most {MAX_PASSWORD} characters")
-
-
 class UserService:
-    def __init__(self, db: Database, passwords: Passwords):
+    def __init__(self, db: Database, passwords: Passwords, policy: PasswordPolicy | None = None):
         self.db = db
         self.passwords = passwords
+        self.policy = policy or PasswordPolicy()
+
+    def check_password(self, password: str, email: str | None = None) -> None:
+        """Raises UserError saying why a password is refused."""
+        try:
+            self.policy.check(password, email=email)
+        except PasswordRejected as exc:
+            raise UserError(str(exc)) from exc
 
     def create(self, email: str, password: str | None, *, email_verified: bool = False,
                **profile: Any) -> User:
@@ -53,7 +54,7 @@ class UserService:
         if not EMAIL_RE.match(email):
             raise UserError(f"{email!r} is not an email address")
         if password is not None:
-            check_password(password)
+            self.check_password(password, email)
         unknown = set(profile) - set(PROFILE_FIELDS)
         if unknown:
             raise UserError(f"unknown profile fields: {', '.join(sorted(unknown))}")
@@ -95,8 +96,8 @@ class UserService:
         return user
 
     def set_password(self, email: str, password: str) -> User:
-        check_password(password)
         user = self._require(email)
+        self.check_password(password, user.email)
         self._store_hash(user.id, self.passwords.hash(password))
         return user
 

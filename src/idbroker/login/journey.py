@@ -15,6 +15,7 @@ from ..oauth2 import constants as c
 from ..oauth2.errors import (
     BadAuthorizationRequest,
     ConsentRequiredError,
+    InteractionRequiredError,
     LoginRequiredError,
     OAuth2Error,
 )
@@ -86,6 +87,17 @@ class Journey:
                 return self.park(req, interaction, "login")
         assert found is not None
         session, user = found
+        # Account prompts between login and consent: the user's state decides, so coming back
+        # after verifying or accepting simply passes them.
+        settings = self.provider.settings
+        if settings.require_email_verification and not user.email_verified:
+            if "none" in req.prompt:
+                return self.redirect_error(request, req, InteractionRequiredError("the email address is not verified"))
+            return self.park(req, interaction, "verify-email")
+        if settings.terms_version and user.terms_version != settings.terms_version:
+            if "none" in req.prompt:
+                return self.redirect_error(request, req, InteractionRequiredError("new terms must be accepted"))
+            return self.park(req, interaction, "terms")
         consent_needed = not req.client.first_party and (
             ("consent" in req.prompt and not (interaction and interaction.consented))
             or not (self.consents.covers(user.id, req.client.client_id, req.scopes)
