@@ -213,3 +213,66 @@ class Flow:
 @pytest.fixture
 def flow(http: TestClient) -> Flow:
     return Flow(http)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        import threading
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self._arrived = threading.Condition()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+                msg = message_from_bytes(envelope.original_content, policy=policy.default)
+                with sink._arrived:
+                    sink.messages.append(msg)
+                    sink._arrived.notify_all()
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def settings(self) -> dict[str, Any]:
+        return {"mail_backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": self.port, "smtp_security": "none",
+                "mail_from": "Broker <no-reply@idbroker.test>"}
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 10.0) -> list[Any]:
+        """Messages to `to`, once at least `count` have arrived (bounded wait, no sleeps)."""
+        def mine() -> list[Any]:
+            return [m for m in self.messages if to.lower() in str(m["To"]).lower()]
+
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(mine()) >= count, timeout=timeout)
+            found = mine()
+        assert len(found) >= count, f"expected {count} message(s) to {to}, got {len(found)}"
+        return found
+
+    @staticmethod
+    def text(msg: Any) -> str:
+        return msg.get_body(preferencelist=("plain",)).get_content()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[MailSink]:
+    sink = MailSink()
+    yield sink
+    sink.stop()
