@@ -104,6 +104,14 @@ def test_forged_hint_is_rejected(http, flow, register, user):
     assert r.status_code == 400
 
 
+def test_access_token_is_not_an_id_token_hint(http, flow, register, user):
+    client = register(first_party=True)
+    tokens = _login(http, flow, client)
+    r = http.get("/oauth2/logout", params={"id_token_hint": tokens["access_token"]})
+    assert r.status_code == 400
+    assert "code" in _prompt_none(http, client)
+
+
 def test_logout_without_hint_asks_for_confirmation(http, flow, register, user):
     client = register(first_party=True)
     _login(http, flow, client)

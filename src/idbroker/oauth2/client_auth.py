@@ -58,7 +58,7 @@ class ClientAuthenticator:
             client_id, secret = basic
             if form.get("client_id") not in (None, client_id):
                 raise InvalidRequestError("client_id does not match the authenticated client")
-            return self._secret(client_id, secret, c.AUTH_BASIC, via_header=True)
+            return self._secret(client_id, secret, c.AUTH_BASIC)
         if "client_secret" in form:
             return self._secret(form.get("client_id", ""), form["client_secret"], c.AUTH_POST)
         if assertion_type is not None:
@@ -71,13 +71,11 @@ class ClientAuthenticator:
             raise InvalidClientError("client authentication failed")
         return Authenticated(client, c.AUTH_NONE)
 
-    def _secret(self, client_id: str, secret: str, method: str, *, via_header: bool = False) -> Authenticated:
+    def _secret(self, client_id: str, secret: str, method: str) -> Authenticated:
         client = self.registry.get(client_id) if client_id else None
         ok = client is not None and self.registry.verify_secret(client, secret)
         if not ok or client is None or client.token_endpoint_auth_method != method:
-            err = InvalidClientError("client authentication failed")
-            err.www_authenticate = via_header  # type: ignore[attr-defined]
-            raise err
+            raise InvalidClientError("client authentication failed")
         return Authenticated(client, method)
 
     def _assertion(self, form: dict[str, str]) -> Authenticated:

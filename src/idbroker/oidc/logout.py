@@ -58,6 +58,8 @@ class Logout:
             except (JoseError, ValueError):
                 raise BadLogoutRequest("The id_token_hint is not a valid ID token from this provider.") from None
             claims = token.claims
+            if token.header.get("typ", "JWT").lower() in (c.TYP_ACCESS_TOKEN, c.TYP_LOGOUT_TOKEN):
+                raise BadLogoutRequest("The id_token_hint is not an ID token.")
             if claims.get("iss") != p.issuer:
                 raise BadLogoutRequest("The id_token_hint was not issued here.")
             out.hint = claims

@@ -362,6 +362,11 @@ async function run(cfg) {
     new_access_token: refreshed.access_token !== first.tokens.access_token,
     id_token_sub: refreshedClaims?.sub ?? null,
     id_token_alg: refreshed.id_token ? jwtHeader(refreshed.id_token).alg : null,
+    // OIDC Core §12.2: a refreshed ID token keeps iss, sub, aud, azp and the original auth_time.
+    id_token_keeps_original_claims: refreshedClaims
+      ? ['iss', 'sub', 'aud', 'azp', 'auth_time'].every(
+        (k) => JSON.stringify(refreshedClaims[k]) === JSON.stringify(first.claims[k]))
+      : null,
   };
   check(summary.refresh.rotated, 'refresh did not return a new refresh token', Object.keys(refreshed));
   check(!refreshedClaims || refreshedClaims.sub === first.claims.sub, 'refreshed ID token has another sub');
@@ -482,6 +487,11 @@ try {
   } else {
     process.stderr.write(`rp_flow: FAILED: openid-client or the HTTP exchange raised ${err?.name}: ${err?.message}\n`);
     process.stderr.write(`${JSON.stringify(describeError(err), null, 2)}\n`);
+    const response = err?.response ?? err?.cause?.response;
+    if (response instanceof Response && !response.bodyUsed) {
+      const body = await response.text().catch(() => '(unreadable)');
+      process.stderr.write(`HTTP ${response.status} ${response.url}\n${body.slice(0, 2000)}\n`);
+    }
     if (err?.stack) process.stderr.write(`${err.stack}\n`);
   }
   process.exit(1);
