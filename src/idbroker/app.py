@@ -16,7 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .login.account import AccountViews
+from .login.dashboard import DashboardViews
 from .login.journey import Journey
+from .login.terms import TermsViews
 from .login.views import LoginViews
 from .oauth2.endpoints.common import read_form, unique_params
 from .oauth2.endpoints.introspect import introspect_endpoint
@@ -116,7 +119,9 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/login", views.login_submit, methods=["POST"]),
         Route("/consent", views.consent_form, methods=["GET"]),
         Route("/consent", views.consent_submit, methods=["POST"]),
-        Route("/", views.home, methods=["GET"]),
+        *DashboardViews(journey, csrf).routes(),  # "/" and /apps
+        *AccountViews(journey, csrf).routes(),
+        *TermsViews(journey, csrf).routes(),
         Route("/theme.css", stylesheet, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),

@@ -107,3 +107,22 @@ def test_db_upgrade(cli):
 
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert f"revision {head}" in cli("db", "upgrade").output
+
+
+def test_clients_hidden_from_dashboard(cli):
+    out = json.loads(cli("clients", "add", "--client-id", "admin", "--redirect-uri", "https://admin.example/cb",
+                         "--logback-uri", "https://admin.example/", "--hidden", "--json").output)
+    assert out["hidden_from_dashboard"] is True
+    shown = json.loads(cli("clients", "add", "--client-id", "wiki", "--redirect-uri", "https://wiki.example/cb",
+                           "--json").output)
+    assert shown["hidden_from_dashboard"] is False
+    visible = json.loads(cli("clients", "update", "admin", "--visible", "--json").output)
+    assert visible["hidden_from_dashboard"] is False
+    # other settings are left alone when the flag is not given
+    renamed = json.loads(cli("clients", "update", "admin", "--name", "Admin", "--json").output)
+    assert renamed["hidden_from_dashboard"] is False and renamed["logback_uri"] == "https://admin.example/"
+    hidden = json.loads(cli("clients", "update", "wiki", "--hidden", "--json").output)
+    assert hidden["hidden_from_dashboard"] is True
+    assert ctx.provider().clients.get("wiki").hidden_from_dashboard is True
+    assert "--hidden" in cli("clients", "add", "--help").output
+    assert "--visible" in cli("clients", "update", "--help").output

@@ -105,6 +105,8 @@ def clients_add(
     name: Annotated[str, typer.Option(help="Display name shown to users.")] = "",
     logo_uri: Annotated[str | None, typer.Option(help="Logo shown on the login page.")] = None,
     logback_uri: Annotated[str | None, typer.Option(help="The application's start page.")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden/--visible", help="Leave it off the users' apps dashboard "
+                                         "(shown there only with a start page).")] = False,
     post_logout_redirect_uri: Annotated[list[str] | None, typer.Option(help="Allowed post-logout URI.")] = None,
     backchannel_logout_uri: Annotated[str | None, typer.Option(help="Back-channel logout URI.")] = None,
     grant_type: Annotated[list[str] | None, typer.Option(help="Allowed grant type (repeat).")] = None,
@@ -129,6 +131,7 @@ def clients_add(
                           response_types=list(response_type if response_type is not None else
                                               ([c.RESPONSE_CODE] if c.GRANT_AUTHORIZATION_CODE in grants else [])),
                           first_party=first_party, logo_uri=logo_uri, logback_uri=logback_uri,
+                          hidden_from_dashboard=hidden,
                           backchannel_logout_uri=backchannel_logout_uri, jwks=_jwks(jwks_file),
                           id_token_signed_response_alg=id_token_alg, access_token_ttl=access_token_ttl,
                           id_token_ttl=id_token_ttl, refresh_token_ttl=refresh_token_ttl)
@@ -153,6 +156,8 @@ def clients_update(
     logback_uri: Annotated[str | None, typer.Option()] = None,
     backchannel_logout_uri: Annotated[str | None, typer.Option()] = None,
     first_party: Annotated[bool | None, typer.Option("--first-party/--third-party")] = None,
+    hidden: Annotated[bool | None, typer.Option("--hidden/--visible", help="Hide it from or show it on the "
+                                                "users' apps dashboard.")] = None,
     auth_method: Annotated[str | None, typer.Option()] = None,
     jwks_file: Annotated[str | None, typer.Option()] = None,
     id_token_alg: Annotated[str | None, typer.Option()] = None,
@@ -165,7 +170,8 @@ def clients_update(
         "redirect_uris": redirect_uri, "post_logout_redirect_uris": post_logout_redirect_uri,
         "grant_types": grant_type, "response_types": response_type, "scopes": scope, "name": name,
         "logo_uri": logo_uri, "logback_uri": logback_uri, "backchannel_logout_uri": backchannel_logout_uri,
-        "first_party": first_party, "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
+        "first_party": first_party, "hidden_from_dashboard": hidden,
+        "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
         "id_token_signed_response_alg": id_token_alg, "access_token_ttl": access_token_ttl,
         "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl}.items() if v is not None}
     try:

@@ -1,4 +1,4 @@
-"""The login, consent and signed-in pages."""
+"""The login and consent pages (the signed-in pages are in dashboard.py and account.py)."""
 
 from __future__ import annotations
 
@@ -137,10 +137,3 @@ class LoginViews:
         await run_in_threadpool(self.journey.consents.remember, user.id, req.client.client_id, req.scopes)
         self.journey.interactions.mark(interaction.id, consented=True)
         return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
-
-    # -- signed-in home --------------------------------------------------------------------------
-    async def home(self, request: Request) -> Response:
-        found = self.journey.current(request)
-        if found is None:
-            return RedirectResponse(self.provider.issuer + "/login", status_code=303)
-        return self._page(request, "login/home.html", user=found[1])

@@ -65,6 +65,14 @@ class GrantStore:
                     continue
                 grant.revoked_at = utcnow()
 
+    def revoke_user_client_grants(self, user_id: int, client_id: str) -> int:
+        """Everything a user allowed a client: its refresh and access tokens stop working.
+        Returns how many live grants were revoked."""
+        with self.db.session() as s:
+            return s.execute(update(Grant).where(Grant.user_id == user_id, Grant.client_id == client_id,
+                                                 Grant.revoked_at.is_(None))
+                             .values(revoked_at=utcnow())).rowcount
+
     def grants_of(self, user_id: int, client_id: str) -> list[Grant]:
         with self.db.session(write=False) as s:
             return list(s.scalars(select(Grant).where(Grant.user_id == user_id,

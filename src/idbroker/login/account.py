@@ -1,0 +1,287 @@
+"""The account page: profile, email address, password, sessions, connected applications, and
+deleting the account. Every form is CSRF-protected, checked in full before anything is written,
+and answered with the page and its errors (400) or a redirect back with a notice (303)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from babel.dates import format_datetime
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..accounts.lifecycle import (
+    DELETE_CONFIRM_WRONG,
+    LINK_INVALID,
+    WRONG_PASSWORD,
+    AccountError,
+    AccountService,
+    Problem,
+    check_profile,
+)
+from ..accounts.users import MAX_PASSWORD
+from ..notify.mail import MailError
+from ..store.db import aware
+from ..web.i18n import N_, SUPPORTED
+from .hosted import HostedPages, field
+from .views import SCOPE_TEXT
+
+if TYPE_CHECKING:
+    from ..store.models import BrowserSession, User
+    from ..web.csrf import Csrf
+    from .journey import Journey
+
+log = logging.getLogger("idbroker.account")
+
+NOTICES = {
+    "profile": N_("Your profile was saved."),
+    "email": N_("Check the new mailbox: we sent a link to confirm the new address. "
+                "Your current address stays in use until then."),
+    "password": N_("Your password was changed. Your other sessions were signed out."),
+    "session": N_("The session was signed out."),
+    "sessions": N_("Your other sessions were signed out."),
+    "app": N_("The application's access was revoked."),
+}
+CHANGE_EMAIL_SUBJECT = N_("Confirm your new email address")
+UNKNOWN_BROWSER = N_("Unknown browser")
+UNKNOWN_SYSTEM = N_("unknown system")
+
+# (token in the User-Agent, name shown), first match wins: order matters (Edge and Opera
+# also say Chrome, Chrome also says Safari).
+_BROWSERS = [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("FxiOS", "Firefox"),
+             ("CriOS", "Chrome"), ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]
+_SYSTEMS = [("Windows", "Windows"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Android", "Android"),
+            ("Mac OS X", "macOS"), ("Macintosh", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux")]
+
+
+def describe_device(user_agent: str | None) -> tuple[str, str]:
+    """(browser, system) from a User-Agent; message ids when unknown."""
+    ua = user_agent or ""
+    browser = next((name for token, name in _BROWSERS if token in ua), UNKNOWN_BROWSER)
+    system = next((name for token, name in _SYSTEMS if token in ua), UNKNOWN_SYSTEM)
+    return browser, system
+
+
+def session_view(row: BrowserSession, current_sid: str, lang: str) -> dict[str, Any]:
+    browser, system = describe_device(row.user_agent)
+    signed_in = aware(row.auth_time).astimezone(UTC)
+    try:
+        shown = format_datetime(signed_in, format="medium", tzinfo=UTC, locale=SUPPORTED.get(lang, "en")) + " UTC"
+    except (ValueError, LookupError):
+        shown = signed_in.strftime("%Y-%m-%d %H:%M UTC")
+    return {"sid": row.sid, "current": row.sid == current_sid, "browser": browser, "system": system,
+            "ip": row.ip, "signed_in": shown, "signed_in_iso": signed_in.isoformat()}
+
+
+class AccountViews(HostedPages):
+    def __init__(self, journey: Journey, csrf: Csrf):
+        super().__init__(journey, csrf)
+        self.accounts = AccountService(self.provider)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/account", self.account, methods=["GET"]),
+            Route("/account/profile", self.profile, methods=["POST"]),
+            Route("/account/email", self.email, methods=["POST"]),
+            Route("/account/email/confirm", self.confirm_email_form, methods=["GET"]),
+            Route("/account/email/confirm", self.confirm_email, methods=["POST"]),
+            Route("/account/password", self.password, methods=["POST"]),
+            Route("/account/sessions/end", self.end_session, methods=["POST"]),
+            Route("/account/sessions/end-others", self.end_other_sessions, methods=["POST"]),
+            Route("/account/apps/revoke", self.revoke_app, methods=["POST"]),
+            Route("/account/delete", self.delete_form, methods=["GET"]),
+            Route("/account/delete", self.delete, methods=["POST"]),
+        ]
+
+    # -- the page ---------------------------------------------------------------------------------
+    async def _render(self, request: Request, session: BrowserSession, user: User, status: int = 200,
+                      **context: Any) -> Response:
+        sessions, apps = await run_in_threadpool(self._lists, user.id)
+        lang = self.pages.language(request, user_locale=user.locale)
+        context.setdefault("errors", {})
+        context.setdefault("profile", {"given_name": user.given_name or "", "family_name": user.family_name or "",
+                                       "locale": user.locale or "", "phone_number": user.phone_number or ""})
+        context.setdefault("new_email", "")
+        return self.page(request, "account/account.html", status, user=user, nav="account",
+                         sessions=[session_view(s, session.sid, lang) for s in sessions],
+                         apps=apps, scope_text=SCOPE_TEXT, min_password=self.provider.password_policy.min_length,
+                         max_password=self.provider.password_policy.max_length, **context)
+
+    def _lists(self, user_id: int) -> tuple[list[Any], list[Any]]:
+        return self.accounts.live_sessions(user_id), self.accounts.connected_apps(user_id)
+
+    async def account(self, request: Request) -> Response:
+        found = self.signed_in(request)
+        if found is None:
+            return self.to_login()
+        notice = NOTICES.get(request.query_params.get("done", ""))
+        return await self._render(request, *found, notice=notice)
+
+    def _done(self, what: str) -> Response:
+        return self.redirect("/account?" + urlencode({"done": what}))
+
+    async def _guarded(self, request: Request) -> tuple[Any, BrowserSession, User] | Response:
+        """The form, session and user of a POST; or the response when signed out or the CSRF
+        token is missing or wrong."""
+        form = await self.form(request)
+        found = self.signed_in(request)
+        if found is None:
+            return self.to_login()
+        if not self.csrf.valid(request, field(form, "csrf_token", 256)):
+            return self.form_expired(request)
+        return form, found[0], found[1]
+
+    # -- profile ------------------------------------------------------------------------------------
+    async def profile(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, session, user = guarded
+        submitted = {name: field(form, name, 300) for name in ("given_name", "family_name", "locale", "phone_number")}
+        checked = check_profile(submitted)
+        if checked.errors:
+            return await self._render(request, session, user, 400, errors=checked.errors, profile=submitted)
+        await run_in_threadpool(self.accounts.update_profile, user.id, checked.values)
+        return self._done("profile")
+
+    # -- email ------------------------------------------------------------------------------------
+    async def email(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, session, user = guarded
+        submitted = field(form, "new_email", 400).strip()
+        password = field(form, "current_password", MAX_PASSWORD)
+        errors: dict[str, Problem] = {}
+        try:
+            new_email = self.accounts.check_new_email(user, submitted)
+        except AccountError as exc:
+            errors["new_email"] = exc.problem
+            new_email = ""
+        # The password is checked even when the address is wrong: same time either way.
+        if not await run_in_threadpool(self.accounts.password_matches, user, password):
+            errors["email_password"] = Problem(WRONG_PASSWORD)
+        if errors:
+            return await self._render(request, session, user, 400, errors=errors, new_email=submitted)
+        token = await run_in_threadpool(self.accounts.start_email_change, user, new_email)
+        response = self._done("email")
+        if token is not None:  # the same answer when the address belongs to someone else
+            lang = self.pages.language(request, user_locale=user.locale)
+            response.background = BackgroundTask(self._send_change_mail, new_email, token, lang)
+        return response
+
+    def _send_change_mail(self, to: str, token: str, lang: str) -> None:
+        link = self.issuer + "/account/email/confirm?" + urlencode({"token": token})
+        minutes = max(1, self.provider.settings.verification_ttl // 60)
+        context = {"link": link, "email": to, "minutes": minutes}
+        subject = self.pages.catalogs.get(lang).gettext(CHANGE_EMAIL_SUBJECT)
+        text = self.pages.render_text("account/change_email_mail.txt", lang, **context)
+        html = self.pages.render_text("account/change_email_mail.html", lang, **context)
+        try:
+            self.provider.mailer.send(to, subject, text, html)
+        except MailError:
+            log.warning("the change-of-address mail could not be sent")
+
+    async def confirm_email_form(self, request: Request) -> Response:
+        """The link from the mail shows a button: mail scanners that fetch links do not use it up."""
+        token = request.query_params.get("token", "")
+        pending = await run_in_threadpool(self.accounts.pending_email_change, token)
+        if pending is None:
+            return self.journey.error_page(request, LINK_INVALID, 400)
+        return self.page(request, "account/confirm_email.html", token=token, new_email=pending.new_value)
+
+    async def confirm_email(self, request: Request) -> Response:
+        form = await self.form(request)
+        if not self.csrf.valid(request, field(form, "csrf_token", 256)):
+            return self.form_expired(request)
+        try:
+            user, _ = await run_in_threadpool(self.accounts.confirm_email_change, field(form, "token", 200))
+        except AccountError as exc:
+            return self.journey.error_page(request, exc.problem.message, 400)
+        return self.page(request, "account/email_changed.html", new_email=user.email,
+                         signed_in=self.signed_in(request) is not None)
+
+    # -- password ---------------------------------------------------------------------------------
+    async def password(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, session, user = guarded
+        current = field(form, "current_password", MAX_PASSWORD)
+        new = field(form, "new_password", MAX_PASSWORD)
+        errors: dict[str, Problem] = {}
+        if not await run_in_threadpool(self.accounts.password_matches, user, current):
+            errors["current_password"] = Problem(WRONG_PASSWORD)
+        try:
+            self.accounts.check_new_password(user, new)
+        except AccountError as exc:
+            errors["new_password"] = exc.problem
+        if errors:
+            return await self._render(request, session, user, 400, errors=errors)
+        await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid)
+        return self._done("password")
+
+    # -- sessions -----------------------------------------------------------------------------------
+    async def end_session(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, session, user = guarded
+        sid = field(form, "sid", 64)
+        if sid == session.sid:  # this browser: the normal sign-out, which also tells the apps
+            return self.redirect("/oauth2/logout")
+        await run_in_threadpool(self.accounts.end_session, user.id, sid)
+        return self._done("session")
+
+    async def end_other_sessions(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        _, session, user = guarded
+        await run_in_threadpool(self.accounts.end_other_sessions, user.id, session.sid)
+        return self._done("sessions")
+
+    # -- connected applications -------------------------------------------------------------------
+    async def revoke_app(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, _, user = guarded
+        await run_in_threadpool(self.accounts.revoke_app, user.id, field(form, "client_id", 255))
+        return self._done("app")
+
+    # -- deletion -----------------------------------------------------------------------------------
+    async def delete_form(self, request: Request) -> Response:
+        found = self.signed_in(request)
+        if found is None:
+            return self.to_login()
+        return self._delete_page(request, found[1])
+
+    def _delete_page(self, request: Request, user: User, status: int = 200, error: Problem | None = None
+                     ) -> Response:
+        return self.page(request, "account/delete.html", status, user=user, nav="account", error=error,
+                         needs_password=bool(user.password_hash))
+
+    async def delete(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, _, user = guarded
+        confirm = field(form, "confirm", MAX_PASSWORD)
+        if user.password_hash:
+            ok = await run_in_threadpool(self.accounts.password_matches, user, confirm)
+        else:
+            ok = confirm.strip().lower() == user.email
+        if not ok:
+            return self._delete_page(request, user, 400, Problem(DELETE_CONFIRM_WRONG))
+        await run_in_threadpool(self.accounts.delete_account, user.id)
+        log.info("account %s deleted by its owner", user.sub)
+        response = self.pages.render(request, "account/goodbye.html", user_locale=user.locale)
+        response.delete_cookie(self.journey.session_cookie, path="/")
+        return response
