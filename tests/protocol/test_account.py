@@ -7,9 +7,9 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from conftest import CSRF_RE, ISSUER, PASSWORD, MailSink, query_of
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
+from support import CSRF_RE, ISSUER, PASSWORD, MailSink, query_of
 
 from idbroker.store.models import BrowserSession, Consent, Grant, OneTimeToken, User
 

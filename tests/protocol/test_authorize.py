@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import ISSUER, PASSWORD, form_fields, fragment_of, pkce_pair, query_of
 from joserfc import jwt
+from support import ISSUER, PASSWORD, form_fields, fragment_of, pkce_pair, query_of
 
 
 def _params(client, **extra):

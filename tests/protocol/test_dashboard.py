@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ISSUER, PASSWORD, form_fields
+from support import ISSUER, PASSWORD, form_fields
 
 
 def sign_in(http, email="alice@example.com", password=PASSWORD):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import ISSUER
 from joserfc import jwt
 from sqlalchemy import update
+from support import ISSUER
 
 from idbroker.store.db import utcnow
 from idbroker.store.models import SigningKey

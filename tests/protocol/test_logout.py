@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs
 
 import pytest
-from conftest import CSRF_RE, pkce_pair, query_of
 from joserfc import jwt
+from support import CSRF_RE, pkce_pair, query_of
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ and a new version sending every user back to the terms before any application.""
 from __future__ import annotations
 
 import pytest
-from conftest import ISSUER, PASSWORD, form_fields, pkce_pair, query_of
+from support import ISSUER, PASSWORD, form_fields, pkce_pair, query_of
 
 TERMS_V1 = """Welcome to Example.
 

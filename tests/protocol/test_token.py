@@ -7,10 +7,10 @@ import time
 from datetime import timedelta
 
 import pytest
-from conftest import ISSUER
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import update
+from support import ISSUER
 
 from idbroker.oidc.id_token import half_hash
 from idbroker.store.db import utcnow

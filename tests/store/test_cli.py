@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TEST_SECRET
+from support import TEST_SECRET
 from typer.testing import CliRunner
 
 from idbroker.cli import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import PASSWORD
+from support import PASSWORD
 
 from idbroker.accounts.passwords import Passwords
 from idbroker.accounts.users import UserError, UserService

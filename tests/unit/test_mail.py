@@ -1,6 +1,7 @@
 """Mail goes through a real SMTP server; the console sender writes .eml files."""
 
-from conftest import make_settings
+from support import make_settings
+
 from idbroker.notify.mail import ConsoleMailer, SmtpMailer
 
 

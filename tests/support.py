@@ -1,0 +1,164 @@
+"""Helpers shared by the test suites (imported as ``support``; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.testclient import TestClient
+
+from idbroker.settings import Settings
+
+ISSUER = "http://127.0.0.1:8000"
+PASSWORD = "correct horse battery staple"
+TEST_SECRET = base64.urlsafe_b64encode(b"k" * 32).rstrip(b"=").decode()
+
+
+def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(issuer=ISSUER, data_dir=str(tmp_path), secret_key=TEST_SECRET,
+                                  argon2_memory_kib=8192, argon2_time_cost=1, cache_seconds=0)
+    values.update(overrides)
+    settings = Settings(**values)
+    settings.validate()
+    return settings
+
+
+@dataclass
+class RegisteredClient:
+    client_id: str
+    secret: str | None
+    redirect_uri: str
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        assert self.secret is not None
+        return (self.client_id, self.secret)
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+INTERACTION_RE = re.compile(r'name="interaction" value="([^"]*)"')
+
+
+def form_fields(html: str) -> dict[str, str]:
+    return {"csrf_token": CSRF_RE.search(html).group(1),  # type: ignore[union-attr]
+            "interaction": INTERACTION_RE.search(html).group(1)}  # type: ignore[union-attr]
+
+
+def query_of(location: str) -> dict[str, str]:
+    parts = urlsplit(location)
+    return {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def fragment_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).fragment).items()}
+
+
+class Flow:
+    """Drives the browser side of an authorization request through the real pages."""
+
+    def __init__(self, http: TestClient):
+        self.http = http
+
+    def follow(self, response: Any) -> Any:
+        """Follows redirects that stay on the broker; stops at the client's redirect URI."""
+        while response.status_code in (302, 303) and response.headers["location"].startswith(ISSUER):
+            response = self.http.get(response.headers["location"])
+        return response
+
+    def authorize(self, **params: str) -> Any:
+        return self.follow(self.http.get("/oauth2/authorize", params=params))
+
+    def login(self, page: Any, email: str = "alice@example.com", password: str = PASSWORD) -> Any:
+        assert page.status_code == 200 and 'autocomplete="current-password"' in page.text, page.text
+        fields = form_fields(page.text)
+        return self.follow(self.http.post("/login", data={**fields, "username": email, "password": password}))
+
+    def consent(self, page: Any, decision: str = "allow") -> Any:
+        assert 'action="/consent"' in page.text, page.text
+        fields = form_fields(page.text)
+        return self.follow(self.http.post("/consent", data={**fields, "decision": decision}))
+
+    def code_flow(self, client: RegisteredClient, *, scope: str = "openid profile email", nonce: str | None = "n-1",
+                  state: str = "st-1", consent: bool = True, **extra: str) -> tuple[dict[str, str], str]:
+        """Full login → consent → code; returns (redirect query params, PKCE verifier)."""
+        verifier, challenge = pkce_pair()
+        params = dict(client_id=client.client_id, redirect_uri=client.redirect_uri, response_type="code",
+                      scope=scope, state=state, code_challenge=challenge, code_challenge_method="S256", **extra)
+        if nonce:
+            params["nonce"] = nonce
+        page = self.authorize(**params)
+        if page.status_code == 200 and 'autocomplete="current-password"' in page.text:
+            page = self.login(page)
+        if consent and page.status_code == 200 and 'action="/consent"' in page.text:
+            page = self.consent(page)
+        assert page.status_code == 303, page.text
+        location = page.headers["location"]
+        assert location.startswith(client.redirect_uri), location
+        return query_of(location), verifier
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        import threading
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self._arrived = threading.Condition()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+                msg = message_from_bytes(envelope.original_content, policy=policy.default)
+                with sink._arrived:
+                    sink.messages.append(msg)
+                    sink._arrived.notify_all()
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def settings(self) -> dict[str, Any]:
+        return {"mail_backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": self.port, "smtp_security": "none",
+                "mail_from": "Broker <no-reply@idbroker.test>"}
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 10.0) -> list[Any]:
+        """Messages to `to`, once at least `count` have arrived (bounded wait, no sleeps)."""
+        def mine() -> list[Any]:
+            return [m for m in self.messages if to.lower() in str(m["To"]).lower()]
+
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(mine()) >= count, timeout=timeout)
+            found = mine()
+        assert len(found) >= count, f"expected {count} message(s) to {to}, got {len(found)}"
+        return found
+
+    @staticmethod
+    def text(msg: Any) -> str:
+        return msg.get_body(preferencelist=("plain",)).get_content()
+
+    def stop(self) -> None:
+        self.controller.stop()
