@@ -19,7 +19,10 @@ from starlette.routing import Route
 from .login.account import AccountViews
 from .login.dashboard import DashboardViews
 from .login.journey import Journey
+from .login.recovery import RecoveryViews
+from .login.signup import SignupViews
 from .login.terms import TermsViews
+from .login.verification import VerificationViews
 from .login.views import LoginViews
 from .oauth2.endpoints.common import read_form, unique_params
 from .oauth2.endpoints.introspect import introspect_endpoint
@@ -49,9 +52,13 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     pages = Pages(theme_dir=theme_dir(settings), default_locale=settings.default_locale,
                   cookie_name=settings.cookie_name)
     pages.env.globals["theme_logo"] = settings.theme_logo_url
+    pages.env.globals["signup_enabled"] = settings.signup_enabled  # a client may override it
     journey = Journey(provider, pages)
     csrf = Csrf(provider.csrf_key, f"{settings.cookie_name}_csrf", settings.secure_cookies)
     views = LoginViews(journey, csrf)
+    signup = SignupViews(journey, csrf)
+    verification = VerificationViews(journey, csrf)
+    recovery = RecoveryViews(journey, csrf)
     logout = Logout(journey, csrf)
     discovery = metadata_bytes(provider)
 
@@ -119,6 +126,15 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/login", views.login_submit, methods=["POST"]),
         Route("/consent", views.consent_form, methods=["GET"]),
         Route("/consent", views.consent_submit, methods=["POST"]),
+        Route("/signup", signup.signup_form, methods=["GET"]),
+        Route("/signup", signup.signup_submit, methods=["POST"]),
+        Route("/verify-email", verification.verify_form, methods=["GET"]),
+        Route("/verify-email", verification.verify_submit, methods=["POST"]),
+        Route("/verify-email/confirm", verification.confirm, methods=["GET"]),
+        Route("/forgot-password", recovery.forgot_form, methods=["GET"]),
+        Route("/forgot-password", recovery.forgot_submit, methods=["POST"]),
+        Route("/reset-password", recovery.reset_form, methods=["GET"]),
+        Route("/reset-password", recovery.reset_submit, methods=["POST"]),
         *DashboardViews(journey, csrf).routes(),  # "/" and /apps
         *AccountViews(journey, csrf).routes(),
         *TermsViews(journey, csrf).routes(),

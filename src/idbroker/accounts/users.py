@@ -17,7 +17,7 @@ from .policy import PasswordPolicy, PasswordRejected
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PROFILE_FIELDS = ("given_name", "family_name", "middle_name", "nickname", "preferred_username",
                   "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
-                  "phone_number", "address", "groups")
+                  "phone_number", "address", "groups", "custom_attributes")
 MAX_PASSWORD = 1024  # longer input is not even hashed
 
 
@@ -100,6 +100,13 @@ class UserService:
         self.check_password(password, user.email)
         self._store_hash(user.id, self.passwords.hash(password))
         return user
+
+    def mark_email_verified(self, user_id: int) -> None:
+        with self.db.session() as s:
+            row = s.get(User, user_id)
+            if row is not None and not row.email_verified:
+                row.email_verified = True
+                row.updated_at = utcnow()
 
     def set_disabled(self, email: str, disabled: bool = True) -> User:
         user = self._require(email)

@@ -73,6 +73,13 @@ class GrantStore:
                                                  Grant.revoked_at.is_(None))
                              .values(revoked_at=utcnow())).rowcount
 
+    def revoke_user_grants(self, user_id: int) -> None:
+        """Every grant of the user (and so every code and refresh token issued from them), e.g. at a
+        password reset."""
+        with self.db.session() as s:
+            s.execute(update(Grant).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+                      .values(revoked_at=utcnow()))
+
     def grants_of(self, user_id: int, client_id: str) -> list[Grant]:
         with self.db.session(write=False) as s:
             return list(s.scalars(select(Grant).where(Grant.user_id == user_id,

@@ -1,0 +1,201 @@
+"""What the account-lifecycle pages (sign-up, email verification, password recovery) share:
+rendering with a CSRF token, reading a bounded form, the parked authorization request, field
+validation messages, signing a user in, and sending localised mail off the request path."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from markupsafe import Markup
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..accounts.users import EMAIL_RE, normalise_email
+from ..notify.mail import MailError
+from ..oauth2 import constants as c
+from ..web.csrf import Csrf
+from ..web.i18n import N_
+
+if TYPE_CHECKING:
+    from ..oauth2.authorize_checks import AuthorizationRequest
+    from ..store.models import BrowserSession, Client, Interaction, User
+    from .journey import Journey
+
+log = logging.getLogger("idbroker.accounts")
+
+FORM_EXPIRED = N_("Your form expired. Please try again.")
+BAD_FORM = N_("The form could not be read. Please try again.")
+EMAIL_INVALID = N_("Enter an email address like name@example.com.")
+VERIFY_SUBJECT = N_("Confirm your email address")
+MAX_EMAIL = 254      # RFC 5321 path limit
+MAX_FIELD = 1024     # longer text input is refused before any other check
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")   # the alphabet of interaction ids (random_token)
+
+
+@dataclass
+class Problem:
+    """A translatable message id and its placeholders, rendered next to a field."""
+
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def text_field(form: FormData, name: str) -> str:
+    """A submitted text value; files, absent fields and repeated names count as empty or first."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def check_email(raw: str) -> tuple[str, Problem | None]:
+    email = normalise_email(raw)
+    if not email or len(email) > MAX_EMAIL or not EMAIL_RE.match(email) \
+            or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in email):
+        return "".join(ch for ch in email[:MAX_EMAIL] if unicodedata.category(ch) not in ("Cc", "Cs")), \
+            Problem(EMAIL_INVALID)
+    return email, None
+
+
+def link(base: str, path: str, **params: str | None) -> str:
+    query = urlencode({k: v for k, v in params.items() if v})
+    return base + path + (f"?{query}" if query else "")
+
+
+class LifecyclePages:
+    def __init__(self, journey: Journey, csrf: Csrf):
+        self.journey = journey
+        self.provider = journey.provider
+        self.settings = journey.provider.settings
+        self.pages = journey.pages
+        self.csrf = csrf
+
+    # -- rendering ---------------------------------------------------------------------------
+    def page(self, request: Request, template: str, status: int = 200, *, req: AuthorizationRequest | None = None,
+             headers: dict[str, str] | None = None, **context: Any) -> Response:
+        token, fresh = self.csrf.token(request)
+        found = self.journey.current(request)
+        context.setdefault("client", req.client if req is not None else None)
+        response = self.pages.render(request, template, status=status, headers=headers, csrf_token=token,
+                                     ui_locales=req.params.get("ui_locales") if req is not None else None,
+                                     user_locale=found[1].locale if found else None, **context)
+        self.csrf.set_cookie(response, fresh)
+        return response
+
+    def language(self, request: Request, req: AuthorizationRequest | None = None) -> str:
+        found = self.journey.current(request)
+        return self.pages.language(request, ui_locales=req.params.get("ui_locales") if req is not None else None,
+                                   user_locale=found[1].locale if found else None)
+
+    async def read_form(self, request: Request) -> FormData | None:
+        """The posted form, or None when it cannot be parsed (too many or too large fields)."""
+        try:
+            return await request.form(max_files=0, max_fields=64, max_part_size=64 * 1024)
+        except (HTTPException, ValueError, UnicodeDecodeError):
+            return None
+
+    # -- the parked authorization request ------------------------------------------------
+    def interaction(self, value: str | None) -> tuple[Interaction | None, AuthorizationRequest | None]:
+        if not value or not _TOKEN.fullmatch(value):
+            return None, None
+        interaction = self.journey.interactions.get(value)
+        if interaction is None:
+            return None, None
+        req = self.journey.request_of(interaction)
+        return (interaction, req) if req is not None else (None, None)
+
+    def browser_interaction(self, request: Request, value: str | None
+                            ) -> tuple[Interaction | None, AuthorizationRequest | None]:
+        """The interaction named by `value` when this browser carries it (its cookie): only then
+        can the flow resume here."""
+        if not value or request.cookies.get(self.journey.interaction_cookie) != value:
+            return None, None
+        return self.interaction(value)
+
+    def signup_allowed(self, client: Client | None) -> bool:
+        if client is not None and client.signup_enabled is not None:
+            return bool(client.signup_enabled)
+        return self.settings.signup_enabled
+
+    def login_url(self, interaction: Interaction | None) -> str:
+        return link("", "/login", interaction=interaction.id if interaction else None)
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def sign_in(self, request: Request, response: Response, user: User,
+                      interaction: Interaction | None) -> BrowserSession:
+        previous = self.journey.current(request)
+        cookie, session = await run_in_threadpool(
+            self.provider.sessions.create, user, ["pwd"], c.ACR_PASSWORD,
+            user_agent=request.headers.get("user-agent"), ip=request.client.host if request.client else None)
+        if previous is not None:
+            await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
+        if interaction is not None:
+            self.journey.interactions.mark(interaction.id, login_sid=session.sid)
+        response.set_cookie(self.journey.session_cookie, cookie, httponly=True,
+                            secure=self.settings.secure_cookies, samesite="lax", path="/")
+        return session
+
+    async def sign_out_here(self, request: Request, response: Response) -> None:
+        previous = self.journey.current(request)
+        if previous is not None:
+            await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
+        response.delete_cookie(self.journey.session_cookie, path="/")
+
+    # -- mail ----------------------------------------------------------------------------------
+    def compose(self, template: str, subject: str, lang: str, **context: Any) -> tuple[str, str]:
+        """(subject, text) in `lang`. Values are plain text: the mail templates do not escape."""
+        translations = self.pages.catalogs.get(lang)
+        plain = {k: Markup(v) if isinstance(v, str) else v for k, v in context.items()}
+        text = self.pages.render_text(template, lang, issuer=Markup(self.settings.issuer), **plain)
+        return translations.gettext(subject), text
+
+    def send_now(self, to: str, subject: str, text: str) -> bool:
+        try:
+            self.provider.mailer.send(to, subject, text)
+        except MailError:
+            return False
+        except Exception:  # a broken mail setup must not turn into a page error
+            log.exception("mail sending failed")
+            return False
+        return True
+
+    def send_later(self, response: Response, to: str, subject: str, text: str) -> None:
+        """After the response: its timing does not tell whether a mail went out."""
+        task = BackgroundTask(self.send_now, to, subject, text)
+        if response.background is None:
+            response.background = task
+        else:
+            previous = response.background
+
+            async def both() -> None:
+                await previous()
+                await task()
+
+            response.background = BackgroundTask(both)
+
+    # -- email verification (after sign-up, and on the verification page) ------------------
+    def check_page(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,
+                   email: str, status: int = 200, **context: Any) -> Response:
+        """The "check your mail" page: code form and resend button (the verification views
+        answer both)."""
+        return self.page(request, "verification/check.html", status, req=req, email=email,
+                         interaction=interaction.id if interaction else "",
+                         minutes=max(1, self.settings.verification_ttl // 60),
+                         required=self.settings.require_email_verification,
+                         resume_url=self.journey.resume_url(interaction.id) if interaction else "",
+                         **context)
+
+    def verification_mail(self, lang: str, token: str, code: str, interaction: Interaction | None
+                          ) -> tuple[str, str]:
+        url = link(self.settings.issuer, "/verify-email/confirm", token=token,
+                   interaction=interaction.id if interaction else None)
+        return self.compose("mail/verify.txt", VERIFY_SUBJECT, lang, link=url, code=code,
+                            minutes=max(1, self.settings.verification_ttl // 60))
+
