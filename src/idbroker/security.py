@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # what random_token produces
 
 
 def random_token(nbytes: int = 32) -> str:

@@ -308,3 +308,19 @@ def test_authorize_accepts_post(http, flow, register, user):
 def test_expired_interaction_is_an_error_page(http, register):
     r = http.get("/oauth2/authorize/resume", params={"interaction": "nope"})
     assert r.status_code == 400 and "location" not in r.headers
+
+
+@pytest.mark.parametrize("field", ["username", "interaction"])
+def test_nul_characters_in_login_form_are_not_a_server_error(http, flow, register, user, field):
+    client = register()
+    page = flow.authorize(**_params(client))
+    data = {**form_fields(page.text), "username": "alice@example.com", "password": PASSWORD}
+    data[field] = data[field] + "\x00"
+    r = http.post("/login", data=data)
+    assert r.status_code in (400, 401)
+
+
+def test_nul_characters_in_authorization_request(http, register):
+    client = register()
+    r = http.get("/oauth2/authorize", params=_params(client, client_id="app\x00"))
+    assert r.status_code == 400 and "location" not in r.headers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from joserfc import jwt
 from sqlalchemy import update
@@ -64,7 +64,7 @@ def test_rotation_publishes_before_signing_and_retires_after_expiry(http, provid
     assert _kid(provider, token()) == old_kid       # but not signing yet
     # time passes: the new key's activation moment arrives
     with provider.db.session() as s:
-        s.execute(update(SigningKey).where(SigningKey.kid == new.kid).values(activate_at=utcnow()))
+        s.execute(update(SigningKey).where(SigningKey.kid == new.kid).values(activate_at=datetime.now(UTC)))
     provider.keys.invalidate()
     assert _kid(provider, token()) == new.kid
     kids = {k["kid"] for k in http.get("/.well-known/jwks.json").json()["keys"]}

@@ -70,10 +70,14 @@ class UserService:
         return user
 
     def by_email(self, email: str) -> User | None:
+        if "\x00" in email or len(email) > 320:
+            return None
         with self.db.session(write=False) as s:
             return s.scalar(select(User).where(User.email == normalise_email(email)))
 
     def by_sub(self, sub: str) -> User | None:
+        if "\x00" in sub or len(sub) > 64:
+            return None
         with self.db.session(write=False) as s:
             return s.scalar(select(User).where(User.sub == sub))
 

@@ -88,6 +88,8 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> Client | None:
         """Cached lookup used on every request; at most `cache_seconds` stale across workers."""
+        if "\x00" in client_id or len(client_id) > 255:
+            return None  # cannot be registered; PostgreSQL refuses NUL in text
         now = time.monotonic()
         hit = self._cache.get(client_id)
         if hit and now - hit[0] < self.cache_seconds:

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from joserfc import jwe, jwt
@@ -20,7 +20,7 @@ from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from sqlalchemy import select
 
 from ..security import derive_key, random_token
-from ..store.db import Database, aware, utcnow
+from ..store.db import Database, aware
 from ..store.models import SigningKey
 
 ALGS = ("ES256", "RS256")
@@ -77,7 +77,7 @@ class KeyStore:
             key = RSAKey.generate_key(2048, parameters=params, private=True)
         else:
             raise ValueError(f"unsupported signing algorithm {alg}")
-        now = utcnow()
+        now = datetime.now(UTC)  # microseconds: orders keys created within the same second
         delay = self.activation_delay if activate_in is None else activate_in
         with self.db.session() as s:
             row = SigningKey(kid=kid, alg=alg, public_jwk=key.as_dict(private=False),
@@ -99,7 +99,7 @@ class KeyStore:
         return self.create(alg, activate_in=0 if immediately else None)
 
     def list(self) -> list[tuple[KeyView, str]]:
-        now = utcnow()
+        now = datetime.now(UTC)
         with self.db.session(write=False) as s:
             rows = [_view(r) for r in s.scalars(select(SigningKey).order_by(SigningKey.created_at))]
         active = {alg: kid for alg, kid in _active_kids(rows, now).items()}
@@ -118,9 +118,9 @@ class KeyStore:
             self._load()
 
     def _load(self) -> None:
-        now = utcnow()
+        now = datetime.now(UTC)
         with self.db.session(write=False) as s:
-            rows = list(s.scalars(select(SigningKey).order_by(SigningKey.activate_at)))
+            rows = list(s.scalars(select(SigningKey).order_by(SigningKey.activate_at, SigningKey.created_at)))
         views = [_view(r) for r in rows]
         active = _active_kids(views, now)
         # Retire keys superseded by a newer active one (written once, by whichever worker sees it).
@@ -192,9 +192,11 @@ def _view_with(v: KeyView, retire_after: datetime | None) -> KeyView:
 
 
 def _active_kids(views: list[KeyView], now: datetime) -> dict[str, str]:
-    """Per algorithm, the most recently activated key whose activation time has come."""
+    """Per algorithm, the most recently activated key whose activation time has come (the newer
+    one when two activate at the same moment)."""
     active: dict[str, KeyView] = {}
     for v in views:
-        if v.activate_at <= now and (v.alg not in active or v.activate_at >= active[v.alg].activate_at):
+        if v.activate_at <= now and (v.alg not in active or (v.activate_at, v.created_at) >=
+                                     (active[v.alg].activate_at, active[v.alg].created_at)):
             active[v.alg] = v
     return {alg: v.kid for alg, v in active.items()}

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from ..security import random_token
+from ..security import TOKEN_RE, random_token
 from ..store.db import Database, aware, utcnow
 from ..store.models import Interaction
 
@@ -27,7 +27,7 @@ class Interactions:
         return row
 
     def get(self, interaction_id: str | None) -> Interaction | None:
-        if not interaction_id or len(interaction_id) > 64:
+        if not interaction_id or not TOKEN_RE.match(interaction_id):
             return None
         with self.db.session(write=False) as s:
             row = s.get(Interaction, interaction_id)

@@ -39,6 +39,8 @@ def unique_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
     for key, value in pairs:
         if key in out:
             raise InvalidRequestError(f"parameter {key!r} was sent more than once")
+        if "\x00" in key or "\x00" in value:
+            raise InvalidRequestError("parameters must not contain NUL characters")
         if value != "":  # RFC 6749 §3.1: empty parameters are treated as omitted
             out[key] = value
     return out
