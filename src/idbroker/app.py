@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .login.account import AccountViews
@@ -33,12 +34,13 @@ from .oidc.discovery import metadata_bytes
 from .oidc.logout import Logout
 from .oidc.userinfo import userinfo_endpoint
 from .provider import Provider
+from .security import TOKEN_RE
 from .settings import Settings
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
 from .web.i18n import match
 from .web.templating import Pages
-from .web.theme import LayeredStaticFiles, theme_css, theme_dir
+from .web.theme import LayeredStaticFiles, theme_css
 
 log = logging.getLogger("idbroker")
 
@@ -49,8 +51,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         provider = Provider(settings)
     settings = provider.settings
     log.setLevel(settings.log_level.upper())
-    pages = Pages(theme_dir=theme_dir(settings), default_locale=settings.default_locale,
-                  cookie_name=settings.cookie_name)
+    pages = Pages(themes_dir=Path(settings.themes_dir) if settings.themes_dir else None, theme=settings.theme,
+                  default_locale=settings.default_locale, cookie_name=settings.cookie_name)
     pages.env.globals["theme_logo"] = settings.theme_logo_url
     pages.env.globals["signup_enabled"] = settings.signup_enabled  # a client may override it
     journey = Journey(provider, pages)
@@ -87,11 +89,27 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     async def resume(request: Request) -> Response:
         return await run_in_threadpool(journey.resume, request, request.query_params.get("interaction"))
 
+    global_theme_css = Path(settings.themes_dir) / settings.theme / "static" / "theme.css" \
+        if settings.themes_dir and settings.theme else None
+
     async def stylesheet(request: Request) -> Response:
         client = provider.clients.get(request.query_params.get("client", "")) \
             if request.query_params.get("client") else None
-        css = theme_css(settings, client.branding if client is not None else None)
+        folder = pages.client_theme_dir(client)
+        css = theme_css(settings, client.branding if client is not None else None, global_theme_css,
+                        folder / "static" / "theme.css" if folder else None)
         return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=300"})
+
+    async def theme_asset(request: Request) -> Response:
+        """Images and other files of a client theme: /themes/<name>/<file> from its static folder."""
+        name, path = request.path_params["name"], request.path_params["path"]
+        if not settings.themes_dir or not TOKEN_RE.match(name):
+            return Response(status_code=404)
+        root = (Path(settings.themes_dir) / name / "static").resolve()
+        target = (root / path).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return Response(status_code=404)
+        return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
 
     async def choose_language(request: Request) -> Response:
         """The selector on every page: remember the choice, go back where the user was."""
@@ -139,6 +157,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         *AccountViews(journey, csrf).routes(),
         *TermsViews(journey, csrf).routes(),
         Route("/theme.css", stylesheet, methods=["GET"]),
+        Route("/themes/{name}/{path:path}", theme_asset, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]

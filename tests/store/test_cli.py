@@ -126,3 +126,13 @@ def test_clients_hidden_from_dashboard(cli):
     assert ctx.provider().clients.get("wiki").hidden_from_dashboard is True
     assert "--hidden" in cli("clients", "add", "--help").output
     assert "--visible" in cli("clients", "update", "--help").output
+
+
+def test_client_branding_flags(cli):
+    out = json.loads(cli("clients", "add", "--client-id", "b", "--redirect-uri", "https://b.example/cb",
+                         "--primary-color", "#aa3300", "--theme", "example", "--no-signup", "--json").output)
+    assert out["branding"] == {"primary_color": "#aa3300", "theme": "example"} and out["signup_enabled"] is False
+    out = json.loads(cli("clients", "update", "b", "--background-color", "#ffffff", "--theme", "", "--json").output)
+    assert out["branding"] == {"primary_color": "#aa3300", "background": "#ffffff"}
+    bad = cli("clients", "update", "b", "--primary-color", "red", ok=False)
+    assert bad.exit_code == 1 and "colour" in bad.output

@@ -61,6 +61,11 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 
 # -- clients ------------------------------------------------------------------------------------
 Multi = Annotated[list[str] | None, typer.Option()]
+Color = Annotated[str | None, typer.Option(help="Brand colour for this client's pages (#rrggbb).")]
+ThemeName = Annotated[str | None, typer.Option(help="A theme folder (under themes_dir) for this client's pages; "
+                                               "'' to clear.")]
+Signup = Annotated[bool | None, typer.Option("--signup/--no-signup", help="Allow sign-up from this client's login "
+                                             "(default: the global setting).")]
 Ttl = Annotated[int | None, typer.Option(help="Lifetime in seconds for this client (default: global setting).")]
 
 
@@ -84,6 +89,16 @@ def _print_client(data: dict[str, Any], as_json: bool) -> None:
     ctx.console.print(table)
     if data.get("client_secret"):
         ctx.console.print(f"\n[bold yellow]client_secret[/] (shown once, store it now): {data['client_secret']}")
+
+
+def _branding(current: dict[str, Any], primary: str | None, background: str | None, theme: str | None
+              ) -> dict[str, Any] | None:
+    for key, value in (("primary_color", primary), ("background", background), ("theme", theme)):
+        if value:
+            current[key] = value
+        elif value == "" and key in current:
+            del current[key]
+    return current or None
 
 
 def _jwks(path: str | None) -> dict | None:
@@ -117,6 +132,8 @@ def clients_add(
     jwks_file: Annotated[str | None, typer.Option(help="Public JWKS file for private_key_jwt.")] = None,
     id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
+    primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
+    signup: Signup = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a client. Confidential clients get a generated secret, printed once."""
@@ -134,7 +151,8 @@ def clients_add(
                           hidden_from_dashboard=hidden,
                           backchannel_logout_uri=backchannel_logout_uri, jwks=_jwks(jwks_file),
                           id_token_signed_response_alg=id_token_alg, access_token_ttl=access_token_ttl,
-                          id_token_ttl=id_token_ttl, refresh_token_ttl=refresh_token_ttl)
+                          id_token_ttl=id_token_ttl, refresh_token_ttl=refresh_token_ttl,
+                          branding=_branding({}, primary_color, background_color, theme), signup_enabled=signup)
     if scope:
         meta.scopes = list(scope)
     try:
@@ -162,6 +180,8 @@ def clients_update(
     jwks_file: Annotated[str | None, typer.Option()] = None,
     id_token_alg: Annotated[str | None, typer.Option()] = None,
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
+    primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
+    signup: Signup = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -173,7 +193,11 @@ def clients_update(
         "first_party": first_party, "hidden_from_dashboard": hidden,
         "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
         "id_token_signed_response_alg": id_token_alg, "access_token_ttl": access_token_ttl,
-        "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl}.items() if v is not None}
+        "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl,
+        "signup_enabled": signup}.items() if v is not None}
+    current = ctx.provider().clients.get(client_id)
+    if current is not None and (primary_color or background_color or theme is not None):
+        changes["branding"] = _branding(dict(current.branding or {}), primary_color, background_color, theme)
     try:
         row, secret = ctx.provider().clients.update(client_id, changes, new_secret=rotate_secret)
     except InvalidClientMetadata as exc:

@@ -22,13 +22,7 @@ class LayeredStaticFiles(StaticFiles):
         return list(self._layers)
 
 
-def theme_dir(settings: Settings) -> Path | None:
-    if settings.themes_dir and settings.theme:
-        return Path(settings.themes_dir) / settings.theme
-    return None
-
-
-def theme_css(settings: Settings, branding: dict[str, Any] | None = None) -> str:
+def theme_css(settings: Settings, branding: dict[str, Any] | None = None, *extra_css: Path | None) -> str:
     """Values are validated (settings and client metadata) before they get here."""
     values = {
         "--ib-primary": settings.theme_primary_color,
@@ -42,4 +36,8 @@ def theme_css(settings: Settings, branding: dict[str, Any] | None = None) -> str
         if branding.get("background"):
             values["--ib-bg"] = branding["background"]
     body = "".join(f"  {k}: {v};\n" for k, v in values.items())
-    return ":root {\n" + body + "}\n"
+    css = ":root {\n" + body + "}\n"
+    for path in extra_css:  # the themes' own stylesheets (operator-supplied files)
+        if path is not None and path.is_file():
+            css += path.read_text()
+    return css
