@@ -125,3 +125,33 @@ def smtp() -> Iterator[MailSink]:
     sink = MailSink()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP endpoint that records back-channel logout deliveries: (base URL, list, event)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs
+
+    received: list[dict] = []
+    arrived = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers["content-length"])
+            received.append({"path": self.path, "content_type": self.headers["content-type"],
+                             "form": parse_qs(self.rfile.read(length).decode())})
+            self.send_response(200)
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", received, arrived
+    server.shutdown()
+    server.server_close()

@@ -15,6 +15,7 @@ from .notify.mail import Mailer, make_mailer
 from .oauth2.client_auth import ClientAuthenticator
 from .oauth2.grant_store import GrantStore
 from .oauth2.tokens import AccessTokens
+from .oidc.backchannel import SignOut
 from .oidc.id_token import IdTokens
 from .security import KeyedHasher, derive_key
 from .settings import Settings
@@ -59,6 +60,10 @@ class Provider:
     @cached_property
     def one_time(self) -> OneTimeTokens:
         return OneTimeTokens(self.db, derive_key(self.settings.secret_bytes(), "idbroker one-time codes"))
+
+    @cached_property
+    def signout(self) -> SignOut:
+        return SignOut(self)
 
     @cached_property
     def mailer(self) -> Mailer:

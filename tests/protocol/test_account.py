@@ -344,6 +344,23 @@ def test_sessions_are_listed_and_can_be_signed_out(user, provider, browser):
     assert len(sessions_of(html)) == 1 and "Sign out all other sessions" not in html
 
 
+def test_ending_other_sessions_tells_their_applications(http, user, provider, browser, register, receiver):
+    from joserfc import jwt
+    from support import Flow
+
+    base, received, arrived = receiver
+    client = register("app", first_party=True, backchannel_logout_uri=base + "/bcl")
+    laptop = browser(CHROME)
+    Flow(laptop).code_flow(client)
+    sign_in(http)
+    [laptop_sid] = [sid for sid, item in sessions_of(account(http).text).items() if "This device" not in item]
+    post(http, "/account/sessions/end-others")
+    assert arrived.wait(10)
+    [delivery] = received
+    claims = jwt.decode(delivery["form"]["logout_token"][0], provider.keys.public_keyset()).claims
+    assert claims["sid"] == laptop_sid and claims["sub"] == user.sub and claims["aud"] == "app"
+
+
 def test_signing_out_this_device_goes_through_logout(http, user):
     sign_in(http)
     [sid] = sessions_of(account(http).text)

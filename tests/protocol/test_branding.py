@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import pkce_pair
 
 from idbroker.clients.metadata import ClientMetadata, InvalidClientMetadata
-from support import pkce_pair
 
 REPO_THEMES = Path(__file__).resolve().parents[2] / "themes"
 

@@ -2,39 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs
-
-import pytest
 from joserfc import jwt
 from support import CSRF_RE, pkce_pair, query_of
-
-
-@pytest.fixture
-def receiver():
-    """A real HTTP endpoint that records back-channel logout deliveries."""
-    received: list[dict] = []
-    arrived = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            length = int(self.headers["content-length"])
-            received.append({"path": self.path, "content_type": self.headers["content-type"],
-                             "form": parse_qs(self.rfile.read(length).decode())})
-            self.send_response(200)
-            self.end_headers()
-            arrived.set()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", received, arrived
-    server.shutdown()
-    server.server_close()
 
 
 def _login(http, flow, client, scope="openid"):

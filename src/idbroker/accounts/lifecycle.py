@@ -25,6 +25,7 @@ from .policy import PasswordRejected
 from .users import EMAIL_RE, MAX_PASSWORD, normalise_email
 
 if TYPE_CHECKING:
+    from ..oidc.backchannel import Delivery
     from ..provider import Provider
 
 NAME_MAX = 255
@@ -210,17 +211,18 @@ class AccountService:
         except PasswordRejected as exc:
             raise AccountError(exc.message, **exc.params) from None
 
-    def change_password(self, user_id: int, password: str, *, keep_sid: str) -> int:
-        """New hash, and every other session of the user ends (with its grants, as at logout).
-        Returns how many sessions ended."""
+    def change_password(self, user_id: int, password: str, *, keep_sid: str) -> list[Delivery]:
+        """New hash, then every other session of the user ends, as at logout. Returns the
+        back-channel logout deliveries to make."""
         new_hash = self.provider.passwords.hash(password)
         with self.db.session() as s:
             row = s.get(User, user_id)
             if row is None:
-                return 0
+                return []
             row.password_hash = new_hash
             row.updated_at = utcnow()
-            return self._end_sessions(s, user_id, exclude=keep_sid)
+            sub = row.sub
+        return self.provider.signout.end(self._live_sids(user_id, exclude=keep_sid), sub)
 
     # -- sessions -------------------------------------------------------------------------------
     def live_sessions(self, user_id: int) -> list[BrowserSession]:
@@ -231,34 +233,24 @@ class AccountService:
                 .order_by(BrowserSession.auth_time.desc())))
         return [r for r in rows if aware(r.expires_at) > now]
 
-    def end_session(self, user_id: int, sid: str) -> bool:
-        """Ends one of the user's own sessions; False when `sid` is not one of them."""
+    def end_session(self, user: User, sid: str) -> list[Delivery]:
+        """Ends one of the user's own sessions (nothing when `sid` is not one of them)."""
         if not sid or len(sid) > 64:
-            return False
-        with self.db.session() as s:
-            return self._end_sessions(s, user_id, only=sid) > 0
+            return []
+        return self.provider.signout.end(self._live_sids(user.id, only=sid), user.sub)
 
-    def end_other_sessions(self, user_id: int, keep_sid: str) -> int:
-        with self.db.session() as s:
-            return self._end_sessions(s, user_id, exclude=keep_sid)
+    def end_other_sessions(self, user: User, keep_sid: str) -> list[Delivery]:
+        return self.provider.signout.end(self._live_sids(user.id, exclude=keep_sid), user.sub)
 
-    def _end_sessions(self, s: Any, user_id: int, *, only: str | None = None, exclude: str | None = None) -> int:
+    def _live_sids(self, user_id: int, *, only: str | None = None, exclude: str | None = None) -> list[str]:
         query = select(BrowserSession.sid).where(BrowserSession.user_id == user_id,
                                                  BrowserSession.ended_at.is_(None))
         if only is not None:
             query = query.where(BrowserSession.sid == only)
         if exclude is not None:
             query = query.where(BrowserSession.sid != exclude)
-        sids = list(s.scalars(query))
-        if not sids:
-            return 0
-        now = utcnow()
-        s.execute(update(BrowserSession).where(BrowserSession.sid.in_(sids)).values(ended_at=now))
-        # As at logout: the session's grants end, except offline_access ones.
-        for grant in s.scalars(select(Grant).where(Grant.sid.in_(sids), Grant.revoked_at.is_(None))):
-            if "offline_access" not in grant.scope.split():
-                grant.revoked_at = now
-        return len(sids)
+        with self.db.session(write=False) as s:
+            return list(s.scalars(query))
 
     # -- connected applications ----------------------------------------------------------------
     def connected_apps(self, user_id: int) -> list[ConnectedApp]:
@@ -302,14 +294,18 @@ class AccountService:
         return bool(forgot or revoked)
 
     # -- deletion -----------------------------------------------------------------------------
-    def delete_account(self, user_id: int) -> None:
-        """Removes the user; sessions, grants (with their tokens), consents and one-time tokens
-        go with it (ON DELETE CASCADE)."""
+    def delete_account(self, user: User) -> list[Delivery]:
+        """Signs the user out everywhere (telling the applications), then removes the user;
+        sessions, grants (with their tokens), consents and one-time tokens go with it
+        (ON DELETE CASCADE)."""
+        deliveries = self.provider.signout.end(self._live_sids(user.id), user.sub)
+        user_id = user.id
         with self.db.session() as s:
             sids = list(s.scalars(select(BrowserSession.sid).where(BrowserSession.user_id == user_id)))
             if sids:
                 s.execute(delete(SessionClient).where(SessionClient.sid.in_(sids)))
             s.execute(delete(User).where(User.id == user_id))
+        return deliveries
 
 
 class _Taken(Exception):

@@ -33,6 +33,7 @@ from .hosted import HostedPages, field
 from .views import SCOPE_TEXT
 
 if TYPE_CHECKING:
+    from ..oidc.backchannel import Delivery
     from ..store.models import BrowserSession, User
     from ..web.csrf import Csrf
     from .journey import Journey
@@ -123,8 +124,12 @@ class AccountViews(HostedPages):
         notice = NOTICES.get(request.query_params.get("done", ""))
         return await self._render(request, *found, notice=notice)
 
-    def _done(self, what: str) -> Response:
-        return self.redirect("/account?" + urlencode({"done": what}))
+    def _done(self, what: str, deliveries: list[Delivery] | None = None) -> Response:
+        """Back to the account page; back-channel logouts are sent after the response."""
+        response = self.redirect("/account?" + urlencode({"done": what}))
+        if deliveries:
+            response.background = BackgroundTask(self.provider.signout.notify, deliveries)
+        return response
 
     async def _guarded(self, request: Request) -> tuple[Any, BrowserSession, User] | Response:
         """The form, session and user of a POST; or the response when signed out or the CSRF
@@ -172,7 +177,8 @@ class AccountViews(HostedPages):
         token = await run_in_threadpool(self.accounts.start_email_change, user, new_email)
         response = self._done("email")
         if token is not None:  # the same answer when the address belongs to someone else
-            lang = self.pages.language(request, user_locale=user.locale)
+            # Mail goes out in the user's language when they chose one, else the page's.
+            lang = self.pages.catalogs.negotiate(user.locale, self.pages.language(request, user_locale=user.locale))
             response.background = BackgroundTask(self._send_change_mail, new_email, token, lang)
         return response
 
@@ -224,8 +230,8 @@ class AccountViews(HostedPages):
             errors["new_password"] = exc.problem
         if errors:
             return await self._render(request, session, user, 400, errors=errors)
-        await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid)
-        return self._done("password")
+        deliveries = await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid)
+        return self._done("password", deliveries)
 
     # -- sessions -----------------------------------------------------------------------------------
     async def end_session(self, request: Request) -> Response:
@@ -236,16 +242,16 @@ class AccountViews(HostedPages):
         sid = field(form, "sid", 64)
         if sid == session.sid:  # this browser: the normal sign-out, which also tells the apps
             return self.redirect("/oauth2/logout")
-        await run_in_threadpool(self.accounts.end_session, user.id, sid)
-        return self._done("session")
+        deliveries = await run_in_threadpool(self.accounts.end_session, user, sid)
+        return self._done("session", deliveries)
 
     async def end_other_sessions(self, request: Request) -> Response:
         guarded = await self._guarded(request)
         if isinstance(guarded, Response):
             return guarded
         _, session, user = guarded
-        await run_in_threadpool(self.accounts.end_other_sessions, user.id, session.sid)
-        return self._done("sessions")
+        deliveries = await run_in_threadpool(self.accounts.end_other_sessions, user, session.sid)
+        return self._done("sessions", deliveries)
 
     # -- connected applications -------------------------------------------------------------------
     async def revoke_app(self, request: Request) -> Response:
@@ -280,8 +286,9 @@ class AccountViews(HostedPages):
             ok = confirm.strip().lower() == user.email
         if not ok:
             return self._delete_page(request, user, 400, Problem(DELETE_CONFIRM_WRONG))
-        await run_in_threadpool(self.accounts.delete_account, user.id)
+        deliveries = await run_in_threadpool(self.accounts.delete_account, user)
         log.info("account %s deleted by its owner", user.sub)
         response = self.pages.render(request, "account/goodbye.html", user_locale=user.locale)
         response.delete_cookie(self.journey.session_cookie, path="/")
+        response.background = BackgroundTask(self.provider.signout.notify, deliveries)
         return response

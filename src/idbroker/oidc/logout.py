@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
 from joserfc.errors import JoseError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from ..oauth2 import constants as c
 from ..oauth2.endpoints.common import unique_params
 from ..oauth2.errors import OAuth2Error
-from ..security import random_token
+from ..web.i18n import N_
 
 if TYPE_CHECKING:
     from ..login.journey import Journey
@@ -27,7 +23,14 @@ if TYPE_CHECKING:
     from ..store.models import Client
     from ..web.csrf import Csrf
 
-log = logging.getLogger("idbroker.logout")
+# Shown on the error page (translated there).
+HINT_INVALID = N_("The id_token_hint is not a valid ID token from this provider.")
+HINT_NOT_ID_TOKEN = N_("The id_token_hint is not an ID token.")
+HINT_FOREIGN = N_("The id_token_hint was not issued here.")
+HINT_MISMATCH = N_("client_id does not match the id_token_hint.")
+UNKNOWN_CLIENT = N_("The application is not registered.")
+URI_NEEDS_CLIENT = N_("post_logout_redirect_uri needs id_token_hint or client_id.")
+UNKNOWN_URI = N_("The post_logout_redirect_uri is not registered for this application.")
 
 
 @dataclass
@@ -56,30 +59,30 @@ class Logout:
             try:
                 token = p.keys.verify(hint)  # expired hints are fine (RP-Initiated Logout §2)
             except (JoseError, ValueError):
-                raise BadLogoutRequest("The id_token_hint is not a valid ID token from this provider.") from None
+                raise BadLogoutRequest(HINT_INVALID) from None
             claims = token.claims
             if token.header.get("typ", "JWT").lower() in (c.TYP_ACCESS_TOKEN, c.TYP_LOGOUT_TOKEN):
-                raise BadLogoutRequest("The id_token_hint is not an ID token.")
+                raise BadLogoutRequest(HINT_NOT_ID_TOKEN)
             if claims.get("iss") != p.issuer:
-                raise BadLogoutRequest("The id_token_hint was not issued here.")
+                raise BadLogoutRequest(HINT_FOREIGN)
             out.hint = claims
         client_id = params.get("client_id")
         hinted = out.hint.get("aud") if out.hint else None
         if isinstance(hinted, list):
             hinted = hinted[0] if len(hinted) == 1 else None
         if client_id and hinted and client_id != hinted:
-            raise BadLogoutRequest("client_id does not match the id_token_hint.")
+            raise BadLogoutRequest(HINT_MISMATCH)
         client_id = client_id or hinted
         if client_id:
             out.client = p.clients.get(client_id)
             if out.client is None:
-                raise BadLogoutRequest("The application is not registered.")
+                raise BadLogoutRequest(UNKNOWN_CLIENT)
         uri = params.get("post_logout_redirect_uri")
         if uri:
             if out.client is None:
-                raise BadLogoutRequest("post_logout_redirect_uri needs id_token_hint or client_id.")
+                raise BadLogoutRequest(URI_NEEDS_CLIENT)
             if uri not in out.client.post_logout_redirect_uris:
-                raise BadLogoutRequest("The post_logout_redirect_uri is not registered for this application.")
+                raise BadLogoutRequest(UNKNOWN_URI)
             out.redirect_uri = uri
         return out
 
@@ -108,7 +111,8 @@ class Logout:
             return response
         task = None
         if found is not None:
-            task = BackgroundTask(self.notify, await run_in_threadpool(self.end_session, found[0].sid, found[1].sub))
+            signout = self.provider.signout
+            task = BackgroundTask(signout.notify, await run_in_threadpool(signout.end, [found[0].sid], found[1].sub))
         if req.redirect_uri:
             response: Response = RedirectResponse(_with_state(req.redirect_uri, req.state), status_code=303)
         else:
@@ -116,43 +120,6 @@ class Logout:
         response.delete_cookie(self.journey.session_cookie, path="/")
         response.background = task
         return response
-
-    def end_session(self, sid: str, sub: str) -> list[tuple[str, str]]:
-        """Ends the session and its grants; returns (backchannel URI, logout token) to deliver."""
-        p = self.provider
-        p.sessions.end(sid)
-        p.grants.revoke_session_grants(sid)
-        deliveries = []
-        for client_id in p.sessions.clients_of(sid):
-            client = p.clients.get(client_id)
-            if client is None or not client.backchannel_logout_uri:
-                continue
-            deliveries.append((client.backchannel_logout_uri, self.logout_token(client, sid, sub)))
-        return deliveries
-
-    def logout_token(self, client: Client, sid: str, sub: str) -> str:
-        """Back-Channel Logout §2.4."""
-        now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.provider.issuer, "aud": client.client_id, "iat": now,
-                                  "exp": now + 120, "jti": random_token(16), "sub": sub, "sid": sid,
-                                  "events": {c.BACKCHANNEL_LOGOUT_EVENT: {}}}
-        return self.provider.keys.sign(claims, typ=c.TYP_LOGOUT_TOKEN, alg=client.id_token_signed_response_alg)
-
-    async def notify(self, deliveries: list[tuple[str, str]]) -> None:
-        if not deliveries:
-            return
-        timeout = self.provider.settings.backchannel_timeout
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
-            await asyncio.gather(*(self._post(http, uri, token) for uri, token in deliveries))
-
-    async def _post(self, http: httpx.AsyncClient, uri: str, token: str) -> None:
-        try:
-            r = await http.post(uri, data={"logout_token": token},
-                                headers={"Cache-Control": "no-cache"})
-            if r.status_code >= 300:
-                log.warning("back-channel logout to %s answered %s", urlsplit(uri).netloc, r.status_code)
-        except httpx.HTTPError as exc:
-            log.warning("back-channel logout to %s failed: %s", urlsplit(uri).netloc, type(exc).__name__)
 
 
 def _with_state(uri: str, state: str | None) -> str:

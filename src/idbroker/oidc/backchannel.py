@@ -1,0 +1,73 @@
+"""Ending browser sessions, the one way every path uses (logout, the account page, password
+change, account deletion): the session and its grants end (offline_access grants stay), and each
+client that took part and registered a backchannel_logout_uri receives a logout token
+(OIDC Back-Channel Logout 1.0)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..oauth2 import constants as c
+from ..security import random_token
+
+if TYPE_CHECKING:
+    from ..provider import Provider
+    from ..store.models import Client
+
+log = logging.getLogger("idbroker.logout")
+
+Delivery = tuple[str, str]  # (backchannel_logout_uri, logout token)
+
+
+class SignOut:
+    def __init__(self, provider: Provider):
+        self.provider = provider
+
+    def end(self, sids: list[str], sub: str) -> list[Delivery]:
+        """Ends the sessions and their grants; returns the logout tokens to deliver."""
+        p = self.provider
+        deliveries = []
+        for sid in sids:
+            p.sessions.end(sid)
+            p.grants.revoke_session_grants(sid)
+            deliveries += self.deliveries(sid, sub)
+        return deliveries
+
+    def deliveries(self, sid: str, sub: str) -> list[Delivery]:
+        p = self.provider
+        out = []
+        for client_id in p.sessions.clients_of(sid):
+            client = p.clients.get(client_id)
+            if client is not None and client.backchannel_logout_uri:
+                out.append((client.backchannel_logout_uri, self.logout_token(client, sid, sub)))
+        return out
+
+    def logout_token(self, client: Client, sid: str, sub: str) -> str:
+        """Back-Channel Logout §2.4."""
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.provider.issuer, "aud": client.client_id, "iat": now,
+                                  "exp": now + 120, "jti": random_token(16), "sub": sub, "sid": sid,
+                                  "events": {c.BACKCHANNEL_LOGOUT_EVENT: {}}}
+        return self.provider.keys.sign(claims, typ=c.TYP_LOGOUT_TOKEN, alg=client.id_token_signed_response_alg)
+
+    async def notify(self, deliveries: list[Delivery]) -> None:
+        """POSTs the logout tokens (run after the response: a slow client delays nobody)."""
+        if not deliveries:
+            return
+        timeout = self.provider.settings.backchannel_timeout
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+            await asyncio.gather(*(self._post(http, uri, token) for uri, token in deliveries))
+
+    async def _post(self, http: httpx.AsyncClient, uri: str, token: str) -> None:
+        try:
+            r = await http.post(uri, data={"logout_token": token}, headers={"Cache-Control": "no-cache"})
+            if r.status_code >= 300:
+                log.warning("back-channel logout to %s answered %s", urlsplit(uri).netloc, r.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("back-channel logout to %s failed: %s", urlsplit(uri).netloc, type(exc).__name__)
