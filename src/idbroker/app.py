@@ -39,6 +39,7 @@ from .settings import Settings
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
 from .web.i18n import match
+from .web.navigation import local_path
 from .web.templating import Pages
 from .web.theme import LayeredStaticFiles, theme_css
 
@@ -114,9 +115,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     async def choose_language(request: Request) -> Response:
         """The selector on every page: remember the choice, go back where the user was."""
         lang = match(request.query_params.get("lang"))
-        target = request.query_params.get("next") or "/"
-        if not target.startswith("/") or target.startswith("//") or "\\" in target:
-            target = "/"  # local paths only: never an open redirect
+        target = local_path(request.query_params.get("next"))
         response = RedirectResponse(settings.issuer + target, status_code=303)
         if lang:
             response.set_cookie(pages.lang_cookie, lang, max_age=365 * 86400, httponly=True,

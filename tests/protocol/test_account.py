@@ -4,6 +4,7 @@ applications and deleting the account - through HTTP, on both stores, with a rea
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 from html.parser import HTMLParser
 
 import pytest
@@ -72,7 +73,7 @@ def stored(provider, user_id):
 
 def signed_out(client):
     r = client.get("/account")
-    return r.status_code == 303 and r.headers["location"] == ISSUER + "/login"
+    return r.status_code == 303 and r.headers["location"] == ISSUER + "/login?next=%2Faccount"
 
 
 class FormAudit(HTMLParser):
@@ -108,7 +109,7 @@ def audit(html):
 def test_every_account_page_needs_a_session(http, user):
     for path in ("/account", "/account/delete"):
         r = http.get(path)
-        assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login", path
+        assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login?" + urlencode({"next": path})
     for path in POST_ENDPOINTS:
         r = http.post(path, data={"csrf_token": "x"})
         assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login", path

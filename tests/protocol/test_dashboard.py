@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from support import ISSUER, PASSWORD, form_fields
 
 
@@ -21,7 +22,7 @@ def tile(html, client_id):
 
 def test_dashboard_requires_a_session(http):
     r = http.get("/apps")
-    assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login"
+    assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login?next=%2Fapps"
     home = http.get("/")
     assert home.status_code == 303 and home.headers["location"] == ISSUER + "/apps"
 
@@ -78,4 +79,23 @@ def test_ended_session_cannot_see_the_dashboard(http, provider, user):
     sign_in(http)
     provider.sessions.end_all_for_user(user.id)
     r = http.get("/apps")
-    assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login"
+    assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login?next=%2Fapps"
+
+
+def test_login_returns_to_the_page_that_asked_for_it(http, user):
+    r = http.get("/account")
+    assert r.status_code == 303 and r.headers["location"].endswith("/login?next=%2Faccount")
+    page = http.get(r.headers["location"])
+    assert 'name="next" value="/account"' in page.text
+    r = http.post("/login", data={**form_fields(page.text), "next": "/account", "username": "alice@example.com",
+                                  "password": PASSWORD})
+    assert r.headers["location"] == "http://127.0.0.1:8000/account"
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x"])
+def test_login_never_returns_to_another_site(http, user, target):
+    page = http.get("/login", params={"next": target})
+    assert page.text.count('name="next"') == 1  # the language selector's own, not the login form's
+    r = http.post("/login", data={**form_fields(page.text), "next": target, "username": "alice@example.com",
+                                  "password": PASSWORD})
+    assert r.headers["location"] == "http://127.0.0.1:8000/"

@@ -120,7 +120,7 @@ class AccountViews(HostedPages):
     async def account(self, request: Request) -> Response:
         found = self.signed_in(request)
         if found is None:
-            return self.to_login()
+            return self.to_login(request)
         notice = NOTICES.get(request.query_params.get("done", ""))
         return await self._render(request, *found, notice=notice)
 
@@ -137,7 +137,7 @@ class AccountViews(HostedPages):
         form = await self.form(request)
         found = self.signed_in(request)
         if found is None:
-            return self.to_login()
+            return self.to_login(request)
         if not self.csrf.valid(request, field(form, "csrf_token", 256)):
             return self.form_expired(request)
         return form, found[0], found[1]
@@ -266,7 +266,7 @@ class AccountViews(HostedPages):
     async def delete_form(self, request: Request) -> Response:
         found = self.signed_in(request)
         if found is None:
-            return self.to_login()
+            return self.to_login(request)
         return self._delete_page(request, found[1])
 
     def _delete_page(self, request: Request, user: User, status: int = 200, error: Problem | None = None

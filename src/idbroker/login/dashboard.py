@@ -29,6 +29,6 @@ class DashboardViews(HostedPages):
     async def apps(self, request: Request) -> Response:
         found = self.signed_in(request)
         if found is None:
-            return self.to_login()
+            return self.to_login(request)
         apps = await run_in_threadpool(self.listed_apps)
         return self.page(request, "dashboard/apps.html", user=found[1], apps=apps, nav="apps")

@@ -9,6 +9,7 @@ original and restore anything missing. The sign-up/recovery pages do not use thi
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -63,8 +64,12 @@ class HostedPages:
     def redirect(self, path: str) -> Response:
         return RedirectResponse(self.provider.issuer + path, status_code=303)
 
-    def to_login(self) -> Response:
-        return self.redirect("/login")
+    def to_login(self, request: Request | None = None) -> Response:
+        """To the login page, coming back here afterwards."""
+        if request is None or request.method != "GET":
+            return self.redirect("/login")
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return self.redirect("/login?" + urlencode({"next": here}))
 
     def form_expired(self, request: Request) -> Response:
         return self.journey.error_page(request, FORM_EXPIRED, 400)

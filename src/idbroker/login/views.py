@@ -12,6 +12,7 @@ from ..oauth2 import constants as c
 from ..oauth2.errors import AccessDeniedError
 from ..web.csrf import Csrf
 from ..web.i18n import N_
+from ..web.navigation import local_path
 from .journey import EXPIRED
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class LoginViews:
             "login_hint": req.params.get("login_hint", "") if req else "",
             "current_user": found[1] if found and req and "select_account" in req.prompt else None,
             "req": req,
+            "next": local_path(request.query_params.get("next"), "") if interaction is None else "",
         }
 
     # -- login -------------------------------------------------------------------------------------
@@ -104,7 +106,7 @@ class LoginViews:
             self.journey.interactions.mark(interaction.id, login_sid=session.sid)
             target = self.journey.resume_url(interaction.id)
         else:
-            target = self.provider.issuer + "/"
+            target = self.provider.issuer + local_path(str(form.get("next") or ""))
         response = RedirectResponse(target, status_code=303)
         self.set_session_cookie(response, cookie)
         return response
