@@ -3,6 +3,8 @@ environment (``IDBROKER_*``, ``IDBROKER_CONFIG``)."""
 
 from __future__ import annotations
 
+import ctypes
+
 from fastapi import FastAPI
 
 from .app import create_app
@@ -10,4 +12,20 @@ from .settings import load_settings
 
 
 def create() -> FastAPI:
+    release_large_buffers()
     return create_app(load_settings())
+
+
+def release_large_buffers() -> None:
+    """Each argon2id hash allocates `argon2_memory_kib` (19 MiB by default). glibc raises its mmap
+    threshold after the first such buffer is freed and then keeps later ones in its heap, so a
+    worker's RSS grows by that much per concurrent hash and never shrinks. A fixed 1 MiB threshold
+    keeps large buffers mmap'ed: returned to the system as soon as the hash is done."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+M_MMAP_THRESHOLD = -3

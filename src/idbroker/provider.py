@@ -47,7 +47,7 @@ class Provider:
     @cached_property
     def passwords(self) -> Passwords:
         s = self.settings
-        return Passwords(s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism)
+        return Passwords(s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism, s.hash_concurrency)
 
     @cached_property
     def password_policy(self) -> PasswordPolicy:

@@ -60,6 +60,8 @@ class Settings:
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
+    # Hashes computed at once per worker; 0: cores / workers (set by `serve`), or all cores.
+    hash_concurrency: int = 0
     # Cookie name prefix.
     cookie_name: str = "idbroker"
     # Timeout for back-channel logout deliveries, seconds.

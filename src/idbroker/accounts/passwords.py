@@ -3,22 +3,32 @@ weaker parameters is replaced at the user's next successful login."""
 
 from __future__ import annotations
 
+import os
+import threading
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 
 class Passwords:
-    def __init__(self, memory_kib: int = 19 * 1024, time_cost: int = 2, parallelism: int = 1):
+    """At most `concurrency` hashes run at once in this process: more would not finish sooner on
+    the cores there are, and each holds `memory_kib` of memory while it runs."""
+
+    def __init__(self, memory_kib: int = 19 * 1024, time_cost: int = 2, parallelism: int = 1,
+                 concurrency: int = 0):
         self._hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism)
+        self._slots = threading.BoundedSemaphore(concurrency or os.cpu_count() or 1)
         # Verified when the account does not exist, so both answers take the same time.
         self._dummy = self._hasher.hash("idbroker-timing-equaliser")
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, stored: str | None, password: str) -> bool:
         try:
-            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+            with self._slots:
+                return self._hasher.verify(stored or self._dummy, password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

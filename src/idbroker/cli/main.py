@@ -49,6 +49,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         # No issuer configured: the local address is the issuer (development).
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         os.environ["IDBROKER_ISSUER"] = f"http://{local}:{port}"
+    # Share the cores among the workers' password hashing.
+    os.environ.setdefault("IDBROKER_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
     p = ctx.provider()
     p.keys.ensure()
     ctx.console.print(f"idbroker serving issuer [bold]{p.issuer}[/] on http://{host}:{port} "
