@@ -7,14 +7,15 @@ ends the whole family at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, or_, select, update
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
-from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken
+from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken, User
 
 
 @dataclass
@@ -22,6 +23,13 @@ class CodeRedemption:
     code: AuthorizationCode | None
     grant: Grant | None
     replayed: bool = False
+    user: User | None = None
+
+
+@dataclass
+class TokenState:
+    revoked: bool
+    user: User | None = None
 
 
 @dataclass
@@ -30,6 +38,8 @@ class RefreshRotation:
     grant: Grant | None
     new_token: str | None = None
     reused: bool = False
+    user: User | None = None
+    scope: str = ""
 
 
 class GrantStore:
@@ -46,11 +56,6 @@ class GrantStore:
         with self.db.session() as s:
             s.add(grant)
         return grant
-
-    def is_grant_active(self, grant_id: str) -> bool:
-        with self.db.session(write=False) as s:
-            row = s.execute(select(Grant.revoked_at).where(Grant.id == grant_id)).first()
-        return row is not None and row[0] is None
 
     def revoke_grant(self, grant_id: str) -> None:
         with self.db.session() as s:
@@ -113,7 +118,7 @@ class GrantStore:
                 if grant is not None and grant.revoked_at is None:
                     grant.revoked_at = utcnow()
                 return CodeRedemption(row, grant, replayed=True)
-            return CodeRedemption(row, grant)
+            return CodeRedemption(row, grant, user=s.get(User, grant.user_id) if grant is not None else None)
 
     # -- refresh tokens (rotation with reuse detection, OAuth 2.0 Security BCP §4.14) -----------
     def create_refresh_token(self, grant: Grant, *, scope: str, ttl: int) -> tuple[str, datetime]:
@@ -131,30 +136,35 @@ class GrantStore:
                               .where(RefreshToken.token_hash == sha256_hex(token))).first()
         return (found[0], found[1]) if found else None
 
-    def rotate_refresh_token(self, token: str, *, scope: str | None, ttl: int) -> RefreshRotation:
-        """Uses `token` once and issues its successor in the same transaction. Presenting a used
-        token again revokes the whole family."""
+    def rotate_refresh_token(self, token: str, *, check: Callable[[RefreshToken, Grant], str], ttl: int
+                             ) -> RefreshRotation:
+        """Uses `token` once and issues its successor, in one transaction that also loads the
+        grant's user. `check(old, grant)` validates the request and returns the scope of the
+        new token; when it raises, nothing is written. Presenting a used token again revokes the
+        whole family."""
         token_hash = sha256_hex(token)
         now = utcnow()
         with self.db.session() as s:
             won = s.execute(update(RefreshToken)
                             .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
                             .values(used_at=now)).rowcount == 1
-            old = s.get(RefreshToken, token_hash)
-            if old is None:
+            found = s.execute(select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
+                              .where(RefreshToken.token_hash == token_hash)).first()
+            if found is None:
                 return RefreshRotation(None, None)
-            grant = s.get(Grant, old.grant_id)
+            old, grant = found
+            scope = check(old, grant)
             if not won:
-                if grant is not None and grant.revoked_at is None:
+                if grant.revoked_at is None:
                     grant.revoked_at = now
                 return RefreshRotation(old, grant, reused=True)
-            if grant is None or grant.revoked_at is not None or aware(old.expires_at) <= now:
+            if grant.revoked_at is not None or aware(old.expires_at) <= now:
                 return RefreshRotation(old, grant)
             new = random_token(32)
             expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
             s.add(RefreshToken(token_hash=sha256_hex(new), grant_id=grant.id, client_id=grant.client_id,
-                               scope=scope or old.scope, created_at=now, expires_at=expires, used_at=None))
-            return RefreshRotation(old, grant, new_token=new)
+                               scope=scope, created_at=now, expires_at=expires, used_at=None))
+            return RefreshRotation(old, grant, new_token=new, user=s.get(User, grant.user_id), scope=scope)
 
     # -- access-token revocation list ------------------------------------------------------
     def revoke_jti(self, jti: str, expires_at: datetime) -> None:
@@ -162,9 +172,20 @@ class GrantStore:
             if s.get(RevokedToken, jti) is None:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
 
-    def is_jti_revoked(self, jti: str) -> bool:
+    def token_state(self, jti: str, gid: str | None, sub: str | None) -> TokenState:
+        """In one query: is the access token revoked (by jti, or through its grant), and when
+        `sub` is given, its enabled user. Runs on every userinfo and introspection call."""
+        revoked = exists().where(RevokedToken.jti == jti)
+        if gid is not None:
+            live_grant = exists().where(Grant.id == gid, Grant.revoked_at.is_(None))
+            revoked = or_(revoked, ~live_grant)
         with self.db.session(write=False) as s:
-            return s.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
+            if sub is None:
+                return TokenState(bool(s.scalar(select(revoked))))
+            row = s.execute(select(User, revoked).where(User.sub == sub, User.disabled.is_(False))).first()
+        if row is None:
+            return TokenState(False, None)
+        return TokenState(bool(row[1]), row[0])
 
     # -- housekeeping -------------------------------------------------------------------------
     def purge_expired(self) -> None:

@@ -50,8 +50,10 @@ class AccessTokens:
             claims["sid"] = sid
         return IssuedAccessToken(self.keys.sign(claims, typ=c.TYP_ACCESS_TOKEN), ttl, claims)
 
-    def validate(self, token: str) -> dict[str, Any]:
-        """Claims of a live access token issued here, or InvalidTokenError (RFC 6750 §3.1)."""
+    def validate(self, token: str, *, load_user: bool = False) -> dict[str, Any]:
+        """Claims of a live access token issued here, or InvalidTokenError (RFC 6750 §3.1).
+        With `load_user`, the token's (enabled) user is looked up in the same query and returned
+        as claims["_user"]."""
         if not token or token.count(".") != 2 or len(token) > 8192:
             raise InvalidTokenError("The access token is malformed")
         try:
@@ -61,16 +63,19 @@ class AccessTokens:
         if decoded.header.get("typ", "").lower() not in (c.TYP_ACCESS_TOKEN, "application/at+jwt"):
             raise InvalidTokenError("The token is not an access token")  # RFC 9068 §4
         claims = decoded.claims
-        now = time.time()
         if claims.get("iss") != self.issuer:
             raise InvalidTokenError("The access token was not issued here")
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= now:
+        if not isinstance(exp, int | float) or exp <= time.time():
             raise InvalidTokenError("The access token expired")
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or self.grants.is_jti_revoked(jti):
+        jti, gid, sub = claims.get("jti"), claims.get("gid"), claims.get("sub")
+        if not isinstance(jti, str) or not isinstance(gid, str | None) or not isinstance(sub, str):
+            raise InvalidTokenError("The access token is malformed")
+        state = self.grants.token_state(jti, gid, sub if load_user else None)
+        if state.revoked:
             raise InvalidTokenError("The access token was revoked")
-        gid = claims.get("gid")
-        if gid is not None and not self.grants.is_grant_active(gid):
-            raise InvalidTokenError("The access token was revoked")
+        if load_user:
+            if state.user is None:
+                raise InvalidTokenError("the user of this token is no longer active")
+            claims = {**claims, "_user": state.user}
         return claims

@@ -43,8 +43,10 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
             # A writer takes the lock at BEGIN, so two writers queue on busy_timeout instead of
             # one failing with "database is locked" when it upgrades a read lock.
-            immediate = conn.get_execution_options().get("write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # Readers issue no BEGIN: in autocommit mode each SELECT sees a consistent snapshot
+            # on its own, and the hot read paths are single statements.
+            if conn.get_execution_options().get("write", False):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

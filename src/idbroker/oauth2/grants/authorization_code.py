@@ -46,4 +46,4 @@ class AuthorizationCodeGrant(GrantHandler):
             refresh, _ = provider.grants.create_refresh_token(
                 grant, scope=grant.scope, ttl=ttl(provider, client, "refresh_token_ttl"))
         return user_token_response(provider, client, grant, scope=grant.scope, nonce=row.nonce,
-                                   refresh_token=refresh)
+                                   refresh_token=refresh, user=redeemed.user)

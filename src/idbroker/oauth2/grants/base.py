@@ -10,7 +10,7 @@ from ..errors import InvalidGrantError, InvalidScopeError
 
 if TYPE_CHECKING:
     from ...provider import Provider
-    from ...store.models import Client, Grant
+    from ...store.models import Client, Grant, User
 
 
 class GrantHandler:
@@ -38,9 +38,12 @@ def narrow_scope(requested: str | None, granted: str) -> str:
 
 def user_token_response(provider: Provider, client: Client, grant: Grant, *, scope: str,
                         nonce: str | None = None, with_id_token: bool = True,
-                        refresh_token: str | None = None, audience: str | None = None) -> dict[str, Any]:
-    """Access token (+ ID token when openid was granted) for a user grant."""
-    user = provider.users.by_id(grant.user_id)
+                        refresh_token: str | None = None, audience: str | None = None,
+                        user: User | None = None) -> dict[str, Any]:
+    """Access token (+ ID token when openid was granted) for a user grant (its user loaded
+    already, or looked up here)."""
+    if user is None:
+        user = provider.users.by_id(grant.user_id)
     if user is None or user.disabled:
         raise InvalidGrantError("the user of this grant is no longer active")
     auth_time = int(aware(grant.auth_time).timestamp())

@@ -11,7 +11,7 @@ from .base import GrantHandler, narrow_scope, ttl, user_token_response
 
 if TYPE_CHECKING:
     from ...provider import Provider
-    from ...store.models import Client
+    from ...store.models import Client, Grant, RefreshToken
 
 
 class RefreshTokenGrant(GrantHandler):
@@ -23,18 +23,18 @@ class RefreshTokenGrant(GrantHandler):
         token = form.get("refresh_token")
         if not token:
             raise InvalidRequestError("refresh_token is required")
-        found = provider.grants.find_refresh_token(token)
-        if found is None:
-            raise InvalidGrantError("the refresh token is invalid")
-        current, grant = found
-        if current.client_id != client.client_id:
-            raise InvalidGrantError("the refresh token was issued to another client")
-        scope = narrow_scope(form.get("scope"), grant.scope)
-        rotation = provider.grants.rotate_refresh_token(token, scope=scope,
+        def check(current: RefreshToken, grant: Grant) -> str:
+            if current.client_id != client.client_id:
+                raise InvalidGrantError("the refresh token was issued to another client")
+            return narrow_scope(form.get("scope"), grant.scope)
+
+        rotation = provider.grants.rotate_refresh_token(token, check=check,
                                                         ttl=ttl(provider, client, "refresh_token_ttl"))
+        if rotation.old is None:
+            raise InvalidGrantError("the refresh token is invalid")
         if rotation.reused:
             raise InvalidGrantError("the refresh token was already used", detail="refresh token reuse")
         if rotation.new_token is None or rotation.grant is None:
             raise InvalidGrantError("the refresh token expired or was revoked")
-        return user_token_response(provider, client, rotation.grant, scope=scope,
-                                   refresh_token=rotation.new_token)
+        return user_token_response(provider, client, rotation.grant, scope=rotation.scope,
+                                   refresh_token=rotation.new_token, user=rotation.user)
