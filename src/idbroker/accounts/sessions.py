@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
@@ -43,8 +44,8 @@ class SessionService:
             return None
         return session, user
 
-    def add_client(self, sid: str, client_id: str) -> None:
-        with self.db.session() as s:
+    def add_client(self, sid: str, client_id: str, session: Session | None = None) -> None:
+        with self.db.using(session) as s:
             if s.get(SessionClient, (sid, client_id)) is None:
                 s.add(SessionClient(sid=sid, client_id=client_id))
 

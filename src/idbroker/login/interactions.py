@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from ..security import TOKEN_RE, random_token
 from ..store.db import Database, aware, utcnow
@@ -45,6 +46,6 @@ class Interactions:
             if consented is not None:
                 row.consented = consented
 
-    def finish(self, interaction_id: str) -> None:
-        with self.db.session() as s:
+    def finish(self, interaction_id: str, session: Session | None = None) -> None:
+        with self.db.using(session) as s:
             s.execute(delete(Interaction).where(Interaction.id == interaction_id))

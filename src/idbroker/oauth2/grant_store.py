@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
@@ -48,12 +49,13 @@ class GrantStore:
 
     # -- grants --------------------------------------------------------------------------------
     def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
-                     auth_time: datetime, amr: list[str], acr: str | None, ttl: int) -> Grant:
+                     auth_time: datetime, amr: list[str], acr: str | None, ttl: int,
+                     session: Session | None = None) -> Grant:
         now = utcnow()
         grant = Grant(id=random_token(16), client_id=client_id, user_id=user_id, sid=sid, scope=scope,
                       auth_time=auth_time, amr=amr, acr=acr, created_at=now,
                       expires_at=now + timedelta(seconds=ttl), revoked_at=None)
-        with self.db.session() as s:
+        with self.db.using(session) as s:
             s.add(grant)
         return grant
 
@@ -92,10 +94,10 @@ class GrantStore:
 
     # -- authorization codes ----------------------------------------------------------------
     def create_code(self, grant: Grant, *, redirect_uri: str | None, nonce: str | None,
-                    code_challenge: str | None, ttl: int) -> str:
+                    code_challenge: str | None, ttl: int, session: Session | None = None) -> str:
         code = random_token(32)
         now = utcnow()
-        with self.db.session() as s:
+        with self.db.using(session) as s:
             s.add(AuthorizationCode(code_hash=sha256_hex(code), grant_id=grant.id, client_id=grant.client_id,
                                     redirect_uri=redirect_uri, nonce=nonce, code_challenge=code_challenge,
                                     created_at=now, expires_at=now + timedelta(seconds=ttl), used_at=None))

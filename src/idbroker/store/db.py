@@ -66,5 +66,14 @@ class Database:
         with maker() as session, session.begin():
             yield session
 
+    @contextmanager
+    def using(self, session: Session | None) -> Iterator[Session]:
+        """`session` when the caller already has a transaction to join, else a new one."""
+        if session is not None:
+            yield session
+        else:
+            with self.session() as s:
+                yield s
+
     def dispose(self) -> None:
         self.engine.dispose()
