@@ -162,7 +162,7 @@ def test_profile_is_saved(http, user, provider):
     page = account(http)
     assert 'role="status"' not in page.text  # the notice only right after saving
     page = http.get("/account?done=profile")
-    assert "Your profile was saved." in page.text
+    assert "Votre profil a été enregistré." in page.text  # "Your profile was saved.", in the new language
     assert '<html lang="fr">' in page.text  # the chosen language applies to the pages
     assert '<option value="fr" lang="fr" selected>' in page.text
     # clearing optional fields

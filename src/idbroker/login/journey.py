@@ -52,7 +52,7 @@ class Journey:
         try:
             req = authorize_checks.validate(self.provider, params)
         except BadAuthorizationRequest as bad:
-            return self.error_page(request, bad.message, bad.status_code)
+            return self.error_page(request, bad.message, bad.status_code, bad.params)
         except OAuth2Error as err:
             return self.redirect_error(request, err.request, err)  # type: ignore[attr-defined]
         return self.proceed(request, req, None)
@@ -65,7 +65,7 @@ class Journey:
         try:
             req = authorize_checks.validate(self.provider, interaction.params)
         except BadAuthorizationRequest as bad:
-            return self.error_page(request, bad.message, bad.status_code)
+            return self.error_page(request, bad.message, bad.status_code, bad.params)
         except OAuth2Error as err:
             return self.redirect_error(request, err.request, err)  # type: ignore[attr-defined]
         return self.proceed(request, req, interaction)
@@ -170,9 +170,11 @@ class Journey:
         return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, err.as_dict(),
                                       issuer=self.provider.issuer, state=req.state)
 
-    def error_page(self, request: Request, message: str, status: int) -> Response:
-        """`message` is a message id (translated on the page) or developer-facing text."""
-        return self.pages.render(request, "error.html", status=status, message=message)
+    def error_page(self, request: Request, message: str, status: int,
+                   params: dict[str, Any] | None = None) -> Response:
+        """`message` is a message id (translated on the page, `params` filling its placeholders)
+        or developer-facing text."""
+        return self.pages.render(request, "error.html", status=status, message=message, params=params or {})
 
     # -- used by the login and consent views ----------------------------------------------------
     def request_of(self, interaction: Interaction) -> AuthorizationRequest | None:

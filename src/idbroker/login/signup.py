@@ -258,7 +258,8 @@ class SignupViews(LifecyclePages):
             token, code = await run_in_threadpool(self.provider.one_time.issue, user.id, VERIFY_EMAIL,
                                                   self.settings.verification_ttl, with_code=True)
             await self.sign_in(request, response, user, interaction)
-            subject, text = self.verification_mail(user.locale or lang, token, code or "", interaction)
+            mail_lang = self.pages.catalogs.negotiate(user.locale, lang)
+            subject, text = self.verification_mail(mail_lang, token, code or "", interaction)
             self.send_later(response, user.email, subject, text)
         else:
             # Whoever was signed in here is not the person signing up.

@@ -69,7 +69,8 @@ class VerificationViews(LifecyclePages):
     def send_code(self, user: User, lang: str, interaction: Interaction | None) -> bool:
         token, code = self.provider.one_time.issue(user.id, VERIFY_EMAIL, self.settings.verification_ttl,
                                                    with_code=True)
-        subject, text = self.verification_mail(user.locale or lang, token, code or "", interaction)
+        mail_lang = self.pages.catalogs.negotiate(user.locale, lang)  # the user's choice, else the page's
+        subject, text = self.verification_mail(mail_lang, token, code or "", interaction)
         return self.send_now(user.email, subject, text)
 
     # -- outcomes ----------------------------------------------------------------------------------

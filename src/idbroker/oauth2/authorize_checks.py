@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..web.i18n import N_
 from . import constants as c
 from . import pkce
 from .errors import (
@@ -60,21 +61,28 @@ class AuthorizationRequest:
 
 Check = Callable[["Provider", AuthorizationRequest], None]
 
+# Shown on the error page (translated there), never sent to the client.
+PARAMETER_TOO_LONG = N_("The parameter %(name)s is too long.")
+NO_CLIENT_ID = N_("The request has no client_id.")
+UNKNOWN_CLIENT = N_("The application that sent you here is not registered.")
+NO_REDIRECT_URI = N_("The request has no redirect_uri.")
+UNKNOWN_REDIRECT_URI = N_("The redirect_uri is not registered for this application.")
+
 
 def check_parameters(provider: Provider, req: AuthorizationRequest) -> None:
     for key, value in req.params.items():
         if len(value) > MAX_PARAM:
-            raise BadAuthorizationRequest(f"parameter {key} is too long")
+            raise BadAuthorizationRequest(PARAMETER_TOO_LONG, params={"name": key})
     req.state = req.params.get("state")
 
 
 def check_client(provider: Provider, req: AuthorizationRequest) -> None:
     client_id = req.params.get("client_id")
     if not client_id:
-        raise BadAuthorizationRequest("The request has no client_id.")
+        raise BadAuthorizationRequest(NO_CLIENT_ID)
     req.client = provider.clients.get(client_id)
     if req.client is None:
-        raise BadAuthorizationRequest("The application that sent you here is not registered.")
+        raise BadAuthorizationRequest(UNKNOWN_CLIENT)
 
 
 def check_redirect_uri(provider: Provider, req: AuthorizationRequest) -> None:
@@ -84,10 +92,10 @@ def check_redirect_uri(provider: Provider, req: AuthorizationRequest) -> None:
     uri = req.params.get("redirect_uri")
     if uri is None:
         if c.SCOPE_OPENID in req.params.get("scope", "").split() or len(registered) != 1:
-            raise BadAuthorizationRequest("The request has no redirect_uri.")
+            raise BadAuthorizationRequest(NO_REDIRECT_URI)
         uri = registered[0]
     if uri not in registered:
-        raise BadAuthorizationRequest("The redirect_uri is not registered for this application.")
+        raise BadAuthorizationRequest(UNKNOWN_REDIRECT_URI)
     req.redirect_uri = uri
     # Errors from here on are redirected; pick the mode they travel in.
     rt = req.params.get("response_type", "")

@@ -121,9 +121,10 @@ class BadAuthorizationRequest(Exception):
     """The client or redirect URI cannot be trusted: show an error page, never redirect
     (RFC 6749 §4.1.2.1)."""
 
-    def __init__(self, message: str, status_code: int = 400):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, status_code: int = 400, *, params: dict[str, object] | None = None):
+        super().__init__(message % params if params else message)
+        self.message = message          # a message id, translated on the error page
+        self.params = params or {}      # fills its %(name)s placeholders
         self.status_code = status_code
 
 

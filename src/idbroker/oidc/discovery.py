@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..oauth2 import constants as c
+from ..web.i18n import SUPPORTED as SUPPORTED_LOCALES
 from .claims import SUPPORTED_CLAIMS
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def metadata(provider: Provider) -> dict[str, Any]:
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": list(SUPPORTED_LOCALES),  # BCP 47 tags of the hosted pages
         "claim_types_supported": ["normal"],
     }
 
