@@ -106,9 +106,8 @@ class Journey:
             if "none" in req.prompt:
                 return self.redirect_error(request, req, ConsentRequiredError("the user has not consented"))
             return self.park(req, interaction, "consent")
-        response = self.issue(request, req, session, user)
+        response = self.issue(request, req, session, user, interaction)
         if interaction is not None:
-            self.interactions.finish(interaction.id)
             response.delete_cookie(self.interaction_cookie, path="/")
         return response
 
@@ -129,23 +128,27 @@ class Journey:
         return response
 
     # -- the response ------------------------------------------------------------------------
-    def issue(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User) -> Response:
+    def issue(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User,
+              interaction: Interaction | None = None) -> Response:
         client = req.client
         assert client is not None
         p = self.provider
         offline = c.SCOPE_OFFLINE in req.scopes
-        grant = p.grants.create_grant(
-            client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
-            auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
-            ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
-                    ttl(p, client, "access_token_ttl"), p.settings.code_ttl))
-        p.sessions.add_client(session.sid, client.client_id)
         out: dict[str, str] = {}
-        code = access_token = None
-        if req.response_type == c.RESPONSE_CODE:
-            code = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"), nonce=req.nonce,
-                                        code_challenge=req.code_challenge, ttl=p.settings.code_ttl)
-            out["code"] = code
+        access_token = None
+        with p.db.session() as s:  # grant, session membership, code and the finished interaction: one write
+            grant = p.grants.create_grant(
+                client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
+                auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
+                ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
+                        ttl(p, client, "access_token_ttl"), p.settings.code_ttl), session=s)
+            p.sessions.add_client(session.sid, client.client_id, session=s)
+            if req.response_type == c.RESPONSE_CODE:
+                out["code"] = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
+                                                   nonce=req.nonce, code_challenge=req.code_challenge,
+                                                   ttl=p.settings.code_ttl, session=s)
+            if interaction is not None:
+                self.interactions.finish(interaction.id, session=s)
         auth_time = int(aware(session.auth_time).timestamp())
         if req.response_type == c.RESPONSE_ID_TOKEN_TOKEN:
             at = p.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
