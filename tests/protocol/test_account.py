@@ -4,8 +4,8 @@ applications and deleting the account - through HTTP, on both stores, with a rea
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
 from html.parser import HTMLParser
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
