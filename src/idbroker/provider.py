@@ -11,6 +11,7 @@ from .accounts.sessions import SessionService
 from .accounts.users import UserService
 from .clients.registry import ClientRegistry
 from .keys.keystore import KeyStore
+from .mfa.service import MfaService
 from .notify.mail import Mailer, make_mailer
 from .oauth2.client_auth import ClientAuthenticator
 from .oauth2.grant_store import GrantStore
@@ -60,6 +61,10 @@ class Provider:
     @cached_property
     def one_time(self) -> OneTimeTokens:
         return OneTimeTokens(self.db, derive_key(self.settings.secret_bytes(), "idbroker one-time codes"))
+
+    @cached_property
+    def mfa(self) -> MfaService:
+        return MfaService(self.db, self.settings.mfa_remember_days)
 
     @cached_property
     def signout(self) -> SignOut:

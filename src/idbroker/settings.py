@@ -95,6 +95,25 @@ class Settings:
     reset_ttl: int = 1800
     resend_interval: int = 60
 
+    # -- multi-factor authentication and account protection ----------------------------------
+    # off: never asked; optional: users who enrolled a factor must use it; required: everyone
+    # enrols during login. A client may set its own (clients --mfa).
+    mfa_policy: str = "optional"
+    mfa_remember_days: int = 30          # "remember this device"; 0 disables the option
+    totp_issuer: str = "idbroker"        # the name authenticator apps show
+    webauthn_rp_id: str = ""             # default: the issuer's host
+    webauthn_rp_name: str = "idbroker"
+    sms_backend: str = "console"         # console (log + file), webhook or sns
+    sms_webhook_url: str = ""
+    sms_webhook_secret: str = ""         # HMAC-SHA256 signature header key for the webhook
+    sns_region: str = "us-east-1"
+    sns_endpoint_url: str = ""           # e.g. a local moto server in tests
+    lockout_threshold: int = 5           # failed sign-ins before delays and a temporary lock
+    lockout_max_seconds: int = 900       # the longest lock
+    ip_failure_threshold: int = 30       # failed sign-ins from one address before it is slowed
+    breached_passwords: bool = True      # refuse passwords from the shipped breached/common list
+    breached_range_url: str = ""         # optional k-anonymity range API (Pwned Passwords protocol)
+
     # -- terms of service ---------------------------------------------------------------------
     # Empty: no terms. Changing the version makes every user accept the new text.
     terms_version: str = ""
@@ -194,6 +213,15 @@ class Settings:
             problems.append("theme_font and theme_radius must not contain ; { } < > or backslashes")
         if self.theme and (not self.themes_dir or not (Path(self.themes_dir) / self.theme).is_dir()):
             problems.append(f"theme {self.theme!r} is not a folder of themes_dir")
+        if self.mfa_policy not in ("off", "optional", "required"):
+            problems.append("mfa_policy must be off, optional or required")
+        if self.sms_backend not in ("console", "webhook", "sns"):
+            problems.append("sms_backend must be console, webhook or sns")
+        if self.sms_backend == "webhook" and not self.sms_webhook_url.startswith("https://") and \
+                not self.sms_webhook_url.startswith("http://127.0.0.1"):
+            problems.append("sms_webhook_url must be an https URL")
+        if self.lockout_threshold < 1 or self.lockout_max_seconds < 1 or self.ip_failure_threshold < 1:
+            problems.append("lockout_threshold, lockout_max_seconds and ip_failure_threshold must be positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.key_activation_delay < 0:

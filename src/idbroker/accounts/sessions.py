@@ -44,6 +44,18 @@ class SessionService:
             return None
         return session, user
 
+    def add_factor(self, sid: str, amr: str) -> None:
+        """A second factor was passed in this session: amr gains it (and "mfa"), acr rises."""
+        from ..mfa.policy import session_acr
+
+        with self.db.session() as s:
+            row = s.scalar(select(BrowserSession).where(BrowserSession.sid == sid))
+            if row is None:
+                return
+            methods = list(dict.fromkeys([*row.amr, amr, "mfa"]))
+            row.amr = methods
+            row.acr = session_acr(methods)
+
     def add_client(self, sid: str, client_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:
             if s.get(SessionClient, (sid, client_id)) is None:

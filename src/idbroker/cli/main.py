@@ -68,6 +68,8 @@ ThemeName = Annotated[str | None, typer.Option(help="A theme folder (under theme
                                                "'' to clear.")]
 Signup = Annotated[bool | None, typer.Option("--signup/--no-signup", help="Allow sign-up from this client's login "
                                              "(default: the global setting).")]
+Mfa = Annotated[str | None, typer.Option(help="Second-factor policy for this client: off, optional or required "
+                                         "(default: the global mfa_policy).")]
 Ttl = Annotated[int | None, typer.Option(help="Lifetime in seconds for this client (default: global setting).")]
 
 
@@ -135,7 +137,7 @@ def clients_add(
     id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
-    signup: Signup = None,
+    signup: Signup = None, mfa: Mfa = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a client. Confidential clients get a generated secret, printed once."""
@@ -154,7 +156,8 @@ def clients_add(
                           backchannel_logout_uri=backchannel_logout_uri, jwks=_jwks(jwks_file),
                           id_token_signed_response_alg=id_token_alg, access_token_ttl=access_token_ttl,
                           id_token_ttl=id_token_ttl, refresh_token_ttl=refresh_token_ttl,
-                          branding=_branding({}, primary_color, background_color, theme), signup_enabled=signup)
+                          branding=_branding({}, primary_color, background_color, theme), signup_enabled=signup,
+                          mfa_policy=mfa)
     if scope:
         meta.scopes = list(scope)
     try:
@@ -183,7 +186,7 @@ def clients_update(
     id_token_alg: Annotated[str | None, typer.Option()] = None,
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
-    signup: Signup = None,
+    signup: Signup = None, mfa: Mfa = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -196,7 +199,7 @@ def clients_update(
         "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
         "id_token_signed_response_alg": id_token_alg, "access_token_ttl": access_token_ttl,
         "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl,
-        "signup_enabled": signup}.items() if v is not None}
+        "signup_enabled": signup, "mfa_policy": mfa}.items() if v is not None}
     current = ctx.provider().clients.get(client_id)
     if current is not None and (primary_color or background_color or theme is not None):
         changes["branding"] = _branding(dict(current.branding or {}), primary_color, background_color, theme)

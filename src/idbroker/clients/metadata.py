@@ -43,6 +43,7 @@ class ClientMetadata:
     branding: dict | None = None
     hidden_from_dashboard: bool = False
     signup_enabled: bool | None = None
+    mfa_policy: str | None = None  # off, optional, required; None: the global setting
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -90,6 +91,8 @@ class ClientMetadata:
             if value is not None and value <= 0:
                 problems.append(f"{name} must be positive")
         problems += _check_branding(self.branding)
+        if self.mfa_policy not in (None, "off", "optional", "required"):
+            problems.append("mfa_policy must be off, optional or required")
         if problems:
             raise InvalidClientMetadata(problems)
 

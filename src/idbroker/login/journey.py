@@ -10,6 +10,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..mfa.policy import effective_policy
+from ..mfa.policy import requirement as mfa_requirement
 from ..oauth2 import authorize_checks
 from ..oauth2 import constants as c
 from ..oauth2.errors import (
@@ -45,6 +47,7 @@ class Journey:
         name = provider.settings.cookie_name
         self.session_cookie = f"{name}_session"
         self.interaction_cookie = f"{name}_interaction"
+        self.device_cookie = f"{name}_device"  # "remember this device" (second factor)
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self, request: Request, params: dict[str, str]) -> Response:
@@ -98,6 +101,14 @@ class Journey:
             if "none" in req.prompt:
                 return self.redirect_error(request, req, InteractionRequiredError("new terms must be accepted"))
             return self.park(req, interaction, "terms")
+        needed = mfa_requirement(
+            policy=effective_policy(settings.mfa_policy, req.client.mfa_policy), acr_values=req.acr_values,
+            session_amr=list(session.amr), enrolled=self.provider.mfa.enrolled(user.id),
+            remembered=self.provider.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
+        if needed is not None:
+            if "none" in req.prompt:
+                return self.redirect_error(request, req, InteractionRequiredError("a second factor is required"))
+            return self.park(req, interaction, "mfa")
         consent_needed = not req.client.first_party and (
             ("consent" in req.prompt and not (interaction and interaction.consented))
             or not (self.consents.covers(user.id, req.client.client_id, req.scopes)

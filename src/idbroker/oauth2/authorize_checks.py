@@ -45,6 +45,7 @@ class AuthorizationRequest:
     prompt: set[str] = field(default_factory=set)
     max_age: int | None = None
     code_challenge: str | None = None
+    acr_values: list[str] = field(default_factory=list)
 
     @property
     def scope(self) -> str:
@@ -186,6 +187,11 @@ def check_max_age(provider: Provider, req: AuthorizationRequest) -> None:
     req.max_age = int(raw)
 
 
+def check_acr_values(provider: Provider, req: AuthorizationRequest) -> None:
+    """OIDC Core §3.1.2.1: voluntary; unknown values are ignored."""
+    req.acr_values = req.params.get("acr_values", "").split()
+
+
 # Spec order. Registering a check here is the only way to add one.
 CHECKS: tuple[Check, ...] = (
     check_parameters,
@@ -199,6 +205,7 @@ CHECKS: tuple[Check, ...] = (
     check_pkce,
     check_prompt,
     check_max_age,
+    check_acr_values,
 )
 
 

@@ -29,4 +29,5 @@ TYP_ACCESS_TOKEN = "at+jwt"           # RFC 9068 §2.1
 TYP_LOGOUT_TOKEN = "logout+jwt"       # OIDC Back-Channel Logout §2.4
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
-ACR_PASSWORD = "urn:idbroker:acr:pwd"
+ACR_PASSWORD = "urn:idbroker:acr:pwd"   # one factor
+ACR_MFA = "urn:idbroker:acr:mfa"        # two factors (acr_values=urn:idbroker:acr:mfa asks for step-up)

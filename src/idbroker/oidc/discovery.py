@@ -43,7 +43,7 @@ def metadata(provider: Provider) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "prompt_values_supported": list(c.PROMPTS),
-        "acr_values_supported": [c.ACR_PASSWORD],
+        "acr_values_supported": [c.ACR_PASSWORD, c.ACR_MFA],
         "authorization_response_iss_parameter_supported": True,
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,

@@ -50,6 +50,7 @@ class Client(Base):
     branding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     hidden_from_dashboard: Mapped[bool] = mapped_column(Boolean, default=False)
     signup_enabled: Mapped[bool | None] = mapped_column(Boolean)  # None: the global setting
+    mfa_policy: Mapped[str | None] = mapped_column(String(16))     # None: the global setting
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -200,6 +201,66 @@ class OneTimeToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class MfaFactor(Base):
+    """An enrolled second factor (or passkey). Secrets are stored encrypted (TOTP) or are public
+    keys (WebAuthn); `data` holds the kind's own fields."""
+
+    __tablename__ = "mfa_factors"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))        # totp, webauthn, sms, email
+    name: Mapped[str] = mapped_column(String(128), default="")
+    secret: Mapped[str | None] = mapped_column(Text)      # encrypted (JWE) where the kind has one
+    credential_id: Mapped[str | None] = mapped_column(String(1024), unique=True)  # WebAuthn, base64url
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    confirmed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    last_counter: Mapped[int | None] = mapped_column(Integer)  # TOTP time step / WebAuthn sign count
+
+
+class RecoveryCode(Base):
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(128))
+    used_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class RememberedDevice(Base):
+    """"Remember this device": the cookie holds a random value, the table its SHA-256."""
+
+    __tablename__ = "remembered_devices"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+
+
+class Throttle(Base):
+    """Failed attempts per key (an account, a client address, a code...): delays and locks."""
+
+    __tablename__ = "throttles"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime | None]
+    last_failure_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 Index("ix_grants_user_client", Grant.user_id, Grant.client_id)
