@@ -9,6 +9,7 @@ from .accounts.passwords import Passwords
 from .accounts.policy import PasswordPolicy
 from .accounts.sessions import SessionService
 from .accounts.users import UserService
+from .audit import Audit
 from .clients.registry import ClientRegistry
 from .keys.keystore import KeyStore
 from .mfa.service import MfaService
@@ -61,6 +62,10 @@ class Provider:
     @cached_property
     def one_time(self) -> OneTimeTokens:
         return OneTimeTokens(self.db, derive_key(self.settings.secret_bytes(), "idbroker one-time codes"))
+
+    @cached_property
+    def audit(self) -> Audit:
+        return Audit(self)
 
     @cached_property
     def mfa(self) -> MfaService:
