@@ -20,7 +20,9 @@ from starlette.routing import Route
 from .login.account import AccountViews
 from .login.dashboard import DashboardViews
 from .login.journey import Journey
+from .login.mfa import MfaViews
 from .login.recovery import RecoveryViews
+from .login.security import SecurityViews
 from .login.signup import SignupViews
 from .login.terms import TermsViews
 from .login.verification import VerificationViews
@@ -155,6 +157,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         *DashboardViews(journey, csrf).routes(),  # "/" and /apps
         *AccountViews(journey, csrf).routes(),
         *TermsViews(journey, csrf).routes(),
+        *MfaViews(journey, csrf).routes(),       # /mfa, /mfa/enrol
+        *SecurityViews(journey, csrf).routes(),  # /account/security
         Route("/theme.css", stylesheet, methods=["GET"]),
         Route("/themes/{name}/{path:path}", theme_asset, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),

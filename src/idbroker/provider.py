@@ -69,7 +69,8 @@ class Provider:
 
     @cached_property
     def mfa(self) -> MfaService:
-        return MfaService(self.db, self.settings.mfa_remember_days)
+        return MfaService(self.db, self.settings.mfa_remember_days, master=self.settings.secret_bytes(),
+                          settings=self.settings)
 
     @cached_property
     def signout(self) -> SignOut:

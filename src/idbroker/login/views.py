@@ -14,6 +14,7 @@ from ..web.csrf import Csrf
 from ..web.i18n import N_
 from ..web.navigation import local_path
 from .journey import EXPIRED
+from .mfa import second_step_url
 
 if TYPE_CHECKING:
     from ..store.models import Interaction
@@ -107,6 +108,9 @@ class LoginViews:
             target = self.journey.resume_url(interaction.id)
         else:
             target = self.provider.issuer + local_path(str(form.get("next") or ""))
+            # A second factor first, when the policy wants one.
+            target = await run_in_threadpool(second_step_url, self.journey, request, user, list(session.amr),
+                                             str(form.get("next") or "")) or target
         response = RedirectResponse(target, status_code=303)
         self.set_session_cookie(response, cookie)
         return response

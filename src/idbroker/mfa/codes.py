@@ -1,0 +1,144 @@
+"""Codes sent to the user: by text message (SMS) to a phone number, or by mail to the account's
+address. Each code is 6 digits, good for CODE_TTL seconds and for one use, with at most 5 tries
+(accounts/one_time.py); sending a new one voids the previous one. Only one code is sent per
+``resend_interval`` seconds."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..notify.mail import MailError
+from ..notify.sms import SmsError, is_e164, mask_phone, normalise_phone
+from ..store.db import utcnow
+from ..web.i18n import N_
+from .base import Attempt, FactorError
+
+if TYPE_CHECKING:
+    from ..provider import Provider
+    from ..store.models import MfaFactor
+
+log = logging.getLogger("idbroker.mfa")
+
+PURPOSE = "mfa_code"
+CODE_TTL = 600
+PHONE_INVALID = N_("Enter your mobile number in international format, for example +44 7700 900123.")
+NOT_SENT = N_("The code could not be sent. Please try again later.")
+WAIT = N_("A code was sent a moment ago. Please wait %(seconds)d seconds before asking for another one.")
+CODE_WRONG = N_("That code is not right, or it has expired. Ask for a new code if needed.")
+SMS_TEXT = N_("%(code)s is your sign-in code for %(issuer)s. Do not share it.")
+MAIL_SUBJECT = N_("Your sign-in code")
+
+
+class _CodeFactor:
+    kind = ""
+    amr = "otp"
+    label = ""
+    challenge = True
+
+    def __init__(self, provider: Provider):
+        self.provider = provider
+
+    # -- sending -----------------------------------------------------------------------------------
+    def _deliver(self, attempt: Attempt, code: str) -> None:
+        raise NotImplementedError
+
+    def begin(self, attempt: Attempt) -> dict[str, Any]:
+        """Sends a fresh code for attempt.factor (enrolled or pending)."""
+        factor = attempt.factor
+        assert factor is not None
+        p = self.provider
+        interval = p.settings.resend_interval
+        last = p.one_time.last_issued(attempt.user.id, PURPOSE)
+        if last is not None and interval > 0 and utcnow() - last < timedelta(seconds=interval):
+            left = interval - int((utcnow() - last).total_seconds())
+            raise FactorError(WAIT, seconds=max(1, left))
+        _, code = p.one_time.issue(attempt.user.id, PURPOSE, CODE_TTL, new_value=factor.id, with_code=True)
+        assert code is not None
+        try:
+            self._deliver(attempt, code)
+        except (SmsError, MailError) as exc:
+            log.warning("second-factor code not sent (%s): %s", self.kind, exc)
+            raise FactorError(NOT_SENT) from exc
+        return {"sent_to": self.describe(factor)}
+
+    def _redeem(self, attempt: Attempt) -> bool:
+        factor = attempt.factor
+        assert factor is not None
+        code = "".join(ch for ch in attempt.value("code", 32) if ch in "0123456789")
+        if len(code) != 6:
+            return False
+        row = self.provider.one_time.redeem_code(attempt.user.id, PURPOSE, code)
+        return row is not None and row.new_value == factor.id
+
+    # -- enrolment and use -----------------------------------------------------------------------
+    def confirm(self, attempt: Attempt) -> bool:
+        if not self._redeem(attempt):
+            raise FactorError(CODE_WRONG)
+        assert attempt.factor is not None
+        return self.provider.mfa.confirm(attempt.factor.id)
+
+    def verify(self, attempt: Attempt) -> bool:
+        if not self._redeem(attempt):
+            return False
+        assert attempt.factor is not None
+        self.provider.mfa.touch(attempt.factor.id)
+        return True
+
+
+class SmsFactor(_CodeFactor):
+    kind = "sms"
+    amr = "sms"  # RFC 8176: confirmation using SMS text message
+    label = N_("Text message")
+
+    def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
+        factor = attempt.factor
+        if factor is None:
+            phone = normalise_phone(attempt.value("phone", 40))
+            if not is_e164(phone):
+                raise FactorError(PHONE_INVALID)
+            factor = self.provider.mfa.add_pending(attempt.user.id, self.kind, data={"phone": phone})
+            attempt.factor = factor
+            return factor, self.begin(attempt)
+        return factor, {"sent_to": self.describe(factor)}
+
+    def _deliver(self, attempt: Attempt, code: str) -> None:
+        assert attempt.factor is not None and attempt.factor.data
+        issuer = self.provider.settings.issuer
+        text = attempt.gettext(SMS_TEXT) % {"code": code, "issuer": self.provider.settings.totp_issuer}
+        # Origin-bound one-time code line: browsers offer the code to this site only.
+        text += f"\n\n@{urlsplit(issuer).netloc} #{code}"
+        self.provider.mfa.sms.send(attempt.factor.data["phone"], text)
+
+    def describe(self, factor: MfaFactor) -> str:
+        return mask_phone((factor.data or {}).get("phone", ""))
+
+
+class EmailFactor(_CodeFactor):
+    kind = "email"
+    amr = "otp"  # RFC 8176 has no value for mail; a one-time code is an OTP
+    label = N_("Email")
+
+    def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
+        factor = attempt.factor
+        if factor is None:
+            factor = self.provider.mfa.add_pending(attempt.user.id, self.kind, data={"email": attempt.user.email})
+            attempt.factor = factor
+            return factor, self.begin(attempt)
+        return factor, {"sent_to": self.describe(factor)}
+
+    def _address(self, attempt: Attempt) -> str:
+        # The account's current address: a change of address moves the factor with it.
+        return attempt.user.email
+
+    def _deliver(self, attempt: Attempt, code: str) -> None:
+        assert attempt.render_text is not None
+        text = attempt.render_text("mail/mfa_code.txt", code=code, minutes=CODE_TTL // 60)
+        self.provider.mailer.send(self._address(attempt), attempt.gettext(MAIL_SUBJECT), text)
+
+    def describe(self, factor: MfaFactor) -> str:
+        email = (factor.data or {}).get("email", "")
+        local, _, domain = email.partition("@")
+        return f"{local[:1]}•••@{domain}" if domain else ""
