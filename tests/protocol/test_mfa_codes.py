@@ -296,8 +296,9 @@ def test_a_new_code_voids_the_previous_one_and_codes_work_once(http, app, provid
         page, _ = authorize(other, client)
         page = login_page(other, page)
         assert "Send the code" in page.text
-        reused = other.post("/mfa", data={"csrf_token": csrf(page.text), "interaction": hidden(page.text, "interaction"),
-                                          "action": "verify", "factor": hidden(page.text, "factor"), "code": code})
+        reused = other.post("/mfa", data={"csrf_token": csrf(page.text), "action": "verify", "code": code,
+                                          "interaction": hidden(page.text, "interaction"),
+                                          "factor": hidden(page.text, "factor")})
         assert reused.status_code == 400
 
 
