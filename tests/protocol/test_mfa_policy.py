@@ -201,6 +201,10 @@ def test_a_remembered_device_skips_the_second_step_but_not_a_step_up(http, provi
     claims = redeem(http, provider, client, landing, verifier)
     assert claims["amr"] == ["pwd"] and claims["acr"] == c.ACR_PASSWORD
 
+    page, _ = authorize(http, client, max_age="0")
+    page = login_page(http, page)  # max_age asks for a fresh authentication: both steps again
+    assert 'action="/mfa"' in page.text
+
     page, _ = authorize(http, client, acr_values=c.ACR_MFA)
     assert 'action="/mfa"' in page.text  # an explicit step-up is never skipped
     clock.step()

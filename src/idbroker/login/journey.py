@@ -104,7 +104,9 @@ class Journey:
         needed = mfa_requirement(
             policy=effective_policy(settings.mfa_policy, req.client.mfa_policy), acr_values=req.acr_values,
             session_amr=list(session.amr), enrolled=self.provider.mfa.enrolled(user.id),
-            remembered=self.provider.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
+            # max_age asks for a fresh authentication: a remembered device does not stand in for it.
+            remembered=req.max_age is None
+            and self.provider.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
         if needed is not None:
             if "none" in req.prompt:
                 return self.redirect_error(request, req, InteractionRequiredError("a second factor is required"))
