@@ -15,6 +15,7 @@ from idbroker.clients.metadata import ClientMetadata, InvalidClientMetadata
     ({"response_types": ["token"]}, "unknown response type"),
     ({"token_endpoint_auth_method": "private_key_jwt"}, "jwks"),
     ({"logo_uri": "javascript:alert(1)"}, "logo_uri"),
+    ({"logo_uri": "http://cdn.example/logo.png"}, "https"),
     ({"scopes": ["bad scope"]}, "invalid scope"),
 ])
 def test_invalid_metadata(fields, problem):

@@ -79,6 +79,8 @@ class ClientMetadata:
             value = getattr(self, name)
             if value and not _is_web_url(value):
                 problems.append(f"{name} must be an absolute http(s) URL")
+        if self.logo_uri and not self.logo_uri.startswith("https://"):
+            problems.append("logo_uri must be an https URL (the pages load images over https only)")
         if self.token_endpoint_auth_method == c.AUTH_PRIVATE_KEY_JWT and not self.jwks:
             problems.append("private_key_jwt needs the client's public keys (jwks)")
         if self.id_token_signed_response_alg not in ("ES256", "RS256"):
