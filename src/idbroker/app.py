@@ -21,6 +21,7 @@ from .login.account import AccountViews
 from .login.dashboard import DashboardViews
 from .login.journey import Journey
 from .login.mfa import MfaViews
+from .login.passkeys import PasskeyLoginViews
 from .login.recovery import RecoveryViews
 from .login.security import SecurityViews
 from .login.signup import SignupViews
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         *TermsViews(journey, csrf).routes(),
         *MfaViews(journey, csrf).routes(),       # /mfa, /mfa/enrol
         *SecurityViews(journey, csrf).routes(),  # /account/security
+        *PasskeyLoginViews(journey, csrf).routes(),  # /login/passkey (passwordless)
         Route("/theme.css", stylesheet, methods=["GET"]),
         Route("/themes/{name}/{path:path}", theme_asset, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),

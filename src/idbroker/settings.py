@@ -215,6 +215,9 @@ class Settings:
             problems.append(f"theme {self.theme!r} is not a folder of themes_dir")
         if self.mfa_policy not in ("off", "optional", "required"):
             problems.append("mfa_policy must be off, optional or required")
+        rp_id, host = self.webauthn_rp_id.lower(), (parts.hostname or "").lower()
+        if rp_id and host != rp_id and not host.endswith("." + rp_id):
+            problems.append("webauthn_rp_id must be the issuer's host or a domain it belongs to (WebAuthn §5.1.3)")
         if self.sms_backend not in ("console", "webhook", "sns"):
             problems.append("sms_backend must be console, webhook or sns")
         if self.sms_backend == "webhook" and not self.sms_webhook_url.startswith("https://") and \

@@ -176,7 +176,7 @@ def test_login_form_needs_csrf_token(http, flow, register, user):
 
 def test_login_page_has_autocomplete_and_labels(http, register):
     page = http.get("/login")
-    assert 'autocomplete="username"' in page.text and 'autocomplete="current-password"' in page.text
+    assert 'autocomplete="username webauthn"' in page.text and 'autocomplete="current-password"' in page.text
     assert '<label for="username">' in page.text and '<label for="password">' in page.text
 
 

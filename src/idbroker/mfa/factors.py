@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .base import Factor
 from .codes import EmailFactor, SmsFactor
 from .totp import TotpFactor
+from .webauthn import WebAuthnFactor
 
 if TYPE_CHECKING:
     from ..provider import Provider
@@ -16,6 +17,7 @@ FACTORS: dict[str, type] = {
     "totp": TotpFactor,
     "sms": SmsFactor,
     "email": EmailFactor,
+    "webauthn": WebAuthnFactor,
 }
 
 
