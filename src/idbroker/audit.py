@@ -1,16 +1,32 @@
 """Security events: recorded in the audit trail (audit_events) and, for the ones a user should
-know about, mailed to them in their language."""
+know about, mailed to them in their language.
+
+``record`` writes the event, then - for the kinds in NOTIFY, or any kind in MAILS when the caller
+passes ``notify=True`` - queues a mail to the user: in their chosen language, else the default;
+subject from MAILS, body from ``templates/mail/security_*.txt`` (themes may override them). The mail
+is sent by a background thread, so ``record`` never waits for the mail server; ``drain`` waits for
+the queued mails (tests, shutdown).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .store.db import utcnow
-from .store.models import AuditEvent
+from markupsafe import Markup
+
+from .store.db import aware, utcnow
+from .store.models import AuditEvent, User
+from .web.i18n import N_, SUPPORTED
 
 if TYPE_CHECKING:
     from .provider import Provider
+    from .web.templating import Pages
 
 log = logging.getLogger("idbroker.audit")
 
@@ -25,21 +41,101 @@ LOGIN_SUCCEEDED = "login.succeeded"
 PASSWORD_CHANGED = "account.password_changed"
 NOTIFY = frozenset({MFA_ENROLLED, MFA_REMOVED, RECOVERY_CODE_USED, RECOVERY_CODES_REGENERATED, ACCOUNT_LOCKED})
 
+# kind -> (mail subject, mail template). PASSWORD_CHANGED mails only when asked (the reset page
+# sends its own message).
+MAILS = {
+    ACCOUNT_LOCKED: (N_("Sign-in to your account was paused after failed attempts"), "mail/security_locked.txt"),
+    MFA_ENROLLED: (N_("A sign-in method was added to your account"), "mail/security_mfa_enrolled.txt"),
+    MFA_REMOVED: (N_("A sign-in method was removed from your account"), "mail/security_mfa_removed.txt"),
+    RECOVERY_CODE_USED: (N_("A recovery code was used to sign in to your account"),
+                         "mail/security_recovery_code_used.txt"),
+    RECOVERY_CODES_REGENERATED: (N_("New recovery codes were created for your account"),
+                                 "mail/security_recovery_codes_regenerated.txt"),
+    PASSWORD_CHANGED: (N_("Your password was changed"), "mail/security_password_changed.txt"),
+}
+# How the account page's "Recent security activity" names each kind.
+DESCRIPTIONS = {
+    LOGIN_SUCCEEDED: N_("Successful sign-in"),
+    LOGIN_FAILED: N_("Failed sign-in attempt"),
+    ACCOUNT_LOCKED: N_("Sign-in paused after failed attempts"),
+    PASSWORD_CHANGED: N_("Password changed"),
+    MFA_ENROLLED: N_("Sign-in method added"),
+    MFA_REMOVED: N_("Sign-in method removed"),
+    RECOVERY_CODE_USED: N_("Recovery code used"),
+    RECOVERY_CODES_REGENERATED: N_("New recovery codes created"),
+}
+
 
 class Audit:
     def __init__(self, provider: Provider):
         self.provider = provider
+        self.pages: Pages | None = None  # the app's, when it shares them; else built at the first mail
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
 
     def record(self, kind: str, *, user_id: int | None = None, ip: str | None = None,
-               user_agent: str | None = None, **detail: Any) -> None:
-        """Never raises: a failed audit write is logged, the user's action goes on."""
+               user_agent: str | None = None, notify: bool | None = None, **detail: Any) -> None:
+        """Never raises: a failed audit write is logged, the user's action goes on. `notify`:
+        mail the user (default: when the kind is in NOTIFY)."""
+        now = utcnow()
         try:
             with self.provider.db.session() as s:
                 s.add(AuditEvent(user_id=user_id, kind=kind, ip=ip, user_agent=(user_agent or "")[:512] or None,
-                                 detail=detail or None, created_at=utcnow()))
+                                 detail=detail or None, created_at=now))
         except Exception:  # noqa: BLE001 - the audit trail must not break sign-in
             log.exception("audit event %s not recorded", kind)
         log.info("security event %s user=%s", kind, user_id)
+        if (kind in NOTIFY if notify is None else notify) and user_id is not None and kind in MAILS:
+            self._queue(kind, user_id, ip, user_agent, now, detail)
+
+    # -- mail to the user -------------------------------------------------------------------------
+    def _queue(self, kind: str, user_id: int, ip: str | None, user_agent: str | None, when: Any,
+               detail: dict[str, Any]) -> None:
+        with self._lock:
+            future = _sender().submit(self._mail, kind, user_id, ip, user_agent, when, detail)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Waits until the queued mails are sent (or failed)."""
+        with self._lock:
+            pending = list(self._pending)
+        wait(pending, timeout=timeout)
+
+    def _templates(self) -> Pages:
+        if self.pages is None:
+            s = self.provider.settings
+            self.pages = _pages(s.themes_dir, s.theme, s.default_locale, s.cookie_name)
+        return self.pages
+
+    def _mail(self, kind: str, user_id: int, ip: str | None, user_agent: str | None, when: Any,
+              detail: dict[str, Any]) -> None:
+        try:
+            with self.provider.db.session(write=False) as s:
+                user = s.get(User, user_id)
+            if user is None or user.disabled:
+                return
+            subject, template = MAILS[kind]
+            pages = self._templates()
+            lang = pages.catalogs.negotiate(user.locale)
+            translations = pages.catalogs.get(lang)
+            issuer = self.provider.settings.issuer
+            method = detail.get("method")
+            context = {k: Markup(v) if isinstance(v, str) else v for k, v in detail.items()}
+            context.update(
+                issuer=Markup(issuer), email=Markup(user.email), ip=Markup(ip or ""),
+                when=Markup(_format_when(aware(when), lang)), device=Markup(_device(user_agent, translations.gettext)),
+                method_name=Markup(translations.gettext(_method_label(method)) if method else ""),
+                account_link=Markup(issuer + "/account"), security_link=Markup(issuer + "/account/security"),
+                reset_link=Markup(issuer + "/forgot-password"))
+            text = pages.render_text(template, lang, **context)
+            self.provider.mailer.send(user.email, translations.gettext(subject), text)
+        except Exception:  # noqa: BLE001 - a broken mail setup must not break anything else
+            log.exception("security mail %s not sent", kind)
 
     def events(self, user_id: int, limit: int = 50) -> list[AuditEvent]:
         from sqlalchemy import select
@@ -47,3 +143,52 @@ class Audit:
         with self.provider.db.session(write=False) as s:
             return list(s.scalars(select(AuditEvent).where(AuditEvent.user_id == user_id)
                                   .order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+_SENDER: ThreadPoolExecutor | None = None
+_SENDER_LOCK = threading.Lock()
+
+
+def _sender() -> ThreadPoolExecutor:
+    """One mail thread per process, started at the first security mail (after any fork)."""
+    global _SENDER
+    with _SENDER_LOCK:
+        if _SENDER is None:
+            _SENDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idbroker-security-mail")
+        return _SENDER
+
+
+@functools.lru_cache(maxsize=8)
+def _pages(themes_dir: str, theme: str, default_locale: str, cookie_name: str) -> Pages:
+    from .web.templating import Pages
+
+    return Pages(themes_dir=Path(themes_dir) if themes_dir else None, theme=theme, default_locale=default_locale,
+                 cookie_name=cookie_name)
+
+
+def _format_when(when: Any, lang: str) -> str:
+    from babel.dates import format_datetime
+
+    moment = when.astimezone(UTC)
+    try:
+        return format_datetime(moment, format="medium", tzinfo=UTC, locale=SUPPORTED.get(lang, "en")) + " UTC"
+    except (ValueError, LookupError):
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _device(user_agent: str | None, gettext: Any) -> str:
+    if not user_agent:
+        return ""
+    from .login.account import describe_device
+
+    browser, system = describe_device(user_agent)
+    return f"{gettext(browser)}, {gettext(system)}"
+
+
+def _method_label(method: str) -> str:
+    """The message id naming a second-factor kind (its own label), else the kind itself."""
+    try:
+        from .mfa.factors import FACTORS
+    except ImportError:  # pragma: no cover - the table is optional here
+        return method
+    return getattr(FACTORS.get(method), "label", None) or method

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from .accounts.breached import BreachedPasswords, RangeChecker
 from .accounts.one_time import OneTimeTokens
 from .accounts.passwords import Passwords
 from .accounts.policy import PasswordPolicy
 from .accounts.sessions import SessionService
+from .accounts.throttle import LoginThrottle, RateLimiter
 from .accounts.users import UserService
 from .audit import Audit
 from .clients.registry import ClientRegistry
@@ -53,7 +55,23 @@ class Provider:
 
     @cached_property
     def password_policy(self) -> PasswordPolicy:
-        return PasswordPolicy(self.settings.password_min_length, self.settings.password_max_length)
+        return PasswordPolicy(self.settings.password_min_length, self.settings.password_max_length,
+                              breached=self.breached if self.settings.breached_passwords else None)
+
+    @cached_property
+    def breached(self) -> BreachedPasswords:
+        url = self.settings.breached_range_url
+        return BreachedPasswords(online=RangeChecker(url) if url else None)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.db)
+
+    @cached_property
+    def login_throttle(self) -> LoginThrottle:
+        s = self.settings
+        return LoginThrottle(self.db, threshold=s.lockout_threshold, max_seconds=s.lockout_max_seconds,
+                             ip_threshold=s.ip_failure_threshold)
 
     @cached_property
     def users(self) -> UserService:

@@ -225,6 +225,8 @@ class Settings:
             problems.append("sms_webhook_url must be an https URL")
         if self.lockout_threshold < 1 or self.lockout_max_seconds < 1 or self.ip_failure_threshold < 1:
             problems.append("lockout_threshold, lockout_max_seconds and ip_failure_threshold must be positive")
+        if self.breached_range_url and urlsplit(self.breached_range_url).scheme not in ("http", "https"):
+            problems.append("breached_range_url must be an http(s) URL")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.key_activation_delay < 0:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import audit
 from ..accounts.lifecycle import (
     DELETE_CONFIRM_WRONG,
     LINK_INVALID,
@@ -34,7 +35,7 @@ from .views import SCOPE_TEXT
 
 if TYPE_CHECKING:
     from ..oidc.backchannel import Delivery
-    from ..store.models import BrowserSession, User
+    from ..store.models import AuditEvent, BrowserSession, User
     from ..web.csrf import Csrf
     from .journey import Journey
 
@@ -80,6 +81,18 @@ def session_view(row: BrowserSession, current_sid: str, lang: str) -> dict[str, 
             "ip": row.ip, "signed_in": shown, "signed_in_iso": signed_in.isoformat()}
 
 
+def activity_view(row: AuditEvent, lang: str) -> dict[str, Any]:
+    """One line of "Recent security activity"."""
+    when = aware(row.created_at).astimezone(UTC)
+    try:
+        shown = format_datetime(when, format="medium", tzinfo=UTC, locale=SUPPORTED.get(lang, "en")) + " UTC"
+    except (ValueError, LookupError):
+        shown = when.strftime("%Y-%m-%d %H:%M UTC")
+    browser, system = describe_device(row.user_agent) if row.user_agent else ("", "")
+    return {"kind": row.kind, "text": audit.DESCRIPTIONS[row.kind], "ip": row.ip, "when": shown,
+            "when_iso": when.isoformat(), "browser": browser, "system": system}
+
+
 class AccountViews(HostedPages):
     def __init__(self, journey: Journey, csrf: Csrf):
         super().__init__(journey, csrf)
@@ -105,6 +118,8 @@ class AccountViews(HostedPages):
                       **context: Any) -> Response:
         sessions, apps = await run_in_threadpool(self._lists, user.id)
         lang = self.pages.language(request, user_locale=user.locale)
+        events = await run_in_threadpool(self.provider.audit.events, user.id, 30)
+        context.setdefault("activity", [activity_view(e, lang) for e in events if e.kind in audit.DESCRIPTIONS][:10])
         context.setdefault("errors", {})
         context.setdefault("profile", {"given_name": user.given_name or "", "family_name": user.family_name or "",
                                        "locale": user.locale or "", "phone_number": user.phone_number or ""})
@@ -225,12 +240,15 @@ class AccountViews(HostedPages):
         if not await run_in_threadpool(self.accounts.password_matches, user, current):
             errors["current_password"] = Problem(WRONG_PASSWORD)
         try:
-            self.accounts.check_new_password(user, new)
+            await run_in_threadpool(self.accounts.check_new_password, user, new)  # may ask the range API
         except AccountError as exc:
             errors["new_password"] = exc.problem
         if errors:
             return await self._render(request, session, user, 400, errors=errors)
         deliveries = await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid)
+        await run_in_threadpool(self.provider.audit.record, audit.PASSWORD_CHANGED, user_id=user.id, notify=True,
+                                ip=request.client.host if request.client else None,
+                                user_agent=request.headers.get("user-agent"), method="change")
         return self._done("password", deliveries)
 
     # -- sessions -----------------------------------------------------------------------------------

@@ -5,7 +5,11 @@ account; only an existing, enabled account gets a mail (at most one per `resend_
 sent after the response so that timing does not tell either. The mailed link is single-use and
 lives `reset_ttl` seconds. Setting the new password ends every session and revokes every grant
 of the user (so refresh tokens stop working), and marks the address verified: the link proved
-control of the mailbox.
+control of the mailbox; the audit trail records it (PASSWORD_CHANGED).
+
+Rate limits (accounts/throttle.py LIMITS): requests per client address ("reset-ask-ip": past it,
+429 with Retry-After, whatever the address asked for), and mails per account ("reset-send": past
+it, the same page and no mail).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import audit
 from ..accounts.one_time import RESET_PASSWORD
 from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
@@ -23,6 +28,7 @@ from ..store.db import utcnow
 from ..web.i18n import N_
 from .journey import EXPIRED
 from .lifecycle_common import BAD_FORM, FORM_EXPIRED, LifecyclePages, Problem, check_email, link, text_field
+from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -62,6 +68,13 @@ class RecoveryViews(LifecyclePages):
             return self._forgot_page(request, interaction, req, 400, email=email, error=Problem(FORM_EXPIRED))
         if problem is not None:
             return self._forgot_page(request, interaction, req, 400, email=email, error=problem)
+        wait = await run_in_threadpool(limit, self.provider, "reset-ask-ip", client_ip(request))
+        if wait is not None:
+            words = wait_words(self.pages, self.language(request, req), wait)
+            response = self._forgot_page(request, interaction, req, 429, email=email,
+                                         error=Problem(TOO_MANY, {"wait": words}))
+            response.headers["Retry-After"] = str(wait)
+            return response
         response = self.page(request, "recovery/forgot_sent.html", req=req, email=email,
                              minutes=max(1, self.settings.reset_ttl // 60), login_url=self.login_url(interaction))
         user = await run_in_threadpool(self.provider.users.by_email, email)
@@ -78,7 +91,9 @@ class RecoveryViews(LifecyclePages):
 
     def _may_send(self, user_id: int) -> bool:
         last = self.provider.one_time.last_issued(user_id, RESET_PASSWORD)
-        return last is None or (utcnow() - last).total_seconds() >= self.settings.resend_interval
+        if last is not None and (utcnow() - last).total_seconds() < self.settings.resend_interval:
+            return False
+        return limit(self.provider, "reset-send", user_id) is None
 
     # -- /reset-password -------------------------------------------------------------------------
     def _invalid(self, request: Request, interaction: Interaction | None) -> Response:
@@ -120,7 +135,7 @@ class RecoveryViews(LifecyclePages):
             return self._reset_page(request, token, user, interaction, req, 400, error=Problem(FORM_EXPIRED))
         password = text_field(form, "password")
         confirmation = text_field(form, "password_confirmation")
-        problem = self._check_password(password, user.email)
+        problem = await run_in_threadpool(self._check_password, password, user.email)  # may ask the range API
         if problem is not None:
             return self._reset_page(request, token, user, interaction, req, 400, password_error=problem)
         if confirmation != password:
@@ -132,6 +147,8 @@ class RecoveryViews(LifecyclePages):
             await run_in_threadpool(self._reset, user, password)
         except UserError:  # the account vanished meanwhile
             return self._invalid(request, interaction)
+        await run_in_threadpool(self.provider.audit.record, audit.PASSWORD_CHANGED, user_id=user.id,
+                                ip=client_ip(request), user_agent=request.headers.get("user-agent"), method="reset")
         here, _ = self.browser_interaction(request, interaction.id if interaction else None)
         response = self.page(request, "recovery/done.html", req=req, email=user.email,
                              login_url=self.login_url(here))

@@ -235,7 +235,7 @@ class SignupViews(LifecyclePages):
             return self._disabled(request, interaction, req)
         fields = self.fields()
         lang = self.language(request, req)
-        values, ok = self.check(form, fields, lang)
+        values, ok = await run_in_threadpool(self.check, form, fields, lang)  # the password check may ask the range API
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
             return self._form_page(request, interaction, req, fields, 400, FORM_EXPIRED)
         if not ok:

@@ -5,6 +5,10 @@ unverified (when `require_email_verification`). A code is checked against the si
 MAX_CODE_ATTEMPTS wrong tries void it and a new one must be sent. The link needs no session: it
 verifies in any browser, and continues the authorization only in the browser that is signed in
 as that user and holds the interaction. Resending waits `resend_interval` seconds.
+
+Rate limits (accounts/throttle.py LIMITS): codes typed per user ("verify-code"), and mails sent
+per user and per client address ("verify-send", "verify-send-ip"); past them the page answers
+429 with Retry-After and nothing is checked or sent.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..store.models import OneTimeToken, User
 from ..web.i18n import N_
 from .journey import EXPIRED
 from .lifecycle_common import BAD_FORM, FORM_EXPIRED, LifecyclePages, Problem, text_field
+from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -73,6 +78,16 @@ class VerificationViews(LifecyclePages):
         subject, text = self.verification_mail(mail_lang, token, code or "", interaction)
         return self.send_now(user.email, subject, text)
 
+    def _send_limit(self, request: Request, user_id: int) -> int | None:
+        return limit(self.provider, "verify-send", user_id) or \
+            limit(self.provider, "verify-send-ip", client_ip(request))
+
+    def _too_many(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,
+                  email: str, wait: int, **context: Any) -> Response:
+        words = wait_words(self.pages, self.language(request, req), wait)
+        return self.check_page(request, interaction, req, email, 429, headers={"Retry-After": str(wait)},
+                               error=Problem(TOO_MANY, {"wait": words}), **context)
+
     # -- outcomes ----------------------------------------------------------------------------------
     def verified(self, request: Request, user: User | None, interaction: Interaction | None,
                  req: AuthorizationRequest | None, *, signed_in: bool) -> Response:
@@ -98,7 +113,8 @@ class VerificationViews(LifecyclePages):
         # Back after the code expired (or a sign-in long after sign-up): a fresh one, unless
         # one was sent moments ago.
         if not await run_in_threadpool(self.live_code, user.id) and \
-                await run_in_threadpool(self.wait_seconds, user.id) == 0:
+                await run_in_threadpool(self.wait_seconds, user.id) == 0 and \
+                await run_in_threadpool(self._send_limit, request, user.id) is None:
             sent = await run_in_threadpool(self.send_code, user, self.language(request, req), interaction)
             if not sent:
                 context["error"] = Problem(MAIL_FAILED)
@@ -131,6 +147,9 @@ class VerificationViews(LifecyclePages):
             if wait > 0:
                 return self.check_page(request, interaction, req, email, 429, headers={"Retry-After": str(wait)},
                                        error=Problem(WAIT, {"seconds": wait}))
+            wait = await run_in_threadpool(self._send_limit, request, user.id)
+            if wait is not None:
+                return self._too_many(request, interaction, req, email, wait)
             sent = await run_in_threadpool(self.send_code, user, self.language(request, req), interaction)
             if not sent:
                 return self.check_page(request, interaction, req, email, 503, error=Problem(MAIL_FAILED))
@@ -138,6 +157,9 @@ class VerificationViews(LifecyclePages):
         code = _SPACES.sub("", text_field(form, "code")[:64])
         if len(code) != 6 or not code.isascii() or not code.isdigit():
             return self.check_page(request, interaction, req, email, 400, error=Problem(CODE_FORMAT), code=code[:6])
+        wait = await run_in_threadpool(limit, self.provider, "verify-code", user.id)
+        if wait is not None:  # the code is not even checked
+            return self._too_many(request, interaction, req, email, wait, code=code[:6])
         row = await run_in_threadpool(self.provider.one_time.redeem_code, user.id, VERIFY_EMAIL, code)
         if row is None:
             live = await run_in_threadpool(self.live_code, user.id)

@@ -15,6 +15,7 @@ from ..web.i18n import N_
 from ..web.navigation import local_path
 from .journey import EXPIRED
 from .mfa import second_step_url
+from .protection import check_password_async, too_many
 
 if TYPE_CHECKING:
     from ..store.models import Interaction
@@ -92,8 +93,14 @@ class LoginViews:
             return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
         email = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
-        user = await run_in_threadpool(self.provider.users.authenticate, email, password) \
-            if email and password else None
+        # The throttle first: while locked, the password is not checked (protection.py).
+        checked = await check_password_async(self.provider, request, email, password) if email and password else None
+        if checked is not None and checked.retry_after:
+            context["login_hint"] = email
+            text, headers = too_many(self.pages, request, checked.retry_after,
+                                     ui_locales=req.params.get("ui_locales") if req else None)
+            return self._page(request, "login/login.html", 429, error=text, headers=headers, **context)
+        user = checked.user if checked is not None else None
         if user is None:
             context["login_hint"] = email
             return self._page(request, "login/login.html", 401, error=LOGIN_FAILED, **context)

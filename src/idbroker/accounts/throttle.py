@@ -1,0 +1,252 @@
+"""Throttling: rate limits and failed sign-ins, counted in the `throttles` table so that every
+worker and every process sees the same counts.
+
+Rate limits - ``provider.limiter`` (a RateLimiter)
+--------------------------------------------------
+::
+
+    retry_after = provider.limiter.hit(key, limit, window)
+    if retry_after is not None:
+        ...answer 429 with Retry-After: retry_after, and do not do the thing...
+
+`hit` counts one event under `key` and returns None while there were at most `limit` events in
+the current window, else the whole seconds (>= 1) until the window ends. The window is fixed: it
+opens at the key's first event and lasts `window` seconds (at most a day); the next event after it
+opens a new one. A refused event is not counted, so a client that keeps trying is not locked out
+for longer. `peek(key, limit, window)` answers the same without counting, `clear(key)` forgets the
+key (e.g. after a success). Counting is atomic: concurrent hits from several workers never let
+more than `limit` events through.
+
+Keys are text of at most 255 characters, a purpose and a subject: ``f"mfa-code:{user.id}"``,
+``f"sms-send:{user.id}"``, ``f"sms-send-ip:{ip}"``. Pass addresses, phone numbers and other
+personal or long values through `subject()` (a SHA-256 prefix). The limits in use are in LIMITS;
+a limit for a code that is typed should stop guessing long before the code space is covered
+(a 6-digit code: at most a few tries per code and a few dozen per day).
+
+Failed sign-ins - ``provider.login_throttle`` (a LoginThrottle)
+--------------------------------------------------------------
+Counted per (account, client address) pair, per address across accounts, and per account across
+addresses - for accounts that do not exist too, so a lock says nothing about who has an account:
+
+* the pair: after `lockout_threshold` failures the pair is locked; each further failure doubles
+  the lock, from BASE_DELAY seconds up to `lockout_max_seconds`. Only that address is locked out
+  of that account: the owner signing in from elsewhere is not affected, and an attacker at one
+  address cannot lock the owner out. A success resets the pair.
+* the address: past `ip_failure_threshold` failures (over any accounts) the address is slowed the
+  same way, for every account (password spraying from one address).
+* the account: when ACCOUNT_ADDRESSES distinct addresses have failed on it, the account is slowed
+  for every address, doubling with each new failing address (a distributed attack - the one case
+  where the owner waits too; a password reset still works). An address where the owner then
+  signs in successfully stops counting.
+
+An attempt is counted before the password is checked (`attempt`), and taken back on success
+(`succeeded`): a burst of parallel requests cannot get more guesses than the threshold. While a
+key is locked the password is not checked at all. Counts are forgotten FORGET_AFTER seconds after
+the key's last failure; `purge` (run now and then by `attempt`) deletes such rows.
+
+Client addresses
+----------------
+The address is ``request.client.host``. Behind a reverse proxy or load balancer that is the
+proxy's address, so every client would share one address: the operator must make the server take
+the client address from ``X-Forwarded-For`` as set by the trusted proxies only - with uvicorn,
+``--proxy-headers --forwarded-allow-ips=<proxy addresses>``; with Granian, wrap the application
+with ``granian.utils.proxies.wrap_asgi_with_proxy_headers(app, trusted_hosts=[...])``. Trusting
+the header from any client would let an attacker choose a new address for every attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from ..store.db import Database, aware, utcnow
+from ..store.models import Throttle
+
+MAX_WINDOW = 86400
+# (limit, window seconds) of the rate limits that the broker applies.
+LIMITS = {
+    "verify-code": (10, 900),         # email-verification codes typed, per user
+    "verify-send": (5, 3600),         # verification mails asked for again, per user
+    "verify-send-ip": (20, 3600),     # ... per client address
+    "reset-send": (3, 3600),          # password-reset mails, per account (silently skipped past it)
+    "reset-ask-ip": (20, 3600),       # forgot-password requests, per client address
+    "lock-mail": (1, 3600),           # "your account was locked" mails, per account
+}
+
+
+def subject(value: str) -> str:
+    """A short, fixed-length stand-in for a personal or long key part."""
+    return hashlib.sha256(value.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def client_address(host: str | None) -> str:
+    return (host or "unknown")[:100]
+
+
+def _seconds_until(when: datetime, now: datetime) -> int:
+    return max(1, math.ceil((aware(when) - now).total_seconds()))
+
+
+def _row(s: Session, key: str) -> Throttle:
+    """The key's row, created when missing, locked for this transaction (PostgreSQL: FOR UPDATE;
+    SQLite writers hold the database lock anyway)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    s.execute(insert(Throttle).values(key=key, failures=0).on_conflict_do_nothing(index_elements=["key"]))
+    return s.scalars(select(Throttle).where(Throttle.key == key).with_for_update()).one()
+
+
+class RateLimiter:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def hit(self, key: str, limit: int, window: int) -> int | None:
+        if len(key) > 255 or limit < 1 or not 0 < window <= MAX_WINDOW:
+            raise ValueError("a key of at most 255 characters, a positive limit and a window of at most a day")
+        now = utcnow()
+        with self.db.session() as s:
+            row = _row(s, key)
+            if row.first_failure_at is None or aware(row.first_failure_at) + timedelta(seconds=window) <= now:
+                row.failures, row.first_failure_at, row.locked_until = 0, now, None
+            if row.failures >= limit:
+                return _seconds_until(aware(row.first_failure_at) + timedelta(seconds=window), now)
+            row.failures += 1
+            row.last_failure_at = now
+            if row.failures >= limit:
+                row.locked_until = aware(row.first_failure_at) + timedelta(seconds=window)
+        return None
+
+    def peek(self, key: str, limit: int, window: int) -> int | None:
+        now = utcnow()
+        with self.db.session(write=False) as s:
+            row = s.get(Throttle, key)
+        if row is None or row.first_failure_at is None or row.failures < limit:
+            return None
+        ends = aware(row.first_failure_at) + timedelta(seconds=window)
+        return _seconds_until(ends, now) if ends > now else None
+
+    def clear(self, key: str) -> None:
+        with self.db.session() as s:
+            s.execute(delete(Throttle).where(Throttle.key == key))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt as the throttle saw it: refused (`retry_after` > 0, the password must not
+    be checked), or counted, ready to be confirmed by `failed` or taken back by `succeeded`."""
+
+    pair: str
+    account: str
+    address: str
+    retry_after: int = 0
+    new_address: bool = False   # this attempt added the address to the account's failing ones
+    first_lock: bool = False    # if it fails, it locks the account (here or everywhere): tell the owner
+    lock_seconds: int = 0       # the lock it sets if it fails
+
+
+class LoginThrottle:
+    BASE_DELAY = 30           # seconds of the first lock
+    ACCOUNT_ADDRESSES = 10    # distinct failing addresses before an account slows everywhere
+    FORGET_AFTER = 86400      # failures are forgotten this long after a key's last one
+    PURGE_ODDS = 200          # one attempt in this many purges forgotten rows
+
+    def __init__(self, db: Database, *, threshold: int = 5, max_seconds: int = 900, ip_threshold: int = 30,
+                 account_addresses: int | None = None):
+        self.db = db
+        self.threshold = threshold
+        self.max_seconds = max_seconds
+        self.ip_threshold = ip_threshold
+        self.account_addresses = account_addresses or self.ACCOUNT_ADDRESSES
+
+    def delay(self, past: int) -> int:
+        """The lock after the `past`-th failure beyond a threshold (0: the one that reached it)."""
+        return min(self.max_seconds, self.BASE_DELAY * 2 ** min(past, 30))
+
+    @staticmethod
+    def keys(email: str, ip: str | None) -> tuple[str, str, str]:
+        account, address = subject(email), client_address(ip)
+        return f"login:{account}:{address}", f"login-account:{account}", f"login-address:{address}"
+
+    def locked_for(self, email: str, ip: str | None) -> int:
+        """Seconds until this address may try this account again (0: now). Reads only."""
+        now = utcnow()
+        with self.db.session(write=False) as s:
+            rows = list(s.scalars(select(Throttle).where(Throttle.key.in_(self.keys(email, ip)))))
+        return max((_seconds_until(r.locked_until, now) for r in rows
+                    if r.locked_until is not None and aware(r.locked_until) > now), default=0)
+
+    def _fresh(self, row: Throttle, now: datetime) -> None:
+        if row.last_failure_at is not None and aware(row.last_failure_at) + timedelta(seconds=self.FORGET_AFTER) <= now:
+            row.failures, row.first_failure_at, row.last_failure_at, row.locked_until = 0, None, None, None
+
+    def attempt(self, email: str, ip: str | None) -> Attempt:
+        """Before the password is checked: refused while locked, else counted as a failure."""
+        pair_key, account_key, address_key = self.keys(email, ip)
+        wait = self.locked_for(email, ip)  # the cheap answer to an attacker who keeps trying
+        if wait:
+            return Attempt(pair_key, account_key, address_key, retry_after=wait)
+        if secrets.randbelow(self.PURGE_ODDS) == 0:
+            self.purge()
+        now = utcnow()
+        with self.db.session() as s:
+            rows = {key: _row(s, key) for key in sorted((pair_key, account_key, address_key))}
+            pair, account, address = rows[pair_key], rows[account_key], rows[address_key]
+            for row in rows.values():
+                self._fresh(row, now)
+            locked = [aware(r.locked_until) for r in rows.values() if r.locked_until and aware(r.locked_until) > now]
+            if locked:  # locked meanwhile by a concurrent attempt
+                return Attempt(pair_key, account_key, address_key, retry_after=_seconds_until(max(locked), now))
+            new_address = pair.first_failure_at is None
+            first_lock, lock = False, 0
+            for row, threshold, counts in ((pair, self.threshold, True), (account, self.account_addresses, new_address),
+                                           (address, self.ip_threshold, True)):
+                row.last_failure_at = now
+                if row.first_failure_at is None:
+                    row.first_failure_at = now
+                if not counts:
+                    continue
+                row.failures += 1
+                if row.failures >= threshold:
+                    seconds = self.delay(row.failures - threshold)
+                    row.locked_until = now + timedelta(seconds=seconds)
+                    lock = max(lock, seconds)
+                    first_lock = first_lock or (row is not address and row.failures == threshold)
+        return Attempt(pair_key, account_key, address_key, new_address=new_address, first_lock=first_lock,
+                       lock_seconds=lock)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the pair starts afresh, the attempt is taken back from the
+        address, and the address no longer counts against the account."""
+        if attempt.retry_after:
+            return
+        with self.db.session() as s:
+            rows = {key: _row(s, key) for key in sorted((attempt.pair, attempt.account, attempt.address))}
+            pair, account, address = rows[attempt.pair], rows[attempt.account], rows[attempt.address]
+            if pair.first_failure_at is not None and account.failures > 0:
+                account.failures -= 1
+            address.failures = max(0, address.failures - 1)
+            if address.failures < self.ip_threshold:
+                address.locked_until = None
+            for row in (pair, account, address):
+                if row is pair or (row.failures == 0 and row.locked_until is None):
+                    s.delete(row)
+
+    def purge(self) -> int:
+        """Deletes the rows whose failures are forgotten and that lock nothing (rate-limit rows
+        too: their windows are at most a day)."""
+        now = utcnow()
+        horizon = now - timedelta(seconds=max(self.FORGET_AFTER, MAX_WINDOW))
+        with self.db.session() as s:
+            return s.execute(delete(Throttle).where(
+                or_(Throttle.last_failure_at.is_(None), Throttle.last_failure_at < horizon),
+                or_(Throttle.locked_until.is_(None), Throttle.locked_until < now),
+                or_(Throttle.first_failure_at.is_(None), Throttle.first_failure_at < horizon))).rowcount
+

@@ -1,0 +1,94 @@
+"""The password check of the sign-in page, guarded by the failed-login throttle
+(accounts/throttle.py) and recorded in the audit trail.
+
+While the (account, address) pair, the address or the account is locked, the password is not
+checked at all - a locked answer tells nothing about the password - and the page answers 429 with
+Retry-After and the wait in words. The same holds for addresses that have no account, so a lock
+tells nothing about who has one. The first failure that locks the account (from one address, or
+everywhere) is recorded as ACCOUNT_LOCKED, which mails the owner - at most one such mail an hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from babel.dates import format_timedelta
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from .. import audit
+from ..accounts.throttle import LIMITS, subject
+from ..web.i18n import N_, SUPPORTED
+
+if TYPE_CHECKING:
+    from ..provider import Provider
+    from ..store.models import User
+    from ..web.templating import Pages
+
+TOO_MANY = N_("Too many attempts. Try again in %(wait)s.")
+
+
+@dataclass
+class PasswordCheck:
+    user: User | None          # the account, when the password was right
+    retry_after: int = 0       # > 0: refused without checking the password
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def check_password(provider: Provider, email: str, password: str, ip: str | None,
+                   user_agent: str | None) -> PasswordCheck:
+    """Throttle, then authenticate; records the outcome. Blocking: run it in the thread pool."""
+    throttle = provider.login_throttle
+    attempt = throttle.attempt(email, ip)
+    if attempt.retry_after:
+        return PasswordCheck(None, attempt.retry_after)
+    user = provider.users.authenticate(email, password)
+    if user is not None:
+        throttle.succeeded(attempt)
+        provider.audit.record(audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip, user_agent=user_agent, method="pwd")
+        return PasswordCheck(user)
+    owner = provider.users.by_email(email)
+    owner_id = owner.id if owner is not None else None
+    provider.audit.record(audit.LOGIN_FAILED, user_id=owner_id, ip=ip, user_agent=user_agent)
+    if attempt.first_lock and owner_id is not None:
+        limit, window = LIMITS["lock-mail"]
+        mail = provider.limiter.hit(f"lock-mail:{subject(email)}", limit, window) is None
+        provider.audit.record(audit.ACCOUNT_LOCKED, user_id=owner_id, ip=ip, user_agent=user_agent, notify=mail,
+                              seconds=attempt.lock_seconds)
+    return PasswordCheck(None)
+
+
+async def check_password_async(provider: Provider, request: Request, email: str, password: str) -> PasswordCheck:
+    return await run_in_threadpool(check_password, provider, email, password, client_ip(request),
+                                   request.headers.get("user-agent"))
+
+
+def wait_words(pages: Pages, lang: str, seconds: int) -> str:
+    """`seconds` in words in `lang`, rounded up to whole minutes past one minute."""
+    if seconds > 60:
+        seconds = -(-seconds // 60) * 60
+    locale = SUPPORTED.get(lang, "en")
+    try:
+        return format_timedelta(timedelta(seconds=max(1, seconds)), threshold=1.0, locale=locale)
+    except (ValueError, LookupError):
+        return f"{seconds} s"
+
+
+def too_many(pages: Pages, request: Request, seconds: int, *, ui_locales: str | None = None,
+             user_locale: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(the message in the page's language, the response headers) of a refused attempt."""
+    lang = pages.language(request, ui_locales=ui_locales, user_locale=user_locale)
+    text = pages.catalogs.get(lang).gettext(TOO_MANY) % {"wait": wait_words(pages, lang, seconds)}
+    return text, {"Retry-After": str(seconds)}
+
+
+def limit(provider: Provider, name: str, who: str | int) -> int | None:
+    """One event of the rate limit `name` (accounts/throttle.py LIMITS) for `who`: None when
+    allowed, else the seconds to wait."""
+    count, window = LIMITS[name]
+    return provider.limiter.hit(f"{name}:{who}", count, window)
