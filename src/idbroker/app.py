@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         folder = pages.client_theme_dir(client)
         css = theme_css(settings, client.branding if client is not None else None, global_theme_css,
                         folder / "static" / "theme.css" if folder else None)
-        return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=300"})
+        # Short cache: a client's new colours show within a minute.
+        return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=60"})
 
     async def theme_asset(request: Request) -> Response:
         """Images and other files of a client theme: /themes/<name>/<file> from its static folder."""
