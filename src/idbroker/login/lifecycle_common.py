@@ -15,24 +15,21 @@ from markupsafe import Markup
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..accounts.users import EMAIL_RE, normalise_email
 from ..notify.mail import MailError
 from ..oauth2 import constants as c
-from ..web.csrf import Csrf
 from ..web.i18n import N_
+from .hosted import HostedPages
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
     from ..store.models import BrowserSession, Client, Interaction, User
-    from .journey import Journey
 
 log = logging.getLogger("idbroker.accounts")
 
-FORM_EXPIRED = N_("Your form expired. Please try again.")
 BAD_FORM = N_("The form could not be read. Please try again.")
 EMAIL_INVALID = N_("Enter an email address like name@example.com.")
 VERIFY_SUBJECT = N_("Confirm your email address")
@@ -69,37 +66,8 @@ def link(base: str, path: str, **params: str | None) -> str:
     return base + path + (f"?{query}" if query else "")
 
 
-class LifecyclePages:
-    def __init__(self, journey: Journey, csrf: Csrf):
-        self.journey = journey
-        self.provider = journey.provider
-        self.settings = journey.provider.settings
-        self.pages = journey.pages
-        self.csrf = csrf
-
-    # -- rendering ---------------------------------------------------------------------------
-    def page(self, request: Request, template: str, status: int = 200, *, req: AuthorizationRequest | None = None,
-             headers: dict[str, str] | None = None, **context: Any) -> Response:
-        token, fresh = self.csrf.token(request)
-        found = self.journey.current(request)
-        context.setdefault("client", req.client if req is not None else None)
-        response = self.pages.render(request, template, status=status, headers=headers, csrf_token=token,
-                                     ui_locales=req.params.get("ui_locales") if req is not None else None,
-                                     user_locale=found[1].locale if found else None, **context)
-        self.csrf.set_cookie(response, fresh)
-        return response
-
-    def language(self, request: Request, req: AuthorizationRequest | None = None) -> str:
-        found = self.journey.current(request)
-        return self.pages.language(request, ui_locales=req.params.get("ui_locales") if req is not None else None,
-                                   user_locale=found[1].locale if found else None)
-
-    async def read_form(self, request: Request) -> FormData | None:
-        """The posted form, or None when it cannot be parsed (too many or too large fields)."""
-        try:
-            return await request.form(max_files=0, max_fields=64, max_part_size=64 * 1024)
-        except (HTTPException, ValueError, UnicodeDecodeError):
-            return None
+class LifecyclePages(HostedPages):
+    """Sign-up, verification and recovery: pages that carry a parked authorization request."""
 
     # -- the parked authorization request ------------------------------------------------
     def interaction(self, value: str | None) -> tuple[Interaction | None, AuthorizationRequest | None]:

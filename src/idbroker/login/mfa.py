@@ -30,8 +30,9 @@ from ..mfa.policy import effective_policy, has_second_factor
 from ..mfa.policy import requirement as mfa_requirement
 from ..web.i18n import N_
 from ..web.navigation import local_path
+from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
-from .lifecycle_common import FORM_EXPIRED, LifecyclePages, Problem, text_field
+from .lifecycle_common import LifecyclePages, Problem, text_field
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest

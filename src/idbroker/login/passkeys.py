@@ -30,8 +30,8 @@ from starlette.routing import Route
 from .. import audit
 from ..mfa.webauthn import CHALLENGE_TTL, FAILED, LOGIN, PASSWORDLESS_AMR, PasskeyError, Passkeys
 from ..oauth2 import constants as c
-from ..web.i18n import N_
 from ..web.navigation import local_path
+from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("idbroker.webauthn")
 
-FORM_EXPIRED = N_("Your form expired. Please try again.")
 MAX_BODY = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store"}
 

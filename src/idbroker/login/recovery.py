@@ -26,8 +26,9 @@ from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
 from ..store.db import utcnow
 from ..web.i18n import N_
+from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
-from .lifecycle_common import BAD_FORM, FORM_EXPIRED, LifecyclePages, Problem, check_email, link, text_field
+from .lifecycle_common import BAD_FORM, LifecyclePages, Problem, check_email, link, text_field
 from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:

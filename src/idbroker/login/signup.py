@@ -26,10 +26,10 @@ from ..accounts.one_time import VERIFY_EMAIL
 from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
 from ..web.i18n import N_, SUPPORTED
+from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
 from .lifecycle_common import (
     BAD_FORM,
-    FORM_EXPIRED,
     MAX_FIELD,
     LifecyclePages,
     Problem,

@@ -27,8 +27,9 @@ from ..security import sha256_hex
 from ..store.db import utcnow
 from ..store.models import OneTimeToken, User
 from ..web.i18n import N_
+from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
-from .lifecycle_common import BAD_FORM, FORM_EXPIRED, LifecyclePages, Problem, text_field
+from .lifecycle_common import BAD_FORM, LifecyclePages, Problem, text_field
 from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from ..oauth2.errors import AccessDeniedError
 from ..web.csrf import Csrf
 from ..web.i18n import N_
 from ..web.navigation import local_path
+from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
 from .mfa import second_step_url
 from .protection import check_password_async, too_many
@@ -30,7 +31,6 @@ SCOPE_TEXT = {
     "offline_access": N_("Stay connected when you are not using it"),
 }
 LOGIN_FAILED = N_("Incorrect email or password.")
-FORM_EXPIRED = N_("Your form expired. Please try again.")
 SIGN_IN_FIRST = N_("Please sign in.")
 
 
