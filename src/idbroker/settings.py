@@ -54,7 +54,8 @@ class Settings:
     refresh_token_ttl: int = 30 * 86400
     code_ttl: int = 60
     # Browser session lifetime and the pending-login (interaction) lifetime, in seconds.
-    session_ttl: int = 14 * 86400
+    session_ttl: int = 14 * 86400            # with "keep me signed in"
+    short_session_ttl: int = 12 * 3600       # without it (the cookie also ends with the browser)
     interaction_ttl: int = 900
     # argon2id parameters; raising them rehashes a user's password at their next login.
     argon2_memory_kib: int = 19 * 1024
@@ -179,7 +180,7 @@ class Settings:
                     problems.append("secret_key must decode to at least 32 bytes")
             except ValueError:
                 problems.append("secret_key must be base64url")
-        for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl", "session_ttl",
+        for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl", "session_ttl", "short_session_ttl",
                      "interaction_ttl", "cache_seconds", "argon2_time_cost", "argon2_parallelism"):
             if getattr(self, name) <= 0 and name != "cache_seconds":
                 problems.append(f"{name} must be a positive integer")

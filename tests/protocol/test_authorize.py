@@ -324,3 +324,24 @@ def test_nul_characters_in_authorization_request(http, register):
     client = register()
     r = http.get("/oauth2/authorize", params=_params(client, client_id="app\x00"))
     assert r.status_code == 400 and "location" not in r.headers
+
+
+@pytest.mark.parametrize("remember", [False, True])
+def test_keep_me_signed_in(http, flow, register, user, provider, remember):
+    from idbroker.store.db import aware, utcnow
+    from idbroker.store.models import BrowserSession
+
+    client = register(first_party=True)
+    page = flow.authorize(**_params(client))
+    assert 'name="remember"' in page.text and "Keep me signed in" in page.text
+    data = {**form_fields(page.text), "username": "alice@example.com", "password": PASSWORD}
+    if remember:
+        data["remember"] = "1"
+    r = http.post("/login", data=data)
+    cookie = next(v for k, v in r.headers.multi_items() if k == "set-cookie" and "idbroker_session" in v)
+    with provider.db.session(write=False) as s:
+        lifetime = (aware(s.query(BrowserSession).one().expires_at) - utcnow()).total_seconds()
+    if remember:
+        assert f"Max-Age={14 * 86400}" in cookie and lifetime > 13 * 86400
+    else:
+        assert "Max-Age" not in cookie and "expires" not in cookie.lower() and lifetime <= 12 * 3600

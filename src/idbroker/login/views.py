@@ -105,9 +105,14 @@ class LoginViews:
             context["login_hint"] = email
             return self._page(request, "login/login.html", 401, error=LOGIN_FAILED, **context)
         previous = self.journey.current(request)
+        # "Keep me signed in": a persistent cookie for session_ttl; otherwise a cookie that ends
+        # with the browser and a server-side session of at most short_session_ttl.
+        remember = form.get("remember") == "1"
+        settings = self.provider.settings
         cookie, session = await run_in_threadpool(
             self.provider.sessions.create, user, ["pwd"], c.ACR_PASSWORD,
-            user_agent=request.headers.get("user-agent"), ip=request.client.host if request.client else None)
+            user_agent=request.headers.get("user-agent"), ip=request.client.host if request.client else None,
+            ttl=settings.session_ttl if remember else min(settings.short_session_ttl, settings.session_ttl))
         if previous is not None:
             await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
         if interaction is not None:
@@ -119,11 +124,12 @@ class LoginViews:
             target = await run_in_threadpool(second_step_url, self.journey, request, user, list(session.amr),
                                              str(form.get("next") or "")) or target
         response = RedirectResponse(target, status_code=303)
-        self.set_session_cookie(response, cookie)
+        self.set_session_cookie(response, cookie, persistent=remember)
         return response
 
-    def set_session_cookie(self, response: Response, value: str) -> None:
+    def set_session_cookie(self, response: Response, value: str, *, persistent: bool = False) -> None:
         response.set_cookie(self.journey.session_cookie, value, httponly=True,
+                            max_age=self.provider.settings.session_ttl if persistent else None,
                             secure=self.provider.settings.secure_cookies, samesite="lax", path="/")
 
     # -- consent -------------------------------------------------------------------------------
