@@ -180,9 +180,9 @@ class Settings:
                     problems.append("secret_key must decode to at least 32 bytes")
             except ValueError:
                 problems.append("secret_key must be base64url")
-        for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl", "session_ttl", "short_session_ttl",
-                     "interaction_ttl", "cache_seconds", "argon2_time_cost", "argon2_parallelism"):
-            if getattr(self, name) <= 0 and name != "cache_seconds":
+        for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl", "session_ttl",
+                     "short_session_ttl", "interaction_ttl", "argon2_time_cost", "argon2_parallelism"):
+            if getattr(self, name) <= 0:
                 problems.append(f"{name} must be a positive integer")
         if self.code_ttl > 600:
             problems.append("code_ttl must be at most 600 seconds (RFC 6749 §4.1.2)")

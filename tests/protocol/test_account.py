@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -21,7 +22,8 @@ SAFARI_IOS = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKi
               "Version/17.5 Mobile/15E148 Safari/604.1")
 NEW_PASSWORD = "a brand new passphrase"
 POST_ENDPOINTS = ["/account/profile", "/account/email", "/account/password", "/account/sessions/end",
-                  "/account/sessions/end-others", "/account/apps/revoke", "/account/delete"]
+                  "/account/sessions/end-others", "/account/apps/revoke", "/account/delete",
+                  "/account/phone/send", "/account/phone/verify"]
 
 
 @pytest.fixture
@@ -144,7 +146,8 @@ def test_account_page_markup(http, user, provider):
     assert unlabelled == [], unlabelled
     posts = [(a, hidden) for a, hidden in parsed.forms if a.get("method") == "post"]
     assert {a["action"] for a, _ in posts} == {"/account/profile", "/account/email", "/account/password",
-                                                "/account/sessions/end", "/account/sessions/end-others"}
+                                                "/account/sessions/end", "/account/sessions/end-others",
+                                                "/account/phone/send", "/account/phone/verify"}  # phone unconfirmed
     assert all("csrf_token" in hidden for _, hidden in posts), posts
     assert 'id="current-email"' not in html and "You sign in with alice@example.com." in html
     assert 'value="Alice"' in html and 'value="Liddell"' in html and 'value="+15555550100"' in html
@@ -504,3 +507,51 @@ def test_strange_requests_never_fail_with_500(http, user, provider):
         for r in attempts:
             assert r.status_code < 500, (path, r.status_code)
     assert stored(provider, user.id) is not None  # "confirm" was never given
+
+
+# -- phone re-verification ---------------------------------------------------------------------------
+def _texts(provider):
+    folder = Path(provider.settings.data_dir) / "sms"
+    return sorted(folder.glob("*.txt")) if folder.exists() else []
+
+
+def test_a_changed_phone_number_is_confirmed_by_a_texted_code(http, user, provider):
+    sign_in(http)
+    assert provider.users.by_id(user.id).phone_number_verified is False
+    html = account(http).text
+    assert 'id="phone-verification"' in html and 'autocomplete="one-time-code"' in html
+    r = post(http, "/account/phone/verify", code="123456")  # nothing sent yet
+    assert r.status_code == 400 and provider.users.by_id(user.id).phone_number_verified is False
+    r = post(http, "/account/phone/send")
+    assert r.headers["location"] == ISSUER + "/account?done=phone_sent"
+    [sms] = _texts(provider)
+    body = sms.read_text()
+    assert body.startswith("To: +15555550100")
+    code = re.search(r"\b(\d{6})\b", body).group(1)
+    assert post(http, "/account/phone/verify", code="000000" if code != "000000" else "111111").status_code == 400
+    r = post(http, "/account/phone/verify", code=code)
+    assert r.status_code == 303, (code, body, re.findall(r'class="error[^>]*>([^<]*)', r.text))
+    assert r.headers["location"] == ISSUER + "/account?done=phone"
+    assert provider.users.by_id(user.id).phone_number_verified is True
+    assert 'id="phone-verification"' not in account(http).text
+    # Changing the number makes it unconfirmed again.
+    post(http, "/account/profile", given_name="Alice", family_name="Liddell", locale="", phone_number="+442079460958")
+    assert provider.users.by_id(user.id).phone_number_verified is False
+
+
+def test_a_code_for_an_old_number_does_not_confirm_a_new_one(http, user, provider):
+    sign_in(http)
+    post(http, "/account/phone/send")
+    code = re.search(r"\b(\d{6})\b", _texts(provider)[0].read_text()).group(1)
+    post(http, "/account/profile", given_name="Alice", family_name="Liddell", locale="", phone_number="+442079460958")
+    assert post(http, "/account/phone/verify", code=code).status_code == 400
+    assert provider.users.by_id(user.id).phone_number_verified is False
+
+
+def test_phone_codes_are_rate_limited(http, user, provider):
+    sign_in(http)
+    for _ in range(3):
+        assert post(http, "/account/phone/send").status_code == 303
+    r = post(http, "/account/phone/send")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert len(_texts(provider)) == 3

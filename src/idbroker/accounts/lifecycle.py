@@ -204,6 +204,14 @@ class AccountService:
             raise AccountError(EMAIL_TAKEN) from None
         return user, previous
 
+    def confirm_phone(self, user_id: int, phone: str | None) -> None:
+        """The user proved they receive texts at `phone` (still their number)."""
+        with self.db.session() as s:
+            row = s.get(User, user_id)
+            if row is not None and phone and row.phone_number == phone:
+                row.phone_number_verified = True
+                row.updated_at = utcnow()
+
     # -- password -----------------------------------------------------------------------------
     def check_new_password(self, user: User, password: str) -> None:
         try:

@@ -28,6 +28,7 @@ from ..accounts.lifecycle import (
 )
 from ..accounts.users import MAX_PASSWORD
 from ..notify.mail import MailError
+from ..notify.sms import SmsError
 from ..store.db import aware
 from ..web.i18n import N_, SUPPORTED
 from .hosted import HostedPages, field
@@ -49,7 +50,14 @@ NOTICES = {
     "session": N_("The session was signed out."),
     "sessions": N_("Your other sessions were signed out."),
     "app": N_("The application's access was revoked."),
+    "phone_sent": N_("We sent a code to your phone number. Enter it to confirm the number."),
+    "phone": N_("Your phone number is confirmed."),
 }
+PHONE_CODE_WRONG = N_("That code is not right. Check the latest message and try again.")
+PHONE_WAIT = N_("Please wait %(seconds)d seconds before asking for a new code.")
+PHONE_SMS_TEXT = N_("Your %(issuer)s code to confirm this phone number: %(code)s")
+PHONE_NOT_SENT = N_("We could not send the message. Please try again in a few minutes.")
+VERIFY_PHONE = "verify_phone"
 CHANGE_EMAIL_SUBJECT = N_("Confirm your new email address")
 UNKNOWN_BROWSER = N_("Unknown browser")
 UNKNOWN_SYSTEM = N_("unknown system")
@@ -106,6 +114,8 @@ class AccountViews(HostedPages):
             Route("/account/email/confirm", self.confirm_email_form, methods=["GET"]),
             Route("/account/email/confirm", self.confirm_email, methods=["POST"]),
             Route("/account/password", self.password, methods=["POST"]),
+            Route("/account/phone/send", self.send_phone_code, methods=["POST"]),
+            Route("/account/phone/verify", self.verify_phone, methods=["POST"]),
             Route("/account/sessions/end", self.end_session, methods=["POST"]),
             Route("/account/sessions/end-others", self.end_other_sessions, methods=["POST"]),
             Route("/account/apps/revoke", self.revoke_app, methods=["POST"]),
@@ -169,6 +179,46 @@ class AccountViews(HostedPages):
             return await self._render(request, session, user, 400, errors=checked.errors, profile=submitted)
         await run_in_threadpool(self.accounts.update_profile, user.id, checked.values)
         return self._done("profile")
+
+    # -- phone: re-verified by a code sent to the number -------------------------------------------
+    async def send_phone_code(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        _, session, user = guarded
+        if not user.phone_number or user.phone_number_verified:
+            return self._done("profile")
+        wait = await run_in_threadpool(self.provider.limiter.hit, f"verify-phone:{user.id}", 3,
+                                       self.settings.resend_interval * 3)
+        if wait is not None:
+            return await self._render(request, session, user, 429, errors={"phone_code": Problem(
+                PHONE_WAIT, {"seconds": wait})}, headers={"Retry-After": str(wait)})
+        _, code = await run_in_threadpool(self.provider.one_time.issue, user.id, VERIFY_PHONE,
+                                          self.settings.verification_ttl, new_value=user.phone_number,
+                                          with_code=True)
+        lang = self.pages.catalogs.negotiate(user.locale, self.pages.language(request, user_locale=user.locale))
+        text = self.pages.catalogs.get(lang).gettext(PHONE_SMS_TEXT) % {"issuer": self.settings.totp_issuer,
+                                                                        "code": code}
+        try:
+            await run_in_threadpool(self.provider.mfa.sms.send, user.phone_number, text)
+        except SmsError:
+            return await self._render(request, session, user, 502,
+                                      errors={"phone_code": Problem(PHONE_NOT_SENT)})
+        return self._done("phone_sent")
+
+    async def verify_phone(self, request: Request) -> Response:
+        guarded = await self._guarded(request)
+        if isinstance(guarded, Response):
+            return guarded
+        form, session, user = guarded
+        code = field(form, "code", 20).replace(" ", "")
+        row = await run_in_threadpool(self.provider.one_time.redeem_code, user.id, VERIFY_PHONE, code)
+        # The code confirms the number it was sent to, and only while that is still the user's.
+        if row is None or row.new_value != user.phone_number:
+            return await self._render(request, session, user, 400,
+                                      errors={"phone_code": Problem(PHONE_CODE_WRONG)})
+        await run_in_threadpool(self.accounts.confirm_phone, user.id, row.new_value)
+        return self._done("phone")
 
     # -- email ------------------------------------------------------------------------------------
     async def email(self, request: Request) -> Response:
