@@ -131,11 +131,6 @@ def settings_overrides(request, backend, smtp):
     return values
 
 
-@pytest.fixture
-def client(register):
-    return register()
-
-
 def mail_codes(smtp, count: int) -> list[str]:
     """The codes of the first `count` sign-in-code mails to Alice (security notices are skipped)."""
     def mine():

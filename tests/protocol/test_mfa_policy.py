@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from mfa_helpers import (
-    Clock,
     authorize,
     code_at,
     confirm_enrolment,
@@ -27,16 +26,8 @@ from sqlalchemy import delete
 from support import ISSUER
 
 from idbroker import audit
-from idbroker.mfa import totp
 from idbroker.oauth2 import constants as c
 from idbroker.store.models import RecoveryCode
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    frozen = Clock()
-    monkeypatch.setattr(totp, "now", frozen)
-    return frozen
 
 
 @pytest.fixture
@@ -47,11 +38,6 @@ def policy():
 @pytest.fixture
 def settings_overrides(policy):
     return {"mfa_policy": policy}
-
-
-@pytest.fixture
-def client(register):
-    return register()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from mfa_helpers import (
     CODES_RE,
-    Clock,
     authorize,
     consent_if_asked,
     csrf,
@@ -21,21 +20,8 @@ from mfa_helpers import (
 from sqlalchemy import select
 
 from idbroker import audit
-from idbroker.mfa import totp
 from idbroker.oauth2 import constants as c
 from idbroker.store.models import RecoveryCode
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    frozen = Clock()
-    monkeypatch.setattr(totp, "now", frozen)
-    return frozen
-
-
-@pytest.fixture
-def client(register):
-    return register()
 
 
 @pytest.fixture

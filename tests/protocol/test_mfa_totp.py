@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from mfa_helpers import (
     CODES_RE,
-    Clock,
     authorize,
     code_at,
     confirm_enrolment,
@@ -27,20 +26,7 @@ from starlette.testclient import TestClient
 from support import ISSUER
 
 from idbroker import audit
-from idbroker.mfa import totp
 from idbroker.oauth2 import constants as c
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    frozen = Clock()
-    monkeypatch.setattr(totp, "now", frozen)
-    return frozen
-
-
-@pytest.fixture
-def client(register):
-    return register()
 
 
 @pytest.fixture

@@ -43,11 +43,6 @@ ORIGIN = ISSUER  # http://127.0.0.1:8000: the RP id is its host
 
 
 @pytest.fixture
-def client(register):
-    return register()
-
-
-@pytest.fixture
 def device() -> SoftAuthenticator:
     return SoftAuthenticator(ORIGIN)
 
