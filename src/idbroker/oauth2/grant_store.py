@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
@@ -30,7 +31,7 @@ class CodeRedemption:
 @dataclass
 class TokenState:
     revoked: bool
-    user: User | None = None
+    user: Any = None  # the users-table row (attribute access like a User)
 
 
 @dataclass
@@ -176,18 +177,17 @@ class GrantStore:
 
     def token_state(self, jti: str, gid: str | None, sub: str | None) -> TokenState:
         """In one query: is the access token revoked (by jti, or through its grant), and when
-        `sub` is given, its enabled user. Runs on every userinfo and introspection call."""
-        revoked = exists().where(RevokedToken.jti == jti)
-        if gid is not None:
-            live_grant = exists().where(Grant.id == gid, Grant.revoked_at.is_(None))
-            revoked = or_(revoked, ~live_grant)
-        with self.db.session(write=False) as s:
-            if sub is None:
-                return TokenState(bool(s.scalar(select(revoked))))
-            row = s.execute(select(User, revoked).where(User.sub == sub, User.disabled.is_(False))).first()
+        `sub` is given, its enabled user (a row of the users table). Runs on every userinfo and
+        introspection call, so its statements are built once, with bound parameters, and run on
+        a plain connection."""
+        statement = _TOKEN_STATE[(gid is not None, sub is not None)]
+        with self.db.engine.connect() as conn:
+            row = conn.execute(statement, {"jti": jti, "gid": gid, "sub": sub}).first()
+        if sub is None:
+            return TokenState(bool(row[0]))
         if row is None:
             return TokenState(False, None)
-        return TokenState(bool(row[1]), row[0])
+        return TokenState(bool(row.revoked), row)
 
     # -- housekeeping -------------------------------------------------------------------------
     def purge_expired(self) -> None:
@@ -197,3 +197,16 @@ class GrantStore:
             s.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
             s.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
             s.execute(delete(Grant).where(Grant.expires_at < now))
+
+
+def _token_state_statement(with_grant: bool, with_user: bool) -> Any:
+    revoked = exists().where(RevokedToken.jti == bindparam("jti"))
+    if with_grant:
+        revoked = or_(revoked, ~exists().where(Grant.id == bindparam("gid"), Grant.revoked_at.is_(None)))
+    if not with_user:
+        return select(revoked.label("revoked"))
+    return select(User.__table__, revoked.label("revoked")).where(
+        User.sub == bindparam("sub"), User.disabled.is_(False))
+
+
+_TOKEN_STATE = {(g, u): _token_state_statement(g, u) for g in (False, True) for u in (False, True)}
