@@ -216,10 +216,20 @@ def test_a_burst_gets_no_more_tries_than_the_threshold(at, provider, user, verif
     assert len(verify_calls) == 5
 
 
+def test_sign_ins_in_flight_never_lock_a_busy_address(provider, user):
+    """Many people behind one address signing in at once: only real failures count there."""
+    throttle = provider.login_throttle
+    busy = provider.settings.ip_failure_threshold + 5
+    attempts = [throttle.attempt(f"user{i}@example.com", HOME) for i in range(busy)]
+    assert all(a.retry_after == 0 for a in attempts)
+    assert throttle.locked_for("someone@example.com", HOME) == 0
+
+
 def test_purge_forgets_old_rows(provider, user):
     throttle = provider.login_throttle
     attempt = throttle.attempt("alice@example.com", HOME)
     assert attempt.retry_after == 0
+    throttle.failed(attempt)  # the pair, the account and the address each have a row now
     old = utcnow() - timedelta(days=2)
     with provider.db.session() as s:
         s.execute(update(Throttle).values(first_failure_at=old, last_failure_at=old, locked_until=None))

@@ -56,6 +56,7 @@ the header from any client would let an attacker choose a new address for every 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import secrets
@@ -188,7 +189,10 @@ class LoginThrottle:
             row.failures, row.first_failure_at, row.last_failure_at, row.locked_until = 0, None, None, None
 
     def attempt(self, email: str, ip: str | None) -> Attempt:
-        """Before the password is checked: refused while locked, else counted as a failure."""
+        """Before the password is checked: refused while anything is locked, else counted against
+        the (account, address) pair at once, so parallel guesses cannot slip past its lock. The
+        account and the address count only real failures (`failed`): sign-ins still in flight
+        never lock a busy address (an office behind one NAT)."""
         pair_key, account_key, address_key = self.keys(email, ip)
         wait = self.locked_for(email, ip)  # the cheap answer to an attacker who keeps trying
         if wait:
@@ -197,20 +201,36 @@ class LoginThrottle:
             self.purge()
         now = utcnow()
         with self.db.session() as s:
-            rows = {key: _row(s, key) for key in sorted((pair_key, account_key, address_key))}
-            pair, account, address = rows[pair_key], rows[account_key], rows[address_key]
-            for row in rows.values():
-                self._fresh(row, now)
-            locked = [aware(r.locked_until) for r in rows.values() if r.locked_until and aware(r.locked_until) > now]
-            if locked:  # locked meanwhile by a concurrent attempt
-                return Attempt(pair_key, account_key, address_key, retry_after=_seconds_until(max(locked), now))
+            pair = _row(s, pair_key)
+            self._fresh(pair, now)
+            if pair.locked_until and aware(pair.locked_until) > now:  # locked meanwhile by a concurrent attempt
+                return Attempt(pair_key, account_key, address_key,
+                               retry_after=_seconds_until(pair.locked_until, now))
             new_address = pair.first_failure_at is None
-            first_lock, lock = False, 0
-            for row, threshold, counts in ((pair, self.threshold, True), (account, self.account_addresses, new_address),
-                                           (address, self.ip_threshold, True)):
+            pair.last_failure_at = now
+            pair.first_failure_at = pair.first_failure_at or now
+            pair.failures += 1
+            lock = 0
+            if pair.failures >= self.threshold:
+                lock = self.delay(pair.failures - self.threshold)
+                pair.locked_until = now + timedelta(seconds=lock)
+            first_lock = pair.failures == self.threshold
+        return Attempt(pair_key, account_key, address_key, new_address=new_address, first_lock=first_lock,
+                       lock_seconds=lock)
+
+    def failed(self, attempt: Attempt) -> Attempt:
+        """The password was wrong: the address, and the account when this address is new to its
+        failures, count it; returns the attempt with the locks it set."""
+        now = utcnow()
+        first_lock, lock = attempt.first_lock, attempt.lock_seconds
+        with self.db.session() as s:
+            rows = {key: _row(s, key) for key in sorted((attempt.account, attempt.address))}
+            for key, threshold, counts in ((attempt.account, self.account_addresses, attempt.new_address),
+                                           (attempt.address, self.ip_threshold, True)):
+                row = rows[key]
+                self._fresh(row, now)
                 row.last_failure_at = now
-                if row.first_failure_at is None:
-                    row.first_failure_at = now
+                row.first_failure_at = row.first_failure_at or now
                 if not counts:
                     continue
                 row.failures += 1
@@ -218,26 +238,21 @@ class LoginThrottle:
                     seconds = self.delay(row.failures - threshold)
                     row.locked_until = now + timedelta(seconds=seconds)
                     lock = max(lock, seconds)
-                    first_lock = first_lock or (row is not address and row.failures == threshold)
-        return Attempt(pair_key, account_key, address_key, new_address=new_address, first_lock=first_lock,
-                       lock_seconds=lock)
+                    first_lock = first_lock or (key == attempt.account and row.failures == threshold)
+        return dataclasses.replace(attempt, first_lock=first_lock, lock_seconds=lock)
 
     def succeeded(self, attempt: Attempt) -> None:
-        """The password was right: the pair starts afresh, the attempt is taken back from the
-        address, and the address no longer counts against the account."""
+        """The password was right: the pair starts afresh, and the address no longer counts
+        against the account."""
         if attempt.retry_after:
             return
         with self.db.session() as s:
-            rows = {key: _row(s, key) for key in sorted((attempt.pair, attempt.account, attempt.address))}
-            pair, account, address = rows[attempt.pair], rows[attempt.account], rows[attempt.address]
-            if pair.first_failure_at is not None and account.failures > 0:
+            pair, account = _row(s, attempt.pair), _row(s, attempt.account)
+            if pair.failures > 1 and account.failures > 0:  # earlier failures from here counted there
                 account.failures -= 1
-            address.failures = max(0, address.failures - 1)
-            if address.failures < self.ip_threshold:
-                address.locked_until = None
-            for row in (pair, account, address):
-                if row is pair or (row.failures == 0 and row.locked_until is None):
-                    s.delete(row)
+            s.delete(pair)
+            if account.failures == 0 and account.locked_until is None:
+                s.delete(account)
 
     def purge(self) -> int:
         """Deletes the rows whose failures are forgotten and that lock nothing (rate-limit rows

@@ -52,6 +52,7 @@ def check_password(provider: Provider, email: str, password: str, ip: str | None
         throttle.succeeded(attempt)
         provider.audit.record(audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip, user_agent=user_agent, method="pwd")
         return PasswordCheck(user)
+    attempt = throttle.failed(attempt)
     owner = provider.users.by_email(email)
     owner_id = owner.id if owner is not None else None
     provider.audit.record(audit.LOGIN_FAILED, user_id=owner_id, ip=ip, user_agent=user_agent)
