@@ -1,0 +1,1022 @@
+"""./bench/run's driver: idbroker (SQLite, PostgreSQL) against panva's oidc-provider, in one run.
+
+Started by ./bench/run, which provides wrk, the npm peer, the venv and a PostgreSQL admin URL
+(BENCH_PG_ADMIN_URL). Steps:
+
+ 1. machine description; argon2id hashing ceiling (process pool, one process per core, idbroker's
+    configured parameters) while nothing else of ours runs;
+ 2. start every server: idbroker on SQLite, idbroker on a fresh PostgreSQL database (Granian,
+    workers = cores, via `idbroker serve`), the peer (one node process); cold start = spawn -> first 200;
+ 3. per endpoint, per server: warm-up, then the measured run, same generator and settings for all:
+    wrk (+ bench/lua/*.lua) for discovery, JWKS, client_credentials, introspection, userinfo,
+    refresh (rotation: bench/lua/refresh.lua chains the returned refresh tokens), and
+    bench/loadgen.py for the full code + PKCE login flow;
+ 4. RSS of every worker after the load; stop everything, drop the database;
+ 5. write the Markdown report (BENCH_OUTPUT, default docs/benchmarks.md) and print PASS/MISS per target.
+
+Environment (durations take 10s, 1500ms, 1m or plain seconds):
+  BENCH_DURATION=10s        measured run per endpoint per server (3s makes a smoke run)
+  BENCH_WARMUP=2s           unmeasured run before each measured one (0 to skip)
+  BENCH_HASH_DURATION       argon2 ceiling measurement (default: BENCH_DURATION)
+  BENCH_CONNECTIONS=32      wrk connections; BENCH_THREADS=1 wrk threads
+  BENCH_LOGIN_USERS         concurrent login flows (default: BENCH_CONNECTIONS)
+  BENCH_WORKERS             idbroker workers (default: nproc)
+  BENCH_BACKENDS=sqlite,postgres
+  BENCH_ENDPOINTS           comma list (default: all) of discovery,jwks,client_credentials,
+                            introspection,userinfo,refresh,login
+  BENCH_OUTPUT=docs/benchmarks.md   ('-' prints the report instead of writing it)
+  BENCH_KEEP=1              keep the temporary directory (server logs) after the run
+  BENCH_WAIT_IDLE=0         wait up to this long (seconds) for the machine to go idle (<10 % CPU busy
+                            over 3 s) before starting; other work on the cores skews every number
+  BENCH_RETRIES=2           measure an endpoint (on every server) again, at most this often, when other
+  BENCH_NOISE_LIMIT=0.25    work used more than this many cores during one of its runs; the quietest
+                            attempt is reported
+  BENCH_REF                 a git commit/ref to bench instead of the working tree's src/ (its src/ is
+                            exported to a temp dir and put first on PYTHONPATH), e.g. BENCH_REF=HEAD
+  BENCH_SRC                 or a directory holding an idbroker/ package (an experimental copy of src/)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import loadgen  # noqa: E402
+
+VENV_BIN = ROOT / ".venv" / "bin"
+PYCACHE = BENCH / ".pycache"  # bytecode for the venv and src/, as a pip install would have compiled
+IDBROKER = str(VENV_BIN / "idbroker")
+PEER_DIR = BENCH / "peer"
+LUA = BENCH / "lua"
+REDIRECT_URI = "http://127.0.0.1:8080/cb"
+# One account per virtual user: real sign-ins come from different people, and the sign-in
+# throttle rightly refuses a burst of parallel attempts on one account from one address.
+USER_EMAIL = "bench{n}@example.com"
+SCOPE_LOGIN = "openid email offline_access"
+RS_JWT = "https://api.example.com/jwt"
+RS_OPAQUE = "https://api.example.com/opaque"
+
+ENDPOINTS = ["discovery", "jwks", "client_credentials", "introspection", "userinfo", "refresh", "login"]
+TARGET_ENDPOINTS = ["client_credentials", "refresh", "introspection", "userinfo"]
+RATIO_TARGET = {"sqlite": 1.0, "postgres": 0.7}
+LOGIN_FACTOR = 1.3
+RSS_LIMIT_MB = 120.0
+COLD_START_LIMIT_S = 2.0
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def seconds(value: str) -> float:
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m)?\s*", value)
+    if not m:
+        raise SystemExit(f"bench: cannot read duration {value!r} (use e.g. 10s, 1500ms, 1m)")
+    n = float(m.group(1))
+    return {"ms": n / 1000, "m": n * 60}.get(m.group(2) or "s", n)
+
+
+@dataclass
+class Config:
+    duration: float
+    warmup: float
+    hash_duration: float
+    connections: int
+    threads: int
+    login_users: int
+    workers: int
+    backends: list[str]
+    endpoints: list[str]
+    output: str
+    keep: bool
+    pg_admin_url: str | None
+    ref: str | None
+    wait_idle: float = 0.0
+    retries: int = 2
+    noise_limit: float = 0.25
+    src: Path = ROOT / "src"
+
+    @classmethod
+    def from_env(cls) -> Config:
+        env = os.environ
+        duration = seconds(env.get("BENCH_DURATION", "10s"))
+        connections = int(env.get("BENCH_CONNECTIONS", "32"))
+        threads = int(env.get("BENCH_THREADS", "1"))
+        if connections < threads:
+            raise SystemExit("bench: BENCH_CONNECTIONS must be at least BENCH_THREADS")
+        backends = [b for b in env.get("BENCH_BACKENDS", "sqlite,postgres").split(",") if b]
+        endpoints = [e for e in env.get("BENCH_ENDPOINTS", ",".join(ENDPOINTS)).split(",") if e]
+        for b in backends:
+            if b not in RATIO_TARGET:
+                raise SystemExit(f"bench: unknown backend {b!r} (sqlite, postgres)")
+        for e in endpoints:
+            if e not in ENDPOINTS:
+                raise SystemExit(f"bench: unknown endpoint {e!r} ({', '.join(ENDPOINTS)})")
+        return cls(duration=duration, warmup=seconds(env.get("BENCH_WARMUP", "2s")),
+                   hash_duration=seconds(env.get("BENCH_HASH_DURATION", str(duration))),
+                   connections=connections, threads=threads,
+                   login_users=int(env.get("BENCH_LOGIN_USERS", str(connections))),
+                   workers=int(env.get("BENCH_WORKERS", str(os.cpu_count() or 1))),
+                   backends=backends, endpoints=endpoints,
+                   output=env.get("BENCH_OUTPUT", str(ROOT / "docs" / "benchmarks.md")),
+                   keep=env.get("BENCH_KEEP") == "1", pg_admin_url=env.get("BENCH_PG_ADMIN_URL") or None,
+                   ref=env.get("BENCH_REF") or env.get("BENCH_SRC") or None,
+                   wait_idle=seconds(env.get("BENCH_WAIT_IDLE", "0")),
+                   retries=int(env.get("BENCH_RETRIES", "2")),
+                   noise_limit=float(env.get("BENCH_NOISE_LIMIT", "0.25")))
+
+
+# -- small HTTP helpers (setup only; the load comes from wrk and loadgen) -------------------------
+def http(method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes = b"",
+         timeout: float = 10.0) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        data = bytearray()
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, payload = bytes(data).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        out, rest = bytearray(), payload
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            out += rest[:size]
+            rest = rest[size + 2:]
+        payload = bytes(out)
+    return status, payload
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, started: float, limit: float = 60.0) -> float:
+    """Seconds from `started` to the first 200 from `url`; polls every 5 ms."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            status, _ = http("GET", url, timeout=1.0)
+            if status == 200:
+                return time.perf_counter() - started
+        except OSError:
+            pass
+        if time.perf_counter() - started > limit:
+            raise RuntimeError(f"no 200 from {url} within {limit:.0f} s")
+        time.sleep(0.005)
+
+
+def proc_children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (children not waited for are not included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat; idle and iowait excluded)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    out.append(int(entry.name))
+            except OSError:
+                pass
+    return out
+
+
+def wait_idle(limit: float) -> float:
+    """Waits (at most `limit` s) until the machine was <10 % busy over 3 s; returns the last busy share."""
+    deadline = time.time() + limit
+    ncpu = os.cpu_count() or 1
+    while True:
+        b0 = machine_busy_seconds()
+        time.sleep(3)
+        share = (machine_busy_seconds() - b0) / (3 * ncpu)
+        if share < 0.10 or time.time() >= deadline:
+            return share
+        log(f"machine {100 * share:.0f} % busy with other work; waiting for it to go idle")
+
+
+def pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return 0.0
+
+
+def children_cpu() -> float:
+    """CPU of our finished children (wrk, loadgen) plus this process (token fetching)."""
+    import resource
+
+    c, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    return c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime
+
+
+def mem_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MB (10^6 bytes)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024 / 1e6
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+# -- servers ------------------------------------------------------------------------------------
+@dataclass
+class Server:
+    key: str  # sqlite | postgres | peer
+    label: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cold_start_s: float = 0.0
+    svc1_secret: str = ""
+    web1_secret: str = ""
+    password: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    rss: dict[str, Any] = field(default_factory=dict)
+    cc_resource: str = RS_JWT
+    introspect_resource: str = RS_JWT
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # our own session, started by us
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def idbroker_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run([IDBROKER, *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"idbroker {' '.join(args[:2])} failed: {out.stderr or out.stdout}")
+    return json.loads(out.stdout)
+
+
+def start_idbroker(key: str, cfg: Config, tmp: Path, database_url: str | None) -> Server:
+    port = free_port()
+    workdir = tmp / f"idbroker-{key}"
+    (workdir / "data").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("IDBROKER_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    if cfg.ref:
+        env["PYTHONPATH"] = str(cfg.src)
+    env.update(IDBROKER_DATA_DIR=str(workdir / "data"), IDBROKER_ISSUER=f"http://127.0.0.1:{port}",
+               IDBROKER_LOG_LEVEL="WARNING")
+    if database_url:
+        env["IDBROKER_DATABASE_URL"] = database_url
+    label = {"sqlite": "idbroker (SQLite)", "postgres": "idbroker (PostgreSQL)"}[key]
+    srv = Server(key=key, label=label, port=port, workdir=workdir, env=env)
+    log(f"{label}: registering clients and the user (migrations run here)")
+    srv.svc1_secret = idbroker_cli(env, "clients", "add", "--client-id", "svc1", "--grant-type", "client_credentials",
+                                   "--scope", "api:read", "--scope", "api:write")["client_secret"]
+    srv.web1_secret = idbroker_cli(env, "clients", "add", "--client-id", "web1", "--redirect-uri", REDIRECT_URI,
+                                   "--first-party", "--grant-type", "authorization_code",
+                                   "--grant-type", "refresh_token")["client_secret"]
+    srv.password = "bench-" + secrets.token_urlsafe(12)
+    add_users(env, USER_EMAIL, srv.password, max(cfg.login_users, cfg.connections))
+    idbroker_cli(env, "keys", "list")  # signing keys exist before the timed start, as on any restart
+    log(f"{label}: starting `idbroker serve --workers {cfg.workers}` on port {port}")
+    logf = open(workdir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    started = time.perf_counter()
+    srv.proc = subprocess.Popen([IDBROKER, "serve", "--port", str(port), "--workers", str(cfg.workers)],
+                                env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=workdir)
+    srv.cold_start_s = wait_ready(f"{srv.origin}/healthz", srv.proc, started)
+    # Every worker must be up before the load starts (the first 200 proves one of them).
+    deadline = time.time() + 60
+    while len(proc_children(srv.proc.pid)) < cfg.workers and time.time() < deadline:
+        time.sleep(0.05)
+    log(f"{label}: first 200 from /healthz after {srv.cold_start_s:.2f} s")
+    return srv
+
+
+def start_peer(cfg: Config, tmp: Path) -> Server:
+    port = free_port()
+    workdir = tmp / "peer"
+    workdir.mkdir()
+    srv = Server(key="peer", label="peer: oidc-provider", port=port, workdir=workdir,
+                 cc_resource=RS_JWT, introspect_resource=RS_OPAQUE)
+    srv.svc1_secret, srv.web1_secret, srv.password = (secrets.token_urlsafe(24), secrets.token_urlsafe(24),
+                                                      "any-password")
+    env = dict(os.environ, PORT=str(port), NODE_ENV="production", DEV_INTERACTIONS="1",
+               SVC1_SECRET=srv.svc1_secret, WEB1_SECRET=srv.web1_secret, WEB1_REDIRECT_URI=REDIRECT_URI)
+    srv.env = env
+    log(f"peer: starting node provider.mjs on port {port}")
+    logf = open(workdir / "server.log", "wb")  # noqa: SIM115
+    started = time.perf_counter()
+    srv.proc = subprocess.Popen(["node", str(PEER_DIR / "provider.mjs")], env=env, stdout=logf,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=PEER_DIR)
+    srv.cold_start_s = wait_ready(f"{srv.origin}/.well-known/openid-configuration", srv.proc, started)
+    log(f"peer: first 200 from discovery after {srv.cold_start_s:.2f} s")
+    return srv
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+def pg_create(admin_url: str) -> tuple[str, str, dict[str, str]]:
+    import psycopg
+
+    name = "idbroker_bench_" + secrets.token_hex(4)
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        info = {"version": conn.execute("SHOW server_version").fetchone()[0]}
+        for setting in ("fsync", "synchronous_commit", "shared_buffers", "max_connections"):
+            info[setting] = conn.execute(f"SHOW {setting}").fetchone()[0]
+    parts = urlsplit(admin_url)
+    url = f"postgresql+psycopg://{parts.netloc}/{name}"
+    return name, url, info
+
+
+def pg_drop(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- per-server preparation ---------------------------------------------------------------------
+def prepare(srv: Server) -> None:
+    """Endpoints from discovery; the client_credentials request body."""
+    status, body = http("GET", f"{srv.origin}/.well-known/openid-configuration")
+    if status != 200:
+        raise RuntimeError(f"{srv.label}: discovery answered {status}")
+    srv.meta = json.loads(body)
+    srv.meta["cc_body"] = urlencode({"grant_type": "client_credentials", "scope": "api:read api:write",
+                                     "resource": srv.cc_resource})
+
+
+def client_credentials_token(srv: Server, resource: str) -> str:
+    body = urlencode({"grant_type": "client_credentials", "scope": "api:read api:write", "resource": resource})
+    status, payload = http("POST", srv.meta["token_endpoint"], body=body.encode(), headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Authorization": basic("svc1", srv.svc1_secret)})
+    if status != 200:
+        raise RuntimeError(f"{srv.label}: client_credentials ({resource}) answered {status}: {payload[:300]!r}")
+    return json.loads(payload)["access_token"]
+
+
+def add_users(env: dict[str, str], template: str, password: str, count: int) -> None:
+    """The bench accounts, created in one process (the CLI would start one per user)."""
+    script = ("import sys\nfrom idbroker.provider import Provider\nfrom idbroker.settings import load_settings\n"
+              "p = Provider(load_settings())\n"
+              "for n in range(int(sys.argv[3])):\n"
+              "    p.users.create(sys.argv[1].format(n=n), sys.argv[2], email_verified=True)\n")
+    subprocess.run([str(ROOT / ".venv/bin/python"), "-c", script, template, password, str(count)], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def loadgen_args(srv: Server, mode: str, **extra: Any) -> list[str]:
+    args = [mode, "--issuer", srv.origin, "--authorize", srv.meta["authorization_endpoint"],
+            "--token", srv.meta["token_endpoint"], "--client-id", "web1", "--redirect-uri", REDIRECT_URI,
+            "--scope", SCOPE_LOGIN, "--username", USER_EMAIL]
+    for k, v in extra.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def login_tokens(srv: Server, count: int) -> list[dict]:
+    ns = loadgen.build_parser().parse_args(loadgen_args(srv, "tokens", count=count, users=8))
+    ns.client_secret, ns.password = srv.web1_secret, srv.password
+    return asyncio.run(loadgen.run_tokens(ns))
+
+
+# -- load ----------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    server_cpu: float = 0.0  # CPU seconds the server used per second of the run (2.0 = two cores busy)
+    other_cpu: float = 0.0  # the same for everything that is neither the servers nor the load generator
+
+
+def wrk(url: str, script: str, args: list[str], duration: float, cfg: Config,
+        mark: Callable[[], None] | None = None) -> dict[str, Any]:
+    if mark:
+        mark()
+    cmd = ["wrk", f"-t{cfg.threads}", f"-c{cfg.connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+           "--latency", "-s", str(LUA / script), url, "--", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
+    return json.loads(line[5:])
+
+
+def wrk_result(data: dict[str, Any]) -> Result:
+    errors = data["connect_err"] + data["read_err"] + data["write_err"] + data["timeout_err"] + data["app_errors"]
+    return Result(rps=data["rps"], p50_ms=data["p50_ms"], p99_ms=data["p99_ms"], errors=errors,
+                  requests=data["requests"], extra=data)
+
+
+def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: Path,
+                 mark: Callable[[], None] | None = None) -> Result:
+    """One wrk / loadgen run. Tokens are fetched right before it: the peer's in-memory adapter is an LRU
+    of 1000 entries that earlier load would have flushed them from."""
+    m = srv.meta
+    svc1 = basic("svc1", srv.svc1_secret)
+    if endpoint == "discovery":
+        return wrk_result(wrk(f"{srv.origin}/.well-known/openid-configuration", "req.lua",
+                              ["GET", '"issuer"'], duration, cfg, mark))
+    if endpoint == "jwks":
+        return wrk_result(wrk(m["jwks_uri"], "req.lua", ["GET", '"keys"'], duration, cfg, mark))
+    if endpoint == "client_credentials":
+        return wrk_result(wrk(m["token_endpoint"], "req.lua", ["POST", '"access_token"', svc1, m["cc_body"]],
+                              duration, cfg, mark))
+    if endpoint == "introspection":
+        return wrk_result(wrk(m["introspection_endpoint"], "req.lua",
+                              ["POST", '"active":true', svc1,
+                               urlencode({"token": client_credentials_token(srv, srv.introspect_resource)})],
+                              duration, cfg, mark))
+    if endpoint == "userinfo":
+        token = login_tokens(srv, 1)[0]["access_token"]
+        return wrk_result(wrk(m["userinfo_endpoint"], "req.lua", ["GET", '"sub"', f"Bearer {token}"], duration, cfg,
+                              mark))
+    if endpoint == "refresh":
+        tokens = [t["refresh_token"] for t in login_tokens(srv, 2 * cfg.connections)]
+        prefix = tmp / f"refresh-{srv.key}"
+        for t in range(cfg.threads):
+            prefix.with_name(f"{prefix.name}.{t}").write_text("\n".join(tokens[t::cfg.threads]) + "\n")
+        return wrk_result(wrk(m["token_endpoint"], "refresh.lua", [basic("web1", srv.web1_secret), str(prefix)],
+                              duration, cfg, mark))
+    if endpoint == "login":
+        args = loadgen_args(srv, "login", users=cfg.login_users, duration=duration)
+        env = dict(os.environ, BENCH_WEB1_SECRET=srv.web1_secret, BENCH_PASSWORD=srv.password)
+        if mark:
+            mark()
+        out = subprocess.run([sys.executable, str(BENCH / "loadgen.py"), *args], env=env, capture_output=True,
+                             text=True, timeout=duration + 120)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("JSON ")), None)
+        if out.returncode != 0 or line is None:
+            raise RuntimeError(f"loadgen failed ({out.returncode}): {out.stderr[-2000:]}")
+        data = json.loads(line[5:])
+        return Result(rps=data["rps"], p50_ms=data["p50_ms"], p99_ms=data["p99_ms"], errors=data["errors"],
+                      requests=data["flows"], extra=data)
+    raise ValueError(endpoint)
+
+
+def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
+    """Warm-up, then the measured run, with the server's CPU and everything else's CPU over it."""
+    if cfg.warmup > 0:
+        run_endpoint(srv, ep, cfg, cfg.warmup, tmp)
+    assert srv.proc is not None
+    pids = [srv.proc.pid, *proc_children(srv.proc.pid)]
+    m: dict[str, float] = {}
+
+    def mark() -> None:  # as the load starts (tokens are fetched by then)
+        m.update(cpu=cpu_seconds(pids), pg=cpu_seconds(postgres_pids()), busy=machine_busy_seconds(),
+                 kids=children_cpu(), t=time.perf_counter())
+
+    r = run_endpoint(srv, ep, cfg, cfg.duration, tmp, mark)
+    wall = time.perf_counter() - m["t"]
+    server = cpu_seconds(pids) - m["cpu"]
+    ours = server + (cpu_seconds(postgres_pids()) - m["pg"]) + (children_cpu() - m["kids"])
+    r.server_cpu = server / wall
+    r.other_cpu = max(0.0, (machine_busy_seconds() - m["busy"] - ours) / wall)
+    log(f"{ep:18s} {srv.label:24s} {r.rps:10.1f} req/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
+        f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}")
+    if r.errors and ep == "login":
+        log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
+    if srv.key != "peer":
+        srv.rss.setdefault("after", {})[ep] = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
+    return r
+
+
+# -- argon2 ceiling -----------------------------------------------------------------------------
+def _hash_warm(params: tuple[int, int, int]) -> int:
+    from argon2 import PasswordHasher
+
+    PasswordHasher(memory_cost=params[0], time_cost=params[1], parallelism=params[2]).hash("warm-up")
+    return os.getpid()
+
+
+def argon2_params(cfg: Config) -> tuple[int, int, int]:
+    sys.path.insert(0, str(cfg.src))
+    from idbroker.settings import load_settings
+
+    s = load_settings(env={k: v for k, v in os.environ.items() if k.startswith("IDBROKER_ARGON2_")})
+    return s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism
+
+
+def compile_bytecode(cfg: Config) -> None:
+    """Production installs ship bytecode (pip compiles at install time); this environment may not
+    (PYTHONDONTWRITEBYTECODE, uv without --compile-bytecode), which would add ~1.5 s of compiling to
+    every cold start. Compile the venv and src/ into PYCACHE (a PYTHONPYCACHEPREFIX), not in place."""
+    import sysconfig
+
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(PYCACHE))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", sysconfig.get_paths()["purelib"],
+                    sysconfig.get_paths()["platlib"], str(cfg.src)], env=env, stdout=subprocess.DEVNULL,
+                   check=False, timeout=600)
+
+
+def hashing_ceiling(cfg: Config) -> dict[str, Any]:
+    """The quietest of up to 1 + retries measurements (see BENCH_NOISE_LIMIT)."""
+    best: dict[str, Any] | None = None
+    for attempt in range(1 + cfg.retries):
+        busy0, kids0, t0 = machine_busy_seconds(), children_cpu(), time.perf_counter()
+        got = _hashing_ceiling(cfg)
+        got["other_cpu"] = max(0.0, (machine_busy_seconds() - busy0 - (children_cpu() - kids0))
+                               / (time.perf_counter() - t0))
+        if best is None or got["other_cpu"] < best["other_cpu"]:
+            best = got
+        if got["other_cpu"] <= cfg.noise_limit or attempt == cfg.retries:
+            break
+        log(f"argon2id ceiling: other work used {got['other_cpu']:.2f} cores meanwhile; measuring again")
+        wait_idle(60)
+    assert best is not None
+    return best
+
+
+def _hashing_ceiling(cfg: Config) -> dict[str, Any]:
+    params = argon2_params(cfg)
+    procs = os.cpu_count() or 1
+    log(f"argon2id ceiling: m={params[0]} KiB t={params[1]} p={params[2]}, {procs} processes, "
+        f"{cfg.hash_duration:.0f} s")
+    with concurrent.futures.ProcessPoolExecutor(procs) as pool:
+        # start every process and import argon2 first, then hash over one common window
+        pids = set(pool.map(_hash_warm, [params] * procs * 2))
+        start_at = time.time() + 1.0
+        stop_at = start_at + cfg.hash_duration
+        results = list(pool.map(_hash_worker_window, [params] * procs, [start_at] * procs, [stop_at] * procs))
+    if len(pids) < procs:
+        log(f"warning: only {len(pids)} of {procs} hashing processes seen during warm-up")
+    total = sum(n for n, _ in results)
+    window = max(w for _, w in results)
+    return {"memory_kib": params[0], "time_cost": params[1], "parallelism": params[2], "processes": procs,
+            "hashes": total, "seconds": window, "per_s": total / window,
+            "per_process": [n / w for n, w in results]}
+
+
+def _hash_worker_window(params: tuple[int, int, int], start_at: float, stop_at: float) -> tuple[int, float]:
+    from argon2 import PasswordHasher
+
+    ph = PasswordHasher(memory_cost=params[0], time_cost=params[1], parallelism=params[2])
+    stored = ph.hash("bench-password")
+    while time.time() < start_at:
+        time.sleep(0.001)
+    n = 0
+    start = time.perf_counter()
+    while time.time() < stop_at:
+        ph.verify(stored, "bench-password")
+        n += 1
+    return n, time.perf_counter() - start
+
+
+# -- machine -------------------------------------------------------------------------------------
+def cmd_out(*cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def pkg_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                   if ln.startswith("MemTotal"))
+    os_name = "?"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            os_name = line.split("=", 1)[1].strip('"')
+    peer_pkg = json.loads((PEER_DIR / "node_modules" / "oidc-provider" / "package.json").read_text())
+    commit = cmd_out("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
+    dirty = cmd_out("git", "-C", str(ROOT), "status", "--porcelain", "--", "src")
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": f"{cpu} ({_lscpu_summary()})",
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "os": f"{os_name}, Linux {platform.release()}",
+        "python": platform.python_version(),
+        "idbroker": f"{pkg_version('idbroker')} @ {commit}{' + uncommitted changes in src/' if dirty else ''}",
+        "granian": pkg_version("granian"), "sqlalchemy": pkg_version("SQLAlchemy"),
+        "psycopg": pkg_version("psycopg"), "argon2-cffi": pkg_version("argon2-cffi"),
+        "starlette": pkg_version("starlette"), "joserfc": pkg_version("joserfc"),
+        "sqlite": sqlite3.sqlite_version,
+        "node": cmd_out("node", "--version"), "oidc-provider": peer_pkg["version"],
+        "wrk": cmd_out("wrk", "--version").splitlines()[0].split(" [")[0] if cmd_out("wrk", "--version") else "?",
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+
+
+def _lscpu_summary() -> str:
+    info = {}
+    for line in cmd_out("lscpu").splitlines():
+        k, _, v = line.partition(":")
+        info[k.strip()] = v.strip()
+    parts = [info.get("Hypervisor vendor") and f"{info['Hypervisor vendor']} VM",
+             info.get("Thread(s) per core") and f"{info['Thread(s) per core']} thread/core",
+             info.get("L3 cache") and f"L3 {info['L3 cache']}"]
+    return ", ".join(p for p in parts if p) or "lscpu n/a"
+
+
+# -- report --------------------------------------------------------------------------------------
+ENDPOINT_TEXT = {
+    "discovery": "discovery (GET /.well-known/openid-configuration)",
+    "jwks": "JWKS (GET)",
+    "client_credentials": "client_credentials → ES256 JWT (POST token, Basic)",
+    "introspection": "introspection of svc1's access token (POST, Basic)",
+    "userinfo": "userinfo (GET, Bearer)",
+    "refresh": "refresh_token with rotation (POST token, Basic)",
+    "login": "login: authorize → form → POST password → code → token",
+}
+
+
+def fmt(v: float, digits: int = 1) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def evaluate(results: dict, servers: dict[str, Server], ceiling: dict | None, cfg: Config) -> list[dict]:
+    checks = []
+    peer = results.get("peer", {})
+    for key in cfg.backends:
+        mine = results.get(key, {})
+        for ep in TARGET_ENDPOINTS:
+            if ep not in mine or ep not in peer:
+                continue
+            ratio = mine[ep].rps / peer[ep].rps if peer[ep].rps else 0.0
+            errors = mine[ep].errors + peer[ep].errors
+            ok = ratio >= RATIO_TARGET[key] and errors == 0
+            checks.append({"target": f"{ep} on {servers[key].label}", "want": f"≥ {RATIO_TARGET[key]:.1f} × peer",
+                           "got": f"{ratio:.2f} ×" + (f" ({errors} errors)" if errors else ""), "ok": ok})
+        if "login" in mine and ceiling:
+            want = ceiling["per_s"] / LOGIN_FACTOR
+            got = mine["login"].rps
+            checks.append({"target": f"password logins/s on {servers[key].label}",
+                           "want": f"≥ {fmt(want)}/s (ceiling {fmt(ceiling['per_s'])}/s ÷ {LOGIN_FACTOR})",
+                           "got": f"{fmt(got)}/s = ceiling ÷ {ceiling['per_s'] / got:.2f}" if got else "0",
+                           "ok": got >= want and mine["login"].errors == 0})
+        srv = servers[key]
+        if srv.rss.get("workers"):
+            worst = max(w["rss_mb"] for w in srv.rss["workers"])
+            checks.append({"target": f"RSS per worker after the load, {srv.label}", "want": f"≤ {RSS_LIMIT_MB:.0f} MB",
+                           "got": f"{worst:.0f} MB (largest worker)", "ok": worst <= RSS_LIMIT_MB})
+        checks.append({"target": f"cold start to first 200, {srv.label}", "want": f"≤ {COLD_START_LIMIT_S:.0f} s",
+                       "got": f"{srv.cold_start_s:.2f} s", "ok": srv.cold_start_s <= COLD_START_LIMIT_S})
+    return checks
+
+
+def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dict[str, Server],
+           results: dict, checks: list[dict], pg_info: dict | None, started: dt.datetime, elapsed: float) -> str:
+    order = [k for k in [*cfg.backends, "peer"] if k in servers]
+    L: list[str] = []
+    L.append("# Benchmarks")
+    L.append("")
+    L.append("Generated by `./bench/run` (see `bench/README.md`); do not edit by hand. "
+             f"Run of {started:%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} min.")
+    L.append("")
+    L.append("## Machine and versions")
+    L.append("")
+    L.append("| | |")
+    L.append("| --- | --- |")
+    for k in ("nproc", "cpu", "memory", "os"):
+        L.append(f"| {k} | {mach[k]} |")
+    L.append(f"| load average (1, 5, 15 min) | {mach['loadavg']} at the start, {mach.get('loadavg_end', '?')} at the "
+             "end |")
+    L.append(f"| CPU used by other work during the runs | {mach.get('other_cpu', '?')} (machine-wide busy time minus "
+             "the servers', their PostgreSQL's and the load generators'; ~0 on a quiet machine, and any of it "
+             "competes for the same cores) |")
+    L.append(f"| idbroker | {mach['idbroker']}; Granian {mach['granian']}, {cfg.workers} workers; Python "
+             f"{mach['python']}; Starlette {mach['starlette']}, SQLAlchemy {mach['sqlalchemy']}, "
+             f"joserfc {mach['joserfc']}, argon2-cffi {mach['argon2-cffi']} |")
+    L.append(f"| stores | SQLite {mach['sqlite']} (file in a temp dir); "
+             + (f"PostgreSQL {pg_info['version']} on 127.0.0.1 (fsync={pg_info['fsync']}, "
+                f"synchronous_commit={pg_info['synchronous_commit']}, shared_buffers={pg_info['shared_buffers']}), "
+                f"psycopg {mach['psycopg']} |" if pg_info else "PostgreSQL not run |"))
+    L.append(f"| peer | oidc-provider {mach['oidc-provider']} on node {mach['node']}, one process, "
+             "NODE_ENV=production, in-memory adapter (`bench/peer/provider.mjs`) |")
+    L.append(f"| load | {mach['wrk']}, `-t{cfg.threads} -c{cfg.connections} --timeout 10s`, "
+             f"{fmt(cfg.warmup, 0)} s warm-up + {fmt(cfg.duration, 0)} s measured per endpoint and server; login flow: "
+             f"`bench/loadgen.py`, {cfg.login_users} concurrent users; all on loopback, sharing the "
+             f"{mach['nproc']} cores with the servers |")
+    L.append("")
+    L.append("## Throughput and latency")
+    L.append("")
+    L.append("req/s for the login row is completed logins per second (5 HTTP requests each); its latencies "
+             "are per login. Ratio = idbroker ÷ peer, same run. Server CPU = CPU seconds the server's processes "
+             f"used per second of the measured run ({mach['nproc']} = every core busy; the load generator "
+             "uses the rest). Other work = the same for everything else on the machine (should be ~0: "
+             f"an endpoint is measured again, up to {cfg.retries} times, when it exceeds {cfg.noise_limit} "
+             "on any server, and the quietest attempt is kept).")
+    L.append("")
+    L.append("| endpoint | server | req/s | p50 ms | p99 ms | errors | idbroker / peer | server CPU | other work |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for ep in cfg.endpoints:
+        peer = results.get("peer", {}).get(ep)
+        first = True
+        for key in order:
+            r = results.get(key, {}).get(ep)
+            if r is None:
+                continue
+            ratio = "" if key == "peer" or not peer or not peer.rps else f"{r.rps / peer.rps:.2f}"
+            name = ENDPOINT_TEXT[ep] if first else ""
+            first = False
+            L.append(f"| {name} | {servers[key].label} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} | {fmt(r.p99_ms, 2)} "
+                     f"| {r.errors} | {ratio} | {r.server_cpu:.2f} | {r.other_cpu:.2f} |")
+    L.append("")
+    L.append("## Targets")
+    L.append("")
+    L.append("| target | wanted | measured | |")
+    L.append("| --- | --- | --- | --- |")
+    for c in checks:
+        L.append(f"| {c['target']} | {c['want']} | {c['got']} | **{verdict(c['ok'])}** |")
+    L.append("")
+    if ceiling:
+        L.append("## Password hashing ceiling")
+        L.append("")
+        L.append(f"argon2id verify with idbroker's configured parameters (m={ceiling['memory_kib']} KiB, "
+                 f"t={ceiling['time_cost']}, p={ceiling['parallelism']}), argon2-cffi {mach['argon2-cffi']}, "
+                 f"{ceiling['processes']} processes (one per core) for {ceiling['seconds']:.1f} s with no server "
+                 f"running: **{fmt(ceiling['per_s'])} hashes/s** "
+                 f"({', '.join(fmt(p) for p in ceiling['per_process'])} per process; other work meanwhile: "
+                 f"{ceiling['other_cpu']:.2f} cores).")
+        for key in cfg.backends:
+            r = results.get(key, {}).get("login")
+            if r:
+                L.append(f"- {servers[key].label}: {fmt(r.rps)} logins/s = {100 * r.rps / ceiling['per_s']:.0f} % "
+                         f"of the ceiling ({r.extra['http_requests']} HTTP requests, "
+                         f"{fmt(r.extra['http_rps'])} req/s)")
+        r = results.get("peer", {}).get("login")
+        if r:
+            L.append(f"- peer: {fmt(r.rps)} logins/s (its dev login form hashes no password)")
+        gen = [(servers[k].label, results[k]["login"].extra["generator_cpu_pct"]) for k in order
+               if "login" in results.get(k, {})]
+        if gen:
+            L.append("- login generator CPU: " + ", ".join(f"{lbl} {pct:.0f} % of one core" for lbl, pct in gen)
+                     + "; it drives the peer's flow faster than any idbroker's, so it is not what limits idbroker.")
+        L.append("")
+    L.append("## Memory and start-up")
+    L.append("")
+    L.append("| server | cold start → first 200 | process | RSS before the login load (MB) | RSS after all load (MB) "
+             "| PSS after all load (MB) | peak RSS (MB) |")
+    L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for key in order:
+        srv = servers[key]
+        before_login = [eps for ep, eps in srv.rss.get("after", {}).items() if ep != "login"]
+        before = before_login[-1] if before_login else []
+        rows = []
+        if srv.rss.get("main"):
+            rows.append(("main (Granian supervisor)" if key != "peer" else "node", srv.rss["main"], None))
+        rows += [(f"worker {i + 1}", w, before[i] if i < len(before) else None)
+                 for i, w in enumerate(srv.rss.get("workers", []))]
+        for i, (name, m, pre) in enumerate(rows):
+            L.append(f"| {srv.label if i == 0 else ''} | {f'{srv.cold_start_s:.2f} s' if i == 0 else ''} | {name} "
+                     f"| {'' if pre is None else f'{pre:.0f}'} | {m['rss_mb']:.0f} | {m.get('pss_mb', 0):.0f} "
+                     f"| {m['hwm_mb']:.0f} |")
+    L.append("")
+    L.append("Cold start: from spawning `idbroker serve` (database already migrated, signing keys present, as on a "
+             "restart; bytecode precompiled, as a pip install leaves it) to the first 200 from `/healthz`; for the "
+             "peer, from spawning node to the first 200 from discovery. MB = 10^6 bytes. RSS counts pages a worker "
+             "shares with the Granian supervisor it was forked from; PSS splits those among the sharers.")
+    L.append("")
+    L.append("## How the servers are made equivalent")
+    L.append("")
+    L.append("- Clients: `svc1` (confidential, client_secret_basic, client_credentials, scopes api:read api:write) and "
+             "`web1` (confidential, client_secret_basic, code + PKCE S256, refresh tokens, first-party so no "
+             "consent page; ID tokens ES256). Access tokens for `resource=" + RS_JWT + "` are ES256 JWTs on both.")
+    L.append("- Refresh: rotation on both (`rotateRefreshToken: true` in the peer). `bench/lua/refresh.lua` keeps a "
+             f"FIFO of live refresh tokens per wrk thread, seeded with {2 * cfg.connections} tokens from real "
+             "logins, and feeds each returned token back in; the same script runs against both.")
+    L.append("- Introspection: each server introspects a live access token of `svc1`, authenticated as `svc1`. "
+             "idbroker's are JWTs (checked: signature, expiry, revocation); oidc-provider refuses to introspect "
+             "JWT-format tokens, so the peer's token is its opaque one (`resource=" + RS_OPAQUE + "`).")
+    L.append("- Userinfo: the access token of a `web1` login with scope `" + SCOPE_LOGIN + "`: a JWT at idbroker "
+             "(signature, revocation and user looked up), opaque at the peer (its userinfo takes no resource-bound "
+             "JWT).")
+    L.append("- Login: the same generator walks both servers' own pages (idbroker's login form with argon2id; the "
+             "peer's devInteractions form, which checks no password). The peer gets `offline_access`-like refresh "
+             "tokens without prompt=consent through `issueRefreshToken`, as idbroker issues them to a first-party "
+             "client.")
+    L.append("- Stores: idbroker persists everything in SQLite or PostgreSQL; the peer keeps everything in process "
+             "memory (its default adapter), so it never pays for a write.")
+    L.append("")
+    return "\n".join(L) + "\n"
+
+
+# -- main ----------------------------------------------------------------------------------------
+def main() -> int:
+    cfg = Config.from_env()
+    started_at = dt.datetime.now(dt.UTC)
+    t_start = time.perf_counter()
+    if "postgres" in cfg.backends and not cfg.pg_admin_url:
+        raise SystemExit("bench: BENCH_PG_ADMIN_URL is not set (run ./bench/run, or BENCH_BACKENDS=sqlite)")
+    mach = machine()
+    log(f"machine: {mach['nproc']} cores, {mach['cpu']}, {mach['memory']}; load average {mach['loadavg']}")
+    tmp = Path(tempfile.mkdtemp(prefix="idbroker-bench."))
+    if os.environ.get("BENCH_SRC"):
+        cfg.src = Path(os.environ["BENCH_SRC"]).resolve()
+        mach["idbroker"] = f"{pkg_version('idbroker')} from {cfg.src} (BENCH_SRC, working tree not used)"
+        log(f"benching the idbroker package in {cfg.src}")
+    elif cfg.ref:
+        commit = cmd_out("git", "-C", str(ROOT), "rev-parse", "--short", cfg.ref)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", cfg.ref, "src"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+        cfg.src = tmp / "src"
+        mach["idbroker"] = f"{pkg_version('idbroker')} @ {commit} (BENCH_REF={cfg.ref}, working tree not used)"
+        log(f"benching src/ of {cfg.ref} ({commit}) from {cfg.src}")
+    servers: dict[str, Server] = {}
+    pg_name = pg_info = None
+    results: dict[str, dict[str, Result]] = {}
+    ceiling = None
+    other_cpu: list[float] = []
+
+    def cleanup(*_: Any) -> None:
+        for srv in servers.values():
+            srv.stop()
+        if pg_name and cfg.pg_admin_url:
+            try:
+                pg_drop(cfg.pg_admin_url, pg_name)
+                log(f"dropped database {pg_name}")
+            except Exception as exc:  # noqa: BLE001
+                log(f"could not drop database {pg_name}: {exc}")
+        if not cfg.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"kept {tmp}")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        log("compiling bytecode (venv, src/) into bench/.pycache")
+        compile_bytecode(cfg)
+        if cfg.wait_idle > 0:
+            share = wait_idle(cfg.wait_idle)
+            log(f"machine {100 * share:.0f} % busy with other work at the start")
+            mach["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if "login" in cfg.endpoints:
+            ceiling = hashing_ceiling(cfg)
+            log(f"argon2id ceiling: {ceiling['per_s']:.1f} hashes/s")
+        for key in cfg.backends:
+            url = None
+            if key == "postgres":
+                pg_name, url, pg_info = pg_create(cfg.pg_admin_url)
+                log(f"created database {pg_name} (PostgreSQL {pg_info['version']})")
+            servers[key] = start_idbroker(key, cfg, tmp, url)
+        servers["peer"] = start_peer(cfg, tmp)
+        order = [*cfg.backends, "peer"]
+        for key in order:
+            prepare(servers[key])
+        for ep in cfg.endpoints:
+            best: dict[str, Result] | None = None
+            for attempt in range(1 + cfg.retries):
+                got = {key: measure(servers[key], ep, cfg, tmp) for key in order}
+                noise = max(r.other_cpu for r in got.values())
+                if best is None or noise < max(r.other_cpu for r in best.values()):
+                    best = got
+                if noise <= cfg.noise_limit or attempt == cfg.retries:
+                    break
+                log(f"{ep}: other work used up to {noise:.2f} cores during the runs; measuring {ep} again "
+                    f"({attempt + 2} of {1 + cfg.retries})")
+                wait_idle(60)
+            assert best is not None
+            for key, r in best.items():
+                results.setdefault(key, {})[ep] = r
+                other_cpu.append(r.other_cpu)
+        for key in order:
+            srv = servers[key]
+            assert srv.proc is not None
+            rss, hwm = mem_mb(srv.proc.pid)
+            srv.rss["main"] = {"rss_mb": rss, "hwm_mb": hwm, "pss_mb": pss_mb(srv.proc.pid)}
+            if key != "peer":
+                srv.rss["workers"] = [dict(zip(("rss_mb", "hwm_mb"), mem_mb(p), strict=True), pss_mb=pss_mb(p))
+                                      for p in proc_children(srv.proc.pid)]
+                log(f"{srv.label}: worker RSS after load "
+                    + ", ".join(f"{w['rss_mb']:.0f} MB" for w in srv.rss["workers"]))
+    finally:
+        cleanup()
+
+    mach["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    if other_cpu:
+        mach["other_cpu"] = (f"{sum(other_cpu) / len(other_cpu):.2f} cores on average over the measured runs, "
+                             f"{max(other_cpu):.2f} at most")
+    checks = evaluate(results, servers, ceiling, cfg)
+    text = report(cfg, mach, ceiling, servers, results, checks, pg_info, started_at, time.perf_counter() - t_start)
+    if cfg.output == "-":
+        print(text)
+    else:
+        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.output).write_text(text)
+        log(f"wrote {cfg.output}")
+    print()
+    print("| endpoint | server | req/s | p50 ms | p99 ms | errors | ratio |")
+    for ep in cfg.endpoints:
+        peer = results.get("peer", {}).get(ep)
+        for key in [*cfg.backends, "peer"]:
+            r = results.get(key, {}).get(ep)
+            if r:
+                ratio = f"{r.rps / peer.rps:.2f}" if peer and key != "peer" and peer.rps else ""
+                print(f"| {ep} | {servers[key].label} | {r.rps:.1f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
+                      f"| {ratio} |")
+    print()
+    for c in checks:
+        print(f"{verdict(c['ok'])}  {c['target']}: {c['got']} (want {c['want']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
