@@ -1,5 +1,5 @@
 """Small screens and keyboards: at 360×740 (a small phone) the hosted pages fit the width, even
-with a long address on them, and on the login page Tab walks username → password → submit with
+with a long address on them, and on the login page Tab walks username → password → keep me signed in → submit with
 a visible focus ring."""
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def test_login_on_a_small_screen_with_the_keyboard(phone: Any, broker: Broker, c
     page.goto(authorization(broker, client).url)
     username = page.get_by_label("Email", exact=True)
     password = page.get_by_label("Password", exact=True)
+    remember = page.get_by_label("Keep me signed in", exact=True)
     submit = page.get_by_role("button", name="Sign in", exact=True)
     expect(submit).to_be_visible()
     assert_fits(page)
@@ -58,9 +59,12 @@ def test_login_on_a_small_screen_with_the_keyboard(phone: Any, broker: Broker, c
     page.keyboard.press("Tab")
     assert_focus_ring(password)
     page.keyboard.press("Tab")
+    assert_focus_ring(remember)
+    page.keyboard.press("Tab")
     assert_focus_ring(submit)
 
     # Backwards, past the address field, is the skip link, shown while it has the focus.
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     assert_focus_ring(username)
