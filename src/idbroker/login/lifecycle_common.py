@@ -23,6 +23,7 @@ from ..notify.mail import MailError
 from ..oauth2 import constants as c
 from ..web.i18n import N_
 from .hosted import HostedPages
+from .journey import EXPIRED
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -68,6 +69,19 @@ def link(base: str, path: str, **params: str | None) -> str:
 
 class LifecyclePages(HostedPages):
     """Sign-up, verification and recovery: pages that carry a parked authorization request."""
+
+    async def posted(self, request: Request
+                     ) -> tuple[FormData, Interaction | None, AuthorizationRequest | None] | Response:
+        """A posted form with the authorization request it carries; or the error page when the
+        form cannot be read or names an interaction that has expired."""
+        form = await self.read_form(request)
+        if form is None:
+            return self.journey.error_page(request, BAD_FORM, 400)
+        value = text_field(form, "interaction")
+        interaction, req = self.interaction(value)
+        if value and interaction is None:
+            return self.journey.error_page(request, EXPIRED, 400)
+        return form, interaction, req
 
     # -- the parked authorization request ------------------------------------------------
     def interaction(self, value: str | None) -> tuple[Interaction | None, AuthorizationRequest | None]:

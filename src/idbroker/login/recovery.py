@@ -57,13 +57,10 @@ class RecoveryViews(LifecyclePages):
         return self._forgot_page(request, interaction, req)
 
     async def forgot_submit(self, request: Request) -> Response:
-        form = await self.read_form(request)
-        if form is None:
-            return self.journey.error_page(request, BAD_FORM, 400)
-        value = text_field(form, "interaction")
-        interaction, req = self.interaction(value)
-        if value and interaction is None:
-            return self.journey.error_page(request, EXPIRED, 400)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, interaction, req = posted
         email, problem = check_email(text_field(form, "email"))
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
             return self._forgot_page(request, interaction, req, 400, email=email, error=Problem(FORM_EXPIRED))

@@ -29,7 +29,6 @@ from ..web.i18n import N_, SUPPORTED
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
 from .lifecycle_common import (
-    BAD_FORM,
     MAX_FIELD,
     LifecyclePages,
     Problem,
@@ -224,13 +223,10 @@ class SignupViews(LifecyclePages):
         return self._form_page(request, interaction, req, self.fields())
 
     async def signup_submit(self, request: Request) -> Response:
-        form = await self.read_form(request)
-        if form is None:
-            return self.journey.error_page(request, BAD_FORM, 400)
-        value = text_field(form, "interaction")
-        interaction, req = self.interaction(value)
-        if value and interaction is None:
-            return self.journey.error_page(request, EXPIRED, 400)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, interaction, req = posted
         if not self.signup_allowed(req.client if req else None):
             return self._disabled(request, interaction, req)
         fields = self.fields()

@@ -29,7 +29,7 @@ from ..store.models import OneTimeToken, User
 from ..web.i18n import N_
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
-from .lifecycle_common import BAD_FORM, LifecyclePages, Problem, text_field
+from .lifecycle_common import LifecyclePages, Problem, text_field
 from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:
@@ -122,13 +122,10 @@ class VerificationViews(LifecyclePages):
         return self.check_page(request, interaction, req, user.email, **context)
 
     async def verify_submit(self, request: Request) -> Response:
-        form = await self.read_form(request)
-        if form is None:
-            return self.journey.error_page(request, BAD_FORM, 400)
-        value = text_field(form, "interaction")
-        interaction, req = self.interaction(value)
-        if value and interaction is None:
-            return self.journey.error_page(request, EXPIRED, 400)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, interaction, req = posted
         found = self.journey.current(request)
         email = found[1].email if found else ""
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
