@@ -120,7 +120,7 @@ def main() -> int:
     os.environ["BENCH_BACKENDS"] = args.backend
     cfg = bench.Config.from_env()
     tmp = Path(tempfile.mkdtemp(prefix="idbroker-profile."))
-    out = Path(args.out or tmp / "pyspy")
+    out = Path(args.out or tempfile.mkdtemp(prefix="idbroker-pyspy."))
     out.mkdir(parents=True, exist_ok=True)
     if os.environ.get("BENCH_SRC"):
         cfg.src = Path(os.environ["BENCH_SRC"]).resolve()
@@ -166,6 +166,7 @@ def main() -> int:
             srv.stop()
         if pg_name:
             bench.pg_drop(cfg.pg_admin_url, pg_name)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
