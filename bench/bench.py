@@ -802,7 +802,7 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
              "are per login. Ratio = idbroker ÷ peer, same run. Server CPU = CPU seconds the server's processes "
              f"used per second of the measured run ({mach['nproc']} = every core busy; the load generator "
              "uses the rest). Other work = the same for everything else on the machine (should be ~0: "
-             f"an endpoint is measured again, up to {cfg.retries} times, when it exceeds {cfg.noise_limit} "
+             f"an endpoint is measured again (at most {cfg.retries} more time(s)) when it exceeds {cfg.noise_limit} "
              "on any server, and the quietest attempt is kept).")
     L.append("")
     L.append("| endpoint | server | req/s | p50 ms | p99 ms | errors | idbroker / peer | server CPU | other work |")
