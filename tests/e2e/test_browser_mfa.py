@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyotp
@@ -34,6 +36,21 @@ def sign_in(page: Any, email: str) -> None:
     page.get_by_label("Email", exact=True).fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+@contextmanager
+def another_browser(browser: Any, broker: Broker, client: Client, email: str) -> Iterator[tuple[Any, Any]]:
+    """A second browser that starts an authorization for `client` and signs in with a password:
+    (its page, the authorization)."""
+    other = browser.new_context(locale="en-US")
+    try:
+        page = other.new_page()
+        auth = authorization(broker, client)
+        page.goto(auth.url)
+        sign_in(page, email)
+        yield page, auth
+    finally:
+        other.close()
 
 
 def next_code(secret: str) -> str:
@@ -89,12 +106,7 @@ def test_authenticator_app_set_up_then_used_to_sign_in(browser: Any, page: Any, 
     add_user(broker, email)
     secret, _ = enrol_from_security_page(page, broker, email)
 
-    other = browser.new_context(locale="en-US")
-    try:
-        page2 = other.new_page()
-        auth = authorization(broker, client)
-        page2.goto(auth.url)
-        sign_in(page2, email)
+    with another_browser(browser, broker, client, email) as (page2, auth):
         expect(page2.get_by_role("heading", name="Two-step verification")).to_be_visible()
         code = page2.get_by_label("Verification code")
         expect(code).to_be_focused()
@@ -104,8 +116,6 @@ def test_authenticator_app_set_up_then_used_to_sign_in(browser: Any, page: Any, 
         page2.get_by_label("Verification code").fill(next_code(secret))
         page2.get_by_role("button", name="Verify").click()
         claims = finish(page2, broker, client, rp, auth)
-    finally:
-        other.close()
     assert claims["acr"] == ACR_MFA and claims["amr"] == ["pwd", "otp", "mfa"]
 
 
@@ -115,18 +125,11 @@ def test_recovery_code_instead_of_the_app(browser: Any, page: Any, broker: Broke
     add_user(broker, email)
     _, codes = enrol_from_security_page(page, broker, email)
 
-    other = browser.new_context(locale="en-US")
-    try:
-        page2 = other.new_page()
-        auth = authorization(broker, client)
-        page2.goto(auth.url)
-        sign_in(page2, email)
+    with another_browser(browser, broker, client, email) as (page2, auth):
         page2.get_by_role("link", name="Use a recovery code").click()
         page2.get_by_label("Recovery code").fill(codes[0].upper())
         page2.get_by_role("button", name="Verify").click()
         claims = finish(page2, broker, client, rp, auth)
-    finally:
-        other.close()
     assert claims["acr"] == ACR_MFA and "otp" in claims["amr"]
 
     # The same code does not work twice.
@@ -165,12 +168,8 @@ def test_step_up_with_acr_values(browser: Any, page: Any, broker: Broker, rp: Re
     add_user(broker, email)
     secret, _ = enrol_from_security_page(page, broker, email)
 
-    other = browser.new_context(locale="en-US")
-    try:
-        page2 = other.new_page()
-        auth = authorization(broker, relaxed)
-        page2.goto(auth.url)
-        sign_in(page2, email)  # this client does not ask for a second step
+    # This client does not ask for a second step.
+    with another_browser(browser, broker, relaxed, email) as (page2, auth):
         claims = finish(page2, broker, relaxed, rp, auth)
         assert claims["amr"] == ["pwd"]
 
@@ -180,6 +179,4 @@ def test_step_up_with_acr_values(browser: Any, page: Any, broker: Broker, rp: Re
         page2.get_by_label("Verification code").fill(next_code(secret))
         page2.get_by_role("button", name="Verify").click()
         claims = finish(page2, broker, relaxed, rp, auth)
-    finally:
-        other.close()
     assert claims["acr"] == ACR_MFA and claims["amr"] == ["pwd", "otp", "mfa"]
