@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,13 +23,64 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def sqlite_path(url: str) -> str | None:
+    """The database file of a SQLite URL, or None when it is not a file (in memory) or not SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+class WriterLock:
+    """One SQLite writer at a time, across the threads of a process and across processes.
+
+    SQLite lets only one transaction write at once; the others wait in its busy handler, which
+    polls with sleeps growing to 100 ms, so a waiting writer often sleeps long after the lock is
+    free and the server idles under write load. Here writers queue instead on a thread lock and
+    an flock(2) on a file beside the database, and each one is woken the moment the previous one
+    commits. The file is opened once per process (after a fork, again), because flock locks belong
+    to an open file and a forked child would otherwise share its parent's."""
+
+    def __init__(self, db_path: str | None, timeout: float = 30.0):
+        self._threads = threading.Lock()
+        self._file = f"{db_path}-writer.lock" if db_path else None
+        self._timeout = timeout
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _fd_for_this_process(self) -> int:
+        if self._pid != os.getpid():
+            self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # type: ignore[arg-type]
+            self._pid = os.getpid()
+        return self._fd  # type: ignore[return-value]
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if not self._threads.acquire(timeout=self._timeout):
+            raise TimeoutError("timed out waiting for the database's write lock")
+        try:
+            if self._file is None:
+                yield
+                return
+            fd = self._fd_for_this_process()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = sqlite_path(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A connection per server thread (the ASGI thread pool has 40), kept open: opening one
+        # costs the PRAGMAs below every time.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               pool_size=8, max_overflow=16)
+                               pool_size=48, max_overflow=16)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -58,12 +112,15 @@ class Database:
         self.engine = make_engine(url)
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self.writer_lock = WriterLock(sqlite_path(url)) if url.startswith("sqlite") else None
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
+        """One transaction: committed on success, rolled back on any error. On SQLite a writing
+        transaction first waits for its turn on the writer lock."""
         maker = self._writers if write else self._readers
-        with maker() as session, session.begin():
+        turn = self.writer_lock.held() if write and self.writer_lock else nullcontext()
+        with turn, maker() as session, session.begin():
             yield session
 
     @contextmanager
