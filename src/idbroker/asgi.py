@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import ctypes
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from .app import create_app
 from .settings import load_settings
 
 
-def create() -> FastAPI:
+def create() -> Starlette:
     release_large_buffers()
     return create_app(load_settings())
 

@@ -42,8 +42,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           workers: Annotated[int, typer.Option(help="Worker processes (default: 1).")] = 1,
           access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
     """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
-    from granian import Granian
-    from granian.constants import Interfaces
+    from ..server import exec_server
 
     if ctx.settings().issuer == Settings.issuer and "IDBROKER_ISSUER" not in os.environ:
         # No issuer configured: the local address is the issuer (development).
@@ -57,8 +56,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                       f"({workers} worker{'s' if workers != 1 else ''}, store: {p.db.engine.url.get_backend_name()})")
     ctx.console.print(f"discovery: {p.endpoint('discovery')}")
     p.db.dispose()
-    Granian("idbroker.asgi:create", factory=True, address=host, port=port, workers=workers,
-            interface=Interfaces.ASGI, log_access=access_log, backlog=2048).serve()
+    exec_server(host, port, workers, access_log)
 
 
 # -- clients ------------------------------------------------------------------------------------

@@ -44,9 +44,14 @@ class RefreshRotation:
     scope: str = ""
 
 
+CACHE_ENTRIES = 10000
+
+
 class GrantStore:
     def __init__(self, db: Database):
         self.db = db
+        # (jti, gid, sub) -> (change-feed generation read before the query, TokenState)
+        self._states: dict[tuple[str, str | None, str | None], tuple[int, TokenState]] = {}
 
     # -- grants --------------------------------------------------------------------------------
     def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
@@ -175,19 +180,37 @@ class GrantStore:
             if s.get(RevokedToken, jti) is None:
                 s.add(RevokedToken(jti=jti, expires_at=expires_at))
 
+    def cached_token_state(self, jti: str, gid: str | None, sub: str | None) -> TokenState | None:
+        """This worker's last answer of `token_state` for these arguments, while nothing it
+        depends on has changed since (store/changes.py); else None. Never touches the database."""
+        generation = self.db.changes.generation()
+        hit = self._states.get((jti, gid, sub))
+        return hit[1] if hit is not None and generation is not None and hit[0] == generation else None
+
     def token_state(self, jti: str, gid: str | None, sub: str | None) -> TokenState:
         """In one query: is the access token revoked (by jti, or through its grant), and when
         `sub` is given, its enabled user (a row of the users table). Runs on every userinfo and
         introspection call, so its statements are built once, with bound parameters, and run on
-        a plain connection."""
+        a plain connection; and the answer is kept for `cached_token_state`."""
+        generation = self.db.changes.generation()  # before the query: a change after it voids the answer
+        key = (jti, gid, sub)
+        hit = self._states.get(key)
+        if hit is not None and generation is not None and hit[0] == generation:
+            return hit[1]
         statement = _TOKEN_STATE[(gid is not None, sub is not None)]
         with self.db.engine.connect() as conn:
             row = conn.execute(statement, {"jti": jti, "gid": gid, "sub": sub}).first()
         if sub is None:
-            return TokenState(bool(row[0]))
-        if row is None:
-            return TokenState(False, None)
-        return TokenState(bool(row.revoked), row)
+            state = TokenState(bool(row[0]))
+        elif row is None:
+            state = TokenState(False, None)
+        else:
+            state = TokenState(bool(row.revoked), row)
+        if generation is not None:
+            if len(self._states) >= CACHE_ENTRIES:
+                self._states.clear()
+            self._states[key] = (generation, state)
+        return state
 
     # -- housekeeping -------------------------------------------------------------------------
     def purge_expired(self) -> None:

@@ -1,4 +1,11 @@
-"""JWT access tokens (RFC 9068): issued without a database write, checked against revocation."""
+"""JWT access tokens (RFC 9068): issued without a database write, checked against revocation.
+
+Checking one is the hot path of userinfo and introspection. Each worker keeps the claims of
+tokens whose signature it has verified (keyed by the whole token, so any other string is verified
+afresh; expiry is checked on every use) and, through GrantStore, the revocation answers, which are
+dropped as soon as a revocation anywhere moves the change feed (store/changes.py). With both
+cached, a check needs neither the database nor the thread pool: `check` runs on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc.errors import JoseError
+from starlette.concurrency import run_in_threadpool
 
 from ..keys.keystore import KeyStore
 from ..security import random_token
 from . import constants as c
 from .errors import InvalidTokenError
-from .grant_store import GrantStore
+from .grant_store import CACHE_ENTRIES, GrantStore, TokenState
 
 
 @dataclass
@@ -27,6 +35,7 @@ class AccessTokens:
         self.issuer = issuer
         self.keys = keys
         self.grants = grants
+        self._verified: dict[str, dict[str, Any]] = {}  # token -> its checked claims
 
     def issue(self, *, client_id: str, sub: str, scope: str, ttl: int, audience: str | list[str] | None = None,
               grant_id: str | None = None, auth_time: int | None = None, acr: str | None = None,
@@ -50,10 +59,21 @@ class AccessTokens:
             claims["sid"] = sid
         return IssuedAccessToken(self.keys.sign(claims, typ=c.TYP_ACCESS_TOKEN), ttl, claims)
 
-    def validate(self, token: str, *, load_user: bool = False) -> dict[str, Any]:
-        """Claims of a live access token issued here, or InvalidTokenError (RFC 6750 §3.1).
-        With `load_user`, the token's (enabled) user is looked up in the same query and returned
-        as claims["_user"]."""
+    def claims(self, token: str) -> dict[str, Any]:
+        """The claims of a well-formed, unexpired access token signed here, or InvalidTokenError
+        (RFC 6750 §3.1). Not yet checked against revocation. CPU only: safe on the event loop."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= CACHE_ENTRIES:
+                self._verified.clear()
+            self._verified[token] = claims
+        exp = claims["exp"]
+        if exp <= time.time():
+            raise InvalidTokenError("The access token expired")
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         if not token or token.count(".") != 2 or len(token) > 8192:
             raise InvalidTokenError("The access token is malformed")
         try:
@@ -66,16 +86,40 @@ class AccessTokens:
         if claims.get("iss") != self.issuer:
             raise InvalidTokenError("The access token was not issued here")
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= time.time():
-            raise InvalidTokenError("The access token expired")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise InvalidTokenError("The access token is malformed")
         jti, gid, sub = claims.get("jti"), claims.get("gid"), claims.get("sub")
         if not isinstance(jti, str) or not isinstance(gid, str | None) or not isinstance(sub, str):
             raise InvalidTokenError("The access token is malformed")
-        state = self.grants.token_state(jti, gid, sub if load_user else None)
-        if state.revoked:
-            raise InvalidTokenError("The access token was revoked")
-        if load_user:
-            if state.user is None:
-                raise InvalidTokenError("the user of this token is no longer active")
-            claims = {**claims, "_user": state.user}
         return claims
+
+    def validate(self, token: str, *, load_user: bool = False) -> dict[str, Any]:
+        """Claims of a live access token issued here, or InvalidTokenError (RFC 6750 §3.1).
+        With `load_user`, the token's (enabled) user is looked up in the same query and returned
+        as claims["_user"]. Blocking (the database, unless cached)."""
+        claims = self.claims(token)
+        return _live(claims, self.grants.token_state(*_state_key(claims, load_user)), load_user)
+
+    async def check(self, token: str, *, load_user: bool = False) -> dict[str, Any]:
+        """`validate` for async endpoints: on the event loop when every answer is cached, else
+        the database query in the thread pool."""
+        claims = self.claims(token)
+        key = _state_key(claims, load_user)
+        state = self.grants.cached_token_state(*key)
+        if state is None:
+            state = await run_in_threadpool(self.grants.token_state, *key)
+        return _live(claims, state, load_user)
+
+
+def _state_key(claims: dict[str, Any], load_user: bool) -> tuple[str, str | None, str | None]:
+    return claims["jti"], claims.get("gid"), claims["sub"] if load_user else None
+
+
+def _live(claims: dict[str, Any], state: TokenState, load_user: bool) -> dict[str, Any]:
+    if state.revoked:
+        raise InvalidTokenError("The access token was revoked")
+    if load_user:
+        if state.user is None:
+            raise InvalidTokenError("the user of this token is no longer active")
+        claims = {**claims, "_user": state.user}
+    return claims

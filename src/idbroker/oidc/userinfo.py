@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -39,14 +38,11 @@ async def userinfo_endpoint(request: Request) -> Response:
             return Response(status_code=401, headers={"WWW-Authenticate": _challenge(None),
                                                       "Cache-Control": "no-store"})
 
-        def run() -> dict:
-            claims = provider.access_tokens.validate(token, load_user=True)
-            scopes = claims.get("scope", "").split()
-            if "openid" not in scopes:
-                raise InsufficientScopeError("the access token lacks the openid scope")
-            return user_claims(claims["_user"], scopes)
-
-        body = await run_in_threadpool(run)
+        claims = await provider.access_tokens.check(token, load_user=True)
+        scopes = claims.get("scope", "").split()
+        if "openid" not in scopes:
+            raise InsufficientScopeError("the access token lacks the openid scope")
+        body = user_claims(claims["_user"], scopes)
     except OAuth2Error as err:
         status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) else 400
         return json_response(err.as_dict(), status, {"WWW-Authenticate": _challenge(err)})

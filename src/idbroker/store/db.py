@@ -11,7 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+from .changes import ChangeFeed, feed_for, flush_counts, statement_counts
+
+CHANGED = "idbroker.changed"  # Session.info flag: this transaction moves the change feed
 
 
 def utcnow() -> datetime:
@@ -113,15 +117,28 @@ class Database:
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
         self.writer_lock = WriterLock(sqlite_path(url)) if url.startswith("sqlite") else None
+        self.changes: ChangeFeed = feed_for(self.engine.url, sqlite_path(url))
+        for maker in (self._readers, self._writers):
+            event.listen(maker, "after_flush", _note_flush)
+            event.listen(maker, "do_orm_execute", _note_statement)
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error. On SQLite a writing
-        transaction first waits for its turn on the writer lock."""
+        transaction first waits for its turn on the writer lock. A transaction that changed
+        grants, revoked tokens or users moves the change feed (store/changes.py): PostgreSQL is
+        told inside the transaction, the counter moves after the commit and, on SQLite, before
+        the writer lock is released."""
         maker = self._writers if write else self._readers
         turn = self.writer_lock.held() if write and self.writer_lock else nullcontext()
-        with turn, maker() as session, session.begin():
-            yield session
+        with turn, maker() as session:
+            with session.begin():
+                yield session
+                session.flush()
+                if session.info.get(CHANGED):
+                    self.changes.notify(session)
+            if session.info.pop(CHANGED, False):
+                self.changes.bump()
 
     @contextmanager
     def using(self, session: Session | None) -> Iterator[Session]:
@@ -133,4 +150,15 @@ class Database:
                 yield s
 
     def dispose(self) -> None:
+        self.changes.close()
         self.engine.dispose()
+
+
+def _note_flush(session: Session, _context: object) -> None:
+    if not session.info.get(CHANGED) and flush_counts(session):
+        session.info[CHANGED] = True
+
+
+def _note_statement(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and statement_counts(state.statement):
+        state.session.info[CHANGED] = True

@@ -22,11 +22,12 @@ async def token_endpoint(request: Request) -> Response:
         if handler is None:
             raise UnsupportedGrantTypeError(f"grant type {grant_type!r} is not supported")
 
-        def run() -> dict:
-            auth = provider.client_auth.authenticate(request.headers.get("authorization"), form)
-            return handler.handle(provider, auth.client, form)
-
-        body = await run_in_threadpool(run)
+        # Client authentication is CPU only while the registry has the client cached (a few seconds).
+        client = provider.client_auth.authenticate(request.headers.get("authorization"), form).client
+        if handler.blocking:
+            body = await run_in_threadpool(handler.handle, provider, client, form)
+        else:
+            body = handler.handle(provider, client, form)
     except OAuth2Error as err:
         return error_response(err)
     return json_response(body)

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 class GrantHandler:
     grant_type: str = ""
+    # False when `handle` only computes (no database, no network): the token endpoint then runs
+    # it on the event loop instead of paying for a thread-pool hop.
+    blocking: bool = True
 
     def handle(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
         """Validate the request and return the token response body (RFC 6749 §5.1)."""

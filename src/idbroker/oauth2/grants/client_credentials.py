@@ -17,6 +17,7 @@ USER_SCOPES = {"openid", "profile", "email", "phone", "address", "offline_access
 
 class ClientCredentialsGrant(GrantHandler):
     grant_type = c.GRANT_CLIENT_CREDENTIALS
+    blocking = False  # a signed JWT, nothing stored
 
     def handle(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
         if self.grant_type not in client.grant_types or client.public:

@@ -1,0 +1,46 @@
+"""The production server: Granian serving ``idbroker.asgi:create`` in worker processes.
+
+``idbroker serve`` prepares the store (migrations, signing keys) and then replaces itself with
+``python -m idbroker.server``, so the Granian supervisor and the workers it forks carry only
+Granian and the application - not the CLI (typer, rich) and the services it built: about 12 MB
+less per worker, and a 30 MB supervisor instead of 95 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def command(host: str, port: int, workers: int, access_log: bool) -> list[str]:
+    """The argv that starts this module with these settings."""
+    argv = [sys.executable, "-m", "idbroker.server", "--host", host, "--port", str(port), "--workers", str(workers)]
+    return argv + (["--access-log"] if access_log else [])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="idbroker.server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--access-log", action="store_true")
+    args = parser.parse_args(argv)
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
+            interface=Interfaces.ASGI, log_access=args.access_log, backlog=2048).serve()
+
+
+def exec_server(host: str, port: int, workers: int, access_log: bool) -> None:
+    """Replace this process with the server (same pid, environment and open terminal)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = command(host, port, workers, access_log)
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()
