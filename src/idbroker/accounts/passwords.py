@@ -9,6 +9,8 @@ import threading
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from . import hash_memory
+
 
 class Passwords:
     """At most `concurrency` hashes run at once in this process: more would not finish sooner on
@@ -26,9 +28,14 @@ class Passwords:
             return self._hasher.hash(password)
 
     def verify(self, stored: str | None, password: str) -> bool:
+        encoded = stored or self._dummy
+        # Our own encoding: with reused working memory (hash_memory.py); any other, argon2-cffi's way.
+        matched = hash_memory.verify(encoded, password.encode("utf-8", "surrogatepass"), self._slots)
+        if matched is not None:
+            return matched and stored is not None
         try:
             with self._slots:
-                return self._hasher.verify(stored or self._dummy, password) and stored is not None
+                return self._hasher.verify(encoded, password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
