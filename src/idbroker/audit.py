@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
+from sqlalchemy import event
 
 from .store.db import aware, utcnow
 from .store.models import AuditEvent, User
 from .web.i18n import N_, SUPPORTED
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from .provider import Provider
     from .web.templating import Pages
 
@@ -74,18 +77,34 @@ class Audit:
         self._lock = threading.Lock()
 
     def record(self, kind: str, *, user_id: int | None = None, ip: str | None = None,
-               user_agent: str | None = None, notify: bool | None = None, **detail: Any) -> None:
+               user_agent: str | None = None, notify: bool | None = None, session: Session | None = None,
+               **detail: Any) -> None:
         """Never raises: a failed audit write is logged, the user's action goes on. `notify`:
-        mail the user (default: when the kind is in NOTIFY)."""
+        mail the user (default: when the kind is in NOTIFY).
+
+        With `session`, the event joins that transaction instead of writing one of its own: it is
+        recorded if and only if the caller's changes are (a failure there is the caller's), and
+        its mail is queued once they are committed."""
         now = utcnow()
+        row = AuditEvent(user_id=user_id, kind=kind, ip=ip, user_agent=(user_agent or "")[:512] or None,
+                         detail=detail or None, created_at=now)
+        mail = (kind in NOTIFY if notify is None else notify) and user_id is not None and kind in MAILS
+        if session is not None:
+            session.add(row)
+            log.info("security event %s user=%s", kind, user_id)
+            if mail:
+                assert user_id is not None
+                event.listen(session, "after_commit", lambda _s: self._queue(kind, user_id, ip, user_agent, now,
+                                                                               detail), once=True)
+            return
         try:
             with self.provider.db.session() as s:
-                s.add(AuditEvent(user_id=user_id, kind=kind, ip=ip, user_agent=(user_agent or "")[:512] or None,
-                                 detail=detail or None, created_at=now))
+                s.add(row)
         except Exception:  # noqa: BLE001 - the audit trail must not break sign-in
             log.exception("audit event %s not recorded", kind)
         log.info("security event %s user=%s", kind, user_id)
-        if (kind in NOTIFY if notify is None else notify) and user_id is not None and kind in MAILS:
+        if mail:
+            assert user_id is not None
             self._queue(kind, user_id, ip, user_agent, now, detail)
 
     # -- mail to the user -------------------------------------------------------------------------

@@ -18,16 +18,17 @@ class SessionService:
         self.ttl = ttl
 
     def create(self, user: User, amr: list[str], acr: str | None, *, user_agent: str | None = None,
-               ip: str | None = None, ttl: int | None = None) -> tuple[str, BrowserSession]:
+               ip: str | None = None, ttl: int | None = None, session: Session | None = None
+               ) -> tuple[str, BrowserSession]:
         """A fresh session (never reuses the old id: no session fixation), living `ttl` seconds
-        (default: session_ttl). Returns the cookie value."""
+        (default: session_ttl). Returns the cookie value. With `session`, in that transaction."""
         cookie = random_token(32)
         now = utcnow()
         row = BrowserSession(id_hash=sha256_hex(cookie), sid=random_token(16), user_id=user.id,
                              auth_time=now, amr=amr, acr=acr, created_at=now,
                              expires_at=now + timedelta(seconds=ttl or self.ttl), ended_at=None,
                              user_agent=(user_agent or "")[:512], ip=ip)
-        with self.db.session() as s:
+        with self.db.using(session) as s:
             s.add(row)
         return cookie, row
 
@@ -59,15 +60,18 @@ class SessionService:
 
     def add_client(self, sid: str, client_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:
-            if s.get(SessionClient, (sid, client_id)) is None:
-                s.add(SessionClient(sid=sid, client_id=client_id))
+            if s.get_bind().dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            s.execute(insert(SessionClient).values(sid=sid, client_id=client_id).on_conflict_do_nothing())
 
     def clients_of(self, sid: str) -> list[str]:
         with self.db.session(write=False) as s:
             return list(s.scalars(select(SessionClient.client_id).where(SessionClient.sid == sid)))
 
-    def end(self, sid: str) -> bool:
-        with self.db.session() as s:
+    def end(self, sid: str, session: Session | None = None) -> bool:
+        with self.db.using(session) as s:
             done = s.execute(update(BrowserSession).where(BrowserSession.sid == sid,
                                                           BrowserSession.ended_at.is_(None))
                              .values(ended_at=utcnow())).rowcount

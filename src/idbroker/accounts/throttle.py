@@ -62,8 +62,9 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..store.db import Database, aware, utcnow
@@ -94,14 +95,18 @@ def _seconds_until(when: datetime, now: datetime) -> int:
     return max(1, math.ceil((aware(when) - now).total_seconds()))
 
 
-def _row(s: Session, key: str) -> Throttle:
-    """The key's row, created when missing, locked for this transaction (PostgreSQL: FOR UPDATE;
-    SQLite writers hold the database lock anyway)."""
+def _insert(s: Session) -> Any:
     if s.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    s.execute(insert(Throttle).values(key=key, failures=0).on_conflict_do_nothing(index_elements=["key"]))
+    return insert(Throttle)
+
+
+def _row(s: Session, key: str) -> Throttle:
+    """The key's row, created when missing, locked for this transaction (PostgreSQL: FOR UPDATE;
+    SQLite writers hold the database lock anyway)."""
+    s.execute(_insert(s).values(key=key, failures=0).on_conflict_do_nothing(index_elements=["key"]))
     return s.scalars(select(Throttle).where(Throttle.key == key).with_for_update()).one()
 
 
@@ -201,7 +206,18 @@ class LoginThrottle:
             self.purge()
         now = utcnow()
         with self.db.session() as s:
-            pair = _row(s, pair_key)
+            # Usually the pair has no row (a success deletes it): one statement creates it as
+            # this first attempt left it. Else the row, locked, is counted on below.
+            lock = self.delay(1 - self.threshold) if 1 >= self.threshold else 0
+            first_lock = self.threshold == 1
+            created = s.execute(_insert(s).values(
+                key=pair_key, failures=1, first_failure_at=now, last_failure_at=now,
+                locked_until=now + timedelta(seconds=lock) if lock else None,
+            ).on_conflict_do_nothing(index_elements=["key"]).returning(Throttle.key)).first()
+            if created is not None:
+                return Attempt(pair_key, account_key, address_key, new_address=True, first_lock=first_lock,
+                               lock_seconds=lock)
+            pair = s.scalars(select(Throttle).where(Throttle.key == pair_key).with_for_update()).one()
             self._fresh(pair, now)
             if pair.locked_until and aware(pair.locked_until) > now:  # locked meanwhile by a concurrent attempt
                 return Attempt(pair_key, account_key, address_key,
@@ -241,18 +257,21 @@ class LoginThrottle:
                     first_lock = first_lock or (key == attempt.account and row.failures == threshold)
         return dataclasses.replace(attempt, first_lock=first_lock, lock_seconds=lock)
 
-    def succeeded(self, attempt: Attempt) -> None:
+    def succeeded(self, attempt: Attempt, session: Session | None = None) -> None:
         """The password was right: the pair starts afresh, and the address no longer counts
-        against the account."""
+        against the account. With `session`, in the caller's transaction (the sign-in's)."""
         if attempt.retry_after:
             return
-        with self.db.session() as s:
-            pair, account = _row(s, attempt.pair), _row(s, attempt.account)
-            if pair.failures > 1 and account.failures > 0:  # earlier failures from here counted there
-                account.failures -= 1
-            s.delete(pair)
-            if account.failures == 0 and account.locked_until is None:
-                s.delete(account)
+        quiet = {"synchronize_session": False}
+        with self.db.using(session) as s:
+            # Rows are locked in the order pair, account, as `attempt` and `failed` do.
+            failures = s.execute(delete(Throttle).where(Throttle.key == attempt.pair).returning(Throttle.failures),
+                                 execution_options=quiet).scalar()
+            if failures is not None and failures > 1:  # earlier failures from here counted on the account
+                s.execute(update(Throttle).where(Throttle.key == attempt.account, Throttle.failures > 0)
+                          .values(failures=Throttle.failures - 1), execution_options=quiet)
+            s.execute(delete(Throttle).where(Throttle.key == attempt.account, Throttle.failures == 0,
+                                             Throttle.locked_until.is_(None)), execution_options=quiet)
 
     def purge(self) -> int:
         """Deletes the rows whose failures are forgotten and that lock nothing (rate-limit rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from ..store.db import Database, utcnow
 from ..store.models import Consent
@@ -17,8 +18,8 @@ class Consents:
             row = s.get(Consent, (user_id, client_id))
         return row is not None and set(scopes) <= set(row.scopes)
 
-    def remember(self, user_id: int, client_id: str, scopes: list[str]) -> None:
-        with self.db.session() as s:
+    def remember(self, user_id: int, client_id: str, scopes: list[str], session: Session | None = None) -> None:
+        with self.db.using(session) as s:
             row = s.get(Consent, (user_id, client_id))
             if row is None:
                 s.add(Consent(user_id=user_id, client_id=client_id, scopes=sorted(set(scopes)),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from ..security import TOKEN_RE, random_token
@@ -14,16 +15,21 @@ from ..store.models import Interaction
 
 
 class Interactions:
+    PURGE_ODDS = 50
+
     def __init__(self, db: Database, ttl: int):
         self.db = db
         self.ttl = ttl
 
     def create(self, client_id: str, params: dict[str, Any]) -> Interaction:
+        """A new pending request; now and then (one call in PURGE_ODDS) the expired ones are
+        deleted on the way (`get` never returns them anyway)."""
         now = utcnow()
         row = Interaction(id=random_token(24), client_id=client_id, params=params, login_sid=None,
                           consented=False, created_at=now, expires_at=now + timedelta(seconds=self.ttl))
         with self.db.session() as s:
-            s.execute(delete(Interaction).where(Interaction.expires_at < now))
+            if secrets.randbelow(self.PURGE_ODDS) == 0:
+                s.execute(delete(Interaction).where(Interaction.expires_at < now))
             s.add(row)
         return row
 
@@ -36,15 +42,20 @@ class Interactions:
             return None
         return row
 
-    def mark(self, interaction_id: str, *, login_sid: str | None = None, consented: bool | None = None) -> None:
-        with self.db.session() as s:
-            row = s.get(Interaction, interaction_id)
-            if row is None:
-                return
-            if login_sid is not None:
-                row.login_sid = login_sid
-            if consented is not None:
-                row.consented = consented
+    def mark(self, interaction_id: str, *, login_sid: str | None = None, consented: bool | None = None,
+             session: Session | None = None) -> None:
+        """Records a login (its session's sid) or a consent on the interaction; with `session`,
+        in that transaction."""
+        values: dict[str, Any] = {}
+        if login_sid is not None:
+            values["login_sid"] = login_sid
+        if consented is not None:
+            values["consented"] = consented
+        if not values:
+            return
+        with self.db.using(session) as s:
+            s.execute(update(Interaction).where(Interaction.id == interaction_id).values(**values),
+                      execution_options={"synchronize_session": False})
 
     def finish(self, interaction_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:

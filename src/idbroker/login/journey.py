@@ -32,6 +32,8 @@ from .interactions import Interactions
 EXPIRED = N_("This sign-in request has expired. Go back to the application and start again.")
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from ..oauth2.authorize_checks import AuthorizationRequest
     from ..provider import Provider
     from ..store.models import BrowserSession, Interaction, User
@@ -103,18 +105,18 @@ class Journey:
             return self.park(req, interaction, "terms")
         needed = mfa_requirement(
             policy=effective_policy(settings.mfa_policy, req.client.mfa_policy), acr_values=req.acr_values,
-            session_amr=list(session.amr), enrolled=self.provider.mfa.enrolled(user.id),
+            session_amr=list(session.amr), enrolled=lambda: self.provider.mfa.enrolled(user.id),
             # max_age asks for a fresh authentication: a remembered device does not stand in for it.
-            remembered=req.max_age is None
+            remembered=lambda: req.max_age is None
             and self.provider.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
         if needed is not None:
             if "none" in req.prompt:
                 return self.redirect_error(request, req, InteractionRequiredError("a second factor is required"))
             return self.park(req, interaction, "mfa")
-        consent_needed = not req.client.first_party and (
-            ("consent" in req.prompt and not (interaction and interaction.consented))
-            or not (self.consents.covers(user.id, req.client.client_id, req.scopes)
-                    or (interaction and interaction.consented)))
+        # Consent given on this interaction's page stands; else prompt=consent asks again and a
+        # remembered consent covering the scopes (one query, made only when it decides) passes.
+        consent_needed = not req.client.first_party and not (interaction and interaction.consented) and (
+            "consent" in req.prompt or not self.consents.covers(user.id, req.client.client_id, req.scopes))
         if consent_needed:
             if "none" in req.prompt:
                 return self.redirect_error(request, req, ConsentRequiredError("the user has not consented"))
@@ -193,6 +195,22 @@ class Journey:
         return self.pages.render(request, "error.html", status=status, message=message, params=params or {})
 
     # -- used by the login and consent views ----------------------------------------------------
+    def sign_in(self, request: Request, user: User, amr: list[str], acr: str | None, *,
+                previous: BrowserSession | None, interaction: Interaction | None, ttl: int | None = None,
+                session: Session | None = None) -> tuple[str, BrowserSession]:
+        """A new browser session for `user` (the cookie value and the row), in one transaction
+        (`session`, else a new one) with ending the browser's `previous` one and recording the
+        login on the parked `interaction`."""
+        p = self.provider
+        with p.db.using(session) as s:
+            cookie, row = p.sessions.create(user, amr, acr, user_agent=request.headers.get("user-agent"),
+                                            ip=request.client.host if request.client else None, ttl=ttl, session=s)
+            if previous is not None:
+                p.sessions.end(previous.sid, session=s)
+            if interaction is not None:
+                self.interactions.mark(interaction.id, login_sid=row.sid, session=s)
+        return cookie, row
+
     def request_of(self, interaction: Interaction) -> AuthorizationRequest | None:
         try:
             return authorize_checks.validate(self.provider, interaction.params)

@@ -322,9 +322,9 @@ def second_step_url(journey: Any, request: Request, user: User, amr: list[str], 
     "required"; a remembered device skips it), else None."""
     provider = journey.provider
     needed = mfa_requirement(policy=provider.settings.mfa_policy, acr_values=[], session_amr=amr,
-                             enrolled=provider.mfa.enrolled(user.id),
-                             remembered=provider.mfa.is_remembered(request.cookies.get(journey.device_cookie),
-                                                                   user.id))
+                             enrolled=lambda: provider.mfa.enrolled(user.id),
+                             remembered=lambda: provider.mfa.is_remembered(
+                                 request.cookies.get(journey.device_cookie), user.id))
     if needed is None:
         return None
     return provider.issuer + "/mfa?" + urlencode({"next": local_path(next_path)})

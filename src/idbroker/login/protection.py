@@ -10,12 +10,12 @@ everywhere) is recorded as ACCOUNT_LOCKED, which mails the owner - at most one s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from babel.dates import format_timedelta
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from .. import audit
@@ -23,6 +23,8 @@ from ..accounts.throttle import LIMITS, subject
 from ..web.i18n import N_, SUPPORTED
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from ..provider import Provider
     from ..store.models import User
     from ..web.templating import Pages
@@ -34,24 +36,32 @@ TOO_MANY = N_("Too many attempts. Try again in %(wait)s.")
 class PasswordCheck:
     user: User | None          # the account, when the password was right
     retry_after: int = 0       # > 0: refused without checking the password
+    result: Any = None         # what `signed_in` returned
 
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def check_password(provider: Provider, email: str, password: str, ip: str | None,
-                   user_agent: str | None) -> PasswordCheck:
-    """Throttle, then authenticate; records the outcome. Blocking: run it in the thread pool."""
+def check_password(provider: Provider, email: str, password: str, ip: str | None, user_agent: str | None,
+                   signed_in: Callable[[User, Session], Any] | None = None) -> PasswordCheck:
+    """Throttle, then authenticate; records the outcome. Blocking: run it in the thread pool.
+
+    Two writes on success: the attempt, counted before the password is checked, then one
+    transaction that takes it back, records LOGIN_SUCCEEDED and runs `signed_in(user, session)`
+    (the caller's part of the sign-in: its browser session), whose result is in `.result`."""
     throttle = provider.login_throttle
     attempt = throttle.attempt(email, ip)
     if attempt.retry_after:
         return PasswordCheck(None, attempt.retry_after)
     user = provider.users.authenticate(email, password)
     if user is not None:
-        throttle.succeeded(attempt)
-        provider.audit.record(audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip, user_agent=user_agent, method="pwd")
-        return PasswordCheck(user)
+        with provider.db.session() as s:
+            throttle.succeeded(attempt, session=s)
+            provider.audit.record(audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip, user_agent=user_agent, method="pwd",
+                                  session=s)
+            result = signed_in(user, s) if signed_in is not None else None
+        return PasswordCheck(user, result=result)
     attempt = throttle.failed(attempt)
     owner = provider.users.by_email(email)
     owner_id = owner.id if owner is not None else None
@@ -62,11 +72,6 @@ def check_password(provider: Provider, email: str, password: str, ip: str | None
         provider.audit.record(audit.ACCOUNT_LOCKED, user_id=owner_id, ip=ip, user_agent=user_agent, notify=mail,
                               seconds=attempt.lock_seconds)
     return PasswordCheck(None)
-
-
-async def check_password_async(provider: Provider, request: Request, email: str, password: str) -> PasswordCheck:
-    return await run_in_threadpool(check_password, provider, email, password, client_ip(request),
-                                   request.headers.get("user-agent"))
 
 
 def wait_words(pages: Pages, lang: str, seconds: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -16,10 +17,12 @@ from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
 from .mfa import second_step_url
-from .protection import check_password_async, too_many
+from .protection import check_password, client_ip, too_many
 
 if TYPE_CHECKING:
-    from ..store.models import Interaction
+    from sqlalchemy.orm import Session
+
+    from ..store.models import BrowserSession, Interaction, User
     from .journey import Journey
 
 SCOPE_TEXT = {
@@ -41,9 +44,11 @@ class LoginViews:
         self.pages = journey.pages
         self.csrf = csrf
 
-    def _page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    def _page(self, request: Request, template: str, status: int = 200, *,
+              found: tuple[BrowserSession, User] | None, **context: Any) -> Response:
+        """`found`: the browser's session as the view already looked it up (the page's language
+        may be its user's)."""
         token, fresh = self.csrf.token(request)
-        found = self.journey.current(request)
         req = context.pop("req", None)
         response = self.pages.render(request, template, status=status, csrf_token=token,
                                      ui_locales=req.params.get("ui_locales") if req else None,
@@ -58,8 +63,8 @@ class LoginViews:
         req = self.journey.request_of(interaction)
         return (interaction, req) if req is not None else (None, None)
 
-    def _login_context(self, request: Request, interaction: Interaction | None, req: Any) -> dict[str, Any]:
-        found = self.journey.current(request)
+    def _login_context(self, request: Request, interaction: Interaction | None, req: Any,
+                       found: tuple[BrowserSession, User] | None) -> dict[str, Any]:
         return {
             "interaction": interaction.id if interaction else "",
             "client": req.client if req else None,
@@ -70,59 +75,69 @@ class LoginViews:
         }
 
     # -- login -------------------------------------------------------------------------------------
+    # Each view reads the request on the event loop, then does everything else - every query, the
+    # password check, the one write of a sign-in, the page - in one trip to the thread pool.
     async def login_form(self, request: Request) -> Response:
+        return await run_in_threadpool(self._login_form, request)
+
+    def _login_form(self, request: Request) -> Response:
         value = request.query_params.get("interaction")
         interaction, req = self._interaction(request, value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
-        return self._page(request, "login/login.html", **self._login_context(request, interaction, req))
+        found = self.journey.current(request)
+        return self._page(request, "login/login.html", found=found,
+                          **self._login_context(request, interaction, req, found))
 
     async def login_submit(self, request: Request) -> Response:
         form = await request.form()
+        return await run_in_threadpool(self._login_submit, request, form)
+
+    def _login_submit(self, request: Request, form: FormData) -> Response:
         interaction, req = self._interaction(request, str(form.get("interaction") or "") or None)
-        context = self._login_context(request, interaction, req)
         if form.get("interaction") and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
+        found = self.journey.current(request)
+        context = self._login_context(request, interaction, req, found)
         if not self.csrf.valid(request, str(form.get("csrf_token") or "")):
-            return self._page(request, "login/login.html", 400, error=FORM_EXPIRED, **context)
+            return self._page(request, "login/login.html", 400, found=found, error=FORM_EXPIRED, **context)
         if form.get("action") == "continue":
-            found = self.journey.current(request)
             if found is None or interaction is None:
-                return self._page(request, "login/login.html", 400, error=SIGN_IN_FIRST, **context)
+                return self._page(request, "login/login.html", 400, found=found, error=SIGN_IN_FIRST, **context)
             self.journey.interactions.mark(interaction.id, login_sid=found[0].sid)
             return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
         email = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
-        # The throttle first: while locked, the password is not checked (protection.py).
-        checked = await check_password_async(self.provider, request, email, password) if email and password else None
-        if checked is not None and checked.retry_after:
-            context["login_hint"] = email
-            text, headers = too_many(self.pages, request, checked.retry_after,
-                                     ui_locales=req.params.get("ui_locales") if req else None)
-            return self._page(request, "login/login.html", 429, error=text, headers=headers, **context)
-        user = checked.user if checked is not None else None
-        if user is None:
-            context["login_hint"] = email
-            return self._page(request, "login/login.html", 401, error=LOGIN_FAILED, **context)
-        previous = self.journey.current(request)
         # "Keep me signed in": a persistent cookie for session_ttl; otherwise a cookie that ends
         # with the browser and a server-side session of at most short_session_ttl.
         remember = form.get("remember") == "1"
         settings = self.provider.settings
-        cookie, session = await run_in_threadpool(
-            self.provider.sessions.create, user, ["pwd"], c.ACR_PASSWORD,
-            user_agent=request.headers.get("user-agent"), ip=request.client.host if request.client else None,
-            ttl=settings.session_ttl if remember else min(settings.short_session_ttl, settings.session_ttl))
-        if previous is not None:
-            await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
+        ttl = settings.session_ttl if remember else min(settings.short_session_ttl, settings.session_ttl)
+
+        def signed_in(user: User, s: Session) -> tuple[str, BrowserSession]:
+            # In the transaction that resets the throttle and records the sign-in (protection.py).
+            return self.journey.sign_in(request, user, ["pwd"], c.ACR_PASSWORD, ttl=ttl, interaction=interaction,
+                                        previous=found[0] if found else None, session=s)
+
+        # The throttle first: while locked, the password is not checked (protection.py).
+        checked = check_password(self.provider, email, password, client_ip(request),
+                                 request.headers.get("user-agent"), signed_in) if email and password else None
+        if checked is not None and checked.retry_after:
+            context["login_hint"] = email
+            text, headers = too_many(self.pages, request, checked.retry_after,
+                                     ui_locales=req.params.get("ui_locales") if req else None)
+            return self._page(request, "login/login.html", 429, found=found, error=text, headers=headers, **context)
+        if checked is None or checked.user is None:
+            context["login_hint"] = email
+            return self._page(request, "login/login.html", 401, found=found, error=LOGIN_FAILED, **context)
+        user = checked.user
+        cookie, session = checked.result
         if interaction is not None:
-            self.journey.interactions.mark(interaction.id, login_sid=session.sid)
             target = self.journey.resume_url(interaction.id)
         else:
-            target = self.provider.issuer + local_path(str(form.get("next") or ""))
             # A second factor first, when the policy wants one.
-            target = await run_in_threadpool(second_step_url, self.journey, request, user, list(session.amr),
-                                             str(form.get("next") or "")) or target
+            target = second_step_url(self.journey, request, user, list(session.amr), str(form.get("next") or "")) \
+                or self.provider.issuer + local_path(str(form.get("next") or ""))
         response = RedirectResponse(target, status_code=303)
         self.set_session_cookie(response, cookie, persistent=remember)
         return response
@@ -134,15 +149,21 @@ class LoginViews:
 
     # -- consent -------------------------------------------------------------------------------
     async def consent_form(self, request: Request) -> Response:
+        return await run_in_threadpool(self._consent_form, request)
+
+    def _consent_form(self, request: Request) -> Response:
         interaction, req = self._interaction(request, request.query_params.get("interaction"))
         found = self.journey.current(request)
         if interaction is None or found is None:
             return self.journey.error_page(request, EXPIRED, 400)
-        return self._page(request, "login/consent.html", interaction=interaction.id, client=req.client, req=req,
-                          user=found[1], scopes=[(s, SCOPE_TEXT.get(s, s)) for s in req.scopes])
+        return self._page(request, "login/consent.html", found=found, interaction=interaction.id, client=req.client,
+                          req=req, user=found[1], scopes=[(s, SCOPE_TEXT.get(s, s)) for s in req.scopes])
 
     async def consent_submit(self, request: Request) -> Response:
         form = await request.form()
+        return await run_in_threadpool(self._consent_submit, request, form)
+
+    def _consent_submit(self, request: Request, form: FormData) -> Response:
         interaction, req = self._interaction(request, str(form.get("interaction") or ""))
         found = self.journey.current(request)
         if interaction is None or found is None:
@@ -153,6 +174,7 @@ class LoginViews:
             self.journey.interactions.finish(interaction.id)
             return self.journey.redirect_error(request, req, AccessDeniedError("the user denied the request"))
         user = found[1]
-        await run_in_threadpool(self.journey.consents.remember, user.id, req.client.client_id, req.scopes)
-        self.journey.interactions.mark(interaction.id, consented=True)
+        with self.provider.db.session() as s:
+            self.journey.consents.remember(user.id, req.client.client_id, req.scopes, session=s)
+            self.journey.interactions.mark(interaction.id, consented=True, session=s)
         return RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)

@@ -3,6 +3,7 @@ global / per-client policy), and what the session's amr and acr then say."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..oauth2 import constants as c
@@ -27,17 +28,21 @@ def has_second_factor(amr: list[str]) -> bool:
     return bool(SECOND_FACTOR_AMR.intersection(amr))
 
 
-def requirement(*, policy: str, acr_values: list[str], session_amr: list[str], enrolled: bool,
-                remembered: bool) -> Requirement | None:
+def requirement(*, policy: str, acr_values: list[str], session_amr: list[str], enrolled: bool | Callable[[], bool],
+                remembered: bool | Callable[[], bool]) -> Requirement | None:
     """None when the session may go on. `remembered` (a trusted device) satisfies the policy but
-    never an explicit step-up (acr_values asking for MFA)."""
+    never an explicit step-up (acr_values asking for MFA). `enrolled` and `remembered` may be
+    functions (each a query): they are called only when the answer depends on them, so under
+    policy "off" without a step-up, or once the session has a second factor, neither is asked."""
     step_up = c.ACR_MFA in acr_values
-    wanted = step_up or policy == "required" or (policy == "optional" and enrolled)
-    if not wanted or has_second_factor(session_amr):
+    if not (step_up or policy in ("required", "optional")) or has_second_factor(session_amr):
         return None
-    if remembered and not step_up:
+    is_enrolled = enrolled() if callable(enrolled) else enrolled
+    if not (step_up or policy == "required" or (policy == "optional" and is_enrolled)):
         return None
-    return Requirement("verify" if enrolled else "enroll")
+    if not step_up and (remembered() if callable(remembered) else remembered):
+        return None
+    return Requirement("verify" if is_enrolled else "enroll")
 
 
 def session_acr(amr: list[str]) -> str:
