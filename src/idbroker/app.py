@@ -11,6 +11,7 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         provider.keys.ensure()
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         yield
 
     async def openid_configuration(request: Request) -> Response:

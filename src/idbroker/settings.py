@@ -63,6 +63,8 @@ class Settings:
     argon2_parallelism: int = 1
     # Hashes computed at once per worker; 0: cores / workers (set by `serve`), or all cores.
     hash_concurrency: int = 0
+    # Threads per worker for blocking work (database transactions, password hashing).
+    worker_threads: int = 40
     # Cookie name prefix.
     cookie_name: str = "idbroker"
     # Timeout for back-channel logout deliveries, seconds.
@@ -181,7 +183,8 @@ class Settings:
             except ValueError:
                 problems.append("secret_key must be base64url")
         for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl", "session_ttl",
-                     "short_session_ttl", "interaction_ttl", "argon2_time_cost", "argon2_parallelism"):
+                     "short_session_ttl", "interaction_ttl", "argon2_time_cost", "argon2_parallelism",
+                     "worker_threads"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be a positive integer")
         if self.code_ttl > 600:

@@ -59,6 +59,7 @@ class KeyStore:
         self._public = KeySet([])
         self._jwks: dict[str, Any] = {"keys": []}
         self._jwks_bytes = b'{"keys":[]}'
+        self._keys: dict[tuple[str, bool], Any] = {}  # (kid, private?) -> imported key
 
     # -- generation and storage -------------------------------------------------------------
     def _encrypt(self, private: dict[str, Any]) -> str:
@@ -136,18 +137,28 @@ class KeyStore:
                     s.get(SigningKey, kid).retire_after = when
             views = [_view_with(v, superseded.get(v.kid, v.retire_after)) for v in views]
         published = [v for v in views if v.retire_after is None or v.retire_after > now]
-        signing = {}
         by_kid = {r.kid: r for r in rows}
-        for alg, kid in active.items():
-            private = self._decrypt(by_kid[kid].private_jwe)
-            cls = ECKey if alg == "ES256" else RSAKey
-            signing[alg] = (kid, cls.import_key(private))
-        self._signing = signing
-        self._public = KeySet([(ECKey if v.alg == "ES256" else RSAKey).import_key(v.public_jwk)
-                               for v in published])
-        self._jwks = {"keys": [v.public_jwk for v in published]}
-        self._jwks_bytes = json.dumps(self._jwks, separators=(",", ":")).encode()
+        signing = {alg: (kid, self._imported(kid, by_kid[kid].private_jwe, alg, private=True))
+                   for alg, kid in active.items()}
+        public_kids = [v.kid for v in published]
+        if public_kids != [k.kid for k in self._public.keys] or signing.keys() != self._signing.keys() \
+                or any(signing[a][0] != self._signing[a][0] for a in signing):
+            # Only when the keys changed: a new KeySet and JWKS document.
+            self._public = KeySet([self._imported(v.kid, v.public_jwk, v.alg, private=False) for v in published])
+            self._jwks = {"keys": [v.public_jwk for v in published]}
+            self._jwks_bytes = json.dumps(self._jwks, separators=(",", ":")).encode()
+            self._signing = signing
         self._loaded_at = time.monotonic()
+
+    def _imported(self, kid: str, source: Any, alg: str, *, private: bool) -> Any:
+        """A key object, imported once per key id and kept: importing an RSA private key checks
+        it, which takes tens of milliseconds, and this runs every `cache_seconds` in each worker."""
+        cached = self._keys.get((kid, private))
+        if cached is None:
+            data = self._decrypt(source) if private else source
+            cached = (ECKey if alg == "ES256" else RSAKey).import_key(data)
+            self._keys[(kid, private)] = cached
+        return cached
 
     def jwks(self) -> dict[str, Any]:
         self._refresh()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
@@ -144,35 +144,49 @@ class GrantStore:
                               .where(RefreshToken.token_hash == sha256_hex(token))).first()
         return (found[0], found[1]) if found else None
 
-    def rotate_refresh_token(self, token: str, *, check: Callable[[RefreshToken, Grant], str], ttl: int
+    def rotate_refresh_token(self, token: str, *, check: Callable[[Any, Any], str], ttl: int
                              ) -> RefreshRotation:
         """Uses `token` once and issues its successor, in one transaction that also loads the
         grant's user. `check(old, grant)` validates the request and returns the scope of the
         new token; when it raises, nothing is written. Presenting a used token again revokes the
-        whole family."""
+        whole family.
+
+        The common case is three prebuilt statements on the transaction's connection (mark the
+        token used and read it back, load the grant with its user, insert the successor), with
+        the new token made before the transaction starts: on SQLite every writer waits for this
+        one to commit, so it holds the write lock as briefly as it can. `old`, `grant` and `user`
+        are then plain rows (attribute access like the models)."""
         token_hash = sha256_hex(token)
         now = utcnow()
+        new = random_token(32)
+        new_hash = sha256_hex(new)
         with self.db.session() as s:
-            won = s.execute(update(RefreshToken)
-                            .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
-                            .values(used_at=now)).rowcount == 1
-            found = s.execute(select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
-                              .where(RefreshToken.token_hash == token_hash)).first()
-            if found is None:
-                return RefreshRotation(None, None)
-            old, grant = found
+            conn = s.connection()
+            old = conn.execute(_USE_REFRESH, {"presented": token_hash, "now": now}).first()
+            if old is None:  # unknown, or presented again: the slow path decides which
+                return self._refresh_not_won(s, token_hash, check, now)
+            found = conn.execute(_GRANT_WITH_USER, {"grant_id": old.grant_id}).first()
+            grant = _Row({c.name: found._mapping[c] for c in Grant.__table__.columns})
+            user = _Row({c.name: found._mapping[c] for c in User.__table__.columns})
             scope = check(old, grant)
-            if not won:
-                if grant.revoked_at is None:
-                    grant.revoked_at = now
-                return RefreshRotation(old, grant, reused=True)
             if grant.revoked_at is not None or aware(old.expires_at) <= now:
                 return RefreshRotation(old, grant)
-            new = random_token(32)
             expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
-            s.add(RefreshToken(token_hash=sha256_hex(new), grant_id=grant.id, client_id=grant.client_id,
-                               scope=scope, created_at=now, expires_at=expires, used_at=None))
-            return RefreshRotation(old, grant, new_token=new, user=s.get(User, grant.user_id), scope=scope)
+            conn.execute(_INSERT_REFRESH, {"token_hash": new_hash, "grant_id": grant.id, "client_id": grant.client_id,
+                                           "scope": scope, "created_at": now, "expires_at": expires, "used_at": None})
+            return RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
+
+    def _refresh_not_won(self, s: Session, token_hash: str, check: Callable[[Any, Any], str],
+                         now: datetime) -> RefreshRotation:
+        found = s.execute(select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
+                          .where(RefreshToken.token_hash == token_hash)).first()
+        if found is None:
+            return RefreshRotation(None, None)
+        old, grant = found
+        check(old, grant)
+        if grant.revoked_at is None:
+            grant.revoked_at = now
+        return RefreshRotation(old, grant, reused=True)
 
     # -- access-token revocation list ------------------------------------------------------
     def revoke_jti(self, jti: str, expires_at: datetime) -> None:
@@ -233,3 +247,20 @@ def _token_state_statement(with_grant: bool, with_user: bool) -> Any:
 
 
 _TOKEN_STATE = {(g, u): _token_state_statement(g, u) for g in (False, True) for u in (False, True)}
+
+_refresh = RefreshToken.__table__
+_USE_REFRESH = (update(_refresh)
+                .where(_refresh.c.token_hash == bindparam("presented"), _refresh.c.used_at.is_(None))
+                .values(used_at=bindparam("now"))
+                .returning(*_refresh.c))
+_GRANT_WITH_USER = (select(Grant.__table__, User.__table__)
+                    .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
+                    .where(Grant.__table__.c.id == bindparam("grant_id")))
+_INSERT_REFRESH = insert(_refresh)
+
+
+class _Row:
+    """Columns of one table from a joined row, as attributes."""
+
+    def __init__(self, values: dict[str, Any]):
+        self.__dict__.update(values)

@@ -107,7 +107,10 @@ def make_engine(url: str) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip on every checkout. A connection that died with the
+    # server fails once; SQLAlchemy then invalidates the whole pool, and pool_recycle bounds age.
+    # 20 + 10 per worker keeps a few workers well inside PostgreSQL's default 100 connections.
+    return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=300)
 
 
 class Database:
