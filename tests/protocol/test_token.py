@@ -226,6 +226,30 @@ def test_refresh_rotation_and_reuse_detection(http, flow, client, user, provider
     assert r.status_code == 401
 
 
+def test_concurrent_refresh_exactly_one_succeeds_and_the_family_ends(http, flow, client, user):
+    q, verifier = flow.code_flow(client, scope="openid offline_access")
+    token = redeem(http, client, q["code"], verifier).json()["refresh_token"]
+    results: list = []
+    barrier = threading.Barrier(4)
+
+    def go() -> None:
+        barrier.wait()
+        results.append(http.post("/oauth2/token", auth=client.basic,
+                                  data={"grant_type": "refresh_token", "refresh_token": token}))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [200, 400, 400, 400]
+    winner = next(r.json() for r in results if r.status_code == 200)
+    # The losers presented a used token: the successor the winner got is revoked with its family.
+    r = http.post("/oauth2/token", auth=client.basic,
+                  data={"grant_type": "refresh_token", "refresh_token": winner["refresh_token"]})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+
 def test_refresh_scope_can_narrow_not_widen(http, flow, register, user):
     client = register("narrow", first_party=True)
     q, verifier = flow.code_flow(client, scope="openid email offline_access")

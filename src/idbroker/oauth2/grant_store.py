@@ -146,46 +146,50 @@ class GrantStore:
 
     def rotate_refresh_token(self, token: str, *, check: Callable[[Any, Any], str], ttl: int
                              ) -> RefreshRotation:
-        """Uses `token` once and issues its successor, in one transaction that also loads the
-        grant's user. `check(old, grant)` validates the request and returns the scope of the
-        new token; when it raises, nothing is written. Presenting a used token again revokes the
-        whole family.
+        """Uses `token` once and issues its successor. `check(old, grant)` validates the request
+        and returns the scope of the new token; when it raises, nothing is written. Presenting a
+        used token again revokes the whole family.
 
-        The common case is three prebuilt statements on the transaction's connection (mark the
-        token used and read it back, load the grant with its user, insert the successor), with
-        the new token made before the transaction starts: on SQLite every writer waits for this
-        one to commit, so it holds the write lock as briefly as it can. `old`, `grant` and `user`
-        are then plain rows (attribute access like the models)."""
+        On SQLite every writer waits for the one before to commit, so the write transaction is
+        kept to two prebuilt statements: mark the token used (only if it is still unused: of two
+        concurrent presentations exactly one wins) and insert its successor. Everything else
+        happens before it, outside the lock: the token, its grant and the grant's user are read
+        in one query (none of what `check` looks at can change), and the new token is made.
+        A grant revoked between that read and the write leaves a successor that is dead at
+        birth: every use of a token looks at its grant again. `old`, `grant` and `user` are
+        plain rows (attribute access like the models)."""
         token_hash = sha256_hex(token)
-        now = utcnow()
-        new = random_token(32)
-        new_hash = sha256_hex(new)
-        with self.db.session() as s:
-            conn = s.connection()
-            old = conn.execute(_USE_REFRESH, {"presented": token_hash, "now": now}).first()
-            if old is None:  # unknown, or presented again: the slow path decides which
-                return self._refresh_not_won(s, token_hash, check, now)
-            found = conn.execute(_GRANT_WITH_USER, {"grant_id": old.grant_id}).first()
-            grant = _Row({c.name: found._mapping[c] for c in Grant.__table__.columns})
-            user = _Row({c.name: found._mapping[c] for c in User.__table__.columns})
-            scope = check(old, grant)
-            if grant.revoked_at is not None or aware(old.expires_at) <= now:
-                return RefreshRotation(old, grant)
-            expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
-            conn.execute(_INSERT_REFRESH, {"token_hash": new_hash, "grant_id": grant.id, "client_id": grant.client_id,
-                                           "scope": scope, "created_at": now, "expires_at": expires, "used_at": None})
-            return RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
-
-    def _refresh_not_won(self, s: Session, token_hash: str, check: Callable[[Any, Any], str],
-                         now: datetime) -> RefreshRotation:
-        found = s.execute(select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
-                          .where(RefreshToken.token_hash == token_hash)).first()
+        with self.db.engine.connect() as conn:
+            found = conn.execute(_REFRESH_WITH_GRANT_AND_USER, {"presented": token_hash}).first()
         if found is None:
             return RefreshRotation(None, None)
-        old, grant = found
-        check(old, grant)
-        if grant.revoked_at is None:
-            grant.revoked_at = now
+        old, grant, user = (_Row({c.name: found._mapping[c] for c in table.columns})
+                            for table in (RefreshToken.__table__, Grant.__table__, User.__table__))
+        scope = check(old, grant)
+        now = utcnow()
+        if old.used_at is not None:
+            return self._refresh_reused(grant.id, old, now)
+        if grant.revoked_at is not None or aware(old.expires_at) <= now:
+            return RefreshRotation(old, grant)
+        new = random_token(32)
+        expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
+        with self.db.session() as s:
+            conn = s.connection()
+            won = conn.execute(_USE_REFRESH, {"presented": token_hash, "now": now}).rowcount == 1
+            if won:
+                conn.execute(_INSERT_REFRESH, {"token_hash": sha256_hex(new), "grant_id": grant.id,
+                                               "client_id": grant.client_id, "scope": scope, "created_at": now,
+                                               "expires_at": expires, "used_at": None})
+        if not won:  # another request used it since it was read
+            return self._refresh_reused(grant.id, old, now)
+        return RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
+
+    def _refresh_reused(self, grant_id: str, old: Any, now: datetime) -> RefreshRotation:
+        """A used refresh token presented again: the family is revoked."""
+        with self.db.session() as s:
+            grant = s.get(Grant, grant_id)
+            if grant is not None and grant.revoked_at is None:
+                grant.revoked_at = now
         return RefreshRotation(old, grant, reused=True)
 
     # -- access-token revocation list ------------------------------------------------------
@@ -251,11 +255,11 @@ _TOKEN_STATE = {(g, u): _token_state_statement(g, u) for g in (False, True) for 
 _refresh = RefreshToken.__table__
 _USE_REFRESH = (update(_refresh)
                 .where(_refresh.c.token_hash == bindparam("presented"), _refresh.c.used_at.is_(None))
-                .values(used_at=bindparam("now"))
-                .returning(*_refresh.c))
-_GRANT_WITH_USER = (select(Grant.__table__, User.__table__)
-                    .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
-                    .where(Grant.__table__.c.id == bindparam("grant_id")))
+                .values(used_at=bindparam("now")))
+_REFRESH_WITH_GRANT_AND_USER = (select(_refresh, Grant.__table__, User.__table__)
+                                .join(Grant.__table__, Grant.__table__.c.id == _refresh.c.grant_id)
+                                .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
+                                .where(_refresh.c.token_hash == bindparam("presented")))
 _INSERT_REFRESH = insert(_refresh)
 
 
