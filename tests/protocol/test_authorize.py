@@ -230,6 +230,35 @@ def test_first_party_client_skips_consent(http, flow, register, user):
     assert r.status_code == 303 and "code=" in r.headers["location"]
 
 
+def test_sign_in_answers_the_parked_request_at_once(http, flow, register, user):
+    client = register(first_party=True)
+    page = flow.authorize(**_params(client))
+    r = http.post("/login", data={**form_fields(page.text), "username": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"].startswith(client.redirect_uri + "?code=")
+    assert query_of(r.headers["location"])["state"] == "s1"
+    # the request is answered: its interaction is gone, the browser's cookie for it too
+    interaction = form_fields(page.text)["interaction"]
+    assert http.get("/oauth2/authorize/resume", params={"interaction": interaction}).status_code == 400
+
+
+def test_sign_in_from_another_browser_does_not_answer_the_request(http, flow, register, user):
+    client = register(first_party=True)
+    page = flow.authorize(**_params(client))
+    http.cookies.delete("idbroker_interaction")  # the form was posted by a browser that did not start it
+    r = http.post("/login", data={**form_fields(page.text), "username": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"{ISSUER}/oauth2/authorize/resume?")
+    assert http.get(r.headers["location"]).status_code == 400
+
+
+def test_sign_in_then_consent_for_a_third_party(http, flow, register, user):
+    client = register()
+    page = flow.authorize(**_params(client))
+    r = http.post("/login", data={**form_fields(page.text), "username": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"{ISSUER}/consent?interaction=")
+    r = flow.consent(flow.follow(r))
+    assert r.status_code == 303 and "code=" in r.headers["location"]
+
+
 def test_client_name_is_escaped_on_pages(http, flow, register, user):
     client = register(name="<script>alert(1)</script>")
     page = flow.authorize(**_params(client))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ..oauth2.authorize_checks import AuthorizationRequest
     from ..provider import Provider
-    from ..store.models import BrowserSession, Interaction, User
+    from ..store.models import BrowserSession, Grant, Interaction, User
     from ..web.templating import Pages
 
 
@@ -92,39 +92,44 @@ class Journey:
                 return self.park(req, interaction, "login")
         assert found is not None
         session, user = found
+        step = self.next_prompt(request, req, interaction, user, list(session.amr))
+        if step is not None:
+            prompt, refusal = step
+            if "none" in req.prompt:
+                return self.redirect_error(request, req, refusal)
+            return self.park(req, interaction, prompt)
+        with self.provider.db.session() as s:
+            issued = self.record_grant(req, session, user, interaction, s)
+        return self.respond(request, req, session, user, interaction, *issued)
+
+    def next_prompt(self, request: Request, req: AuthorizationRequest, interaction: Interaction | None, user: User,
+                    amr: list[str]) -> tuple[str, OAuth2Error] | None:
+        """Once the user is signed in (with the methods `amr`): the page they must pass before the
+        client gets its answer, with the error prompt=none gets instead; None when it may be
+        answered. Reads only, and only what can change the answer."""
+        assert req.client is not None
         # Account prompts between login and consent: the user's state decides, so coming back
         # after verifying or accepting simply passes them.
         settings = self.provider.settings
         if settings.require_email_verification and not user.email_verified:
-            if "none" in req.prompt:
-                return self.redirect_error(request, req, InteractionRequiredError("the email address is not verified"))
-            return self.park(req, interaction, "verify-email")
+            return "verify-email", InteractionRequiredError("the email address is not verified")
         if settings.terms_version and user.terms_version != settings.terms_version:
-            if "none" in req.prompt:
-                return self.redirect_error(request, req, InteractionRequiredError("new terms must be accepted"))
-            return self.park(req, interaction, "terms")
+            return "terms", InteractionRequiredError("new terms must be accepted")
         needed = mfa_requirement(
             policy=effective_policy(settings.mfa_policy, req.client.mfa_policy), acr_values=req.acr_values,
-            session_amr=list(session.amr), enrolled=lambda: self.provider.mfa.enrolled(user.id),
+            session_amr=amr, enrolled=lambda: self.provider.mfa.enrolled(user.id),
             # max_age asks for a fresh authentication: a remembered device does not stand in for it.
             remembered=lambda: req.max_age is None
             and self.provider.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
         if needed is not None:
-            if "none" in req.prompt:
-                return self.redirect_error(request, req, InteractionRequiredError("a second factor is required"))
-            return self.park(req, interaction, "mfa")
+            return "mfa", InteractionRequiredError("a second factor is required")
         # Consent given on this interaction's page stands; else prompt=consent asks again and a
         # remembered consent covering the scopes (one query, made only when it decides) passes.
         consent_needed = not req.client.first_party and not (interaction and interaction.consented) and (
             "consent" in req.prompt or not self.consents.covers(user.id, req.client.client_id, req.scopes))
         if consent_needed:
-            if "none" in req.prompt:
-                return self.redirect_error(request, req, ConsentRequiredError("the user has not consented"))
-            return self.park(req, interaction, "consent")
-        response = self.issue(request, req, session, user, interaction)
-        if interaction is not None:
-            response.delete_cookie(self.interaction_cookie, path="/")
-        return response
+            return "consent", ConsentRequiredError("the user has not consented")
+        return None
 
     def _needs_fresh_login(self, req: AuthorizationRequest, session: BrowserSession) -> bool:
         if req.max_age is None:
@@ -143,27 +148,38 @@ class Journey:
         return response
 
     # -- the response ------------------------------------------------------------------------
-    def issue(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User,
-              interaction: Interaction | None = None) -> Response:
+    def record_grant(self, req: AuthorizationRequest, session: BrowserSession, user: User,
+                     interaction: Interaction | None, s: Session) -> tuple[Grant, dict[str, str]]:
+        """The writes of an answered request, in the transaction `s`: the grant, the session's
+        membership (for logout), the code, and the finished interaction. Returns the grant and
+        the response parameters so far (the code)."""
         client = req.client
         assert client is not None
         p = self.provider
         offline = c.SCOPE_OFFLINE in req.scopes
         out: dict[str, str] = {}
+        grant = p.grants.create_grant(
+            client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
+            auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
+            ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
+                    ttl(p, client, "access_token_ttl"), p.settings.code_ttl), session=s)
+        p.sessions.add_client(session.sid, client.client_id, session=s)
+        if req.response_type == c.RESPONSE_CODE:
+            out["code"] = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
+                                               nonce=req.nonce, code_challenge=req.code_challenge,
+                                               ttl=p.settings.code_ttl, session=s)
+        if interaction is not None:
+            self.interactions.finish(interaction.id, session=s)
+        return grant, out
+
+    def respond(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User,
+                interaction: Interaction | None, grant: Grant, out: dict[str, str]) -> Response:
+        """The answer to the client, once `record_grant` is committed: tokens of the implicit
+        flow added, in the request's response mode; the interaction cookie goes."""
+        client = req.client
+        assert client is not None
+        p = self.provider
         access_token = None
-        with p.db.session() as s:  # grant, session membership, code and the finished interaction: one write
-            grant = p.grants.create_grant(
-                client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
-                auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
-                ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
-                        ttl(p, client, "access_token_ttl"), p.settings.code_ttl), session=s)
-            p.sessions.add_client(session.sid, client.client_id, session=s)
-            if req.response_type == c.RESPONSE_CODE:
-                out["code"] = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
-                                                   nonce=req.nonce, code_challenge=req.code_challenge,
-                                                   ttl=p.settings.code_ttl, session=s)
-            if interaction is not None:
-                self.interactions.finish(interaction.id, session=s)
         auth_time = int(aware(session.auth_time).timestamp())
         if req.response_type == c.RESPONSE_ID_TOKEN_TOKEN:
             at = p.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
@@ -180,8 +196,11 @@ class Journey:
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
                 ttl=ttl(p, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce, sid=session.sid,
                 acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
-        return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
-                                      issuer=p.issuer, state=req.state)
+        response = authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
+                                          issuer=p.issuer, state=req.state)
+        if interaction is not None:
+            response.delete_cookie(self.interaction_cookie, path="/")
+        return response
 
     def redirect_error(self, request: Request, req: AuthorizationRequest, err: OAuth2Error) -> Response:
         """RFC 6749 §4.1.2.1: the redirect URI is trusted by now."""

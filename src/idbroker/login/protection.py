@@ -36,7 +36,7 @@ TOO_MANY = N_("Too many attempts. Try again in %(wait)s.")
 class PasswordCheck:
     user: User | None          # the account, when the password was right
     retry_after: int = 0       # > 0: refused without checking the password
-    result: Any = None         # what `signed_in` returned
+    result: Any = None         # what the sign-in's write returned
 
 
 def client_ip(request: Request) -> str | None:
@@ -44,23 +44,25 @@ def client_ip(request: Request) -> str | None:
 
 
 def check_password(provider: Provider, email: str, password: str, ip: str | None, user_agent: str | None,
-                   signed_in: Callable[[User, Session], Any] | None = None) -> PasswordCheck:
+                   sign_in: Callable[[User], Callable[[Session], Any]] | None = None) -> PasswordCheck:
     """Throttle, then authenticate; records the outcome. Blocking: run it in the thread pool.
 
     Two writes on success: the attempt, counted before the password is checked, then one
-    transaction that takes it back, records LOGIN_SUCCEEDED and runs `signed_in(user, session)`
-    (the caller's part of the sign-in: its browser session), whose result is in `.result`."""
+    transaction that takes it back and records LOGIN_SUCCEEDED, with the caller's part of the
+    sign-in: `sign_in(user)` runs first (its reads, outside the write) and returns the function
+    that writes, called with the transaction; what it returns is in `.result`."""
     throttle = provider.login_throttle
     attempt = throttle.attempt(email, ip)
     if attempt.retry_after:
         return PasswordCheck(None, attempt.retry_after)
     user = provider.users.authenticate(email, password)
     if user is not None:
+        write = sign_in(user) if sign_in is not None else None
         with provider.db.session() as s:
             throttle.succeeded(attempt, session=s)
             provider.audit.record(audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip, user_agent=user_agent, method="pwd",
                                   session=s)
-            result = signed_in(user, s) if signed_in is not None else None
+            result = write(s) if write is not None else None
         return PasswordCheck(user, result=result)
     attempt = throttle.failed(attempt)
     owner = provider.users.by_email(email)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +24,7 @@ from .protection import check_password, client_ip, too_many
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ..store.models import BrowserSession, Interaction, User
+    from ..store.models import BrowserSession, Grant, Interaction, User
     from .journey import Journey
 
 SCOPE_TEXT = {
@@ -35,6 +37,17 @@ SCOPE_TEXT = {
 }
 LOGIN_FAILED = N_("Incorrect email or password.")
 SIGN_IN_FIRST = N_("Please sign in.")
+
+
+@dataclass
+class SignedIn:
+    """What the sign-in's write made: the browser session (and its cookie value), and either the
+    page the parked request needs next or the request's grant and response parameters."""
+
+    cookie: str
+    session: BrowserSession
+    prompt: str | None = None
+    issued: tuple[Grant, dict[str, str]] | None = None
 
 
 class LoginViews:
@@ -114,14 +127,29 @@ class LoginViews:
         settings = self.provider.settings
         ttl = settings.session_ttl if remember else min(settings.short_session_ttl, settings.session_ttl)
 
-        def signed_in(user: User, s: Session) -> tuple[str, BrowserSession]:
-            # In the transaction that resets the throttle and records the sign-in (protection.py).
-            return self.journey.sign_in(request, user, ["pwd"], c.ACR_PASSWORD, ttl=ttl, interaction=interaction,
-                                        previous=found[0] if found else None, session=s)
+        # With the authorization request parked in this browser, the sign-in answers it at once
+        # (what /oauth2/authorize/resume would do next): one write for the whole sign-in, and no
+        # extra round trip. Else, the interaction is marked and resumed as after any other page.
+        here = interaction is not None and req is not None and "none" not in req.prompt \
+            and request.cookies.get(self.journey.interaction_cookie) == interaction.id
+
+        def sign_in(user: User) -> Callable[[Session], SignedIn]:
+            # Reads first, outside the write (protection.py): what the request still needs.
+            step = self.journey.next_prompt(request, req, interaction, user, ["pwd"]) if here else None
+
+            def write(s: Session) -> SignedIn:
+                answer = here and step is None
+                cookie, session = self.journey.sign_in(
+                    request, user, ["pwd"], c.ACR_PASSWORD, ttl=ttl, previous=found[0] if found else None,
+                    interaction=None if answer else interaction, session=s)
+                issued = self.journey.record_grant(req, session, user, interaction, s) if answer else None
+                return SignedIn(cookie, session, step[0] if step else None, issued)
+
+            return write
 
         # The throttle first: while locked, the password is not checked (protection.py).
         checked = check_password(self.provider, email, password, client_ip(request),
-                                 request.headers.get("user-agent"), signed_in) if email and password else None
+                                 request.headers.get("user-agent"), sign_in) if email and password else None
         if checked is not None and checked.retry_after:
             context["login_hint"] = email
             text, headers = too_many(self.pages, request, checked.retry_after,
@@ -130,16 +158,21 @@ class LoginViews:
         if checked is None or checked.user is None:
             context["login_hint"] = email
             return self._page(request, "login/login.html", 401, found=found, error=LOGIN_FAILED, **context)
-        user = checked.user
-        cookie, session = checked.result
-        if interaction is not None:
-            target = self.journey.resume_url(interaction.id)
+        user, done = checked.user, checked.result
+        response: Response
+        if done.issued is not None:
+            response = self.journey.respond(request, req, done.session, user, interaction, *done.issued)
+        elif done.prompt is not None:
+            response = self.journey.park(req, interaction, done.prompt)
+        elif interaction is not None:
+            response = RedirectResponse(self.journey.resume_url(interaction.id), status_code=303)
         else:
             # A second factor first, when the policy wants one.
-            target = second_step_url(self.journey, request, user, list(session.amr), str(form.get("next") or "")) \
-                or self.provider.issuer + local_path(str(form.get("next") or ""))
-        response = RedirectResponse(target, status_code=303)
-        self.set_session_cookie(response, cookie, persistent=remember)
+            next_path = str(form.get("next") or "")
+            response = RedirectResponse(
+                second_step_url(self.journey, request, user, list(done.session.amr), next_path)
+                or self.provider.issuer + local_path(next_path), status_code=303)
+        self.set_session_cookie(response, done.cookie, persistent=remember)
         return response
 
     def set_session_cookie(self, response: Response, value: str, *, persistent: bool = False) -> None:
