@@ -36,7 +36,7 @@ class _Buffer:
 
     def __init__(self, size: int):
         self.size = size
-        self._map = mmap.mmap(-1, size)
+        self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # not shmem: cheaper faults
         self._view = ffi.from_buffer("uint8_t[]", self._map, require_writable=True)
         self.address = ffi.cast("uint8_t *", self._view)
 
