@@ -1,15 +1,29 @@
-"""Server-side browser sessions behind an HttpOnly cookie (single sign-on)."""
+"""Server-side browser sessions behind an HttpOnly cookie (single sign-on).
+
+Creating, looking up and joining a session happen on every sign-in and most pages: those
+statements are built once, with bound parameters, and run on a plain connection (reads) or on
+the write transaction's connection, without the ORM's per-statement work."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import BrowserSession, SessionClient, User
+
+_sessions, _users = BrowserSession.__table__, User.__table__
+_INSERT = insert(_sessions)
+_LOOKUP = (select(_sessions, _users).join(_users, _users.c.id == _sessions.c.user_id)
+           .where(_sessions.c.id_hash == bindparam("id_hash")))
+_END = (update(_sessions).where(_sessions.c.sid == bindparam("ended_sid"), _sessions.c.ended_at.is_(None))
+        .values(ended_at=bindparam("now")))
+_ADD_CLIENT = {name: dialect.insert(SessionClient.__table__).on_conflict_do_nothing()
+               for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 
 
 class SessionService:
@@ -28,23 +42,25 @@ class SessionService:
                              auth_time=now, amr=amr, acr=acr, created_at=now,
                              expires_at=now + timedelta(seconds=ttl or self.ttl), ended_at=None,
                              user_agent=(user_agent or "")[:512], ip=ip)
+        values = {c.key: getattr(row, c.key) for c in _sessions.columns}
         with self.db.using(session) as s:
-            s.add(row)
+            s.connection().execute(_INSERT, values)
         return cookie, row
 
     def lookup(self, cookie: str | None) -> tuple[BrowserSession, User] | None:
         """The live session and its (enabled) user for a cookie value, or None."""
         if not cookie or len(cookie) > 128:
             return None
-        with self.db.session(write=False) as s:
-            found = s.execute(select(BrowserSession, User).join(User, User.id == BrowserSession.user_id)
-                              .where(BrowserSession.id_hash == sha256_hex(cookie))).first()
+        with self.db.engine.connect() as conn:
+            found = conn.execute(_LOOKUP, {"id_hash": sha256_hex(cookie)}).first()
         if found is None:
             return None
-        session, user = found
-        if session.ended_at is not None or aware(session.expires_at) <= utcnow() or user.disabled:
+        row = found._mapping
+        if row[_sessions.c.ended_at] is not None or aware(row[_sessions.c.expires_at]) <= utcnow() \
+                or row[_users.c.disabled]:
             return None
-        return session, user
+        return (BrowserSession(**{c.key: row[c] for c in _sessions.columns}),
+                User(**{c.key: row[c] for c in _users.columns}))
 
     def add_factor(self, sid: str, amr: str) -> None:
         """A second factor was passed in this session: amr gains it (and "mfa"), acr rises."""
@@ -60,11 +76,8 @@ class SessionService:
 
     def add_client(self, sid: str, client_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:
-            if s.get_bind().dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            s.execute(insert(SessionClient).values(sid=sid, client_id=client_id).on_conflict_do_nothing())
+            conn = s.connection()
+            conn.execute(_ADD_CLIENT[conn.dialect.name], {"sid": sid, "client_id": client_id})
 
     def clients_of(self, sid: str) -> list[str]:
         with self.db.session(write=False) as s:
@@ -72,9 +85,7 @@ class SessionService:
 
     def end(self, sid: str, session: Session | None = None) -> bool:
         with self.db.using(session) as s:
-            done = s.execute(update(BrowserSession).where(BrowserSession.sid == sid,
-                                                          BrowserSession.ended_at.is_(None))
-                             .values(ended_at=utcnow())).rowcount
+            done = s.connection().execute(_END, {"ended_sid": sid, "now": utcnow()}).rowcount
         return bool(done)
 
     def end_all_for_user(self, user_id: int) -> None:

@@ -64,7 +64,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..store.db import Database, aware, utcnow
@@ -108,6 +109,17 @@ def _row(s: Session, key: str) -> Throttle:
     SQLite writers hold the database lock anyway)."""
     s.execute(_insert(s).values(key=key, failures=0).on_conflict_do_nothing(index_elements=["key"]))
     return s.scalars(select(Throttle).where(Throttle.key == key).with_for_update()).one()
+
+
+# The statements of every sign-in, built once and run without the ORM (`attempt`, `succeeded`).
+_t = Throttle.__table__
+_LOCKS = select(_t.c.locked_until).where(_t.c.key.in_(bindparam("keys", expanding=True)))
+_FIRST_ATTEMPT = {name: dialect.insert(_t).on_conflict_do_nothing(index_elements=["key"]).returning(_t.c.key)
+                  for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_TAKE_BACK = delete(_t).where(_t.c.key == bindparam("pair")).returning(_t.c.failures)
+_UNCOUNT = (update(_t).where(_t.c.key == bindparam("account"), _t.c.failures > 0)
+            .values(failures=_t.c.failures - 1))
+_FORGET_IDLE = delete(_t).where(_t.c.key == bindparam("account"), _t.c.failures == 0, _t.c.locked_until.is_(None))
 
 
 class RateLimiter:
@@ -184,10 +196,10 @@ class LoginThrottle:
     def locked_for(self, email: str, ip: str | None) -> int:
         """Seconds until this address may try this account again (0: now). Reads only."""
         now = utcnow()
-        with self.db.session(write=False) as s:
-            rows = list(s.scalars(select(Throttle).where(Throttle.key.in_(self.keys(email, ip)))))
-        return max((_seconds_until(r.locked_until, now) for r in rows
-                    if r.locked_until is not None and aware(r.locked_until) > now), default=0)
+        with self.db.engine.connect() as conn:
+            locks = [r.locked_until for r in conn.execute(_LOCKS, {"keys": list(self.keys(email, ip))})]
+        return max((_seconds_until(until, now) for until in locks if until is not None and aware(until) > now),
+                   default=0)
 
     def _fresh(self, row: Throttle, now: datetime) -> None:
         if row.last_failure_at is not None and aware(row.last_failure_at) + timedelta(seconds=self.FORGET_AFTER) <= now:
@@ -210,10 +222,10 @@ class LoginThrottle:
             # this first attempt left it. Else the row, locked, is counted on below.
             lock = self.delay(1 - self.threshold) if 1 >= self.threshold else 0
             first_lock = self.threshold == 1
-            created = s.execute(_insert(s).values(
-                key=pair_key, failures=1, first_failure_at=now, last_failure_at=now,
-                locked_until=now + timedelta(seconds=lock) if lock else None,
-            ).on_conflict_do_nothing(index_elements=["key"]).returning(Throttle.key)).first()
+            conn = s.connection()
+            created = conn.execute(_FIRST_ATTEMPT[conn.dialect.name], {
+                "key": pair_key, "failures": 1, "first_failure_at": now, "last_failure_at": now,
+                "locked_until": now + timedelta(seconds=lock) if lock else None}).first()
             if created is not None:
                 return Attempt(pair_key, account_key, address_key, new_address=True, first_lock=first_lock,
                                lock_seconds=lock)
@@ -262,16 +274,13 @@ class LoginThrottle:
         against the account. With `session`, in the caller's transaction (the sign-in's)."""
         if attempt.retry_after:
             return
-        quiet = {"synchronize_session": False}
         with self.db.using(session) as s:
+            conn = s.connection()
             # Rows are locked in the order pair, account, as `attempt` and `failed` do.
-            failures = s.execute(delete(Throttle).where(Throttle.key == attempt.pair).returning(Throttle.failures),
-                                 execution_options=quiet).scalar()
+            failures = conn.execute(_TAKE_BACK, {"pair": attempt.pair}).scalar()
             if failures is not None and failures > 1:  # earlier failures from here counted on the account
-                s.execute(update(Throttle).where(Throttle.key == attempt.account, Throttle.failures > 0)
-                          .values(failures=Throttle.failures - 1), execution_options=quiet)
-            s.execute(delete(Throttle).where(Throttle.key == attempt.account, Throttle.failures == 0,
-                                             Throttle.locked_until.is_(None)), execution_options=quiet)
+                conn.execute(_UNCOUNT, {"account": attempt.account})
+            conn.execute(_FORGET_IDLE, {"account": attempt.account})
 
     def purge(self) -> int:
         """Deletes the rows whose failures are forgotten and that lock nothing (rate-limit rows

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..security import random_token
 from ..store.db import Database, utcnow
@@ -19,6 +19,7 @@ PROFILE_FIELDS = ("given_name", "family_name", "middle_name", "nickname", "prefe
                   "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
                   "phone_number", "address", "groups", "custom_attributes")
 MAX_PASSWORD = 1024  # longer input is not even hashed
+_BY_EMAIL = select(User.__table__).where(User.__table__.c.email == bindparam("email"))
 
 
 class UserError(ValueError):
@@ -72,8 +73,9 @@ class UserService:
     def by_email(self, email: str) -> User | None:
         if "\x00" in email or len(email) > 320:
             return None
-        with self.db.session(write=False) as s:
-            return s.scalar(select(User).where(User.email == normalise_email(email)))
+        with self.db.engine.connect() as conn:  # every sign-in: a prebuilt statement, no ORM query
+            row = conn.execute(_BY_EMAIL, {"email": normalise_email(email)}).first()
+        return User(**row._asdict()) if row is not None else None
 
     def by_sub(self, sub: str) -> User | None:
         if "\x00" in sub or len(sub) > 64:

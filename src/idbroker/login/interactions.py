@@ -1,4 +1,8 @@
-"""Pending authorization requests, parked while the user logs in or consents."""
+"""Pending authorization requests, parked while the user logs in or consents.
+
+Every sign-in reads and writes these rows, so the statements are built once, with bound
+parameters, and run on a plain connection (a read) or on the connection of the write
+transaction: none of the ORM's per-statement work."""
 
 from __future__ import annotations
 
@@ -6,12 +10,18 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..security import TOKEN_RE, random_token
 from ..store.db import Database, aware, utcnow
 from ..store.models import Interaction
+
+_table = Interaction.__table__
+_GET = select(_table).where(_table.c.id == bindparam("id"))
+_INSERT = insert(_table)
+_FINISH = delete(_table).where(_table.c.id == bindparam("id"))
+_PURGE = delete(_table).where(_table.c.expires_at < bindparam("now"))
 
 
 class Interactions:
@@ -25,22 +35,23 @@ class Interactions:
         """A new pending request; now and then (one call in PURGE_ODDS) the expired ones are
         deleted on the way (`get` never returns them anyway)."""
         now = utcnow()
-        row = Interaction(id=random_token(24), client_id=client_id, params=params, login_sid=None,
-                          consented=False, created_at=now, expires_at=now + timedelta(seconds=self.ttl))
+        values = dict(id=random_token(24), client_id=client_id, params=params, login_sid=None, consented=False,
+                      created_at=now, expires_at=now + timedelta(seconds=self.ttl))
         with self.db.session() as s:
+            conn = s.connection()
             if secrets.randbelow(self.PURGE_ODDS) == 0:
-                s.execute(delete(Interaction).where(Interaction.expires_at < now))
-            s.add(row)
-        return row
+                conn.execute(_PURGE, {"now": now})
+            conn.execute(_INSERT, values)
+        return Interaction(**values)
 
     def get(self, interaction_id: str | None) -> Interaction | None:
         if not interaction_id or not TOKEN_RE.match(interaction_id):
             return None
-        with self.db.session(write=False) as s:
-            row = s.get(Interaction, interaction_id)
+        with self.db.engine.connect() as conn:
+            row = conn.execute(_GET, {"id": interaction_id}).first()
         if row is None or aware(row.expires_at) <= utcnow():
             return None
-        return row
+        return Interaction(**row._asdict())
 
     def mark(self, interaction_id: str, *, login_sid: str | None = None, consented: bool | None = None,
              session: Session | None = None) -> None:
@@ -54,9 +65,8 @@ class Interactions:
         if not values:
             return
         with self.db.using(session) as s:
-            s.execute(update(Interaction).where(Interaction.id == interaction_id).values(**values),
-                      execution_options={"synchronize_session": False})
+            s.connection().execute(update(_table).where(_table.c.id == interaction_id).values(**values))
 
     def finish(self, interaction_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:
-            s.execute(delete(Interaction).where(Interaction.id == interaction_id))
+            s.connection().execute(_FINISH, {"id": interaction_id})

@@ -163,6 +163,7 @@ class Journey:
             auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
             ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
                     ttl(p, client, "access_token_ttl"), p.settings.code_ttl), session=s)
+        s.flush()  # the grant before its code: the models have no relationship to order them by
         p.sessions.add_client(session.sid, client.client_id, session=s)
         if req.response_type == c.RESPONSE_CODE:
             out["code"] = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),

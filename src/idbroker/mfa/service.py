@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from joserfc import jwe
 from joserfc.jwk import OctKey
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 
 from ..security import derive_key, random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
@@ -29,6 +29,9 @@ from ..store.models import MfaFactor, RecoveryCode, RememberedDevice, Throttle
 if TYPE_CHECKING:
     from ..notify.sms import SmsSender
     from ..settings import Settings
+
+_ENROLLED = select(exists().where(MfaFactor.__table__.c.user_id == bindparam("user_id"),
+                                  MfaFactor.__table__.c.confirmed_at.is_not(None)))
 
 JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
 RECOVERY_COUNT = 10
@@ -76,10 +79,8 @@ class MfaService:
 
     # -- factors ---------------------------------------------------------------------------------
     def enrolled(self, user_id: int) -> bool:
-        with self.db.session(write=False) as s:
-            count = s.scalar(select(func.count()).select_from(MfaFactor).where(
-                MfaFactor.user_id == user_id, MfaFactor.confirmed_at.is_not(None)))
-        return bool(count)
+        with self.db.engine.connect() as conn:  # asked at sign-in under the "optional" policy: prebuilt
+            return bool(conn.execute(_ENROLLED, {"user_id": user_id}).scalar())
 
     def factors(self, user_id: int) -> list[MfaFactor]:
         with self.db.session(write=False) as s:
