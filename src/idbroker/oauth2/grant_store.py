@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken, User
+from .rotation_writer import RotationWriter
 
 
 @dataclass
@@ -52,6 +53,7 @@ class GrantStore:
         self.db = db
         # (jti, gid, sub) -> (change-feed generation read before the query, TokenState)
         self._states: dict[tuple[str, str | None, str | None], tuple[int, TokenState]] = {}
+        self.rotations = RotationWriter(db)
 
     # -- grants --------------------------------------------------------------------------------
     def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
@@ -150,10 +152,10 @@ class GrantStore:
         and returns the scope of the new token; when it raises, nothing is written. Presenting a
         used token again revokes the whole family.
 
-        On SQLite every writer waits for the one before to commit, so the write transaction is
-        kept to two prebuilt statements: mark the token used (only if it is still unused: of two
-        concurrent presentations exactly one wins) and insert its successor. Everything else
-        happens before it, outside the lock: the token, its grant and the grant's user are read
+        The write - mark the token used (only if it is still unused: of two concurrent
+        presentations exactly one wins) and insert its successor - is group-committed with the
+        other rotations waiting in this process (rotation_writer.py). Everything else happens
+        before it: the token, its grant and the grant's user are read
         in one query (none of what `check` looks at can change), and the new token is made.
         A grant revoked between that read and the write leaves a successor that is dead at
         birth: every use of a token looks at its grant again. `old`, `grant` and `user` are
@@ -173,13 +175,9 @@ class GrantStore:
             return RefreshRotation(old, grant)
         new = random_token(32)
         expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
-        with self.db.session() as s:
-            conn = s.connection()
-            won = conn.execute(_USE_REFRESH, {"presented": token_hash, "now": now}).rowcount == 1
-            if won:
-                conn.execute(_INSERT_REFRESH, {"token_hash": sha256_hex(new), "grant_id": grant.id,
-                                               "client_id": grant.client_id, "scope": scope, "created_at": now,
-                                               "expires_at": expires, "used_at": None})
+        won = self.rotations.rotate(token_hash, {
+            "token_hash": sha256_hex(new), "grant_id": grant.id, "client_id": grant.client_id, "scope": scope,
+            "created_at": now, "expires_at": expires, "used_at": None})
         if not won:  # another request used it since it was read
             return self._refresh_reused(grant.id, old, now)
         return RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
@@ -253,14 +251,10 @@ def _token_state_statement(with_grant: bool, with_user: bool) -> Any:
 _TOKEN_STATE = {(g, u): _token_state_statement(g, u) for g in (False, True) for u in (False, True)}
 
 _refresh = RefreshToken.__table__
-_USE_REFRESH = (update(_refresh)
-                .where(_refresh.c.token_hash == bindparam("presented"), _refresh.c.used_at.is_(None))
-                .values(used_at=bindparam("now")))
 _REFRESH_WITH_GRANT_AND_USER = (select(_refresh, Grant.__table__, User.__table__)
                                 .join(Grant.__table__, Grant.__table__.c.id == _refresh.c.grant_id)
                                 .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
                                 .where(_refresh.c.token_hash == bindparam("presented")))
-_INSERT_REFRESH = insert(_refresh)
 
 
 class _Row:
