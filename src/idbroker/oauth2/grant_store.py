@@ -165,8 +165,7 @@ class GrantStore:
             found = conn.execute(_REFRESH_WITH_GRANT_AND_USER, {"presented": token_hash}).first()
         if found is None:
             return RefreshRotation(None, None)
-        old, grant, user = (_Row({c.name: found._mapping[c] for c in table.columns})
-                            for table in (RefreshToken.__table__, Grant.__table__, User.__table__))
+        old, grant, user = (_Row(zip(names, found[start:end], strict=True)) for names, start, end in _SPLIT)
         scope = check(old, grant)
         now = utcnow()
         if old.used_at is not None:
@@ -257,8 +256,20 @@ _REFRESH_WITH_GRANT_AND_USER = (select(_refresh, Grant.__table__, User.__table__
                                 .where(_refresh.c.token_hash == bindparam("presented")))
 
 
+def _columns_of(*tables: Any) -> list[tuple[list[str], int, int]]:
+    """Where each table's columns sit in a row that selects these tables: (names, start, end)."""
+    out, start = [], 0
+    for table in tables:
+        out.append(([c.name for c in table.columns], start, start + len(table.columns)))
+        start += len(table.columns)
+    return out
+
+
+_SPLIT = _columns_of(_refresh, Grant.__table__, User.__table__)  # rows of _REFRESH_WITH_GRANT_AND_USER
+
+
 class _Row:
     """Columns of one table from a joined row, as attributes."""
 
-    def __init__(self, values: dict[str, Any]):
+    def __init__(self, values: Any):
         self.__dict__.update(values)
