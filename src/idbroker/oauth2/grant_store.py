@@ -161,7 +161,7 @@ class GrantStore:
         birth: every use of a token looks at its grant again. `old`, `grant` and `user` are
         plain rows (attribute access like the models)."""
         token_hash = sha256_hex(token)
-        with self.db.engine.connect() as conn:
+        with self.db.reads.connect() as conn:
             found = conn.execute(_REFRESH_WITH_GRANT_AND_USER, {"presented": token_hash}).first()
         if found is None:
             return RefreshRotation(None, None)
@@ -213,7 +213,7 @@ class GrantStore:
         if hit is not None and generation is not None and hit[0] == generation:
             return hit[1]
         statement = _TOKEN_STATE[(gid is not None, sub is not None)]
-        with self.db.engine.connect() as conn:
+        with self.db.reads.connect() as conn:
             row = conn.execute(statement, {"jti": jti, "gid": gid, "sub": sub}).first()
         if sub is None:
             state = TokenState(bool(row[0]))

@@ -120,6 +120,10 @@ class Database:
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
         self.writer_lock = WriterLock(sqlite_path(url)) if url.startswith("sqlite") else None
+        # For single-statement reads on the hot paths (`with db.reads.connect() as conn`): on
+        # PostgreSQL without the BEGIN and ROLLBACK round trips around the statement (SQLite
+        # connections issue no BEGIN for reads anyway).
+        self.reads = self.engine if self.writer_lock else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.changes: ChangeFeed = feed_for(self.engine.url, sqlite_path(url))
         for maker in (self._readers, self._writers):
             event.listen(maker, "after_flush", _note_flush)
