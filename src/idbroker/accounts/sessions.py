@@ -51,7 +51,7 @@ class SessionService:
         """The live session and its (enabled) user for a cookie value, or None."""
         if not cookie or len(cookie) > 128:
             return None
-        with self.db.engine.connect() as conn:
+        with self.db.reads.connect() as conn:
             found = conn.execute(_LOOKUP, {"id_hash": sha256_hex(cookie)}).first()
         if found is None:
             return None

@@ -196,7 +196,7 @@ class LoginThrottle:
     def locked_for(self, email: str, ip: str | None) -> int:
         """Seconds until this address may try this account again (0: now). Reads only."""
         now = utcnow()
-        with self.db.engine.connect() as conn:
+        with self.db.reads.connect() as conn:
             locks = [r.locked_until for r in conn.execute(_LOCKS, {"keys": list(self.keys(email, ip))})]
         return max((_seconds_until(until, now) for until in locks if until is not None and aware(until) > now),
                    default=0)

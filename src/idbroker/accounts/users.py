@@ -73,7 +73,7 @@ class UserService:
     def by_email(self, email: str) -> User | None:
         if "\x00" in email or len(email) > 320:
             return None
-        with self.db.engine.connect() as conn:  # every sign-in: a prebuilt statement, no ORM query
+        with self.db.reads.connect() as conn:  # every sign-in: a prebuilt statement, no ORM query
             row = conn.execute(_BY_EMAIL, {"email": normalise_email(email)}).first()
         return User(**row._asdict()) if row is not None else None
 

@@ -47,7 +47,7 @@ class Interactions:
     def get(self, interaction_id: str | None) -> Interaction | None:
         if not interaction_id or not TOKEN_RE.match(interaction_id):
             return None
-        with self.db.engine.connect() as conn:
+        with self.db.reads.connect() as conn:
             row = conn.execute(_GET, {"id": interaction_id}).first()
         if row is None or aware(row.expires_at) <= utcnow():
             return None

@@ -79,7 +79,7 @@ class MfaService:
 
     # -- factors ---------------------------------------------------------------------------------
     def enrolled(self, user_id: int) -> bool:
-        with self.db.engine.connect() as conn:  # asked at sign-in under the "optional" policy: prebuilt
+        with self.db.reads.connect() as conn:  # asked at sign-in under the "optional" policy: prebuilt
             return bool(conn.execute(_ENROLLED, {"user_id": user_id}).scalar())
 
     def factors(self, user_id: int) -> list[MfaFactor]:
