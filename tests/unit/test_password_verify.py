@@ -1,6 +1,7 @@
 """Password verification with reused argon2 working memory (accounts/hash_memory.py) agrees with
 argon2-cffi on every encoding, alone and in parallel, and keeps no memory once idle."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import argon2
@@ -46,4 +47,13 @@ def test_parallel_verifications_then_nothing_kept(passwords: Passwords) -> None:
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda i: passwords.verify(right, "right" if i % 2 else "wrong"), range(24)))
     assert outcomes == [bool(i % 2) for i in range(24)]
+    assert hash_memory._MEMORY._spare == []
+
+
+def test_kept_memory_holds_nothing_of_the_last_password() -> None:
+    encoded = argon2.PasswordHasher(**FAST).hash("right")
+    with hash_memory._MEMORY.wanted():  # another hash waiting: the buffer is kept, not unmapped
+        assert hash_memory.verify(encoded, b"right", threading.Semaphore(1))
+        (kept,) = hash_memory._MEMORY._spare
+        assert not any(kept._map[:])  # argon2 wiped it before handing it back
     assert hash_memory._MEMORY._spare == []
