@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
@@ -23,10 +23,11 @@ from .rotation_writer import RotationWriter
 
 @dataclass
 class CodeRedemption:
-    code: AuthorizationCode | None
-    grant: Grant | None
+    code: Any = None           # the authorization_codes row (attribute access)
+    grant: Any = None          # its grant
     replayed: bool = False
-    user: User | None = None
+    user: Any = None           # the grant's user
+    refresh_token: str | None = None
 
 
 @dataclass
@@ -111,24 +112,49 @@ class GrantStore:
                                     created_at=now, expires_at=now + timedelta(seconds=ttl), used_at=None))
         return code
 
-    def redeem_code(self, code: str) -> CodeRedemption:
-        """Marks the code used, atomically: of two concurrent redemptions exactly one wins.
-        A second presentation is reported as a replay and revokes the grant (RFC 6749 §4.1.2)."""
+    def redeem_code(self, code: str, *, check: Callable[[Any, Any], None],
+                    refresh_ttl: Callable[[Any], int | None]) -> CodeRedemption:
+        """Uses the code once: of two concurrent redemptions exactly one wins, and a second
+        presentation is reported as a replay and revokes the grant (RFC 6749 §4.1.2).
+
+        `check(code, grant)` validates the token request; what it raises is raised after the code
+        has been used up all the same. When it passes and `refresh_ttl(grant)` gives a lifetime,
+        a refresh token is issued in the same transaction. As for refresh tokens, the code, its
+        grant and the grant's user are read first, in one query, and the write transaction is
+        one conditional UPDATE (and the INSERT of the refresh token)."""
         code_hash = sha256_hex(code)
+        with self.db.reads.connect() as conn:
+            found = conn.execute(_CODE_WITH_GRANT_AND_USER, {"presented": code_hash}).first()
+        if found is None:
+            return CodeRedemption()
+        row, grant, user = (_Row(zip(names, found[start:end], strict=True)) for names, start, end in _CODE_SPLIT)
+        if row.used_at is not None:
+            return self._code_replayed(row, grant)
+        failure: Exception | None = None
+        try:
+            check(row, grant)
+        except Exception as exc:  # noqa: BLE001 - re-raised once the code is used up
+            failure = exc
+        now = utcnow()
+        ttl = refresh_ttl(grant) if failure is None else None
+        token = random_token(32) if ttl else None
         with self.db.session() as s:
-            won = s.execute(update(AuthorizationCode)
-                            .where(AuthorizationCode.code_hash == code_hash,
-                                   AuthorizationCode.used_at.is_(None))
-                            .values(used_at=utcnow())).rowcount == 1
-            row = s.get(AuthorizationCode, code_hash)
-            if row is None:
-                return CodeRedemption(None, None)
-            grant = s.get(Grant, row.grant_id)
-            if not won:
-                if grant is not None and grant.revoked_at is None:
-                    grant.revoked_at = utcnow()
-                return CodeRedemption(row, grant, replayed=True)
-            return CodeRedemption(row, grant, user=s.get(User, grant.user_id) if grant is not None else None)
+            conn = s.connection()
+            won = conn.execute(_USE_CODE, {"presented": code_hash, "now": now}).rowcount == 1
+            if won and token and ttl:
+                conn.execute(_INSERT_REFRESH, {
+                    "token_hash": sha256_hex(token), "grant_id": grant.id, "client_id": grant.client_id,
+                    "scope": grant.scope, "created_at": now, "used_at": None,
+                    "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))})
+        if not won:  # redeemed by another request since it was read
+            return self._code_replayed(row, grant)
+        if failure is not None:
+            raise failure
+        return CodeRedemption(row, grant, user=user, refresh_token=token)
+
+    def _code_replayed(self, row: Any, grant: Any) -> CodeRedemption:
+        self.revoke_grant(grant.id)
+        return CodeRedemption(row, grant, replayed=True)
 
     # -- refresh tokens (rotation with reuse detection, OAuth 2.0 Security BCP §4.14) -----------
     def create_refresh_token(self, grant: Grant, *, scope: str, ttl: int) -> tuple[str, datetime]:
@@ -266,6 +292,16 @@ def _columns_of(*tables: Any) -> list[tuple[list[str], int, int]]:
 
 
 _SPLIT = _columns_of(_refresh, Grant.__table__, User.__table__)  # rows of _REFRESH_WITH_GRANT_AND_USER
+
+_codes = AuthorizationCode.__table__
+_CODE_WITH_GRANT_AND_USER = (select(_codes, Grant.__table__, User.__table__)
+                             .join(Grant.__table__, Grant.__table__.c.id == _codes.c.grant_id)
+                             .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
+                             .where(_codes.c.code_hash == bindparam("presented")))
+_CODE_SPLIT = _columns_of(_codes, Grant.__table__, User.__table__)
+_USE_CODE = (update(_codes).where(_codes.c.code_hash == bindparam("presented"), _codes.c.used_at.is_(None))
+             .values(used_at=bindparam("now")))
+_INSERT_REFRESH = insert(_refresh)
 
 
 class _Row:

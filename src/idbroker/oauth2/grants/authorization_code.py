@@ -24,26 +24,28 @@ class AuthorizationCodeGrant(GrantHandler):
         code = form.get("code")
         if not code:
             raise InvalidRequestError("code is required")
-        redeemed = provider.grants.redeem_code(code)
-        row, grant = redeemed.code, redeemed.grant
-        if row is None or grant is None:
+        def check(row: Any, grant: Any) -> None:
+            if row.client_id != client.client_id:
+                raise InvalidGrantError("the authorization code was issued to another client")
+            if aware(row.expires_at) <= utcnow():
+                raise InvalidGrantError("the authorization code expired")
+            # RFC 6749 §4.1.3: redirect_uri must be identical when it was in the authorization request.
+            if row.redirect_uri is not None and form.get("redirect_uri") != row.redirect_uri:
+                raise InvalidGrantError("redirect_uri does not match the authorization request")
+            pkce.check_verifier(row.code_challenge, form.get("code_verifier"))
+            if grant.revoked_at is not None:
+                raise InvalidGrantError("the authorization was revoked")
+
+        def refresh_ttl(grant: Any) -> int | None:
+            return ttl(provider, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
+
+        # Every outcome but "unknown code" uses the code up (a failed attempt cannot be retried).
+        redeemed = provider.grants.redeem_code(code, check=check, refresh_ttl=refresh_ttl)
+        if redeemed.code is None:
             raise InvalidGrantError("the authorization code is invalid")
         if redeemed.replayed:
             # RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
             raise InvalidGrantError("the authorization code was already used", detail="code replay")
-        if row.client_id != client.client_id:
-            raise InvalidGrantError("the authorization code was issued to another client")
-        if aware(row.expires_at) <= utcnow():
-            raise InvalidGrantError("the authorization code expired")
-        # RFC 6749 §4.1.3: redirect_uri must be identical when it was in the authorization request.
-        if row.redirect_uri is not None and form.get("redirect_uri") != row.redirect_uri:
-            raise InvalidGrantError("redirect_uri does not match the authorization request")
-        pkce.check_verifier(row.code_challenge, form.get("code_verifier"))
-        if grant.revoked_at is not None:
-            raise InvalidGrantError("the authorization was revoked")
-        refresh = None
-        if wants_refresh_token(client, grant.scope):
-            refresh, _ = provider.grants.create_refresh_token(
-                grant, scope=grant.scope, ttl=ttl(provider, client, "refresh_token_ttl"))
-        return user_token_response(provider, client, grant, scope=grant.scope, nonce=row.nonce,
-                                   refresh_token=refresh, user=redeemed.user)
+        return user_token_response(provider, client, redeemed.grant, scope=redeemed.grant.scope,
+                                   nonce=redeemed.code.nonce, refresh_token=redeemed.refresh_token,
+                                   user=redeemed.user)
