@@ -28,8 +28,10 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("idbroker.passwords")
 
@@ -104,6 +106,8 @@ class RangeChecker:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
         self._lock = threading.Lock()
+        import httpx  # only when a range API is configured: with rich installed httpx loads its CLI (~7 MB)
+
         self._client = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport, follow_redirects=False,
                                     headers={"User-Agent": "idbroker", "Add-Padding": "true"})
 
@@ -114,6 +118,8 @@ class RangeChecker:
             if cached is not None and now - cached[0] < self.cache_seconds:
                 self._cache.move_to_end(prefix)
                 return cached[1]
+        import httpx
+
         try:
             response = self._client.get(f"{self.url}/{prefix}")
             response.raise_for_status()

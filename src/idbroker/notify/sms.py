@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from ..settings import Settings
 
 log = logging.getLogger("idbroker.sms")
@@ -97,6 +95,8 @@ class WebhookSms:
         headers = {"Content-Type": "application/json", "User-Agent": "idbroker"}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        import httpx  # not with the module: with rich installed httpx loads its CLI too (~7 MB per worker)
+
         try:
             with httpx.Client(timeout=self.timeout, follow_redirects=False) as http:
                 answer = http.post(self.url, content=body, headers=headers)

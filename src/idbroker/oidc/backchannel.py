@@ -11,12 +11,12 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from ..oauth2 import constants as c
 from ..security import random_token
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..provider import Provider
     from ..store.models import Client
 
@@ -60,11 +60,17 @@ class SignOut:
         """POSTs the logout tokens (run after the response: a slow client delays nobody)."""
         if not deliveries:
             return
+        # Imported here, not with the module: with rich installed httpx loads its command-line
+        # interface too, ~7 MB in every worker that never delivers a logout token.
+        import httpx
+
         timeout = self.provider.settings.backchannel_timeout
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
             await asyncio.gather(*(self._post(http, uri, token) for uri, token in deliveries))
 
     async def _post(self, http: httpx.AsyncClient, uri: str, token: str) -> None:
+        import httpx
+
         try:
             r = await http.post(uri, data={"logout_token": token}, headers={"Cache-Control": "no-cache"})
             if r.status_code >= 300:
