@@ -1,4 +1,4 @@
-"""Fixtures shared by the two-step verification and passkey suites."""
+"""Fixtures shared by the protocol suites."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ def clock(monkeypatch: Any) -> Clock:
 def client(register: Any) -> Any:
     """A registered third-party client (modules that need another define their own)."""
     return register()
+
+
+@pytest.fixture
+def tokens(http: Any, flow: Any, client: Any, user: Any) -> dict[str, Any]:
+    """The token response of a code flow of `client` with every user scope."""
+    q, verifier = flow.code_flow(client, scope="openid profile email phone address offline_access")
+    return http.post("/oauth2/token", auth=client.basic, data={
+        "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
+        "code_verifier": verifier}).json()

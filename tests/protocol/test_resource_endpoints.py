@@ -16,15 +16,6 @@ def client(register):
     return register(first_party=True)
 
 
-@pytest.fixture
-def tokens(http, flow, client, user):
-    q, verifier = flow.code_flow(client, scope="openid profile email phone address offline_access")
-    r = http.post("/oauth2/token", auth=client.basic, data={
-        "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
-        "code_verifier": verifier})
-    return r.json()
-
-
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 

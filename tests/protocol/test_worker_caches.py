@@ -29,14 +29,6 @@ def client(register):
 
 
 @pytest.fixture
-def tokens(http, flow, client, user):
-    q, verifier = flow.code_flow(client, scope="openid profile email offline_access")
-    return http.post("/oauth2/token", auth=client.basic, data={
-        "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
-        "code_verifier": verifier}).json()
-
-
-@pytest.fixture
 def other(database, tmp_path) -> Iterator[tuple[Provider, TestClient]]:
     """A second worker: its own Database (connection pool, change feed) on the same store."""
     db = Database(database.url)
