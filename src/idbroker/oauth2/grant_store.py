@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
@@ -172,40 +173,51 @@ class GrantStore:
                               .where(RefreshToken.token_hash == sha256_hex(token))).first()
         return (found[0], found[1]) if found else None
 
-    def rotate_refresh_token(self, token: str, *, check: Callable[[Any, Any], str], ttl: int
-                             ) -> RefreshRotation:
+    async def rotate_refresh_token(self, token: str, *, check: Callable[[Any, Any], str], ttl: int
+                                   ) -> RefreshRotation:
         """Uses `token` once and issues its successor. `check(old, grant)` validates the request
         and returns the scope of the new token; when it raises, nothing is written. Presenting a
         used token again revokes the whole family.
 
         The write - mark the token used (only if it is still unused: of two concurrent
         presentations exactly one wins) and insert its successor - is group-committed with the
-        other rotations waiting in this process (rotation_writer.py). Everything else happens
-        before it: the token, its grant and the grant's user are read
-        in one query (none of what `check` looks at can change), and the new token is made.
-        A grant revoked between that read and the write leaves a successor that is dead at
-        birth: every use of a token looks at its grant again. `old`, `grant` and `user` are
-        plain rows (attribute access like the models)."""
+        other rotations waiting in this process (rotation_writer.py), and awaited without holding
+        a thread. Everything else happens before it: the token, its grant and the grant's user
+        are read in one query (none of what `check` looks at can change; on SQLite, where a read
+        never waits for a writer, right on the event loop), and the new token is made. A grant
+        revoked between that read and the write leaves a successor that is dead at birth: every
+        use of a token looks at its grant again. `old`, `grant` and `user` are plain rows
+        (attribute access like the models)."""
         token_hash = sha256_hex(token)
-        with self.db.reads.connect() as conn:
-            found = conn.execute(_REFRESH_WITH_GRANT_AND_USER, {"presented": token_hash}).first()
+        if self.db.writer_lock is not None:  # SQLite
+            found = self._read_refresh(token_hash)
+        else:
+            found = await run_in_threadpool(self._read_refresh, token_hash)
         if found is None:
             return RefreshRotation(None, None)
-        old, grant, user = (_Row(zip(names, found[start:end], strict=True)) for names, start, end in _SPLIT)
+        old, grant, user = found
         scope = check(old, grant)
         now = utcnow()
         if old.used_at is not None:
-            return self._refresh_reused(grant.id, old, now)
+            return await run_in_threadpool(self._refresh_reused, grant.id, old, now)
         if grant.revoked_at is not None or aware(old.expires_at) <= now:
             return RefreshRotation(old, grant)
         new = random_token(32)
         expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
-        won = self.rotations.rotate(token_hash, {
+        won = await self.rotations.rotate_async(token_hash, {
             "token_hash": sha256_hex(new), "grant_id": grant.id, "client_id": grant.client_id, "scope": scope,
             "created_at": now, "expires_at": expires, "used_at": None})
         if not won:  # another request used it since it was read
-            return self._refresh_reused(grant.id, old, now)
+            return await run_in_threadpool(self._refresh_reused, grant.id, old, now)
         return RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
+
+    def _read_refresh(self, token_hash: str) -> tuple[_Row, _Row, _Row] | None:
+        with self.db.reads.connect() as conn:
+            found = conn.execute(_REFRESH_WITH_GRANT_AND_USER, {"presented": token_hash}).first()
+        if found is None:
+            return None
+        old, grant, user = (_Row(zip(names, found[start:end], strict=True)) for names, start, end in _SPLIT)
+        return old, grant, user
 
     def _refresh_reused(self, grant_id: str, old: Any, now: datetime) -> RefreshRotation:
         """A used refresh token presented again: the family is revoked."""

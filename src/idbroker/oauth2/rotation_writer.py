@@ -17,6 +17,7 @@ is a reuse, as between batches.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable
@@ -59,12 +60,19 @@ class RotationWriter:
         """Marks the token whose hash is `presented` used and inserts `successor`, unless the token
         was used already (then nothing is written and the answer is False). Blocks until the
         batch it joined has committed; raises what the batch's transaction raised."""
+        return self._queue(presented, successor).result()
+
+    async def rotate_async(self, presented: str, successor: dict[str, Any]) -> bool:
+        """`rotate` for the event loop: waits for the commit without holding a thread."""
+        return await asyncio.wrap_future(self._queue(presented, successor))
+
+    def _queue(self, presented: str, successor: dict[str, Any]) -> Future:
         item = _Rotation(presented, successor)
         with self._cond:
             self._ensure_thread()
             self._waiting.append(item)
             self._cond.notify()
-        return item.done.result()
+        return item.done
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # first use, or first use after a fork

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,10 +23,7 @@ async def token_endpoint(request: Request) -> Response:
 
         # Client authentication is CPU only while the registry has the client cached (a few seconds).
         client = provider.client_auth.authenticate(request.headers.get("authorization"), form).client
-        if handler.blocking:
-            body = await run_in_threadpool(handler.handle, provider, client, form)
-        else:
-            body = handler.handle(provider, client, form)
+        body = await handler.handle_async(provider, client, form)
     except OAuth2Error as err:
         return error_response(err)
     return json_response(body)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
+
 from ...store.db import aware
 from .. import constants as c
 from ..errors import InvalidGrantError, InvalidScopeError
@@ -22,6 +24,13 @@ class GrantHandler:
     def handle(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
         """Validate the request and return the token response body (RFC 6749 §5.1)."""
         raise NotImplementedError
+
+    async def handle_async(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+        """What the token endpoint calls: `handle` in the thread pool when it blocks, else right
+        here. A grant whose waits are all awaitable overrides this instead."""
+        if self.blocking:
+            return await run_in_threadpool(self.handle, provider, client, form)
+        return self.handle(provider, client, form)
 
 
 def ttl(provider: Provider, client: Client, name: str) -> int:

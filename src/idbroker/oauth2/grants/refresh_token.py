@@ -17,19 +17,20 @@ if TYPE_CHECKING:
 class RefreshTokenGrant(GrantHandler):
     grant_type = c.GRANT_REFRESH_TOKEN
 
-    def handle(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    async def handle_async(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
         if self.grant_type not in client.grant_types:
             raise UnauthorizedClientError("this client may not use the refresh_token grant")
         token = form.get("refresh_token")
         if not token:
             raise InvalidRequestError("refresh_token is required")
+
         def check(current: RefreshToken, grant: Grant) -> str:
             if current.client_id != client.client_id:
                 raise InvalidGrantError("the refresh token was issued to another client")
             return narrow_scope(form.get("scope"), grant.scope)
 
-        rotation = provider.grants.rotate_refresh_token(token, check=check,
-                                                        ttl=ttl(provider, client, "refresh_token_ttl"))
+        rotation = await provider.grants.rotate_refresh_token(token, check=check,
+                                                              ttl=ttl(provider, client, "refresh_token_ttl"))
         if rotation.old is None:
             raise InvalidGrantError("the refresh token is invalid")
         if rotation.reused:
