@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from idbroker.oauth2.rotation_writer import RotationWriter, _Rotation
+from idbroker.oauth2.rotation_writer import REUSED, RotationWriter, _Rotation
 from idbroker.security import random_token, sha256_hex
 from idbroker.store.db import utcnow
 from idbroker.store.models import RefreshToken
@@ -26,6 +26,15 @@ def successor(grant_id: str) -> dict:
             "scope": "openid", "created_at": now, "expires_at": now + timedelta(hours=1), "used_at": None}
 
 
+def write_if_found(row: dict, answer: str = "rotated"):
+    """A decision like the refresh grant's: the successor when the token is known and unused."""
+    def decide(found):
+        if found is None:
+            return None, "unknown"
+        return (row, answer) if found[0].used_at is None else (None, "used")
+    return decide
+
+
 def stored(provider, token_hash: str) -> RefreshToken | None:
     with provider.db.session(write=False) as s:
         return s.get(RefreshToken, token_hash)
@@ -33,44 +42,63 @@ def stored(provider, token_hash: str) -> RefreshToken | None:
 
 def test_in_one_batch_the_first_presentation_wins(provider, grant):
     token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
-    first, again, unknown = (_Rotation(sha256_hex(token), successor(grant.id)),
-                             _Rotation(sha256_hex(token), successor(grant.id)),
-                             _Rotation(sha256_hex("never issued"), successor(grant.id)))
-    winners = RotationWriter(provider.db)._write([first, again, unknown])
-    assert winners == {id(first)}
+    rows = [successor(grant.id) for _ in range(3)]
+    first, again, unknown = (_Rotation(sha256_hex(token), write_if_found(rows[0], "first")),
+                             _Rotation(sha256_hex(token), write_if_found(rows[1], "again")),
+                             _Rotation(sha256_hex("never issued"), write_if_found(rows[2])))
+    answers = {id(item): answer for item, answer in RotationWriter(provider.db)._write([first, again, unknown])}
+    assert answers[id(first)] == "first" and answers[id(again)] is REUSED and answers[id(unknown)] == "unknown"
     assert stored(provider, first.presented).used_at is not None
-    assert stored(provider, first.successor["token_hash"]) is not None
-    assert stored(provider, again.successor["token_hash"]) is None
-    assert stored(provider, unknown.successor["token_hash"]) is None
+    assert stored(provider, rows[0]["token_hash"]) is not None
+    assert stored(provider, rows[1]["token_hash"]) is None and stored(provider, rows[2]["token_hash"]) is None
+    # And in a later batch the token is known as used.
+    assert RotationWriter(provider.db).rotate(first.presented, write_if_found(successor(grant.id))) == "used"
 
 
 def test_concurrent_rotations_of_different_tokens_all_land(provider, grant):
     tokens = [provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0] for _ in range(24)]
     writer = RotationWriter(provider.db)
     rows = {t: successor(grant.id) for t in tokens}
-    results: dict[str, bool] = {}
+    results: dict[str, object] = {}
     barrier = threading.Barrier(len(tokens))
 
     def go(token: str) -> None:
         barrier.wait()
-        results[token] = writer.rotate(sha256_hex(token), rows[token])
+        results[token] = writer.rotate(sha256_hex(token), write_if_found(rows[token]))
 
     threads = [threading.Thread(target=go, args=(t,)) for t in tokens]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(results[t] for t in tokens)
+    assert all(results[t] == "rotated" for t in tokens)
     for t in tokens:
         assert stored(provider, sha256_hex(t)).used_at is not None
         assert stored(provider, rows[t]["token_hash"]) is not None
 
 
+def test_a_refused_decision_fails_that_rotation_only(provider, grant):
+    good_token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+    bad_token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+
+    def refuse(found):
+        raise ValueError("issued to another client")
+
+    good = _Rotation(sha256_hex(good_token), write_if_found(successor(grant.id)))
+    bad = _Rotation(sha256_hex(bad_token), refuse)
+    answers = RotationWriter(provider.db)._write([bad, good])
+    assert [(item, answer) for item, answer in answers] == [(good, "rotated")]
+    assert isinstance(bad.done.exception(), ValueError)
+    assert stored(provider, bad.presented).used_at is None  # nothing written for it
+    assert stored(provider, good.presented).used_at is not None
+
+
 def test_a_failed_batch_writes_nothing(provider, grant):
     token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
     other, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
-    good = _Rotation(sha256_hex(token), successor(grant.id))
-    clash = _Rotation(sha256_hex(other), {**good.successor})  # two successors with one primary key
+    row = successor(grant.id)
+    good = _Rotation(sha256_hex(token), write_if_found(row))
+    clash = _Rotation(sha256_hex(other), write_if_found({**row}))  # two successors with one primary key
     with pytest.raises(Exception):  # noqa: B017 - the store's own integrity error
         RotationWriter(provider.db)._write([good, clash])
     assert stored(provider, good.presented).used_at is None  # rolled back
@@ -81,6 +109,6 @@ def test_the_failure_reaches_the_request_and_the_writer_goes_on(provider, grant)
     token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
     writer = RotationWriter(provider.db)
     with pytest.raises(Exception):  # noqa: B017 - a foreign key the store enforces
-        writer.rotate(sha256_hex(token), successor("no-such-grant"))
+        writer.rotate(sha256_hex(token), write_if_found(successor("no-such-grant")))
     assert stored(provider, sha256_hex(token)).used_at is None
-    assert writer.rotate(sha256_hex(token), successor(grant.id)) is True
+    assert writer.rotate(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"

@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken, User
-from .rotation_writer import RotationWriter
+from ..store.rows import Row, layout_of, split
+from .rotation_writer import REUSED, RotationWriter
 
 
 @dataclass
@@ -128,7 +129,7 @@ class GrantStore:
             found = conn.execute(_CODE_WITH_GRANT_AND_USER, {"presented": code_hash}).first()
         if found is None:
             return CodeRedemption()
-        row, grant, user = (_Row(zip(names, found[start:end], strict=True)) for names, start, end in _CODE_SPLIT)
+        row, grant, user = split(found, _CODE_LAYOUT)
         if row.used_at is not None:
             return self._code_replayed(row, grant)
         failure: Exception | None = None
@@ -179,53 +180,45 @@ class GrantStore:
         and returns the scope of the new token; when it raises, nothing is written. Presenting a
         used token again revokes the whole family.
 
-        The write - mark the token used (only if it is still unused: of two concurrent
-        presentations exactly one wins) and insert its successor - is group-committed with the
-        other rotations waiting in this process (rotation_writer.py), and awaited without holding
-        a thread. Everything else happens before it: the token, its grant and the grant's user
-        are read in one query (none of what `check` looks at can change; on SQLite, where a read
-        never waits for a writer, right on the event loop), and the new token is made. A grant
-        revoked between that read and the write leaves a successor that is dead at birth: every
-        use of a token looks at its grant again. `old`, `grant` and `user` are plain rows
-        (attribute access like the models)."""
+        The read (token, grant and user in one query), the decision and the write (mark the token
+        used - only if it still is unused: of two concurrent presentations exactly one wins - and
+        insert its successor) are group-committed with the other rotations waiting in this
+        process (rotation_writer.py), and awaited without holding a thread. `old`, `grant` and
+        `user` are plain rows (attribute access like the models)."""
         token_hash = sha256_hex(token)
-        if self.db.writer_lock is not None:  # SQLite
-            found = self._read_refresh(token_hash)
-        else:
-            found = await run_in_threadpool(self._read_refresh, token_hash)
-        if found is None:
-            return RefreshRotation(None, None)
-        old, grant, user = found
-        scope = check(old, grant)
-        now = utcnow()
-        if old.used_at is not None:
-            return await run_in_threadpool(self._refresh_reused, grant.id, old, now)
-        if grant.revoked_at is not None or aware(old.expires_at) <= now:
-            return RefreshRotation(old, grant)
         new = random_token(32)
-        expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
-        won = await self.rotations.rotate_async(token_hash, {
-            "token_hash": sha256_hex(new), "grant_id": grant.id, "client_id": grant.client_id, "scope": scope,
-            "created_at": now, "expires_at": expires, "used_at": None})
-        if not won:  # another request used it since it was read
-            return await run_in_threadpool(self._refresh_reused, grant.id, old, now)
-        return RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
+        read: list[Any] = []
 
-    def _read_refresh(self, token_hash: str) -> tuple[_Row, _Row, _Row] | None:
-        with self.db.reads.connect() as conn:
-            found = conn.execute(_REFRESH_WITH_GRANT_AND_USER, {"presented": token_hash}).first()
-        if found is None:
-            return None
-        old, grant, user = (_Row(zip(names, found[start:end], strict=True)) for names, start, end in _SPLIT)
-        return old, grant, user
+        def decide(found: tuple[Row, Row, Row] | None) -> tuple[dict[str, Any] | None, RefreshRotation]:
+            if found is None:
+                return None, RefreshRotation(None, None)
+            old, grant, user = found
+            read[:] = [old, grant]
+            scope = check(old, grant)
+            now = utcnow()
+            if old.used_at is not None:
+                return None, RefreshRotation(old, grant, reused=True)
+            if grant.revoked_at is not None or aware(old.expires_at) <= now:
+                return None, RefreshRotation(old, grant)
+            successor = {"token_hash": sha256_hex(new), "grant_id": grant.id, "client_id": grant.client_id,
+                         "scope": scope, "created_at": now, "used_at": None,
+                         "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))}
+            return successor, RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
 
-    def _refresh_reused(self, grant_id: str, old: Any, now: datetime) -> RefreshRotation:
+        decided = await self.rotations.rotate_async(token_hash, decide)
+        if decided is REUSED:  # an earlier presentation in the same batch won
+            decided = RefreshRotation(*read, reused=True)
+        if decided.reused:
+            await run_in_threadpool(self._revoke_reused, token_hash)
+        return decided
+
+    def _revoke_reused(self, token_hash: str) -> None:
         """A used refresh token presented again: the family is revoked."""
         with self.db.session() as s:
-            grant = s.get(Grant, grant_id)
-            if grant is not None and grant.revoked_at is None:
-                grant.revoked_at = now
-        return RefreshRotation(old, grant, reused=True)
+            grant_id = s.scalar(select(RefreshToken.grant_id).where(RefreshToken.token_hash == token_hash))
+            if grant_id is not None:
+                s.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+                          .values(revoked_at=utcnow()))
 
     # -- access-token revocation list ------------------------------------------------------
     def revoke_jti(self, jti: str, expires_at: datetime) -> None:
@@ -288,36 +281,12 @@ def _token_state_statement(with_grant: bool, with_user: bool) -> Any:
 _TOKEN_STATE = {(g, u): _token_state_statement(g, u) for g in (False, True) for u in (False, True)}
 
 _refresh = RefreshToken.__table__
-_REFRESH_WITH_GRANT_AND_USER = (select(_refresh, Grant.__table__, User.__table__)
-                                .join(Grant.__table__, Grant.__table__.c.id == _refresh.c.grant_id)
-                                .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
-                                .where(_refresh.c.token_hash == bindparam("presented")))
-
-
-def _columns_of(*tables: Any) -> list[tuple[list[str], int, int]]:
-    """Where each table's columns sit in a row that selects these tables: (names, start, end)."""
-    out, start = [], 0
-    for table in tables:
-        out.append(([c.name for c in table.columns], start, start + len(table.columns)))
-        start += len(table.columns)
-    return out
-
-
-_SPLIT = _columns_of(_refresh, Grant.__table__, User.__table__)  # rows of _REFRESH_WITH_GRANT_AND_USER
-
 _codes = AuthorizationCode.__table__
 _CODE_WITH_GRANT_AND_USER = (select(_codes, Grant.__table__, User.__table__)
                              .join(Grant.__table__, Grant.__table__.c.id == _codes.c.grant_id)
                              .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
                              .where(_codes.c.code_hash == bindparam("presented")))
-_CODE_SPLIT = _columns_of(_codes, Grant.__table__, User.__table__)
+_CODE_LAYOUT = layout_of(_codes, Grant.__table__, User.__table__)
 _USE_CODE = (update(_codes).where(_codes.c.code_hash == bindparam("presented"), _codes.c.used_at.is_(None))
              .values(used_at=bindparam("now")))
 _INSERT_REFRESH = insert(_refresh)
-
-
-class _Row:
-    """Columns of one table from a joined row, as attributes."""
-
-    def __init__(self, values: Any):
-        self.__dict__.update(values)
