@@ -229,8 +229,10 @@ class GrantStore:
     def cached_token_state(self, jti: str, gid: str | None, sub: str | None) -> TokenState | None:
         """This worker's last answer of `token_state` for these arguments, while nothing it
         depends on has changed since (store/changes.py); else None. Never touches the database."""
-        generation = self.db.changes.generation()
-        hit = self._states.get((jti, gid, sub))
+        return self._cached((jti, gid, sub), self.db.changes.generation())
+
+    def _cached(self, key: tuple[str, str | None, str | None], generation: int | None) -> TokenState | None:
+        hit = self._states.get(key)
         return hit[1] if hit is not None and generation is not None and hit[0] == generation else None
 
     def token_state(self, jti: str, gid: str | None, sub: str | None) -> TokenState:
@@ -240,9 +242,9 @@ class GrantStore:
         a plain connection; and the answer is kept for `cached_token_state`."""
         generation = self.db.changes.generation()  # before the query: a change after it voids the answer
         key = (jti, gid, sub)
-        hit = self._states.get(key)
-        if hit is not None and generation is not None and hit[0] == generation:
-            return hit[1]
+        cached = self._cached(key, generation)
+        if cached is not None:
+            return cached
         statement = _TOKEN_STATE[(gid is not None, sub is not None)]
         with self.db.reads.connect() as conn:
             row = conn.execute(statement, {"jti": jti, "gid": gid, "sub": sub}).first()
