@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken, User
-from ..store.rows import Row, layout_of, split
-from .rotation_writer import REUSED, RotationWriter
+from ..store.rows import Row
+from .one_time_writer import AUTHORIZATION_CODES, REFRESH_TOKENS, REUSED, Decision, OneTimeWriter
 
 
 @dataclass
@@ -56,7 +56,8 @@ class GrantStore:
         self.db = db
         # (jti, gid, sub) -> (change-feed generation read before the query, TokenState)
         self._states: dict[tuple[str, str | None, str | None], tuple[int, TokenState]] = {}
-        self.rotations = RotationWriter(db)
+        self.rotations = OneTimeWriter(db, REFRESH_TOKENS)
+        self.redemptions = OneTimeWriter(db, AUTHORIZATION_CODES)
 
     # -- grants --------------------------------------------------------------------------------
     def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
@@ -114,49 +115,48 @@ class GrantStore:
                                     created_at=now, expires_at=now + timedelta(seconds=ttl), used_at=None))
         return code
 
-    def redeem_code(self, code: str, *, check: Callable[[Any, Any], None],
-                    refresh_ttl: Callable[[Any], int | None]) -> CodeRedemption:
+    async def redeem_code(self, code: str, *, check: Callable[[Any, Any], None],
+                          refresh_ttl: Callable[[Any], int | None]) -> CodeRedemption:
         """Uses the code once: of two concurrent redemptions exactly one wins, and a second
         presentation is reported as a replay and revokes the grant (RFC 6749 §4.1.2).
 
         `check(code, grant)` validates the token request; what it raises is raised after the code
         has been used up all the same. When it passes and `refresh_ttl(grant)` gives a lifetime,
-        a refresh token is issued in the same transaction. As for refresh tokens, the code, its
-        grant and the grant's user are read first, in one query, and the write transaction is
-        one conditional UPDATE (and the INSERT of the refresh token)."""
+        a refresh token is issued in the same transaction. As for refresh tokens, the read, the
+        decision and the write are group-committed (one_time_writer.py) and awaited without
+        holding a thread."""
         code_hash = sha256_hex(code)
-        with self.db.reads.connect() as conn:
-            found = conn.execute(_CODE_WITH_GRANT_AND_USER, {"presented": code_hash}).first()
-        if found is None:
-            return CodeRedemption()
-        row, grant, user = split(found, _CODE_LAYOUT)
-        if row.used_at is not None:
-            return self._code_replayed(row, grant)
-        failure: Exception | None = None
-        try:
-            check(row, grant)
-        except Exception as exc:  # noqa: BLE001 - re-raised once the code is used up
-            failure = exc
-        now = utcnow()
-        ttl = refresh_ttl(grant) if failure is None else None
-        token = random_token(32) if ttl else None
-        with self.db.session() as s:
-            conn = s.connection()
-            won = conn.execute(_USE_CODE, {"presented": code_hash, "now": now}).rowcount == 1
-            if won and token and ttl:
-                conn.execute(_INSERT_REFRESH, {
-                    "token_hash": sha256_hex(token), "grant_id": grant.id, "client_id": grant.client_id,
-                    "scope": grant.scope, "created_at": now, "used_at": None,
-                    "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))})
-        if not won:  # redeemed by another request since it was read
-            return self._code_replayed(row, grant)
-        if failure is not None:
-            raise failure
-        return CodeRedemption(row, grant, user=user, refresh_token=token)
+        token = random_token(32)
+        read: list[Any] = []
 
-    def _code_replayed(self, row: Any, grant: Any) -> CodeRedemption:
-        self.revoke_grant(grant.id)
-        return CodeRedemption(row, grant, replayed=True)
+        def decide(found: tuple[Row, Row, Row] | None) -> Decision:
+            if found is None:
+                return False, None, CodeRedemption()
+            row, grant, user = found
+            read[:] = [row, grant]
+            if row.used_at is not None:
+                return False, None, CodeRedemption(row, grant, replayed=True)
+            try:
+                check(row, grant)
+            except Exception as exc:  # noqa: BLE001 - raised once the code is used up
+                return True, None, exc
+            ttl = refresh_ttl(grant)
+            if not ttl:
+                return True, None, CodeRedemption(row, grant, user=user)
+            now = utcnow()
+            successor = {"token_hash": sha256_hex(token), "grant_id": grant.id, "client_id": grant.client_id,
+                         "scope": grant.scope, "created_at": now, "used_at": None,
+                         "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))}
+            return True, successor, CodeRedemption(row, grant, user=user, refresh_token=token)
+
+        decided = await self.redemptions.present_async(code_hash, decide)
+        if decided is REUSED:  # redeemed by an earlier presentation in the same batch
+            decided = CodeRedemption(*read, replayed=True)
+        if isinstance(decided, Exception):
+            raise decided
+        if decided.replayed:
+            await run_in_threadpool(self.revoke_grant, decided.grant.id)
+        return decided
 
     # -- refresh tokens (rotation with reuse detection, OAuth 2.0 Security BCP §4.14) -----------
     def create_refresh_token(self, grant: Grant, *, scope: str, ttl: int) -> tuple[str, datetime]:
@@ -183,29 +183,29 @@ class GrantStore:
         The read (token, grant and user in one query), the decision and the write (mark the token
         used - only if it still is unused: of two concurrent presentations exactly one wins - and
         insert its successor) are group-committed with the other rotations waiting in this
-        process (rotation_writer.py), and awaited without holding a thread. `old`, `grant` and
+        process (one_time_writer.py), and awaited without holding a thread. `old`, `grant` and
         `user` are plain rows (attribute access like the models)."""
         token_hash = sha256_hex(token)
         new = random_token(32)
         read: list[Any] = []
 
-        def decide(found: tuple[Row, Row, Row] | None) -> tuple[dict[str, Any] | None, RefreshRotation]:
+        def decide(found: tuple[Row, Row, Row] | None) -> Decision:
             if found is None:
-                return None, RefreshRotation(None, None)
+                return False, None, RefreshRotation(None, None)
             old, grant, user = found
             read[:] = [old, grant]
             scope = check(old, grant)
             now = utcnow()
             if old.used_at is not None:
-                return None, RefreshRotation(old, grant, reused=True)
+                return False, None, RefreshRotation(old, grant, reused=True)
             if grant.revoked_at is not None or aware(old.expires_at) <= now:
-                return None, RefreshRotation(old, grant)
+                return False, None, RefreshRotation(old, grant)
             successor = {"token_hash": sha256_hex(new), "grant_id": grant.id, "client_id": grant.client_id,
                          "scope": scope, "created_at": now, "used_at": None,
                          "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))}
-            return successor, RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
+            return True, successor, RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
 
-        decided = await self.rotations.rotate_async(token_hash, decide)
+        decided = await self.rotations.present_async(token_hash, decide)
         if decided is REUSED:  # an earlier presentation in the same batch won
             decided = RefreshRotation(*read, reused=True)
         if decided.reused:
@@ -282,13 +282,3 @@ def _token_state_statement(with_grant: bool, with_user: bool) -> Any:
 
 _TOKEN_STATE = {(g, u): _token_state_statement(g, u) for g in (False, True) for u in (False, True)}
 
-_refresh = RefreshToken.__table__
-_codes = AuthorizationCode.__table__
-_CODE_WITH_GRANT_AND_USER = (select(_codes, Grant.__table__, User.__table__)
-                             .join(Grant.__table__, Grant.__table__.c.id == _codes.c.grant_id)
-                             .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
-                             .where(_codes.c.code_hash == bindparam("presented")))
-_CODE_LAYOUT = layout_of(_codes, Grant.__table__, User.__table__)
-_USE_CODE = (update(_codes).where(_codes.c.code_hash == bindparam("presented"), _codes.c.used_at.is_(None))
-             .values(used_at=bindparam("now")))
-_INSERT_REFRESH = insert(_refresh)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class AuthorizationCodeGrant(GrantHandler):
     grant_type = c.GRANT_AUTHORIZATION_CODE
 
-    def handle(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    async def handle_async(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
         if self.grant_type not in client.grant_types:
             raise UnauthorizedClientError("this client may not use the authorization_code grant")
         code = form.get("code")
@@ -40,7 +40,7 @@ class AuthorizationCodeGrant(GrantHandler):
             return ttl(provider, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
 
         # Every outcome but "unknown code" uses the code up (a failed attempt cannot be retried).
-        redeemed = provider.grants.redeem_code(code, check=check, refresh_ttl=refresh_ttl)
+        redeemed = await provider.grants.redeem_code(code, check=check, refresh_ttl=refresh_ttl)
         if redeemed.code is None:
             raise InvalidGrantError("the authorization code is invalid")
         if redeemed.replayed:

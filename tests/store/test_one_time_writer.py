@@ -1,4 +1,4 @@
-"""Group commit of refresh-token rotations (oauth2/rotation_writer.py), on both stores."""
+"""Group commit of one-time credentials (oauth2/one_time_writer.py), on both stores."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from idbroker.oauth2.rotation_writer import REUSED, RotationWriter, _Rotation
+from idbroker.oauth2.one_time_writer import AUTHORIZATION_CODES, REFRESH_TOKENS, REUSED, OneTimeWriter, _Presentation
 from idbroker.security import random_token, sha256_hex
 from idbroker.store.db import utcnow
 from idbroker.store.models import RefreshToken
@@ -30,9 +30,13 @@ def write_if_found(row: dict, answer: str = "rotated"):
     """A decision like the refresh grant's: the successor when the token is known and unused."""
     def decide(found):
         if found is None:
-            return None, "unknown"
-        return (row, answer) if found[0].used_at is None else (None, "used")
+            return False, None, "unknown"
+        return (True, row, answer) if found[0].used_at is None else (False, None, "used")
     return decide
+
+
+def refreshes(provider) -> OneTimeWriter:
+    return OneTimeWriter(provider.db, REFRESH_TOKENS)
 
 
 def stored(provider, token_hash: str) -> RefreshToken | None:
@@ -43,28 +47,28 @@ def stored(provider, token_hash: str) -> RefreshToken | None:
 def test_in_one_batch_the_first_presentation_wins(provider, grant):
     token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
     rows = [successor(grant.id) for _ in range(3)]
-    first, again, unknown = (_Rotation(sha256_hex(token), write_if_found(rows[0], "first")),
-                             _Rotation(sha256_hex(token), write_if_found(rows[1], "again")),
-                             _Rotation(sha256_hex("never issued"), write_if_found(rows[2])))
-    answers = {id(item): answer for item, answer in RotationWriter(provider.db)._write([first, again, unknown])}
+    first, again, unknown = (_Presentation(sha256_hex(token), write_if_found(rows[0], "first")),
+                             _Presentation(sha256_hex(token), write_if_found(rows[1], "again")),
+                             _Presentation(sha256_hex("never issued"), write_if_found(rows[2])))
+    answers = {id(item): answer for item, answer in refreshes(provider)._write([first, again, unknown])}
     assert answers[id(first)] == "first" and answers[id(again)] is REUSED and answers[id(unknown)] == "unknown"
     assert stored(provider, first.presented).used_at is not None
     assert stored(provider, rows[0]["token_hash"]) is not None
     assert stored(provider, rows[1]["token_hash"]) is None and stored(provider, rows[2]["token_hash"]) is None
     # And in a later batch the token is known as used.
-    assert RotationWriter(provider.db).rotate(first.presented, write_if_found(successor(grant.id))) == "used"
+    assert refreshes(provider).present(first.presented, write_if_found(successor(grant.id))) == "used"
 
 
 def test_concurrent_rotations_of_different_tokens_all_land(provider, grant):
     tokens = [provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0] for _ in range(24)]
-    writer = RotationWriter(provider.db)
+    writer = refreshes(provider)
     rows = {t: successor(grant.id) for t in tokens}
     results: dict[str, object] = {}
     barrier = threading.Barrier(len(tokens))
 
     def go(token: str) -> None:
         barrier.wait()
-        results[token] = writer.rotate(sha256_hex(token), write_if_found(rows[token]))
+        results[token] = writer.present(sha256_hex(token), write_if_found(rows[token]))
 
     threads = [threading.Thread(target=go, args=(t,)) for t in tokens]
     for t in threads:
@@ -84,9 +88,9 @@ def test_a_refused_decision_fails_that_rotation_only(provider, grant):
     def refuse(found):
         raise ValueError("issued to another client")
 
-    good = _Rotation(sha256_hex(good_token), write_if_found(successor(grant.id)))
-    bad = _Rotation(sha256_hex(bad_token), refuse)
-    answers = RotationWriter(provider.db)._write([bad, good])
+    good = _Presentation(sha256_hex(good_token), write_if_found(successor(grant.id)))
+    bad = _Presentation(sha256_hex(bad_token), refuse)
+    answers = refreshes(provider)._write([bad, good])
     assert [(item, answer) for item, answer in answers] == [(good, "rotated")]
     assert isinstance(bad.done.exception(), ValueError)
     assert stored(provider, bad.presented).used_at is None  # nothing written for it
@@ -97,18 +101,31 @@ def test_a_failed_batch_writes_nothing(provider, grant):
     token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
     other, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
     row = successor(grant.id)
-    good = _Rotation(sha256_hex(token), write_if_found(row))
-    clash = _Rotation(sha256_hex(other), write_if_found({**row}))  # two successors with one primary key
+    good = _Presentation(sha256_hex(token), write_if_found(row))
+    clash = _Presentation(sha256_hex(other), write_if_found({**row}))  # two successors with one primary key
     with pytest.raises(Exception):  # noqa: B017 - the store's own integrity error
-        RotationWriter(provider.db)._write([good, clash])
+        refreshes(provider)._write([good, clash])
     assert stored(provider, good.presented).used_at is None  # rolled back
     assert stored(provider, sha256_hex(other)).used_at is None
 
 
 def test_the_failure_reaches_the_request_and_the_writer_goes_on(provider, grant):
     token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
-    writer = RotationWriter(provider.db)
+    writer = refreshes(provider)
     with pytest.raises(Exception):  # noqa: B017 - a foreign key the store enforces
-        writer.rotate(sha256_hex(token), write_if_found(successor("no-such-grant")))
+        writer.present(sha256_hex(token), write_if_found(successor("no-such-grant")))
     assert stored(provider, sha256_hex(token)).used_at is None
-    assert writer.rotate(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
+    assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
+
+
+def test_a_code_is_used_up_with_or_without_a_refresh_token(provider, grant):
+    with_refresh = provider.grants.create_code(grant, redirect_uri=None, nonce=None, code_challenge=None, ttl=60)
+    without = provider.grants.create_code(grant, redirect_uri=None, nonce=None, code_challenge=None, ttl=60)
+    row = successor(grant.id)
+    writer = OneTimeWriter(provider.db, AUTHORIZATION_CODES)
+    assert writer.present(sha256_hex(with_refresh), lambda found: (True, row, "issued")) == "issued"
+    assert writer.present(sha256_hex(without), lambda found: (True, None, "no refresh token")) == "no refresh token"
+    assert stored(provider, row["token_hash"]) is not None
+    # Used up: the next presentation of either finds it used, and a second use is refused.
+    assert writer.present(sha256_hex(without), lambda found: (False, None, found[0].used_at is not None)) is True
+    assert writer.present(sha256_hex(without), lambda found: (True, None, "again")) is REUSED
