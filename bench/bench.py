@@ -798,7 +798,8 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
     L.append("")
     L.append("## Throughput and latency")
     L.append("")
-    L.append("req/s for the login row is completed logins per second (5 HTTP requests each); its latencies "
+    L.append("req/s for the login row is completed logins per second (each the HTTP requests that server's own "
+             "pages and redirects take; counted under the hashing ceiling below); its latencies "
              "are per login. Ratio = idbroker ÷ peer, same run. Server CPU = CPU seconds the server's processes "
              f"used per second of the measured run ({mach['nproc']} = every core busy; the load generator "
              "uses the rest). Other work = the same for everything else on the machine (should be ~0: "
