@@ -99,8 +99,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            # A writer takes the lock at BEGIN, so two writers queue on busy_timeout instead of
-            # one failing with "database is locked" when it upgrades a read lock.
+            # A writer takes SQLite's lock at BEGIN, once its turn on the WriterLock has come (the
+            # busy timeout only backs that up, e.g. against another program writing the file), so
+            # no writer fails with "database is locked" when it upgrades a read lock.
             # Readers issue no BEGIN: in autocommit mode each SELECT sees a consistent snapshot
             # on its own, and the hot read paths are single statements.
             if conn.get_execution_options().get("write", False):
