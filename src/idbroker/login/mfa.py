@@ -173,7 +173,9 @@ class MfaViews(LifecyclePages):
                          kinds=list(FACTORS), error=error, phone=phone, user=visit.user)
 
     # -- answers -----------------------------------------------------------------------------------
-    async def submit(self, request: Request) -> Response:
+    async def _posted(self, request: Request) -> tuple[Any, Visit] | Response:
+        """The posted form and the visit it belongs to, or the page to answer with instead
+        (an expired or foreign form, no sign-in)."""
         form = await self.read_form(request)
         if form is None:
             return self.journey.error_page(request, FORM_EXPIRED, 400)
@@ -182,6 +184,13 @@ class MfaViews(LifecyclePages):
             return visit
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
             return self.journey.error_page(request, FORM_EXPIRED, 400)
+        return form, visit
+
+    async def submit(self, request: Request) -> Response:
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, visit = posted
         factors = await run_in_threadpool(self.provider.mfa.factors, visit.user.id)
         if not factors:
             return RedirectResponse(self.target(visit), status_code=303)
@@ -240,14 +249,10 @@ class MfaViews(LifecyclePages):
     async def enrol(self, request: Request) -> Response:
         """action=start (kind, and phone for SMS) shows the kind's set-up page; action=confirm
         (factor, code, name) confirms it; action=resend sends a set-up code again."""
-        form = await self.read_form(request)
-        if form is None:
-            return self.journey.error_page(request, FORM_EXPIRED, 400)
-        visit = await self._visit(request, text_field(form, "interaction"), text_field(form, "next"))
-        if isinstance(visit, Response):
-            return visit
-        if not self.csrf.valid(request, text_field(form, "csrf_token")):
-            return self.journey.error_page(request, FORM_EXPIRED, 400)
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        form, visit = posted
         enrolled = await run_in_threadpool(self.provider.mfa.enrolled, visit.user.id)
         if enrolled and not has_second_factor(list(visit.session.amr)):
             # Adding a factor needs the ones already there: step up first.
