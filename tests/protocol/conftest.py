@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mfa_helpers import Clock
+from mfa_helpers import Clock, enrol_totp, sign_in
 
 from idbroker.mfa import totp
 
@@ -31,3 +31,13 @@ def tokens(http: Any, flow: Any, client: Any, user: Any) -> dict[str, Any]:
     return http.post("/oauth2/token", auth=client.basic, data={
         "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
         "code_verifier": verifier}).json()
+
+
+@pytest.fixture
+def enrolled(http: Any, user: Any, clock: Clock) -> tuple[str, list[str]]:
+    """Alice with an authenticator app: (its secret, her recovery codes); the test's browser is
+    signed out again."""
+    sign_in(http)
+    secret, codes, _ = enrol_totp(http, clock)
+    http.cookies.clear()
+    return secret, codes

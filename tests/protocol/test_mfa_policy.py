@@ -41,11 +41,9 @@ def settings_overrides(policy):
 
 
 @pytest.fixture
-def enrolled(http, user, clock):
-    sign_in(http)
-    secret, codes, _ = enrol_totp(http, clock)
-    http.cookies.clear()
-    return secret
+def enrolled(enrolled):
+    """Here only the authenticator app's secret."""
+    return enrolled[0]
 
 
 def signed_out(http):

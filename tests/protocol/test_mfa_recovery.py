@@ -9,7 +9,6 @@ from mfa_helpers import (
     authorize,
     consent_if_asked,
     csrf,
-    enrol_totp,
     events,
     follow,
     login_page,
@@ -25,11 +24,8 @@ from idbroker.store.models import RecoveryCode
 
 
 @pytest.fixture
-def codes(http, user, clock):
-    sign_in(http)
-    _, shown, _ = enrol_totp(http, clock)
-    http.cookies.clear()
-    return shown
+def codes(enrolled):
+    return enrolled[1]
 
 
 def recovery_page(http, client):

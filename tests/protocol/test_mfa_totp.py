@@ -4,14 +4,12 @@ used once, wrong codes and their lock, and what the ID token then says (acr, amr
 
 from __future__ import annotations
 
-import pytest
 from mfa_helpers import (
     CODES_RE,
     authorize,
     code_at,
     confirm_enrolment,
     consent_if_asked,
-    enrol_totp,
     events,
     factors_of,
     follow,
@@ -27,15 +25,6 @@ from support import ISSUER
 
 from idbroker import audit
 from idbroker.oauth2 import constants as c
-
-
-@pytest.fixture
-def enrolled(http, user, clock):
-    """Alice with an authenticator app; the test's browser is signed out again."""
-    sign_in(http)
-    secret, codes, _ = enrol_totp(http, clock)
-    http.cookies.clear()
-    return secret, codes
 
 
 def other_browser(app):
