@@ -24,6 +24,7 @@ from browser_helpers import (
     chromium_missing,
     launch,
     make_broker,
+    running,
 )
 
 SIGNUP_SETTINGS = {"signup_fields": "given_name,family_name,newsletter", "custom_attributes": "newsletter:bool"}
@@ -65,12 +66,8 @@ def rp() -> Iterator[RelyingParty]:
 
 @pytest.fixture(scope="session")
 def broker(browser: Any, mail: MailSink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = make_broker(tmp_path_factory.mktemp("e2e-broker"), mail, **SIGNUP_SETTINGS)
-    try:
-        b.start()
+    with running(make_broker(tmp_path_factory.mktemp("e2e-broker"), mail, **SIGNUP_SETTINGS)) as b:
         yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from browser_helpers import (
     authorization,
     make_broker,
     redeem,
+    running,
     unique_email,
 )
 from playwright.sync_api import expect
@@ -37,11 +38,8 @@ def passkey_broker(browser: Any, mail: MailSink, tmp_path_factory: pytest.TempPa
     b = make_broker(tmp_path_factory.mktemp("passkey-broker"), mail)
     b.issuer = f"http://localhost:{b.port}"
     b.env["IDBROKER_ISSUER"] = b.issuer
-    try:
-        b.start()
+    with running(b):
         yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture(scope="module")

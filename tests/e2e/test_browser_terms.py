@@ -22,6 +22,7 @@ from browser_helpers import (
     make_broker,
     redeem,
     restart,
+    running,
     stored_user,
 )
 from playwright.sync_api import expect
@@ -39,12 +40,9 @@ def terms_broker(browser: Any, mail: MailSink, tmp_path: Path) -> Iterator[Broke
     terms = tmp_path / "terms.txt"
     terms.write_text(TERMS_V1)
     b = make_broker(tmp_path / "data", mail, terms_version="1", terms_file=str(terms))
-    try:
-        add_user(b, EMAIL)
-        b.start()
+    add_user(b, EMAIL)
+    with running(b):
         yield b
-    finally:
-        b.stop()
 
 
 def terms_page(page: Any, version: str, text: str) -> None:
