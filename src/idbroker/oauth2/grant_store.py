@@ -208,17 +208,9 @@ class GrantStore:
         decided = await self.rotations.present_async(token_hash, decide)
         if decided is REUSED:  # an earlier presentation in the same batch won
             decided = RefreshRotation(*read, reused=True)
-        if decided.reused:
-            await run_in_threadpool(self._revoke_reused, token_hash)
+        if decided.reused:  # the family is revoked
+            await run_in_threadpool(self.revoke_grant, decided.grant.id)
         return decided
-
-    def _revoke_reused(self, token_hash: str) -> None:
-        """A used refresh token presented again: the family is revoked."""
-        with self.db.session() as s:
-            grant_id = s.scalar(select(RefreshToken.grant_id).where(RefreshToken.token_hash == token_hash))
-            if grant_id is not None:
-                s.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
-                          .values(revoked_at=utcnow()))
 
     # -- access-token revocation list ------------------------------------------------------
     def revoke_jti(self, jti: str, expires_at: datetime) -> None:
