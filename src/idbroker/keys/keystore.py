@@ -60,6 +60,7 @@ class KeyStore:
         self._jwks: dict[str, Any] = {"keys": []}
         self._jwks_bytes = b'{"keys":[]}'
         self._keys: dict[tuple[str, bool], Any] = {}  # (kid, private?) -> imported key
+        self._kids: tuple[list[str], dict[str, str]] | None = None  # (published kids, alg -> signing kid)
 
     # -- generation and storage -------------------------------------------------------------
     def _encrypt(self, private: dict[str, Any]) -> str:
@@ -137,17 +138,15 @@ class KeyStore:
                     s.get(SigningKey, kid).retire_after = when
             views = [_view_with(v, superseded.get(v.kid, v.retire_after)) for v in views]
         published = [v for v in views if v.retire_after is None or v.retire_after > now]
-        by_kid = {r.kid: r for r in rows}
-        signing = {alg: (kid, self._imported(kid, by_kid[kid].private_jwe, alg, private=True))
-                   for alg, kid in active.items()}
-        public_kids = [v.kid for v in published]
-        if public_kids != [k.kid for k in self._public.keys] or signing.keys() != self._signing.keys() \
-                or any(signing[a][0] != self._signing[a][0] for a in signing):
-            # Only when the keys changed: a new KeySet and JWKS document.
+        kids = ([v.kid for v in published], active)
+        if kids != self._kids:  # only when the keys changed: new key objects and JWKS document
+            by_kid = {r.kid: r for r in rows}
+            self._signing = {alg: (kid, self._imported(kid, by_kid[kid].private_jwe, alg, private=True))
+                             for alg, kid in active.items()}
             self._public = KeySet([self._imported(v.kid, v.public_jwk, v.alg, private=False) for v in published])
             self._jwks = {"keys": [v.public_jwk for v in published]}
             self._jwks_bytes = json.dumps(self._jwks, separators=(",", ":")).encode()
-            self._signing = signing
+            self._kids = kids
         self._loaded_at = time.monotonic()
 
     def _imported(self, kid: str, source: Any, alg: str, *, private: bool) -> Any:

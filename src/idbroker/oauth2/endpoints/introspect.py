@@ -20,7 +20,7 @@ async def introspect_endpoint(request: Request) -> Response:
     provider = provider_of(request)
     try:
         form = await read_form(request)
-        # CPU only while the client registry has the client cached (store/clients: a few seconds).
+        # Client authentication is CPU only while the registry has the client cached (a few seconds).
         provider.client_auth.authenticate(request.headers.get("authorization"), form, allow_public=False)
         token = form.get("token")
         if not token:
