@@ -335,9 +335,27 @@ class LookSettings(Section):
         return out
 
 
+@dataclass
+class HousekeepingSettings(Section):
+    name: ClassVar[str] = "housekeeping"
+    # Seconds between purges of expired rows (store/housekeeping.py), by one worker at a time; 0: never
+    # (then run `idbroker db purge` from cron).
+    purge_interval: int = 3600
+    # Audit events older than this many days are deleted by the purge.
+    audit_retention_days: int = 365
+
+    def problems(self, settings: Settings) -> list[str]:
+        out = []
+        if self.purge_interval < 0:
+            out.append("purge_interval must be zero (never) or positive")
+        if self.audit_retention_days < 1:
+            out.append("audit_retention_days must be at least 1")
+        return out
+
+
 SECTIONS: tuple[type[Section], ...] = (
     ServerSettings, KeySettings, TokenSettings, SessionSettings, PasswordSettings, MailSettings, SignupSettings,
-    MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings,
+    MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings, HousekeepingSettings,
 )
 # Arrays of tables, by their dotted TOML path, and the attribute of Settings that keeps them.
 TABLE_LISTS = {"upstreams": "upstreams", "migration.sources": "migration_sources"}
@@ -383,6 +401,7 @@ class Settings:
     protection: ProtectionSettings
     terms: TermsSettings
     look: LookSettings
+    housekeeping: HousekeepingSettings
 
     def __init__(self, upstreams: list[dict[str, Any]] | None = None,
                  migration_sources: list[dict[str, Any]] | None = None, **options: Any):
