@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # what random_token produces
+TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # what random_token produces ($ would allow a final newline)
 
 
 def random_token(nbytes: int = 32) -> str:
@@ -47,8 +49,37 @@ class KeyedHasher:
     def verify(self, value: str, digest: str | None) -> bool:
         if not digest:
             return False
-        return hmac.compare_digest(self.hash(value), digest)
+        return constant_time_equals(self.hash(value), digest)
 
 
 def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    """Compares as UTF-8 bytes: hmac.compare_digest raises TypeError on non-ASCII str."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+
+
+MAX_JSON_DEPTH = 32
+# JSON strings (skipped whole), an unterminated string's opening quote, and brackets.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|["\[\]{}]')
+
+
+def loads_bounded(data: str | bytes, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads for untrusted input, at most `max_bytes` (UTF-8) and `max_depth` nested arrays and
+    objects; ValueError otherwise. Unbounded, json.loads recurses into RecursionError, and accepts
+    lone surrogate escapes ("\\ud800") that no database or encoder takes (RFC 8259 §8.2)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise ValueError(f"JSON larger than {max_bytes} bytes")
+    text = raw.decode("utf-8")
+    depth = 0
+    for token in _JSON_TOKENS.findall(text):
+        if token in ("[", "{"):
+            depth += 1
+            if depth > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth}")
+        elif token in ("]", "}"):
+            depth -= 1
+        elif token == '"':
+            raise ValueError("unterminated JSON string")
+    value = json.loads(text)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError (a ValueError) on lone surrogates
+    return value

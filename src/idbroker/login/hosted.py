@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..web.body import BodyError, read_form
 from ..web.i18n import N_
 
 if TYPE_CHECKING:
@@ -26,6 +26,15 @@ def field(form: FormData, name: str, max_length: int) -> str:
     """A submitted text value, at most `max_length` characters; files and absent fields are ""."""
     value = form.get(name)
     return value[:max_length] if isinstance(value, str) else ""
+
+
+async def posted_form(request: Request) -> FormData | None:
+    """The posted form, or None when it cannot be read or parsed (web/body.py: too large, too
+    slow, broken off, files, too many fields)."""
+    try:
+        return await read_form(request)
+    except BodyError:
+        return None
 
 
 class HostedPages:
@@ -59,15 +68,12 @@ class HostedPages:
                                    user_locale=found[1].locale if found else None)
 
     async def read_form(self, request: Request) -> FormData | None:
-        """The posted form, or None when it cannot be parsed (files, too many or too large fields)."""
-        try:
-            return await request.form(max_files=0, max_fields=100, max_part_size=64 * 1024)
-        except (HTTPException, ValueError, UnicodeDecodeError):
-            return None
+        """The posted form, or None when it cannot be read or parsed."""
+        return await posted_form(request)
 
     async def form(self, request: Request) -> FormData:
         """The posted form; an unparsable one reads as empty (and fails its CSRF check)."""
-        return await self.read_form(request) or FormData()
+        return await posted_form(request) or FormData()
 
     def signed_in(self, request: Request) -> tuple[BrowserSession, User] | None:
         return self.journey.current(request)

@@ -18,7 +18,6 @@ Origin is not the broker's is refused.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,8 @@ from starlette.routing import Route
 from .. import audit
 from ..mfa.webauthn import CHALLENGE_TTL, FAILED, LOGIN, PASSWORDLESS_AMR, PasskeyError, Passkeys
 from ..oauth2 import constants as c
+from ..security import loads_bounded
+from ..web.body import MAX_BODY, BodyError, read_body
 from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("idbroker.webauthn")
 
-MAX_BODY = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -63,19 +63,12 @@ class PasskeyLoginViews:
 
     # -- request checks -----------------------------------------------------------------------------
     async def _body(self, request: Request) -> dict[str, Any] | None:
+        """The JSON object posted (web/body.py, bounded JSON), or None."""
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return None
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return None
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return None
         try:
-            data = json.loads(body or b"{}")
-        except ValueError:
+            data = loads_bounded(await read_body(request) or b"{}", MAX_BODY)
+        except (BodyError, ValueError):
             return None
         return data if isinstance(data, dict) else None
 

@@ -16,7 +16,7 @@ from ..oauth2.errors import AccessDeniedError
 from ..web.csrf import Csrf
 from ..web.i18n import N_
 from ..web.navigation import local_path
-from .hosted import FORM_EXPIRED
+from .hosted import FORM_EXPIRED, posted_form
 from .journey import EXPIRED
 from .mfa import second_step_url
 from .protection import check_password, client_ip, too_many
@@ -103,7 +103,7 @@ class LoginViews:
                           **self._login_context(request, interaction, req, found))
 
     async def login_submit(self, request: Request) -> Response:
-        form = await request.form()
+        form = await posted_form(request) or FormData()  # unreadable: fails the CSRF check
         return await run_in_threadpool(self._login_submit, request, form)
 
     def _login_submit(self, request: Request, form: FormData) -> Response:
@@ -193,7 +193,7 @@ class LoginViews:
                           req=req, user=found[1], scopes=[(s, SCOPE_TEXT.get(s, s)) for s in req.scopes])
 
     async def consent_submit(self, request: Request) -> Response:
-        form = await request.form()
+        form = await posted_form(request) or FormData()  # unreadable: fails the CSRF check
         return await run_in_threadpool(self._consent_submit, request, form)
 
     def _consent_submit(self, request: Request, form: FormData) -> Response:

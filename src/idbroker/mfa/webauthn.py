@@ -57,7 +57,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..security import derive_key, random_token
+from ..security import derive_key, loads_bounded, random_token
 from ..store.db import Database, utcnow
 from ..store.models import MfaFactor, RevokedToken, User
 from ..web.i18n import N_
@@ -377,13 +377,17 @@ _TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 
 
 def _parsed_json(credential: Any) -> dict[str, Any]:
-    if isinstance(credential, str):
-        if len(credential) > MAX_CREDENTIAL_JSON:
-            raise PasskeyError(FAILED, "credential too large")
-        try:
-            credential = json.loads(credential)
-        except ValueError:
-            raise PasskeyError(FAILED, "credential is not JSON") from None
+    """The credential (JSON text from a form, or an object from a JSON body) as an object, its
+    client data checked to be bounded JSON first: py_webauthn parses it without bounds."""
+    try:
+        if isinstance(credential, str):
+            credential = loads_bounded(credential, MAX_CREDENTIAL_JSON)
+        response = credential.get("response") if isinstance(credential, dict) else None
+        client_data = response.get("clientDataJSON") if isinstance(response, dict) else None
+        if isinstance(client_data, str):
+            loads_bounded(base64url_to_bytes(client_data), MAX_CREDENTIAL_JSON)
+    except ValueError as exc:
+        raise PasskeyError(FAILED, f"credential is not bounded JSON: {exc}") from None
     if not isinstance(credential, dict):
         raise PasskeyError(FAILED, "credential is not an object")
     return credential

@@ -29,7 +29,12 @@ if TYPE_CHECKING:
     from ..provider import Provider
     from ..store.models import Client
 
+# The longest value of a parameter, in characters. Those kept with an authorization code fit its
+# columns (store/models.py) on every store; any other parameter is kept only with the pending
+# request, up to MAX_PARAM. README (Endpoints) lists them.
+MAX_LENGTHS = {"client_id": 255, "redirect_uri": 2048, "nonce": 512, "code_challenge": 128}
 MAX_PARAM = 4096
+UNTRUSTED = ("client_id", "redirect_uri")  # checked before there is a trusted redirect URI
 
 
 @dataclass
@@ -71,8 +76,10 @@ UNKNOWN_REDIRECT_URI = N_("The redirect_uri is not registered for this applicati
 
 
 def check_parameters(provider: Provider, req: AuthorizationRequest) -> None:
+    """Any value over MAX_PARAM, and client_id or redirect_uri over theirs, before either is
+    trusted: shown on the error page, never redirected."""
     for key, value in req.params.items():
-        if len(value) > MAX_PARAM:
+        if len(value) > MAX_PARAM or (key in UNTRUSTED and len(value) > MAX_LENGTHS[key]):
             raise BadAuthorizationRequest(PARAMETER_TOO_LONG, params={"name": key})
     req.state = req.params.get("state")
 
@@ -104,6 +111,14 @@ def check_redirect_uri(provider: Provider, req: AuthorizationRequest) -> None:
     mode = req.params.get("response_mode")
     if mode in c.RESPONSE_MODES and not (mode == "query" and req.response_mode == "fragment"):
         req.response_mode = mode
+
+
+def check_lengths(provider: Provider, req: AuthorizationRequest) -> None:
+    """The values kept with the code within their maxima, the same on every store (RFC 6749
+    §4.1.2.1: invalid_request, now at the trusted redirect URI)."""
+    for key, limit in MAX_LENGTHS.items():
+        if len(req.params.get(key, "")) > limit:
+            raise InvalidRequestError(f"{key} is longer than {limit} characters")
 
 
 def check_request_object(provider: Provider, req: AuthorizationRequest) -> None:
@@ -182,7 +197,7 @@ def check_max_age(provider: Provider, req: AuthorizationRequest) -> None:
     raw = req.params.get("max_age")
     if raw is None:
         return
-    if not raw.isdigit() or len(raw) > 10:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:  # isdigit alone takes "²", which int() refuses
         raise InvalidRequestError("max_age must be a non-negative integer")
     req.max_age = int(raw)
 
@@ -197,6 +212,7 @@ CHECKS: tuple[Check, ...] = (
     check_parameters,
     check_client,
     check_redirect_uri,
+    check_lengths,
     check_request_object,
     check_response_type,
     check_response_mode,

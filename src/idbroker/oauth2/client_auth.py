@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -14,6 +13,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..clients.registry import ClientRegistry
+from ..security import loads_bounded
 from ..store.models import Client
 from . import constants as c
 from .errors import InvalidClientError, InvalidRequestError
@@ -111,13 +111,18 @@ class ClientAuthenticator:
         return Authenticated(client, c.AUTH_PRIVATE_KEY_JWT)
 
 
+MAX_ASSERTION = 16384
+
+
 def _peek_issuer(assertion: str) -> str | None:
-    """The unverified `iss` of a JWS, only to find which client's keys verify it."""
+    """The unverified `iss` of a JWS, only to find which client's keys verify it. The payload is
+    bounded JSON; one that is not never reaches the JWT library (which would parse it unbounded
+    once the signature checks out)."""
     parts = assertion.split(".")
-    if len(parts) != 3 or len(assertion) > 16384:
+    if len(parts) != 3 or len(assertion) > MAX_ASSERTION:
         return None
     try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        payload = loads_bounded(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)), MAX_ASSERTION)
     except ValueError:
         return None
     iss = payload.get("iss") if isinstance(payload, dict) else None

@@ -12,9 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..login.hosted import FORM_EXPIRED
 from ..oauth2 import constants as c
 from ..oauth2.endpoints.common import unique_params
 from ..oauth2.errors import OAuth2Error
+from ..web.body import BodyError, read_form
 from ..web.i18n import N_
 
 if TYPE_CHECKING:
@@ -89,11 +91,13 @@ class Logout:
     async def endpoint(self, request: Request) -> Response:
         try:
             if request.method == "POST":
-                form = await request.form()
+                form = await read_form(request)
                 params = unique_params([(k, str(v)) for k, v in form.multi_items()])
             else:
                 params = unique_params(list(request.query_params.multi_items()))
             req = self._parse(params)
+        except BodyError:
+            return self.journey.error_page(request, FORM_EXPIRED, 400)
         except (BadLogoutRequest, OAuth2Error) as exc:
             message = exc.args[0] if isinstance(exc, BadLogoutRequest) else exc.description
             return self.journey.error_page(request, message, 400)

@@ -8,7 +8,7 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..security import random_token
+from ..security import constant_time_equals, random_token
 
 
 class Csrf:
@@ -33,7 +33,8 @@ class Csrf:
             response.set_cookie(self.cookie, value, httponly=True, secure=self.secure, samesite="lax", path="/")
 
     def valid(self, request: Request, submitted: str | None) -> bool:
+        """Whether `submitted` (a form field or header: any text) is the MAC of the cookie."""
         current = request.cookies.get(self.cookie)
         if not current or not submitted:
             return False
-        return hmac.compare_digest(self._mac(current), submitted)
+        return constant_time_equals(self._mac(current), submitted)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...web import body
 from ..errors import InvalidClientError, InvalidRequestError, OAuth2Error
 
 log = logging.getLogger("idbroker.oauth2")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_BODY = 64 * 1024
 
 
 def provider_of(request: Request):  # type: ignore[no-untyped-def]
@@ -24,14 +23,16 @@ def provider_of(request: Request):  # type: ignore[no-untyped-def]
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """The urlencoded body; a parameter sent twice is an error (RFC 6749 §3.1, §3.2)."""
+    """The urlencoded body (read and parsed by web/body.py); one that cannot be read or parsed,
+    and a parameter sent twice, are invalid_request (RFC 6749 §3.1, §3.2, §5.2)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != FORM_TYPE:
         raise InvalidRequestError(f"the request body must be {FORM_TYPE}")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise InvalidRequestError("the request body is too large")
-    return unique_params(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        form = await body.read_form(request)
+    except body.BodyError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    return unique_params([(key, str(value)) for key, value in form.multi_items()])
 
 
 def unique_params(pairs: list[tuple[str, str]]) -> dict[str, str]:

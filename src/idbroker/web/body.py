@@ -1,0 +1,97 @@
+"""Request bodies: the one reader every endpoint that takes a body uses, and the form parser on top.
+
+`read_body` reads the body as it streams in and never keeps more than `limit` bytes: a
+Content-Length over the limit is refused before anything is read, and reading stops as soon as
+the bytes received pass it. The whole body must arrive within BODY_READ_TIMEOUT seconds, so a
+client that trickles it cannot hold a request for ever. A body that cannot be read - too large,
+too slow, or broken off (a chunked encoding the server could not decode, a client gone
+mid-body) - raises BodyError after one line in the log; the caller answers 400 in its own format
+(to a client that is gone the answer goes nowhere, which is the quiet close it deserves).
+
+The bytes are kept on the request where Starlette keeps what ``Request.body()`` read, so
+``request.form()`` parses them without reading the stream again.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import aclosing
+
+import anyio
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
+
+log = logging.getLogger("idbroker.http")
+
+MAX_BODY = 64 * 1024       # bytes: every form and JSON body the broker takes is far smaller
+MAX_FIELDS = 100
+BODY_READ_TIMEOUT = 10.0   # seconds for the whole body (the setting body_read_timeout)
+
+
+class BodyError(Exception):
+    """The body could not be read or parsed; the message is safe to show."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The whole body, at most `limit` bytes; BodyError otherwise."""
+    kept: bytes | None = getattr(request, "_body", None)
+    if kept is None:
+        kept = request._body = await _receive(request, limit)  # where Request.body() keeps it
+    if len(kept) > limit:
+        raise BodyError("the request body is too large")
+    return kept
+
+
+async def _receive(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and not (length.isascii() and length.isdigit()):
+        raise BodyError("the Content-Length header is not a number")
+    if length is not None and int(length) > limit:
+        raise BodyError("the request body is too large")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with anyio.fail_after(BODY_READ_TIMEOUT):
+            async with aclosing(request.stream()) as stream:
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > limit:
+                        raise BodyError("the request body is too large")
+                    chunks.append(chunk)
+    except TimeoutError:
+        log.info("%s %s: the body did not arrive within %.0f s", request.method, request.url.path,
+                 BODY_READ_TIMEOUT)
+        raise BodyError("the request body arrived too slowly") from None
+    except ClientDisconnect:
+        # One line, no traceback: a client that goes away (or whose body the server could not
+        # decode) is not the broker's error.
+        log.info("%s %s: the client disconnected before the end of the body", request.method, request.url.path)
+        raise BodyError("the request body is incomplete") from None
+    return b"".join(chunks)
+
+
+async def read_form(request: Request, limit: int = MAX_BODY) -> FormData:
+    """The posted form (urlencoded, or multipart without files), at most MAX_FIELDS fields of
+    text that a database can store: no NUL, no lone surrogate (a multipart part may name any
+    charset, unicode_escape included). A body of another type reads as an empty form."""
+    await read_body(request, limit)
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=limit)
+    except (HTTPException, MultiPartException, ValueError) as exc:
+        raise BodyError("the form cannot be parsed") from exc
+    for name, value in form.multi_items():
+        if not isinstance(value, str) or not _storable(name) or not _storable(value):
+            raise BodyError("the form has a field that is not text")
+    return form
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
