@@ -7,7 +7,6 @@ Messages are translatable ids (``N_``) with their ``%(name)s`` parameters, shown
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..phone import normalise_phone
 from ..security import sha256_hex
 from ..store.db import aware, utcnow
 from ..store.models import BrowserSession, Client, Consent, Grant, OneTimeToken, SessionClient, User
@@ -32,6 +32,7 @@ NAME_MAX = 255
 TOO_LONG = N_("Use at most %(max)d characters.")
 NAME_INVALID = N_("Remove the control characters from this name.")
 LOCALE_INVALID = N_("Choose a language from the list.")
+# Shared by every form that takes an address or a phone number (sign-up, account, second factors).
 PHONE_INVALID = N_("Enter the number in international format, for example +44 20 7946 0958.")
 EMAIL_INVALID = N_("Enter an email address like name@example.com.")
 EMAIL_SAME = N_("This is already your email address.")
@@ -41,13 +42,11 @@ LINK_INVALID = N_("This link is invalid, was already used or has expired. "
 EMAIL_TAKEN = N_("This address is now used by another account, so your email address was not changed.")
 DELETE_CONFIRM_WRONG = N_("This does not match. Your account was not deleted.")
 
-_PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
 
 @dataclass
 class Problem:
-    """A translatable message id and its parameters."""
+    """A translatable message id and its placeholders, shown by the pages (next to a field, or as
+    the page's error or notice)."""
 
     message: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -80,14 +79,6 @@ def check_name(value: str) -> Problem | None:
     return None
 
 
-def normalise_phone(value: str) -> str | None:
-    """E.164 (OIDC Core §5.1 recommends it), or None when the input is not a phone number."""
-    compact = _PHONE_SEPARATORS.sub("", value)
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    return compact if _E164.match(compact) else None
-
-
 def check_profile(form: dict[str, str]) -> ProfileCheck:
     values: dict[str, Any] = {}
     errors: dict[str, Problem] = {}
@@ -103,7 +94,7 @@ def check_profile(form: dict[str, str]) -> ProfileCheck:
     values["locale"] = locale or None
     phone = form.get("phone_number", "").strip()
     if phone:
-        normalised = normalise_phone(phone) if len(phone) <= 40 else None
+        normalised = normalise_phone(phone)
         if normalised is None:
             errors["phone_number"] = Problem(PHONE_INVALID)
         values["phone_number"] = normalised

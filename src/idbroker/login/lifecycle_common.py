@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..accounts.lifecycle import EMAIL_INVALID, Problem
 from ..accounts.users import EMAIL_RE, normalise_email
 from ..notify.mail import MailError
 from ..oauth2 import constants as c
@@ -32,19 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("idbroker.accounts")
 
 BAD_FORM = N_("The form could not be read. Please try again.")
-EMAIL_INVALID = N_("Enter an email address like name@example.com.")
 VERIFY_SUBJECT = N_("Confirm your email address")
 MAX_EMAIL = 254      # RFC 5321 path limit
 MAX_FIELD = 1024     # longer text input is refused before any other check
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")   # the alphabet of interaction ids (random_token)
-
-
-@dataclass
-class Problem:
-    """A translatable message id and its placeholders, rendered next to a field."""
-
-    message: str
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 def text_field(form: FormData, name: str) -> str:

@@ -11,7 +11,6 @@ who has an account. A new user is signed in straight away, unverified, and maile
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..accounts.lifecycle import PHONE_INVALID
 from ..accounts.one_time import VERIFY_EMAIL
 from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
+from ..phone import normalise_phone
 from ..web.i18n import N_, SUPPORTED
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
@@ -53,14 +54,11 @@ REQUIRED = {
 TOO_LONG = N_("Use at most %(max)d characters.")
 CONTROL_CHARACTERS = N_("Remove the control characters from this field.")
 LOCALE_INVALID = N_("Choose a language from the list.")
-PHONE_INVALID = N_("Enter the number in international format, for example +44 20 7946 0958.")
 CHOICE_INVALID = N_("This value is not valid. Tick the box or leave it empty.")
 PASSWORD_MISSING = N_("Choose a password.")
 ALREADY_SUBJECT = N_("You already have an account")
 
 TEXT_MAX = 255
-_PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _TRUE = ("on", "true", "1", "yes")
 
 LABELS = {
@@ -92,14 +90,6 @@ class SignupField:
 
 def humanise(name: str) -> str:
     return name.replace("_", " ").strip().capitalize() or name
-
-
-def normalise_phone(value: str) -> str | None:
-    """E.164 (OIDC Core §5.1 recommends it), or None when the input is not a phone number."""
-    compact = _PHONE_SEPARATORS.sub("", value)
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    return compact if _E164.match(compact) else None
 
 
 def check_text(value: str, limit: int = TEXT_MAX) -> Problem | None:
@@ -171,7 +161,7 @@ class SignupViews(LifecyclePages):
                     problem = Problem(LOCALE_INVALID)
                 values["locale"] = raw
             elif f.name == "phone_number":
-                phone = normalise_phone(raw) if len(raw) <= 40 else None
+                phone = normalise_phone(raw)
                 problem = None if phone else Problem(PHONE_INVALID)
                 values["phone_number"] = phone
             else:

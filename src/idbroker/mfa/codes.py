@@ -10,8 +10,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..accounts.lifecycle import PHONE_INVALID
 from ..notify.mail import MailError
-from ..notify.sms import SmsError, is_e164, mask_phone, normalise_phone
+from ..notify.sms import SmsError, mask_phone
+from ..phone import normalise_phone
 from ..store.db import utcnow
 from ..web.i18n import N_
 from .base import Attempt, FactorError
@@ -24,7 +26,6 @@ log = logging.getLogger("idbroker.mfa")
 
 PURPOSE = "mfa_code"
 CODE_TTL = 600
-PHONE_INVALID = N_("Enter your mobile number in international format, for example +44 7700 900123.")
 NOT_SENT = N_("The code could not be sent. Please try again later.")
 WAIT = N_("A code was sent a moment ago. Please wait %(seconds)d seconds before asking for another one.")
 CODE_WRONG = N_("That code is not right, or it has expired. Ask for a new code if needed.")
@@ -96,8 +97,9 @@ class SmsFactor(_CodeFactor):
     def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
         factor = attempt.factor
         if factor is None:
-            phone = normalise_phone(attempt.value("phone", 40))
-            if not is_e164(phone):
+            raw = attempt.form.get("phone")
+            phone = normalise_phone(raw if isinstance(raw, str) else None)  # too long: refused, not cut
+            if phone is None:
                 raise FactorError(PHONE_INVALID)
             factor = self.provider.mfa.add_pending(attempt.user.id, self.kind, data={"phone": phone})
             attempt.factor = factor

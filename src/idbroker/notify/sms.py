@@ -9,7 +9,7 @@ picks one:
   credentials and region come from the usual AWS environment, ``sns_region`` and, for a local
   stand-in, ``sns_endpoint_url``.
 
-Numbers are checked for E.164 (``+`` and 8 to 15 digits) before anything is sent.
+Numbers are checked for E.164 (idbroker/phone.py) before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..phone import is_e164
 from ..settings import Settings
 
 log = logging.getLogger("idbroker.sms")
 
-E164_RE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 SIGNATURE_HEADER = "X-Idbroker-Signature"
 MAX_TEXT = 480  # three concatenated GSM-7 parts; our texts are far shorter
 
@@ -38,19 +37,6 @@ class SmsError(Exception):
 
 class SmsSender(Protocol):
     def send(self, to: str, text: str) -> None: ...
-
-
-def normalise_phone(raw: str) -> str:
-    """Spaces, dots, dashes and brackets go; a leading 00 becomes +. The result may still be
-    invalid: check it with is_e164."""
-    value = re.sub(r"[\s.()\-]", "", raw or "")
-    if value.startswith("00"):
-        value = "+" + value[2:]
-    return value
-
-
-def is_e164(number: str) -> bool:
-    return bool(E164_RE.match(number))
 
 
 def mask_phone(number: str) -> str:
