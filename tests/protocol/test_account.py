@@ -181,7 +181,7 @@ def test_profile_is_saved(http, user, provider):
     ({"locale": "xx-YY"}, "Choose a language from the list."),
     ({"given_name": "A" * 256}, "Use at most 255 characters."),
     ({"family_name": "x" * 10_000}, "Use at most 255 characters."),
-    ({"family_name": "Bad\x00Name"}, "control characters"),
+    ({"family_name": "Bad\x07Name"}, "control characters"),
 ])
 def test_profile_errors_say_why_and_save_nothing(http, user, provider, change, error):
     sign_in(http)
