@@ -6,19 +6,21 @@ something through the second, and expects the first to see it."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import create_engine, update
 from starlette.testclient import TestClient
 from support import ISSUER, make_settings
 
 from idbroker.app import create_app
 from idbroker.provider import Provider
-from idbroker.store.changes import PgNotifications
+from idbroker.store import changes
+from idbroker.store.changes import MAX_STALENESS, PgNotifications
 from idbroker.store.db import Database
 from idbroker.store.models import RevokedToken, User
 
@@ -115,13 +117,90 @@ def test_unrelated_writes_keep_the_caches(http, provider, tokens, flow, client):
 
 
 def test_without_notifications_nothing_is_cached():
-    feed = PgNotifications("postgresql://postgres@127.0.0.1:1/nowhere", retry_seconds=0.05)
+    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    feed = PgNotifications(engine, retry_seconds=0.05)
     try:
         assert feed.generation() is None
         time.sleep(0.2)  # a few failed connection attempts
         assert feed.generation() is None
     finally:
         feed.close()
+        engine.dispose()
+
+
+def _drop(feed, monkeypatch):
+    """The listening connection stays open and delivers nothing (a partition TCP has not noticed)."""
+    monkeypatch.setattr(feed, "_received", lambda notification: False)
+
+
+def _block(feed, monkeypatch):
+    """The listener thread hangs at its next delivery until the test ends."""
+    released = threading.Event()
+    monkeypatch.setattr(feed, "_received", lambda notification: released.wait(STALL_LIMIT) and False)
+    return released
+
+
+STALL_LIMIT = 60.0  # seconds: generous, never reached when the bound holds (MAX_STALENESS is 5)
+
+
+@pytest.mark.parametrize("stall", [_drop, _block], ids=["deliveries dropped", "listener blocked"])
+def test_stalled_notifications_stop_the_caches(http, provider, tokens, client, other, database, monkeypatch,
+                                               stall):
+    """A listening connection that goes silent without failing: the missing heartbeat turns the
+    caches off, so a revocation made elsewhere is honoured although its notification never
+    arrives."""
+    if not database.url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's")
+    feed = provider.db.changes
+    warm(http, provider, tokens)
+    monkeypatch.setattr(changes, "RECONNECT_AFTER", 3600.0)  # the heartbeat alone must do it
+    released = stall(feed, monkeypatch)
+    try:
+        _, other_http = other
+        assert other_http.post("/oauth2/revoke", auth=client.basic,
+                               data={"token": tokens["access_token"]}).status_code == 200
+        deadline = time.monotonic() + STALL_LIMIT
+        while feed.generation() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert feed.generation() is None
+        assert http.get("/oauth2/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
+        r = http.post("/oauth2/introspect", auth=client.basic, data={"token": tokens["access_token"]})
+        assert r.json() == {"active": False}
+    finally:
+        if released is not None:
+            released.set()
+
+
+def test_silent_listener_reconnects(database, monkeypatch, caplog):
+    """A listening connection that has brought back no heartbeat for RECONNECT_AFTER seconds is
+    replaced by a new one."""
+    if not database.url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's")
+    feed = database.changes
+    feed.generation()  # the listener runs
+    monkeypatch.setattr(changes, "RECONNECT_AFTER", 0.5)
+    _drop(feed, monkeypatch)
+    deadline = time.monotonic() + STALL_LIMIT
+    while "interrupted (TimeoutError)" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "change notifications interrupted (TimeoutError)" in caplog.text
+
+
+def test_heartbeats_keep_a_quiet_feed_trusted(database):
+    """Without any change for longer than the bound, the feed stays usable: the heartbeats, not the
+    changes, vouch for it."""
+    if not database.url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's")
+    feed = database.changes
+    deadline = time.monotonic() + 10
+    while feed.generation() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    before = feed.generation()
+    assert before is not None
+    quiet_until = time.monotonic() + 2 * MAX_STALENESS
+    while time.monotonic() < quiet_until:
+        assert feed.generation() == before
+        time.sleep(0.1)
 
 
 def _revoke_many(url: str, prefix: str, count: int) -> None:

@@ -19,6 +19,19 @@ How the counter is shared:
   the worker that made the change sees it at once. While the listening connection is down,
   `generation()` is None and callers do not use their caches at all.
 
+  A listening connection can also stop delivering without failing (a network partition, a peer
+  that vanished without closing): nothing arrives, so nothing looks changed, and TCP would notice
+  only after hours. So the feed proves itself: every HEARTBEAT_SECONDS the listener sends a
+  notification on a channel of its own, numbered, from a pooled connection of the engine, and
+  notes when it sent it. PostgreSQL delivers notifications to a listener in commit order, so when
+  the heartbeat sent at time S comes back, every change committed before S has been delivered
+  too. The counter is trusted only while the last heartbeat that came back was sent less than
+  MAX_STALENESS seconds ago: a cached answer is never more than MAX_STALENESS (5) seconds behind
+  a change made by another worker. Once the heartbeat is late `generation()` is None (no caching);
+  when heartbeats come back the counter moves first, voiding whatever was cached before the
+  silence. A listener that hears nothing for RECONNECT_AFTER seconds reconnects, and its
+  connection uses TCP keepalives (KEEPALIVES) so that a dead peer is noticed within a minute.
+
 Which transactions count is decided from the ORM's own events (store/db.py): inserts, updates
 and deletes of those tables, including bulk ``update()``/``delete()`` statements. A new grant or
 a new user changes no earlier answer, so their inserts do not count.
@@ -32,6 +45,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("idbroker.store")
@@ -39,6 +53,11 @@ log = logging.getLogger("idbroker.store")
 WATCHED_TABLES = frozenset({"grants", "revoked_tokens", "users"})
 INSERTS_THAT_COUNT = frozenset({"revoked_tokens"})
 CHANNEL = "idbroker_changes"
+HEARTBEAT_SECONDS = 1.0
+MAX_STALENESS = 5.0  # seconds a worker may go on trusting its caches without hearing a heartbeat
+RECONNECT_AFTER = 30.0  # seconds without a heartbeat after which the listener starts over
+# libpq: probe an idle listening connection after 10 s, every 5 s, give up after 3 missed probes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 _COUNTER = struct.Struct("<Q")
 
 
@@ -106,13 +125,20 @@ class FileCounter(ChangeFeed):
 
 
 class PgNotifications(LocalCounter):
-    """PostgreSQL: LISTEN on a connection of its own, in a daemon thread per process."""
+    """PostgreSQL: LISTEN on a connection of its own, in a daemon thread per process, with the
+    heartbeat that bounds how stale a silent feed can make the caches. `engine` sends the
+    heartbeats (and gives the listener its address)."""
 
-    def __init__(self, conninfo: str, retry_seconds: float = 1.0):
+    def __init__(self, engine: Any, retry_seconds: float = 1.0):
         super().__init__()
-        self.conninfo = conninfo
+        self.engine = engine
+        self.conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.retry_seconds = retry_seconds
         self._listening = False
+        self._fresh_until = 0.0  # monotonic time until which the last heartbeat back vouches for the feed
+        self._sent: dict[str, float] = {}  # heartbeats sent and not back yet: number -> monotonic time sent
+        self._beats = itertools.count(1)
+        self._channel = ""
         self._pid = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -125,6 +151,8 @@ class PgNotifications(LocalCounter):
                 return
             self._pid = os.getpid()
             self._listening = False
+            self._fresh_until = 0.0
+            self._channel = f"{CHANNEL}_{os.urandom(8).hex()}"
             threading.Thread(target=self._listen, name="idbroker-changes", daemon=True).start()
 
     def _listen(self) -> None:
@@ -132,26 +160,59 @@ class PgNotifications(LocalCounter):
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10, **KEEPALIVES) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self._channel}")
                     # Anything committed while nobody listened is covered by this move.
                     self.bump()
                     self._listening = True
+                    heard = time.monotonic()
                     while not self._stop.is_set():
-                        # A timeout, to look at the stop flag now and then.
-                        for _ in conn.notifies(timeout=1.0):
-                            self.bump()
+                        self._send_heartbeat()
+                        # A timeout, to send the next heartbeat and look at the stop flag.
+                        for notification in conn.notifies(timeout=HEARTBEAT_SECONDS):
+                            if self._received(notification):
+                                heard = time.monotonic()
+                        if time.monotonic() - heard > RECONNECT_AFTER:
+                            raise TimeoutError("no heartbeat came back")
             except Exception as exc:  # noqa: BLE001 - any failure: stop trusting caches, retry
                 log.warning("change notifications interrupted (%s); caches off until reconnected",
                             type(exc).__name__)
             finally:
                 self._listening = False
+                self._sent.clear()
                 self.bump()
             self._stop.wait(self.retry_seconds)
 
+    def _send_heartbeat(self) -> None:
+        from sqlalchemy import text
+
+        number = str(next(self._beats))
+        self._sent[number] = time.monotonic()  # before the send: it can only make the bound tighter
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_notify(:channel, :number)"), {"channel": self._channel, "number": number})
+        except Exception as exc:  # noqa: BLE001 - the heartbeat stays missing, so caches go off
+            self._sent.pop(number, None)
+            log.warning("change-feed heartbeat not sent (%s)", type(exc).__name__)
+
+    def _received(self, notification: Any) -> bool:
+        """One delivery: a change moves the counter; this listener's own heartbeat renews its
+        trust in the counter. True for a heartbeat."""
+        if notification.channel != self._channel:
+            self.bump()
+            return False
+        sent = self._sent.pop(notification.payload, None)
+        if sent is None:
+            return False
+        if time.monotonic() >= self._fresh_until:  # silent until now: forget what was cached before
+            self.bump()
+        self._fresh_until = sent + MAX_STALENESS
+        return True
+
     def generation(self) -> int | None:
         self._ensure_listener()
-        return self._value if self._listening else None
+        return self._value if self._listening and time.monotonic() < self._fresh_until else None
 
     def close(self) -> None:
         self._stop.set()
@@ -162,10 +223,10 @@ class PgNotifications(LocalCounter):
         session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
-def feed_for(url: Any, sqlite_file: str | None) -> ChangeFeed:
-    """The feed that suits the database at `url` (a SQLAlchemy URL)."""
-    if url.get_backend_name() == "postgresql":
-        return PgNotifications(url.set(drivername="postgresql").render_as_string(hide_password=False))
+def feed_for(engine: Any, sqlite_file: str | None) -> ChangeFeed:
+    """The feed that suits the database of `engine`."""
+    if engine.url.get_backend_name() == "postgresql":
+        return PgNotifications(engine)
     if sqlite_file:
         return FileCounter(f"{sqlite_file}-changes")
     return LocalCounter()

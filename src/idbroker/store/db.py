@@ -125,7 +125,7 @@ class Database:
         # PostgreSQL without the BEGIN and ROLLBACK round trips around the statement (SQLite
         # connections issue no BEGIN for reads anyway).
         self.reads = self.engine if self.writer_lock else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.changes: ChangeFeed = feed_for(self.engine.url, sqlite_path(url))
+        self.changes: ChangeFeed = feed_for(self.engine, sqlite_path(url))
         for maker in (self._readers, self._writers):
             event.listen(maker, "after_flush", _note_flush)
             event.listen(maker, "do_orm_execute", _note_statement)
