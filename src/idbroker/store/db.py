@@ -16,6 +16,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from .changes import ChangeFeed, feed_for, flush_counts, statement_counts
 
 CHANGED = "idbroker.changed"  # Session.info flag: this transaction moves the change feed
+# Every engine: errors never carry their statement's parameters (token hashes, grant ids, whatever a
+# client sent), so logging an error cannot leak them.
+HIDE_PARAMETERS = True
 
 
 def utcnow() -> datetime:
@@ -84,7 +87,7 @@ def make_engine(url: str) -> Engine:
         # A connection per server thread (the ASGI thread pool has 40), kept open: opening one
         # costs the PRAGMAs below every time.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               pool_size=48, max_overflow=16)
+                               pool_size=48, max_overflow=16, hide_parameters=HIDE_PARAMETERS)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -111,7 +114,7 @@ def make_engine(url: str) -> Engine:
     # No pool_pre_ping: it costs a round trip on every checkout. A connection that died with the
     # server fails once; SQLAlchemy then invalidates the whole pool, and pool_recycle bounds age.
     # 20 + 10 per worker keeps a few workers well inside PostgreSQL's default 100 connections.
-    return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=300)
+    return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=300, hide_parameters=HIDE_PARAMETERS)
 
 
 class Database:

@@ -1,6 +1,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from idbroker.store.db import HIDE_PARAMETERS
 from idbroker.store.models import Base
 
 config = context.config
@@ -15,7 +16,7 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), hide_parameters=HIDE_PARAMETERS)
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=target_metadata,
                           render_as_batch=conn.dialect.name == "sqlite")
