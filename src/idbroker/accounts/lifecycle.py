@@ -210,9 +210,10 @@ class AccountService:
         except PasswordRejected as exc:
             raise AccountError(exc.message, **exc.params) from None
 
-    def change_password(self, user_id: int, password: str, *, keep_sid: str) -> list[Delivery]:
-        """New hash, then every other session of the user ends, as at logout. Returns the
-        back-channel logout deliveries to make."""
+    def change_password(self, user_id: int, password: str, *, keep_sid: str, keep_apps: bool = False
+                        ) -> list[Delivery]:
+        """New hash, then everything else signed in as the user is signed out (sign_out_others).
+        Returns the back-channel logout deliveries to make."""
         new_hash = self.provider.passwords.hash(password)
         with self.db.session() as s:
             row = s.get(User, user_id)
@@ -221,7 +222,7 @@ class AccountService:
             row.password_hash = new_hash
             row.updated_at = utcnow()
             sub = row.sub
-        return self.provider.signout.end(self._live_sids(user_id, exclude=keep_sid), sub)
+        return self.sign_out_others(user_id, sub, keep_sid, keep_apps=keep_apps)
 
     # -- sessions -------------------------------------------------------------------------------
     def live_sessions(self, user_id: int) -> list[BrowserSession]:
@@ -238,8 +239,21 @@ class AccountService:
             return []
         return self.provider.signout.end(self._live_sids(user.id, only=sid), user.sub)
 
-    def end_other_sessions(self, user: User, keep_sid: str) -> list[Delivery]:
-        return self.provider.signout.end(self._live_sids(user.id, exclude=keep_sid), user.sub)
+    def sign_out_others(self, user_id: int, sub: str, keep_sid: str | None, *, keep_apps: bool = False
+                        ) -> list[Delivery]:
+        """After a change of password, address or second factor, and on "sign out everywhere":
+        every session but `keep_sid` (None: every session) ends as at logout, its applications
+        told. Unless the user keeps connected applications, every grant not made in `keep_sid` is
+        revoked too, offline_access ones and those of sessions that ended earlier included: no
+        refresh or access token issued elsewhere works any more (the change feed voids what other
+        workers cached). A password reset revokes everything itself (login/recovery.py)."""
+        deliveries = self.provider.signout.end(self._live_sids(user_id, exclude=keep_sid), sub)
+        if not keep_apps:
+            self.provider.grants.revoke_user_grants(user_id, keep_sid=keep_sid)
+        return deliveries
+
+    def end_other_sessions(self, user: User, keep_sid: str, *, keep_apps: bool = False) -> list[Delivery]:
+        return self.sign_out_others(user.id, user.sub, keep_sid, keep_apps=keep_apps)
 
     def _live_sids(self, user_id: int, *, only: str | None = None, exclude: str | None = None) -> list[str]:
         query = select(BrowserSession.sid).where(BrowserSession.user_id == user_id,

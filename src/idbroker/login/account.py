@@ -46,13 +46,18 @@ NOTICES = {
     "profile": N_("Your profile was saved."),
     "email": N_("Check the new mailbox: we sent a link to confirm the new address. "
                 "Your current address stays in use until then."),
-    "password": N_("Your password was changed. Your other sessions were signed out."),
+    "password": N_("Your password was changed."),
     "session": N_("The session was signed out."),
-    "sessions": N_("Your other sessions were signed out."),
     "app": N_("The application's access was revoked."),
     "phone_sent": N_("We sent a code to your phone number. Enter it to confirm the number."),
     "phone": N_("Your phone number is confirmed."),
 }
+# What a change of credentials or "sign out everywhere" signed out (AccountService.sign_out_others),
+# said after its notice: by default the applications lose their access too; keep_apps keeps it.
+SIGNED_OUT = N_("Your other sessions were signed out, and applications you signed in to there lost their access.")
+SIGNED_OUT_APPS_KEPT = N_("Your other sessions were signed out. Connected applications keep their access.")
+SIGNS_OUT = frozenset({"password", "sessions"})
+KEEP_APPS = "keep_apps"  # the checkbox of the forms that sign the rest out
 PHONE_CODE_WRONG = N_("That code is not right. Check the latest message and try again.")
 PHONE_WAIT = N_("Please wait %(seconds)d seconds before asking for a new code.")
 PHONE_SMS_TEXT = N_("Your %(issuer)s code to confirm this phone number: %(code)s")
@@ -68,6 +73,23 @@ _BROWSERS = [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Fxi
              ("CriOS", "Chrome"), ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]
 _SYSTEMS = [("Windows", "Windows"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Android", "Android"),
             ("Mac OS X", "macOS"), ("Macintosh", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux")]
+
+
+def keeps_apps(form: Any) -> bool:
+    return field(form, KEEP_APPS, 8) == "yes"
+
+
+def signed_out_notice(kept_apps: bool) -> str:
+    return SIGNED_OUT_APPS_KEPT if kept_apps else SIGNED_OUT
+
+
+def notices(request: Request, messages: dict[str, str], signs_out: frozenset[str]) -> list[str]:
+    """The notices of a page reached by `_done` (?done=what[&apps=kept])."""
+    done = request.query_params.get("done", "")
+    found = [messages[done]] if done in messages else []
+    if done in signs_out:
+        found.append(signed_out_notice(request.query_params.get("apps") == "kept"))
+    return found
 
 
 def describe_device(user_agent: str | None) -> tuple[str, str]:
@@ -99,6 +121,16 @@ def activity_view(row: AuditEvent, lang: str) -> dict[str, Any]:
     browser, system = describe_device(row.user_agent) if row.user_agent else ("", "")
     return {"kind": row.kind, "text": audit.DESCRIPTIONS[row.kind], "ip": row.ip, "when": shown,
             "when_iso": when.isoformat(), "browser": browser, "system": system}
+
+
+def done_redirect(views: HostedPages, path: str, what: str, deliveries: list[Delivery] | None = None, *,
+                  kept_apps: bool = False) -> Response:
+    """Back to `path` with its notice; back-channel logouts are sent after the response."""
+    query = {"done": what, **({"apps": "kept"} if kept_apps else {})}
+    response = views.redirect(path + "?" + urlencode(query))
+    if deliveries:
+        response.background = BackgroundTask(views.provider.signout.notify, deliveries)
+    return response
 
 
 class AccountViews(HostedPages):
@@ -146,15 +178,11 @@ class AccountViews(HostedPages):
         found = self.signed_in(request)
         if found is None:
             return self.to_login(request)
-        notice = NOTICES.get(request.query_params.get("done", ""))
-        return await self._render(request, *found, notice=notice)
+        return await self._render(request, *found, notice=notices(request, NOTICES, SIGNS_OUT))
 
-    def _done(self, what: str, deliveries: list[Delivery] | None = None) -> Response:
+    def _done(self, what: str, deliveries: list[Delivery] | None = None, *, kept_apps: bool = False) -> Response:
         """Back to the account page; back-channel logouts are sent after the response."""
-        response = self.redirect("/account?" + urlencode({"done": what}))
-        if deliveries:
-            response.background = BackgroundTask(self.provider.signout.notify, deliveries)
-        return response
+        return done_redirect(self, "/account", what, deliveries, kept_apps=kept_apps)
 
     async def _guarded(self, request: Request) -> tuple[Any, BrowserSession, User] | Response:
         """The form, session and user of a POST; or the response when signed out or the CSRF
@@ -275,8 +303,18 @@ class AccountViews(HostedPages):
             user, _ = await run_in_threadpool(self.accounts.confirm_email_change, field(form, "token", 200))
         except AccountError as exc:
             return self.journey.error_page(request, exc.problem.message, 400)
-        return self.page(request, "account/email_changed.html", new_email=user.email,
-                         signed_in=self.signed_in(request) is not None)
+        # The new address signs in from now on: everything else signed in as the user is signed
+        # out, except this browser when it is signed in as them.
+        found = self.signed_in(request)
+        here = found[0].sid if found is not None and found[1].id == user.id else None
+        keep_apps = keeps_apps(form)
+        deliveries = await run_in_threadpool(self.accounts.sign_out_others, user.id, user.sub, here,
+                                             keep_apps=keep_apps)
+        response = self.page(request, "account/email_changed.html", new_email=user.email,
+                             signed_in=found is not None, signed_out=signed_out_notice(keep_apps))
+        if deliveries:
+            response.background = BackgroundTask(self.provider.signout.notify, deliveries)
+        return response
 
     # -- password ---------------------------------------------------------------------------------
     async def password(self, request: Request) -> Response:
@@ -295,11 +333,13 @@ class AccountViews(HostedPages):
             errors["new_password"] = exc.problem
         if errors:
             return await self._render(request, session, user, 400, errors=errors)
-        deliveries = await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid)
+        keep_apps = keeps_apps(form)
+        deliveries = await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid,
+                                             keep_apps=keep_apps)
         await run_in_threadpool(self.provider.audit.record, audit.PASSWORD_CHANGED, user_id=user.id, notify=True,
                                 ip=request.client.host if request.client else None,
                                 user_agent=request.headers.get("user-agent"), method="change")
-        return self._done("password", deliveries)
+        return self._done("password", deliveries, kept_apps=keep_apps)
 
     # -- sessions -----------------------------------------------------------------------------------
     async def end_session(self, request: Request) -> Response:
@@ -317,9 +357,10 @@ class AccountViews(HostedPages):
         guarded = await self._guarded(request)
         if isinstance(guarded, Response):
             return guarded
-        _, session, user = guarded
-        deliveries = await run_in_threadpool(self.accounts.end_other_sessions, user, session.sid)
-        return self._done("sessions", deliveries)
+        form, session, user = guarded
+        keep_apps = keeps_apps(form)
+        deliveries = await run_in_threadpool(self.accounts.end_other_sessions, user, session.sid, keep_apps=keep_apps)
+        return self._done("sessions", deliveries, kept_apps=keep_apps)
 
     # -- connected applications -------------------------------------------------------------------
     async def revoke_app(self, request: Request) -> Response:

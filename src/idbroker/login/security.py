@@ -20,11 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import audit
+from ..accounts.lifecycle import AccountService
 from ..mfa.factors import FACTORS, get_factor
 from ..mfa.policy import has_second_factor
 from ..store.db import aware
 from ..web.i18n import N_, SUPPORTED
-from .account import describe_device
+from .account import describe_device, done_redirect, keeps_apps, notices
 from .hosted import HostedPages, field
 from .lifecycle_common import Problem
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 NOTICES = {
     "renamed": N_("The name was saved."),
-    "removed": N_("The sign-in method was removed."),
+    "removed": N_("The sign-in method was removed."),  # and the rest signed out (SIGNS_OUT)
     "device": N_("The device will be asked for a second step again."),
     "enrolled": N_("The sign-in method was added."),
 }
@@ -41,6 +42,7 @@ LAST_FACTOR = N_("This is your last sign-in method and two-step verification is 
                  "method, or create recovery codes, before you remove it.")
 NAME_INVALID = N_("Enter a name of at most 64 characters.")
 PATH = "/account/security"
+SIGNS_OUT = frozenset({"removed"})
 
 
 def when(value: datetime | None, lang: str) -> dict[str, str] | None:
@@ -92,7 +94,7 @@ class SecurityViews(HostedPages):
         found = await self._allowed(request)
         if isinstance(found, Response):
             return found
-        return await self._render(request, found[1], notice=NOTICES.get(request.query_params.get("done", "")))
+        return await self._render(request, found[1], notice=notices(request, NOTICES, SIGNS_OUT))
 
     async def _render(self, request: Request, user: User, status: int = 200, **context: Any) -> Response:
         mfa = self.provider.mfa
@@ -135,20 +137,26 @@ class SecurityViews(HostedPages):
         guarded = await self._guarded(request)
         if isinstance(guarded, Response):
             return guarded
-        form, _, user = guarded
+        form, session, user = guarded
         factor_id = field(form, "factor", 64)
         mfa = self.provider.mfa
         factors = await run_in_threadpool(mfa.factors, user.id)
         target = next((f for f in factors if f.id == factor_id), None)
-        if target is None:
-            return self._done("removed")
+        if target is None:  # not theirs, or removed meanwhile: nothing changed
+            return self.redirect(PATH)
         if self.settings.mfa_policy == "required" and len(factors) == 1 and \
                 await run_in_threadpool(mfa.recovery_codes_left, user.id) == 0:
             return await self._render(request, user, 409, errors={factor_id: Problem(LAST_FACTOR)})
         removed = await run_in_threadpool(mfa.remove, user.id, factor_id)
-        if removed is not None:
-            self._record(request, audit.MFA_REMOVED, user, method=removed.kind, factor=removed.id)
-        return self._done("removed")
+        if removed is None:
+            return self.redirect(PATH)
+        self._record(request, audit.MFA_REMOVED, user, method=removed.kind, factor=removed.id)
+        # One way in fewer (turning two-step verification off, a passkey gone): whatever signed in
+        # with it elsewhere is signed out, as after a password change.
+        keep_apps = keeps_apps(form)
+        deliveries = await run_in_threadpool(AccountService(self.provider).sign_out_others, user.id, user.sub,
+                                             session.sid, keep_apps=keep_apps)
+        return done_redirect(self, PATH, "removed", deliveries, kept_apps=keep_apps)
 
     # -- recovery codes ---------------------------------------------------------------------------
     async def recovery_codes(self, request: Request) -> Response:

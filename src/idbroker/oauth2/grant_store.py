@@ -92,12 +92,15 @@ class GrantStore:
                                                  Grant.revoked_at.is_(None))
                              .values(revoked_at=utcnow())).rowcount
 
-    def revoke_user_grants(self, user_id: int) -> None:
-        """Every grant of the user (and so every code and refresh token issued from them), e.g. at a
-        password reset."""
+    def revoke_user_grants(self, user_id: int, *, keep_sid: str | None = None) -> int:
+        """Every grant of the user (and so every code, refresh token and access token issued from
+        them), e.g. at a password reset; with `keep_sid`, except those made in that browser session
+        (a password change keeps the session that made it). Returns how many were revoked."""
+        query = update(Grant).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+        if keep_sid is not None:
+            query = query.where(or_(Grant.sid.is_(None), Grant.sid != keep_sid))
         with self.db.session() as s:
-            s.execute(update(Grant).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
-                      .values(revoked_at=utcnow()))
+            return s.execute(query.values(revoked_at=utcnow())).rowcount
 
     def grants_of(self, user_id: int, client_id: str) -> list[Grant]:
         with self.db.session(write=False) as s:
