@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from support import TEST_SECRET
@@ -10,6 +17,8 @@ from typer.testing import CliRunner
 
 from idbroker.cli import app
 from idbroker.cli import context as ctx
+
+IDBROKER = Path(sys.executable).with_name("idbroker")
 
 
 @pytest.fixture
@@ -136,3 +145,127 @@ def test_client_branding_flags(cli):
     assert out["branding"] == {"primary_color": "#aa3300", "background": "#ffffff"}
     bad = cli("clients", "update", "b", "--primary-color", "red", ok=False)
     assert bad.exit_code == 1 and "colour" in bad.output
+
+
+# -- operator input -------------------------------------------------------------------------------
+NEW_PASSWORD = "a new long password"
+PASSWORD_COMMANDS = {
+    "add": ["users", "add", "--email", "new@example.com"],
+    "set-password": ["users", "set-password", "old@example.com"],
+}
+
+
+@pytest.fixture
+def old_user(cli):
+    cli("users", "add", "--email", "old@example.com", "--password", "the old long password")
+
+
+def password_works(command: str) -> bool:
+    email = "new@example.com" if command == "add" else "old@example.com"
+    return ctx.provider().users.authenticate(email, NEW_PASSWORD) is not None
+
+
+def one_error_line(result) -> str:
+    """The whole of stderr: one line starting with "error:" (no traceback, no usage block)."""
+    assert result.exit_code != 0 and (result.exception is None or isinstance(result.exception, SystemExit))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", PASSWORD_COMMANDS)
+def test_password_from_argv_or_stdin(cli, old_user, command):
+    args = PASSWORD_COMMANDS[command]
+    result = CliRunner().invoke(app, [*args, "--password-stdin"], input=f"{NEW_PASSWORD}\nignored\n")
+    assert result.exit_code == 0, result.output
+    assert password_works(command)
+    if command == "set-password":
+        cli(*args, "--password", "yet another long pw")
+        assert ctx.provider().users.authenticate("old@example.com", "yet another long pw") is not None
+    else:
+        cli("users", "add", "--email", "argv@example.com", "--password", NEW_PASSWORD)
+        assert ctx.provider().users.authenticate("argv@example.com", NEW_PASSWORD) is not None
+
+
+@pytest.mark.parametrize("command", PASSWORD_COMMANDS)
+@pytest.mark.parametrize(("extra", "stdin", "says"), [
+    ([], "", "no terminal"),  # CliRunner's stdin is not a terminal
+    ([], f"{NEW_PASSWORD}\n", "no terminal"),  # piped input is not taken without --password-stdin
+    (["--password-stdin"], "", "no password"),
+    (["--password-stdin"], "\n", "no password"),
+    (["--password", NEW_PASSWORD, "--password-stdin"], f"{NEW_PASSWORD}\n", "not both"),
+], ids=["no input", "piped without flag", "stdin empty", "stdin blank line", "both"])
+def test_no_usable_password_is_one_line_and_changes_nothing(cli, old_user, command, extra, stdin, says):
+    result = CliRunner().invoke(app, [*PASSWORD_COMMANDS[command], *extra], input=stdin)
+    assert says in one_error_line(result)
+    assert "Aborted" not in result.output and "Traceback" not in result.output
+    assert not password_works(command)
+    assert ctx.provider().users.by_email("new@example.com") is None
+
+
+def in_terminal(args: list[str], answers: list[str], timeout: float = 60.0) -> tuple[int, str]:
+    """Runs ``idbroker <args>`` with a pseudo-terminal as stdin, stdout and stderr, answering each
+    prompt ("...: ") with the next of `answers`; returns the exit status and everything shown."""
+    main, tty = os.openpty()
+    proc = subprocess.Popen([str(IDBROKER), *args], stdin=tty, stdout=tty, stderr=tty, start_new_session=True)
+    os.close(tty)
+    shown, pending, deadline = b"", list(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # EIO: the program has exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                # click shows "Password:", then getpass turns echo off and adds the " "
+                if pending and shown.endswith(b": "):
+                    os.write(main, pending.pop(0).encode() + b"\n")
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), shown.decode(errors="replace")
+    finally:
+        os.close(main)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("command", PASSWORD_COMMANDS)
+def test_password_prompt_in_a_terminal_is_hidden_and_typed_twice(cli, old_user, command):
+    code, shown = in_terminal(PASSWORD_COMMANDS[command], ["first try of a pw", "does not match",
+                                                           NEW_PASSWORD, NEW_PASSWORD])
+    assert code == 0, shown
+    assert "Password:" in shown and "Repeat for confirmation:" in shown and "do not match" in shown
+    assert NEW_PASSWORD not in shown and "first try of a pw" not in shown  # never echoed
+    assert password_works(command)
+
+
+@pytest.mark.parametrize("number", ["notaphone", "12345", "0044 20 7946 0958x", "+0 20 7946 0958", "020 7946 0958",
+                                    "+1" + "2" * 15, "+44 20 7946 0958" + " " * 40])
+def test_bad_phone_numbers_are_refused(cli, number):
+    result = cli("users", "add", "--email", "p@example.com", "--password", "long enough pw",
+                 "--phone-number", number, ok=False)
+    assert "--phone-number" in one_error_line(result)
+    assert ctx.provider().users.by_email("p@example.com") is None
+
+
+def test_phone_numbers_are_stored_in_e164(cli):
+    user = json.loads(cli("users", "add", "--email", "p@example.com", "--password", "long enough pw",
+                          "--phone-number", "0044 (20) 7946-0958", "--json").output)
+    assert user["phone_number"] == "+442079460958"
+
+
+@pytest.mark.parametrize("args", [["users", "show", "[/x]"], ["clients", "show", "[/x]"],
+                                  ["users", "disable", "[bold]x"], ["clients", "remove", "[/]"]])
+def test_operator_input_is_never_read_as_markup(cli, args):
+    result = cli(*args, ok=False)
+    assert args[-1] in one_error_line(result)
+
+
+def test_password_help_names_every_way(cli):
+    for command in PASSWORD_COMMANDS.values():
+        text = " ".join(cli(*command[:2], "--help").output.split())
+        assert "--password-stdin" in text and "asked for twice" in text
+        assert not re.search(r"\* --password|--password \S+ \[required\]", text), text

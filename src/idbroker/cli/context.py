@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..provider import Provider
 from ..settings import Settings, SettingsError, load_settings
@@ -24,7 +25,7 @@ def settings() -> Settings:
     except SettingsError as exc:
         err_console.print("[bold red]Invalid configuration:[/]")
         for problem in exc.problems:
-            err_console.print(f"  • {problem}")
+            err_console.print(f"  • {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -43,5 +44,6 @@ def set_config(path: str | None) -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    """One line on stderr (never wrapped; `message` is text, not markup), then exit with `code`."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..accounts.users import UserError
 from ..clients.metadata import ClientMetadata, InvalidClientMetadata
 from ..clients.registry import ClientExists, ClientNotFound, metadata_of
 from ..oauth2 import constants as c
+from ..phone import normalise_phone
 from ..settings import Settings
 from . import context as ctx
 
@@ -87,7 +90,7 @@ def _print_client(data: dict[str, Any], as_json: bool) -> None:
     for key, value in data.items():
         if key == "client_secret":
             continue
-        table.add_row(f"[bold]{key}[/]", ", ".join(value) if isinstance(value, list) else str(value))
+        table.add_row(f"[bold]{key}[/]", escape(", ".join(value) if isinstance(value, list) else str(value)))
     ctx.console.print(table)
     if data.get("client_secret"):
         ctx.console.print(f"\n[bold yellow]client_secret[/] (shown once, store it now): {data['client_secret']}")
@@ -219,8 +222,8 @@ def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         return
     table = Table("client_id", "name", "type", "grant types", "redirect URIs")
     for r in rows:
-        table.add_row(r.client_id, r.name, "public" if r.public else "confidential",
-                      ", ".join(r.grant_types), "\n".join(r.redirect_uris))
+        table.add_row(escape(r.client_id), escape(r.name), "public" if r.public else "confidential",
+                      ", ".join(r.grant_types), escape("\n".join(r.redirect_uris)))
     ctx.console.print(table)
 
 
@@ -240,7 +243,7 @@ def clients_remove(client_id: str) -> None:
         ctx.provider().clients.remove(client_id)
     except ClientNotFound:
         ctx.fail(f"no client {client_id!r}")
-    ctx.console.print(f"removed client {client_id}")
+    ctx.console.print(f"removed client {escape(client_id)}")
 
 
 # -- users --------------------------------------------------------------------------------------
@@ -250,20 +253,48 @@ def _user_dict(u: Any) -> dict[str, Any]:
             "disabled": u.disabled, "created_at": u.created_at.isoformat()}
 
 
-@users_app.command("add")
+Password = Annotated[str | None, typer.Option(help="The password (visible in the process list and shell history: "
+                                            "prefer the prompt or --password-stdin).")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of "
+                                             "standard input.")]
+PASSWORD_WAYS = ("Without --password or --password-stdin, the password is asked for twice, hidden "
+                 "(only in a terminal).")
+
+
+def _password(given: str | None, from_stdin: bool) -> str:
+    """The password from --password, from standard input, or typed twice at a hidden prompt."""
+    if given is not None and from_stdin:
+        ctx.fail("give either --password or --password-stdin, not both")
+    if given is not None:
+        return given
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            ctx.fail("--password-stdin: standard input has no password on its first line")
+        return line
+    if not sys.stdin.isatty():
+        ctx.fail("no password given and no terminal to ask for one: use --password-stdin or --password")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add", help=f"Create a user in the built-in pool. {PASSWORD_WAYS}")
 def users_add(email: Annotated[str, typer.Option()],
-              password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+              password: Password = None, password_stdin: PasswordStdin = False,
               given_name: Annotated[str | None, typer.Option()] = None,
               family_name: Annotated[str | None, typer.Option()] = None,
-              phone_number: Annotated[str | None, typer.Option()] = None,
+              phone_number: Annotated[str | None, typer.Option(help="In international form: + country code and "
+                                                               "number (E.164), e.g. +14155550100.")] = None,
               group: Annotated[list[str] | None, typer.Option(help="Group membership (repeat).")] = None,
               email_verified: Annotated[bool, typer.Option(help="Mark the address verified.")] = True,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Create a user in the built-in pool."""
+    phone = normalise_phone(phone_number) if phone_number else None
+    if phone_number and phone is None:
+        ctx.fail(f"--phone-number {phone_number!r} is not an international number: "
+                 "+ country code and number (E.164), e.g. +14155550100")
+    secret = _password(password, password_stdin)
     try:
-        user = ctx.provider().users.create(email, password, email_verified=email_verified, given_name=given_name,
-                                           family_name=family_name, phone_number=phone_number,
-                                           groups=list(group or []))
+        user = ctx.provider().users.create(email, secret, email_verified=email_verified, given_name=given_name,
+                                           family_name=family_name, phone_number=phone, groups=list(group or []))
     except UserError as exc:
         ctx.fail(str(exc))
     _print_user(user, as_json)
@@ -276,7 +307,7 @@ def _print_user(user: Any, as_json: bool) -> None:
         return
     table = Table(show_header=False, box=None)
     for key, value in data.items():
-        table.add_row(f"[bold]{key}[/]", str(value))
+        table.add_row(f"[bold]{key}[/]", escape(str(value)))
     ctx.console.print(table)
 
 
@@ -289,7 +320,7 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         return
     table = Table("email", "sub", "verified", "disabled")
     for u in users:
-        table.add_row(u.email, u.sub, "yes" if u.email_verified else "no", "yes" if u.disabled else "no")
+        table.add_row(escape(u.email), u.sub, "yes" if u.email_verified else "no", "yes" if u.disabled else "no")
     ctx.console.print(table)
 
 
@@ -302,15 +333,14 @@ def users_show(email: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
     _print_user(user, as_json)
 
 
-@users_app.command("set-password")
-def users_set_password(email: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True,
-                                                                         confirmation_prompt=True)]) -> None:
-    """Set a user's password."""
+@users_app.command("set-password", help=f"Set a user's password. {PASSWORD_WAYS}")
+def users_set_password(email: str, password: Password = None, password_stdin: PasswordStdin = False) -> None:
+    secret = _password(password, password_stdin)
     try:
-        ctx.provider().users.set_password(email, password)
+        ctx.provider().users.set_password(email, secret)
     except UserError as exc:
         ctx.fail(str(exc))
-    ctx.console.print(f"password changed for {email}")
+    ctx.console.print(f"password changed for {escape(email)}")
 
 
 @users_app.command("disable")
@@ -324,7 +354,7 @@ def users_disable(email: str, enable: Annotated[bool, typer.Option("--enable", h
         ctx.fail(str(exc))
     if not enable:
         p.sessions.end_all_for_user(user.id)
-    ctx.console.print(f"{'enabled' if enable else 'disabled'} {email}")
+    ctx.console.print(f"{'enabled' if enable else 'disabled'} {escape(email)}")
 
 
 # -- keys -------------------------------------------------------------------------------------
