@@ -3,6 +3,8 @@ continues, duplicate addresses, and sign-up switched off globally or per client.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from lifecycle_helpers import (
     assert_labelled,
@@ -16,6 +18,7 @@ from lifecycle_helpers import (
     visible_text,
 )
 from sqlalchemy import select
+from starlette.testclient import TestClient
 from support import ISSUER, PASSWORD, query_of
 
 from idbroker.store.models import OneTimeToken, User
@@ -69,7 +72,7 @@ def test_signup_then_code_continues_the_oauth_flow(http, flow, register, provide
     assert r.status_code == 200, r.text
     assert "Check your email" in r.text and "bob@example.com" in r.text
     assert 'autocomplete="one-time-code"' in r.text and 'inputmode="numeric"' in r.text
-    assert "idbroker_session" in r.headers.get("set-cookie", "")   # signed in, unverified
+    assert http.get("/account").status_code == 303   # not signed in before the address is proven
 
     user = _user(provider, "bob@example.com")
     assert user.email_verified is False
@@ -137,13 +140,52 @@ def test_existing_address_gets_the_same_answer_and_a_mail(http, provider, smtp, 
         assert s.scalar(select(OneTimeToken).where(OneTimeToken.user_id == user.id)) is None
 
 
-def test_duplicate_signup_does_not_keep_another_session(http, provider, smtp, user):
-    signup(http, email="bob@example.com")
-    r = signup(http, email="alice@example.com")
-    assert r.status_code == 200
-    assert http.get("/verify-email").status_code == 303       # nobody is signed in any more
-    r = http.post("/verify-email", data={**page_fields(r), "action": "verify", "code": "123456"})
-    assert r.status_code == 400 and "That code is not right" in r.text
+def _cookies(response):
+    """What the answer does to the browser's cookies: (name, attributes but the date, value length)."""
+    out = []
+    for header in response.headers.get_list("set-cookie"):
+        first, _, attributes = header.partition(";")
+        name, _, value = first.partition("=")
+        attributes = re.sub(r"expires=[^;]*;?", "", attributes.replace(" ", "").lower())
+        out.append((name, attributes, len(value.strip('"'))))
+    return sorted(out)
+
+
+def _seen_by_the_browser(app, email, *, signed_in_before):
+    """Everything a browser can observe when signing up with `email` and going on from there."""
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as browser:
+        if signed_in_before:
+            page = browser.get("/login")
+            assert browser.post("/login", data={**page_fields(page), "username": "carol@example.com",
+                                                "password": PASSWORD}).status_code == 303
+        answer = signup(browser, email=email)
+        after = [browser.get(path) for path in ("/account", "/verify-email", "/signup")]
+        fields = page_fields(answer)
+        after.append(browser.post("/verify-email", data={**fields, "action": "resend"}))
+        after += [browser.post("/verify-email", data={**fields, "action": "verify", "code": "000000"})
+                  for _ in range(6)]
+        # (Waits are counted from each browser's own sign-up: compared as present or not.)
+        seen = [(r.status_code, r.headers.get("location"), "retry-after" in r.headers,
+                 re.sub(r"\d+ seconds", "N seconds", visible_text(r.text).replace(email, "X")))
+                for r in [answer, *after]]
+        return seen, _cookies(answer), browser.get("/account").status_code
+
+
+@pytest.mark.parametrize("signed_in_before", [False, True], ids=["signed out", "someone signed in"])
+def test_signup_answers_the_same_whether_or_not_the_address_has_an_account(app, provider, smtp, user,
+                                                                          signed_in_before):
+    """Status, page, cookies set and cleared, the pages after it (account, verification, a new
+    code, wrong codes until they are used up): all the same for a new and a registered address.
+    Nobody is signed in before the address is proven."""
+    provider.users.create("carol@example.com", PASSWORD, email_verified=True)
+    new = _seen_by_the_browser(app, "alice@example.org", signed_in_before=signed_in_before)
+    registered = _seen_by_the_browser(app, "alice@example.com", signed_in_before=signed_in_before)  # as long
+    assert new == registered
+    seen, cookies, account = new
+    assert account == 303 and seen[1][0] == 303            # /account: not signed in
+    assert [c[0] for c in cookies if c[2] == 0] == ["idbroker_session"]   # the session cookie cleared
+    assert "That code is not right" in seen[6][3] and "can no longer be used" in seen[-1][3]
+    assert _user(provider, "alice@example.org").email_verified is False
 
 
 @pytest.mark.parametrize("settings_overrides", [{"signup_enabled": False}])

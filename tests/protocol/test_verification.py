@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from support import ISSUER, PASSWORD, query_of
 
 from idbroker.accounts.one_time import VERIFY_EMAIL
-from idbroker.store.models import OneTimeToken, User
+from idbroker.store.models import OneTimeToken, Throttle, User
 
 
 @pytest.fixture
@@ -26,10 +26,15 @@ def _verified(provider, email="bob@example.com"):
 
 
 def _age_tokens(provider, seconds):
-    """As if every one-time token had been issued `seconds` earlier."""
+    """As if every one-time token had been issued, and every rate-limited event (the resend
+    interval) had happened, `seconds` earlier."""
     with provider.db.session() as s:
         for row in s.scalars(select(OneTimeToken)):
             row.created_at = row.created_at - timedelta(seconds=seconds)
+        for row in s.scalars(select(Throttle)):
+            for name in ("first_failure_at", "last_failure_at", "locked_until"):
+                if getattr(row, name) is not None:
+                    setattr(row, name, getattr(row, name) - timedelta(seconds=seconds))
 
 
 def _start(http, flow, register):

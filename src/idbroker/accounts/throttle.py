@@ -23,6 +23,19 @@ personal or long values through `subject()` (a SHA-256 prefix). The limits in us
 a limit for a code that is typed should stop guessing long before the code space is covered
 (a 6-digit code: at most a few tries per code and a few dozen per day).
 
+`hit_all(rules)` passes several limits at once (each a `Rule`): every one counts the event, or,
+when one of them is past its limit, none does and that rule is returned with its wait.
+
+Mails and texts - ``send_rules``
+--------------------------------
+Every endpoint that sends a mail or a text message passes `send_rules(purpose, to, ...)` with
+`hit_all` before sending: LIMITS ``<purpose>-send`` per target (the address or number written to)
+and per account, ``<purpose>-send-ip`` per client address (purposes without one limit requests
+per address themselves, e.g. "signup-ip", "reset-ask-ip"), and at most one message to the target
+every `resend_interval` seconds. Where the answer could tell whether an address has an account
+(sign-up, forgotten password, change of address), the rules are passed the same way whether it
+has one or not, and a refused message is simply not sent: the page is the same.
+
 Failed sign-ins - ``provider.login_throttle`` (a LoginThrottle)
 --------------------------------------------------------------
 Counted per (account, client address) pair, per address across accounts, and per account across
@@ -60,6 +73,7 @@ import dataclasses
 import hashlib
 import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,11 +88,19 @@ from ..store.models import Throttle
 MAX_WINDOW = 86400
 # (limit, window seconds) of the rate limits that the broker applies.
 LIMITS = {
-    "verify-code": (10, 900),         # email-verification codes typed, per user
-    "verify-send": (5, 3600),         # verification mails asked for again, per user
+    "verify-code": (10, 900),         # email-verification codes typed, per address
+    "verify-send": (5, 3600),         # verification mails asked for again, per address and per account
     "verify-send-ip": (20, 3600),     # ... per client address
-    "reset-send": (3, 3600),          # password-reset mails, per account (silently skipped past it)
-    "reset-ask-ip": (20, 3600),       # forgot-password requests, per client address
+    "signup-ip": (20, 3600),          # sign-up forms accepted, per client address (past it: 429)
+    "signup-send": (3, 3600),         # sign-up mails (verification, "already registered"), per address
+    "reset-send": (3, 3600),          # password-reset mails, per address and per account (silently skipped)
+    "reset-ask-ip": (20, 3600),       # forgot-password requests, per client address (past it: 429)
+    "email-change-send": (3, 3600),   # change-of-address mails, per new address and per account (skipped)
+    "email-change-send-ip": (10, 3600),
+    "phone-send": (3, 3600),          # phone-number confirmation texts, per number and per account
+    "phone-send-ip": (10, 3600),
+    "mfa-send": (10, 3600),           # second-factor codes by text or mail, per target and per account
+    "mfa-send-ip": (30, 3600),
     "lock-mail": (1, 3600),           # "your account was locked" mails, per account
 }
 
@@ -90,6 +112,34 @@ def subject(value: str) -> str:
 
 def client_address(host: str | None) -> str:
     return (host or "unknown")[:100]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most `limit` events under `key` per `window` seconds; `per` says what the key counts
+    ("target", "account", "ip", "interval")."""
+
+    key: str
+    limit: int
+    window: int
+    per: str = ""
+
+
+def send_rules(purpose: str, to: str, *, account: int | None = None, ip: str | None = None,
+               interval: int = 0, pace: str | None = None) -> list[Rule]:
+    """The limits one mail or text of `purpose` to `to` must pass (see "Mails and texts" above).
+    `pace` names the purpose whose interval it shares (a sign-up mail and a verification mail
+    asked for again wait for each other); interval 0: none."""
+    count, window = LIMITS[f"{purpose}-send"]
+    target = subject(to)
+    rules = [Rule(f"{purpose}-send:{target}", count, window, "target")]
+    if account is not None:
+        rules.append(Rule(f"{purpose}-send-account:{account}", count, window, "account"))
+    if f"{purpose}-send-ip" in LIMITS:
+        rules.append(Rule(f"{purpose}-send-ip:{client_address(ip)}", *LIMITS[f"{purpose}-send-ip"], "ip"))
+    if interval > 0:
+        rules.append(Rule(f"{pace or purpose}-interval:{target}", 1, interval, "interval"))
+    return rules
 
 
 def _seconds_until(when: datetime, now: datetime) -> int:
@@ -127,19 +177,32 @@ class RateLimiter:
         self.db = db
 
     def hit(self, key: str, limit: int, window: int) -> int | None:
-        if len(key) > 255 or limit < 1 or not 0 < window <= MAX_WINDOW:
-            raise ValueError("a key of at most 255 characters, a positive limit and a window of at most a day")
+        refused = self.hit_all([Rule(key, limit, window)])
+        return refused[1] if refused is not None else None
+
+    def hit_all(self, rules: Sequence[Rule]) -> tuple[Rule, int] | None:
+        """One event under every rule, in one transaction: None when all allowed it (each counted
+        it), else the first rule past its limit and the seconds until its window ends (none
+        counted it). Rules name distinct keys."""
+        for rule in rules:
+            if len(rule.key) > 255 or rule.limit < 1 or not 0 < rule.window <= MAX_WINDOW:
+                raise ValueError("a key of at most 255 characters, a positive limit and a window of at most a day")
         now = utcnow()
         with self.db.session() as s:
-            row = _row(s, key)
-            if row.first_failure_at is None or aware(row.first_failure_at) + timedelta(seconds=window) <= now:
-                row.failures, row.first_failure_at, row.locked_until = 0, now, None
-            if row.failures >= limit:
-                return _seconds_until(aware(row.first_failure_at) + timedelta(seconds=window), now)
-            row.failures += 1
-            row.last_failure_at = now
-            if row.failures >= limit:
-                row.locked_until = aware(row.first_failure_at) + timedelta(seconds=window)
+            rows = {key: _row(s, key) for key in sorted({rule.key for rule in rules})}  # one locking order
+            for rule in rules:
+                row = rows[rule.key]
+                if row.first_failure_at is None or \
+                        aware(row.first_failure_at) + timedelta(seconds=rule.window) <= now:
+                    row.failures, row.first_failure_at, row.locked_until = 0, now, None
+                if row.failures >= rule.limit:
+                    return rule, _seconds_until(aware(row.first_failure_at) + timedelta(seconds=rule.window), now)
+            for rule in rules:
+                row = rows[rule.key]
+                row.failures += 1
+                row.last_failure_at = now
+                if row.failures >= rule.limit:
+                    row.locked_until = aware(row.first_failure_at) + timedelta(seconds=rule.window)
         return None
 
     def peek(self, key: str, limit: int, window: int) -> int | None:

@@ -1,6 +1,12 @@
 """The account page: profile, email address, password, sessions, connected applications, and
 deleting the account. Every form is CSRF-protected, checked in full before anything is written,
-and answered with the page and its errors (400) or a redirect back with a notice (303)."""
+and answered with the page and its errors (400) or a redirect back with a notice (303).
+
+Messages it sends are limited (accounts/throttle.py send_rules): change-of-address mails per new
+address, per account and per client address, one per `resend_interval` to an address - past
+them the same answer and no mail, as for an address another account holds; phone-confirmation
+texts per number, per account and per client address - past them 429 with Retry-After.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from ..accounts.lifecycle import (
     Problem,
     check_profile,
 )
+from ..accounts.throttle import send_rules
 from ..accounts.users import MAX_PASSWORD
 from ..notify.mail import MailError
 from ..notify.sms import SmsError
@@ -216,9 +223,10 @@ class AccountViews(HostedPages):
         _, session, user = guarded
         if not user.phone_number or user.phone_number_verified:
             return self._done("profile")
-        wait = await run_in_threadpool(self.provider.limiter.hit, f"verify-phone:{user.id}", 3,
-                                       self.settings.resend_interval * 3)
-        if wait is not None:
+        refused = await run_in_threadpool(self.provider.limiter.hit_all, send_rules(
+            "phone", user.phone_number, account=user.id, ip=request.client.host if request.client else None))
+        if refused is not None:
+            wait = refused[1]
             return await self._render(request, session, user, 429, errors={"phone_code": Problem(
                 PHONE_WAIT, {"seconds": wait})}, headers={"Retry-After": str(wait)})
         _, code = await run_in_threadpool(self.provider.one_time.issue, user.id, VERIFY_PHONE,
@@ -267,9 +275,13 @@ class AccountViews(HostedPages):
             errors["email_password"] = Problem(WRONG_PASSWORD)
         if errors:
             return await self._render(request, session, user, 400, errors=errors, new_email=submitted)
-        token = await run_in_threadpool(self.accounts.start_email_change, user, new_email)
+        refused = await run_in_threadpool(self.provider.limiter.hit_all, send_rules(
+            "email-change", new_email, account=user.id, ip=request.client.host if request.client else None,
+            interval=self.settings.resend_interval))
+        token = await run_in_threadpool(self.accounts.start_email_change, user, new_email) if refused is None \
+            else None
         response = self._done("email")
-        if token is not None:  # the same answer when the address belongs to someone else
+        if token is not None:  # the same answer when the address belongs to someone else, or past a limit
             # Mail goes out in the user's language when they chose one, else the page's.
             lang = self.pages.catalogs.negotiate(user.locale, self.pages.language(request, user_locale=user.locale))
             response.background = BackgroundTask(self._send_change_mail, new_email, token, lang)

@@ -1,12 +1,15 @@
 """What the account-lifecycle pages (sign-up, email verification, password recovery) share:
 rendering with a CSRF token, reading a bounded form, the parked authorization request, field
-validation messages, signing a user in, and sending localised mail off the request path."""
+validation messages, signing a user in, the pending sign-up, the limits on mail, and sending
+localised mail off the request path."""
 
 from __future__ import annotations
 
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -18,12 +21,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..accounts.lifecycle import EMAIL_INVALID, Problem
+from ..accounts.throttle import Rule, send_rules
 from ..accounts.users import EMAIL_RE, normalise_email
 from ..notify.mail import MailError
 from ..oauth2 import constants as c
 from ..web.i18n import N_
 from .hosted import HostedPages
 from .journey import EXPIRED
+from .pending_signup import PendingSignups
+from .protection import client_ip
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -33,6 +39,7 @@ log = logging.getLogger("idbroker.accounts")
 
 BAD_FORM = N_("The form could not be read. Please try again.")
 VERIFY_SUBJECT = N_("Confirm your email address")
+ALREADY_SUBJECT = N_("You already have an account")
 MAX_EMAIL = 254      # RFC 5321 path limit
 MAX_FIELD = 1024     # longer text input is refused before any other check
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")   # the alphabet of interaction ids (random_token)
@@ -100,6 +107,19 @@ class LifecyclePages(HostedPages):
     def login_url(self, interaction: Interaction | None) -> str:
         return link("", "/login", interaction=interaction.id if interaction else None)
 
+    # -- the pending sign-up (pending_signup.py) and the limits on mail ------------------------
+    @cached_property
+    def pending_signups(self) -> PendingSignups:
+        s = self.settings
+        return PendingSignups(s.secret_bytes(), f"{s.cookie_name}_signup", s.verification_ttl, s.secure_cookies)
+
+    def may_mail(self, request: Request, purpose: str, to: str, account: int | None = None,
+                 pace: str | None = None) -> tuple[Rule, int] | None:
+        """Counts one mail of `purpose` to `to` (accounts/throttle.py send_rules): None when it may
+        be sent, else the limit it would pass and the seconds to wait. Blocking."""
+        return self.provider.limiter.hit_all(send_rules(purpose, to, account=account, ip=client_ip(request),
+                                                        interval=self.settings.resend_interval, pace=pace))
+
     # -- sessions ----------------------------------------------------------------------------
     async def sign_in(self, request: Request, response: Response, user: User,
                       interaction: Interaction | None) -> BrowserSession:
@@ -141,7 +161,12 @@ class LifecyclePages(HostedPages):
 
     def send_later(self, response: Response, to: str, subject: str, text: str) -> None:
         """After the response: its timing does not tell whether a mail went out."""
-        task = BackgroundTask(self.send_now, to, subject, text)
+        self.later(response, self.send_now, to, subject, text)
+
+    @staticmethod
+    def later(response: Response, work: Callable[..., Any], *args: Any) -> None:
+        """`work(*args)` after the response (in the thread pool), after what was already queued."""
+        task = BackgroundTask(work, *args)
         if response.background is None:
             response.background = task
         else:
@@ -171,4 +196,11 @@ class LifecyclePages(HostedPages):
                    interaction=interaction.id if interaction else None)
         return self.compose("mail/verify.txt", VERIFY_SUBJECT, lang, link=url, code=code,
                             minutes=max(1, self.settings.verification_ttl // 60))
+
+    def already_registered_mail(self, lang: str, interaction: Interaction | None) -> tuple[str, str]:
+        """To an address that signs up again: it has an account (how to sign in, or reset)."""
+        iid = interaction.id if interaction else None
+        return self.compose("mail/already_registered.txt", ALREADY_SUBJECT, lang,
+                            login_link=link(self.settings.issuer, "/login", interaction=iid),
+                            reset_link=link(self.settings.issuer, "/forgot-password", interaction=iid))
 

@@ -265,9 +265,9 @@ class MfaViews(LifecyclePages):
                 return self.choose_page(request, visit, 400)
             try:
                 factor, shown = await run_in_threadpool(impl.enrol, self.attempt(request, visit, None, form))
-            except FactorError as exc:
-                return self.choose_page(request, visit, 400, Problem(exc.message, exc.params),
-                                        phone=text_field(form, "phone")[:40])
+            except FactorError as exc:  # a wrong number, or no code sent (429: not now)
+                return self.choose_page(request, visit, 429 if "seconds" in exc.params else 400,
+                                        Problem(exc.message, exc.params), phone=text_field(form, "phone")[:40])
             return self.enrol_page(request, visit, factor, shown)
         factor = await run_in_threadpool(self.provider.mfa.factor, visit.user.id,
                                          text_field(form, "factor")[:64], pending=True)

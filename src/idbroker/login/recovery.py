@@ -7,9 +7,10 @@ lives `reset_ttl` seconds. Setting the new password ends every session and revok
 of the user (so refresh tokens stop working), and marks the address verified: the link proved
 control of the mailbox; the audit trail records it (PASSWORD_CHANGED).
 
-Rate limits (accounts/throttle.py LIMITS): requests per client address ("reset-ask-ip": past it,
-429 with Retry-After, whatever the address asked for), and mails per account ("reset-send": past
-it, the same page and no mail).
+Rate limits (accounts/throttle.py): requests per client address ("reset-ask-ip": past it, 429
+with Retry-After, whatever the address asked for), and mails (send_rules "reset": per address and
+per account, one per `resend_interval`; counted whether or not the address has an account, and
+past them the same page and no mail).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from .. import audit
 from ..accounts.one_time import RESET_PASSWORD
 from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
-from ..store.db import utcnow
 from ..web.i18n import N_
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
@@ -76,7 +76,8 @@ class RecoveryViews(LifecyclePages):
         response = self.page(request, "recovery/forgot_sent.html", req=req, email=email,
                              minutes=max(1, self.settings.reset_ttl // 60), login_url=self.login_url(interaction))
         user = await run_in_threadpool(self.provider.users.by_email, email)
-        if user is not None and not user.disabled and await run_in_threadpool(self._may_send, user.id):
+        refused = await run_in_threadpool(self.may_mail, request, "reset", email, user.id if user else None)
+        if user is not None and not user.disabled and refused is None:
             token, _ = await run_in_threadpool(self.provider.one_time.issue, user.id, RESET_PASSWORD,
                                                self.settings.reset_ttl)
             lang = self.pages.catalogs.negotiate(user.locale, self.language(request, req))
@@ -86,12 +87,6 @@ class RecoveryViews(LifecyclePages):
                                          minutes=max(1, self.settings.reset_ttl // 60))
             self.send_later(response, user.email, subject, text)
         return response
-
-    def _may_send(self, user_id: int) -> bool:
-        last = self.provider.one_time.last_issued(user_id, RESET_PASSWORD)
-        if last is not None and (utcnow() - last).total_seconds() < self.settings.resend_interval:
-            return False
-        return limit(self.provider, "reset-send", user_id) is None
 
     # -- /reset-password -------------------------------------------------------------------------
     def _invalid(self, request: Request, interaction: Interaction | None) -> Response:

@@ -2,10 +2,19 @@
 
 The form asks for the address and a password, an optional phone number, and the profile fields
 the operator lists in `signup_fields` (standard claims and custom attributes). Everything is
-checked before anything is written. An address that already has an account gets the same answer
-as a new one (the "check your mail" page) and its owner a mail saying so: the page never tells
-who has an account. A new user is signed in straight away, unverified, and mailed a link and a
-6-digit code; the authorization request waits on the verification page.
+checked before anything is written.
+
+Nothing the browser gets tells whether the address already had an account: both answers are the
+"check your mail" page, with the same status, the session cookie cleared (whoever was signed in
+here is not the person signing up) and a pending sign-up cookie of the same shape set
+(pending_signup.py); they take about as long (the password is hashed either way; the mail goes
+out after the response). A new account is created unverified and mailed a link and a 6-digit
+code; an existing one is mailed that it exists. Nobody is signed in until the address is proven
+(verification.py); the authorization request waits on the verification page.
+
+Limits: sign-up forms per client address ("signup-ip": past it 429, before any address is looked
+at), and mails per address (send_rules "signup", at most one per `resend_interval`, shared with
+the verification page's "send a new code"): past those, the same page and no mail.
 """
 
 from __future__ import annotations
@@ -34,9 +43,10 @@ from .lifecycle_common import (
     LifecyclePages,
     Problem,
     check_email,
-    link,
     text_field,
 )
+from .pending_signup import Pending, binding_of, unbound
+from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -56,7 +66,6 @@ CONTROL_CHARACTERS = N_("Remove the control characters from this field.")
 LOCALE_INVALID = N_("Choose a language from the list.")
 CHOICE_INVALID = N_("This value is not valid. Tick the box or leave it empty.")
 PASSWORD_MISSING = N_("Choose a password.")
-ALREADY_SUBJECT = N_("You already have an account")
 
 TEXT_MAX = 255
 _TRUE = ("on", "true", "1", "yes")
@@ -189,13 +198,14 @@ class SignupViews(LifecyclePages):
 
     # -- pages ---------------------------------------------------------------------------------
     def _form_page(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,
-                   fields: list[SignupField], status: int = 200, error: str | None = None) -> Response:
+                   fields: list[SignupField], status: int = 200, error: Problem | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
         lang = self.language(request, req)
         for f in fields:
             if f.name == "locale" and not f.value:
                 f.value = lang
-        return self.page(request, "signup/signup.html", status, req=req, fields=fields, error=error,
-                         interaction=interaction.id if interaction else "",
+        return self.page(request, "signup/signup.html", status, req=req, headers=headers, fields=fields,
+                         error=error, interaction=interaction.id if interaction else "",
                          login_url=self.login_url(interaction))
 
     def _disabled(self, request: Request, interaction: Interaction | None,
@@ -223,9 +233,14 @@ class SignupViews(LifecyclePages):
         lang = self.language(request, req)
         values, ok = await run_in_threadpool(self.check, form, fields, lang)  # the password check may ask the range API
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
-            return self._form_page(request, interaction, req, fields, 400, FORM_EXPIRED)
+            return self._form_page(request, interaction, req, fields, 400, Problem(FORM_EXPIRED))
         if not ok:
             return self._form_page(request, interaction, req, fields, 400)
+        wait = await run_in_threadpool(limit, self.provider, "signup-ip", client_ip(request))
+        if wait is not None:
+            words = wait_words(self.pages, lang, wait)
+            return self._form_page(request, interaction, req, fields, 429, Problem(TOO_MANY, {"wait": words}),
+                                   headers={"Retry-After": str(wait)})
         email = values.pop("email")
         password = values.pop("password")
         existing = await run_in_threadpool(self.provider.users.by_email, email)
@@ -240,28 +255,26 @@ class SignupViews(LifecyclePages):
             # As long as creating an account would take: the answer time says nothing either.
             await run_in_threadpool(self.provider.passwords.hash, password)
         response = self.check_page(request, interaction, req, email)
-        if user is not None:
-            token, code = await run_in_threadpool(self.provider.one_time.issue, user.id, VERIFY_EMAIL,
-                                                  self.settings.verification_ttl, with_code=True)
-            await self.sign_in(request, response, user, interaction)
-            mail_lang = self.pages.catalogs.negotiate(user.locale, lang)
-            subject, text = self.verification_mail(mail_lang, token, code or "", interaction)
-            self.send_later(response, user.email, subject, text)
-        else:
-            # Whoever was signed in here is not the person signing up.
-            await self.sign_out_here(request, response)
-            if existing is not None and not existing.disabled:
-                mail_lang = self.pages.catalogs.negotiate(existing.locale, lang)
-                subject, text = self.already_registered_mail(mail_lang, interaction)
-                self.send_later(response, existing.email, subject, text)
+        await self.sign_out_here(request, response)
+        self.pending_signups.set(response, Pending(email, binding_of(user) if user is not None else unbound()))
+        refused = await run_in_threadpool(self.may_mail, request, "signup", email, None, "verify")
+        if refused is None:
+            self.later(response, self.signup_mail, user or existing, user is not None, lang, interaction)
         return response
 
     def _create(self, email: str, password: str, values: dict[str, Any]) -> User:
         return self.provider.users.create(email, password, email_verified=False, **values)
 
-    # -- mail ----------------------------------------------------------------------------------
-    def already_registered_mail(self, lang: str, interaction: Interaction | None) -> tuple[str, str]:
-        iid = interaction.id if interaction else None
-        return self.compose("mail/already_registered.txt", ALREADY_SUBJECT, lang,
-                            login_link=link(self.settings.issuer, "/login", interaction=iid),
-                            reset_link=link(self.settings.issuer, "/forgot-password", interaction=iid))
+    def signup_mail(self, user: User | None, new: bool, lang: str, interaction: Interaction | None) -> None:
+        """After the answer: the new account's link and code, or the existing one's "you already
+        have an account" (none to a disabled account)."""
+        if user is None or user.disabled:
+            return
+        mail_lang = self.pages.catalogs.negotiate(user.locale, lang)
+        if new:
+            token, code = self.provider.one_time.issue(user.id, VERIFY_EMAIL, self.settings.verification_ttl,
+                                                       with_code=True)
+            subject, text = self.verification_mail(mail_lang, token, code or "", interaction)
+        else:
+            subject, text = self.already_registered_mail(mail_lang, interaction)
+        self.send_now(user.email, subject, text)

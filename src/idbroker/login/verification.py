@@ -1,19 +1,26 @@
 """Email verification: /verify-email (6-digit code, resend) and /verify-email/confirm (the link).
 
-The journey parks an authorization request here while the signed-in user's address is
-unverified (when `require_email_verification`). A code is checked against the signed-in user;
-MAX_CODE_ATTEMPTS wrong tries void it and a new one must be sent. The link needs no session: it
-verifies in any browser, and continues the authorization only in the browser that is signed in
-as that user and holds the interaction. Resending waits `resend_interval` seconds.
+Two kinds of visitors. A signed-in user whose address is unverified: the journey parks an
+authorization request here (when `require_email_verification`), and the code is checked against
+that user. And the browser that just signed up, which is not signed in: it holds the pending
+sign-up cookie (pending_signup.py), whether the address was new or already had an account, and
+gets the same answers in both cases - the page, resending ("verify" limits on the address and
+the client address, not on an account), wrong codes and their count (MAX_CODE_ATTEMPTS wrong
+tries void a code, counted per address so that an address without a code says the same). The
+right code, when the cookie is bound to the new account, verifies the address and signs in.
 
-Rate limits (accounts/throttle.py LIMITS): codes typed per user ("verify-code"), and mails sent
-per user and per client address ("verify-send", "verify-send-ip"); past them the page answers
-429 with Retry-After and nothing is checked or sent.
+The link needs no session: it verifies in any browser, and continues the authorization only in
+the browser that is signed in as that user, or holds that user's pending sign-up, and holds the
+interaction.
+
+Rate limits (accounts/throttle.py): codes typed per address ("verify-code"); mails sent
+(send_rules "verify": per address, per account when signed in, per client address, and one per
+`resend_interval`, shared with the sign-up's mail). Past them the page answers 429 with
+Retry-After and nothing is checked or sent.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..accounts.one_time import VERIFY_EMAIL
+from ..accounts.one_time import MAX_CODE_ATTEMPTS, VERIFY_EMAIL
+from ..accounts.throttle import Rule, subject
 from ..security import sha256_hex
 from ..store.db import utcnow
 from ..store.models import OneTimeToken, User
@@ -30,7 +38,8 @@ from ..web.i18n import N_
 from .hosted import FORM_EXPIRED
 from .journey import EXPIRED
 from .lifecycle_common import LifecyclePages, Problem, text_field
-from .protection import TOO_MANY, client_ip, limit, wait_words
+from .pending_signup import Pending
+from .protection import TOO_MANY, limit, wait_words
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -45,6 +54,7 @@ MAIL_FAILED = N_("We could not send the message. Please try again in a few minut
 LINK_INVALID = N_("This link is invalid, was already used or has expired. "
                   "Sign in to get a new one.")
 _SPACES = re.compile(r"[\s-]")
+NO_ACCOUNT = 0  # a user id that never exists (ids start at 1): a pending address without an account
 
 
 class VerificationViews(LifecyclePages):
@@ -56,13 +66,6 @@ class VerificationViews(LifecyclePages):
                 OneTimeToken.used_at.is_(None), OneTimeToken.expires_at > utcnow(),
                 OneTimeToken.code_hash.is_not(None)).limit(1))
         return found is not None
-
-    def wait_seconds(self, user_id: int) -> int:
-        last = self.provider.one_time.last_issued(user_id, VERIFY_EMAIL)
-        if last is None:
-            return 0
-        left = self.settings.resend_interval - (utcnow() - last).total_seconds()
-        return max(0, math.ceil(left))
 
     def owner_of_link(self, token: str) -> User | None:
         """The user a (possibly used) link was sent to."""
@@ -79,15 +82,35 @@ class VerificationViews(LifecyclePages):
         subject, text = self.verification_mail(mail_lang, token, code or "", interaction)
         return self.send_now(user.email, subject, text)
 
-    def _send_limit(self, request: Request, user_id: int) -> int | None:
-        return limit(self.provider, "verify-send", user_id) or \
-            limit(self.provider, "verify-send-ip", client_ip(request))
-
     def _too_many(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,
                   email: str, wait: int, **context: Any) -> Response:
         words = wait_words(self.pages, self.language(request, req), wait)
         return self.check_page(request, interaction, req, email, 429, headers={"Retry-After": str(wait)},
                                error=Problem(TOO_MANY, {"wait": words}), **context)
+
+    def _refused(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,
+                 email: str, refused: tuple[Rule, int]) -> Response:
+        """No mail now: too soon after the last one, or past a limit."""
+        rule, wait = refused
+        if rule.per == "interval":
+            return self.check_page(request, interaction, req, email, 429, headers={"Retry-After": str(wait)},
+                                   error=Problem(WAIT, {"seconds": wait}))
+        return self._too_many(request, interaction, req, email, wait)
+
+    def _tries(self, email: str) -> Rule:
+        """Wrong codes typed for a pending address, as the code's own count (OneTimeTokens) would
+        say, but for every address, with a code or not."""
+        return Rule(f"verify-tries:{subject(email)}", MAX_CODE_ATTEMPTS, self.settings.verification_ttl)
+
+    def pending_mail(self, pending: Pending, lang: str, interaction: Interaction | None) -> None:
+        """After the answer to "send a new code" for a pending sign-up: a new code to the account
+        this browser created, else the "you already have an account" mail again."""
+        user = self.provider.users.by_email(pending.email)
+        if pending.binds(user) and user is not None and not user.email_verified:
+            self.send_code(user, lang, interaction)
+        elif user is not None and not user.disabled:
+            mail_lang = self.pages.catalogs.negotiate(user.locale, lang)
+            self.send_now(user.email, *self.already_registered_mail(mail_lang, interaction))
 
     # -- outcomes ----------------------------------------------------------------------------------
     def verified(self, request: Request, user: User | None, interaction: Interaction | None,
@@ -106,16 +129,18 @@ class VerificationViews(LifecyclePages):
             return self.journey.error_page(request, EXPIRED, 400)
         found = self.journey.current(request)
         if found is None:
-            return RedirectResponse(self.settings.issuer + self.login_url(interaction), status_code=303)
+            pending = self.pending_signups.of(request)
+            if pending is None:
+                return RedirectResponse(self.settings.issuer + self.login_url(interaction), status_code=303)
+            return self.check_page(request, interaction, req, pending.email)
         user = found[1]
         if user.email_verified:
             return self.verified(request, user, interaction, req, signed_in=True)
         context: dict[str, Any] = {}
         # Back after the code expired (or a sign-in long after sign-up): a fresh one, unless
-        # one was sent moments ago.
+        # one was sent moments ago or too many were.
         if not await run_in_threadpool(self.live_code, user.id) and \
-                await run_in_threadpool(self.wait_seconds, user.id) == 0 and \
-                await run_in_threadpool(self._send_limit, request, user.id) is None:
+                await run_in_threadpool(self.may_mail, request, "verify", user.email, user.id) is None:
             sent = await run_in_threadpool(self.send_code, user, self.language(request, req), interaction)
             if not sent:
                 context["error"] = Problem(MAIL_FAILED)
@@ -127,37 +152,45 @@ class VerificationViews(LifecyclePages):
             return posted
         form, interaction, req = posted
         found = self.journey.current(request)
-        email = found[1].email if found else ""
+        pending = self.pending_signups.of(request) if found is None else None
+        email = found[1].email if found else pending.email if pending else ""
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
             return self.check_page(request, interaction, req, email, 400, error=Problem(FORM_EXPIRED))
         action = text_field(form, "action")
-        if found is None:
-            # Nobody is signed in here: the page after signing up with an address that already
-            # has an account. Answer as for anyone else; nothing happens.
+        if found is None and pending is None:
+            # Nothing to verify in this browser: nothing happens.
             if action == "resend":
                 return self.check_page(request, interaction, req, email, notice=Problem(CODE_SENT))
             return self.check_page(request, interaction, req, email, 400, error=Problem(CODE_WRONG))
-        session, user = found
-        if user.email_verified:
-            return self.verified(request, user, interaction, req, signed_in=True)
+        if found is not None and found[1].email_verified:
+            return self.verified(request, found[1], interaction, req, signed_in=True)
         if action == "resend":
-            wait = await run_in_threadpool(self.wait_seconds, user.id)
-            if wait > 0:
-                return self.check_page(request, interaction, req, email, 429, headers={"Retry-After": str(wait)},
-                                       error=Problem(WAIT, {"seconds": wait}))
-            wait = await run_in_threadpool(self._send_limit, request, user.id)
-            if wait is not None:
-                return self._too_many(request, interaction, req, email, wait)
-            sent = await run_in_threadpool(self.send_code, user, self.language(request, req), interaction)
+            account = found[1].id if found else None  # a pending address is limited as itself only
+            refused = await run_in_threadpool(self.may_mail, request, "verify", email, account)
+            if refused is not None:
+                return self._refused(request, interaction, req, email, refused)
+            if pending is not None:
+                # The same answer whatever the address: the mail goes out after it.
+                response = self.check_page(request, interaction, req, email, notice=Problem(CODE_SENT))
+                await run_in_threadpool(self.provider.limiter.clear, self._tries(email).key)
+                self.pending_signups.set(response, pending)  # lives as long as the new code
+                self.later(response, self.pending_mail, pending, self.language(request, req), interaction)
+                return response
+            assert found is not None
+            sent = await run_in_threadpool(self.send_code, found[1], self.language(request, req), interaction)
             if not sent:
                 return self.check_page(request, interaction, req, email, 503, error=Problem(MAIL_FAILED))
             return self.check_page(request, interaction, req, email, notice=Problem(CODE_SENT))
         code = _SPACES.sub("", text_field(form, "code")[:64])
         if len(code) != 6 or not code.isascii() or not code.isdigit():
             return self.check_page(request, interaction, req, email, 400, error=Problem(CODE_FORMAT), code=code[:6])
-        wait = await run_in_threadpool(limit, self.provider, "verify-code", user.id)
+        wait = await run_in_threadpool(limit, self.provider, "verify-code", subject(email))
         if wait is not None:  # the code is not even checked
             return self._too_many(request, interaction, req, email, wait, code=code[:6])
+        if pending is not None:
+            return await self._pending_code(request, pending, code, interaction, req)
+        assert found is not None
+        user = found[1]
         row = await run_in_threadpool(self.provider.one_time.redeem_code, user.id, VERIFY_EMAIL, code)
         if row is None:
             live = await run_in_threadpool(self.live_code, user.id)
@@ -165,6 +198,36 @@ class VerificationViews(LifecyclePages):
                                    error=Problem(CODE_WRONG if live else CODE_SPENT))
         await run_in_threadpool(self.provider.users.mark_email_verified, user.id)
         return self.verified(request, user, interaction, req, signed_in=True)
+
+    async def _pending_code(self, request: Request, pending: Pending, code: str, interaction: Interaction | None,
+                            req: AuthorizationRequest | None) -> Response:
+        """A code typed after signing up. It can only be right for the account this browser
+        created; every other answer, and how many tries are left, is the same for any address."""
+        limiter, tries = self.provider.limiter, self._tries(pending.email)
+        found = await run_in_threadpool(self.provider.users.by_email, pending.email)
+        user = found if pending.binds(found) else None
+        if user is not None and user.email_verified:  # by the link, in another browser
+            return await self._signed_up(request, user, interaction, req)
+        if await run_in_threadpool(limiter.peek, tries.key, tries.limit, tries.window) is not None:
+            return self.check_page(request, interaction, req, pending.email, 400, error=Problem(CODE_SPENT))
+        # Unbound, the same query runs for nobody: the answer takes as long.
+        row = await run_in_threadpool(self.provider.one_time.redeem_code, user.id if user else NO_ACCOUNT,
+                                      VERIFY_EMAIL, code)
+        if row is None or user is None:
+            await run_in_threadpool(limiter.hit, tries.key, tries.limit, tries.window)
+            spent = await run_in_threadpool(limiter.peek, tries.key, tries.limit, tries.window) is not None
+            return self.check_page(request, interaction, req, pending.email, 400,
+                                   error=Problem(CODE_SPENT if spent else CODE_WRONG))
+        await run_in_threadpool(self.provider.users.mark_email_verified, user.id)
+        return await self._signed_up(request, user, interaction, req)
+
+    async def _signed_up(self, request: Request, user: User, interaction: Interaction | None,
+                         req: AuthorizationRequest | None) -> Response:
+        """The address of the account this browser created is proven: signed in here from now on."""
+        response = self.verified(request, user, interaction, req, signed_in=True)
+        await self.sign_in(request, response, user, interaction)
+        self.pending_signups.clear(response)
+        return response
 
     # -- /verify-email/confirm ------------------------------------------------------------------
     async def confirm(self, request: Request) -> Response:
@@ -184,7 +247,10 @@ class VerificationViews(LifecyclePages):
         here = found is not None and found[1].id == user.id
         value = request.query_params.get("interaction") or request.cookies.get(self.journey.interaction_cookie)
         interaction, req = self.browser_interaction(request, value)
-        # Resumes only in the browser that holds the request and is signed in as this user; the
-        # journey then decides what is left (consent, or the response).
+        pending = None if here else self.pending_signups.of(request)
+        if pending is not None and pending.binds(user):
+            return await self._signed_up(request, user, interaction, req)
+        # Resumes only in the browser that holds the request and is signed in as this user (or
+        # just created it); the journey then decides what is left (consent, or the response).
         return self.verified(request, user, interaction, req, signed_in=here)
 

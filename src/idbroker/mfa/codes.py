@@ -1,7 +1,9 @@
 """Codes sent to the user: by text message (SMS) to a phone number, or by mail to the account's
 address. Each code is 6 digits, good for CODE_TTL seconds and for one use, with at most 5 tries
 (accounts/one_time.py); sending a new one voids the previous one. Only one code is sent per
-``resend_interval`` seconds."""
+``resend_interval`` seconds, and at most LIMITS "mfa-send" per number or address and per account,
+"mfa-send-ip" per client address (accounts/throttle.py send_rules): setting up a text-message
+factor sends to a number the user typed."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..accounts.lifecycle import PHONE_INVALID
+from ..accounts.throttle import send_rules
 from ..notify.mail import MailError
 from ..notify.sms import SmsError, mask_phone
 from ..phone import normalise_phone
@@ -28,6 +31,7 @@ PURPOSE = "mfa_code"
 CODE_TTL = 600
 NOT_SENT = N_("The code could not be sent. Please try again later.")
 WAIT = N_("A code was sent a moment ago. Please wait %(seconds)d seconds before asking for another one.")
+TOO_MANY_SENT = N_("Too many codes were sent. Please try again in %(minutes)d minutes.")
 CODE_WRONG = N_("That code is not right, or it has expired. Ask for a new code if needed.")
 SMS_TEXT = N_("%(code)s is your sign-in code for %(issuer)s. Do not share it.")
 MAIL_SUBJECT = N_("Your sign-in code")
@@ -46,6 +50,10 @@ class _CodeFactor:
     def _deliver(self, attempt: Attempt, code: str) -> None:
         raise NotImplementedError
 
+    def _target(self, attempt: Attempt) -> str:
+        """Where the code goes (a phone number, an address)."""
+        raise NotImplementedError
+
     def begin(self, attempt: Attempt) -> dict[str, Any]:
         """Sends a fresh code for attempt.factor (enrolled or pending)."""
         factor = attempt.factor
@@ -56,6 +64,9 @@ class _CodeFactor:
         if last is not None and interval > 0 and utcnow() - last < timedelta(seconds=interval):
             left = interval - int((utcnow() - last).total_seconds())
             raise FactorError(WAIT, seconds=max(1, left))
+        refused = p.limiter.hit_all(send_rules("mfa", self._target(attempt), account=attempt.user.id, ip=attempt.ip))
+        if refused is not None:
+            raise FactorError(TOO_MANY_SENT, seconds=refused[1], minutes=-(-refused[1] // 60))
         _, code = p.one_time.issue(attempt.user.id, PURPOSE, CODE_TTL, new_value=factor.id, with_code=True)
         assert code is not None
         try:
@@ -112,7 +123,11 @@ class SmsFactor(_CodeFactor):
         text = attempt.gettext(SMS_TEXT) % {"code": code, "issuer": self.provider.settings.totp_issuer}
         # Origin-bound one-time code line: browsers offer the code to this site only.
         text += f"\n\n@{urlsplit(issuer).netloc} #{code}"
-        self.provider.mfa.sms.send(attempt.factor.data["phone"], text)
+        self.provider.mfa.sms.send(self._target(attempt), text)
+
+    def _target(self, attempt: Attempt) -> str:
+        assert attempt.factor is not None and attempt.factor.data
+        return str(attempt.factor.data["phone"])
 
     def describe(self, factor: MfaFactor) -> str:
         return mask_phone((factor.data or {}).get("phone", ""))
@@ -131,14 +146,14 @@ class EmailFactor(_CodeFactor):
             return factor, self.begin(attempt)
         return factor, {"sent_to": self.describe(factor)}
 
-    def _address(self, attempt: Attempt) -> str:
+    def _target(self, attempt: Attempt) -> str:
         # The account's current address: a change of address moves the factor with it.
         return attempt.user.email
 
     def _deliver(self, attempt: Attempt, code: str) -> None:
         assert attempt.render_text is not None
         text = attempt.render_text("mail/mfa_code.txt", code=code, minutes=CODE_TTL // 60)
-        self.provider.mailer.send(self._address(attempt), attempt.gettext(MAIL_SUBJECT), text)
+        self.provider.mailer.send(self._target(attempt), attempt.gettext(MAIL_SUBJECT), text)
 
     def describe(self, factor: MfaFactor) -> str:
         email = (factor.data or {}).get("email", "")
