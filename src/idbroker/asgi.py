@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import ctypes
 
-from starlette.applications import Starlette
-
 from .app import create_app
 from .settings import load_settings
+from .web.limits import InProgressLimit
 
 
-def create() -> Starlette:
+def create() -> InProgressLimit:
+    """The application, behind a cap on requests in progress per client address (web/limits.py)."""
     release_large_buffers()
-    return create_app(load_settings())
+    return InProgressLimit(create_app(load_settings()))
 
 
 def release_large_buffers() -> None:

@@ -4,6 +4,18 @@
 ``python -m idbroker.server``, so the Granian supervisor and the workers it forks carry only
 Granian and the application - not the CLI (typer, rich) and the services it built: about 12 MB
 less per worker, and a 30 MB supervisor instead of 95 MB.
+
+Two settings guard the service as a whole:
+
+* A worker that dies (killed for memory, a crash in native code) is replaced: without
+  ``respawn_failed_workers`` Granian shuts the whole server down when any worker exits. A worker
+  that dies again within seconds of its replacement still stops the server (Granian's crash-loop
+  guard), so a broken deployment fails loudly instead of restarting forever.
+* A connection must send its request headers within HEADER_READ_TIMEOUT seconds. Each worker
+  serves at most backlog / workers connections at once and a connection that trickles its headers
+  holds one of those places, so the timeout bounds how long a flood of such connections can keep
+  everyone else waiting. Requests in progress per client address are limited in the application
+  (web/limits.py).
 """
 
 from __future__ import annotations
@@ -11,6 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+BACKLOG = 2048
+HEADER_READ_TIMEOUT = 10  # seconds (Granian's default is 30)
 
 
 def command(host: str, port: int, workers: int, access_log: bool) -> list[str]:
@@ -29,9 +44,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
-            interface=Interfaces.ASGI, log_access=args.access_log, backlog=2048).serve()
+            interface=Interfaces.ASGI, log_access=args.access_log, backlog=BACKLOG,
+            http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT * 1000),
+            respawn_failed_workers=True).serve()
 
 
 def exec_server(host: str, port: int, workers: int, access_log: bool) -> None:

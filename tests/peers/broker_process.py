@@ -32,8 +32,9 @@ def free_port() -> int:
 class Broker:
     """One running ``idbroker serve`` and the environment its CLI commands share."""
 
-    def __init__(self, store: str, data_dir: Path, database_url: str | None):
+    def __init__(self, store: str, data_dir: Path, database_url: str | None, workers: int = 1):
         self.store = store
+        self.workers = workers
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -50,7 +51,8 @@ class Broker:
     # -- process ------------------------------------------------------------------------------
     def start(self) -> None:
         with open(self.log_path, "wb") as log:
-            command = [str(IDBROKER), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--access-log"]
+            command = [str(IDBROKER), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--access-log",
+                       "--workers", str(self.workers)]
             self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
