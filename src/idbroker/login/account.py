@@ -5,7 +5,8 @@ and answered with the page and its errors (400) or a redirect back with a notice
 Messages it sends are limited (accounts/throttle.py send_rules): change-of-address mails per new
 address, per account and per client address, one per `resend_interval` to an address - past
 them the same answer and no mail, as for an address another account holds; phone-confirmation
-texts per number, per account and per client address - past them 429 with Retry-After.
+texts per number, per account and per client address, one per `resend_interval` - past them
+429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -224,7 +225,8 @@ class AccountViews(HostedPages):
         if not user.phone_number or user.phone_number_verified:
             return self._done("profile")
         refused = await run_in_threadpool(self.provider.limiter.hit_all, send_rules(
-            "phone", user.phone_number, account=user.id, ip=request.client.host if request.client else None))
+            "phone", user.phone_number, account=user.id, ip=request.client.host if request.client else None,
+            interval=self.settings.resend_interval))
         if refused is not None:
             wait = refused[1]
             return await self._render(request, session, user, 429, errors={"phone_code": Problem(

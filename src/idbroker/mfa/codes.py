@@ -64,9 +64,13 @@ class _CodeFactor:
         if last is not None and interval > 0 and utcnow() - last < timedelta(seconds=interval):
             left = interval - int((utcnow() - last).total_seconds())
             raise FactorError(WAIT, seconds=max(1, left))
-        refused = p.limiter.hit_all(send_rules("mfa", self._target(attempt), account=attempt.user.id, ip=attempt.ip))
+        refused = p.limiter.hit_all(send_rules("mfa", self._target(attempt), account=attempt.user.id, ip=attempt.ip,
+                                               interval=interval))
         if refused is not None:
-            raise FactorError(TOO_MANY_SENT, seconds=refused[1], minutes=-(-refused[1] // 60))
+            rule, wait = refused
+            if rule.per == "interval":  # another account sent a code to this number moments ago
+                raise FactorError(WAIT, seconds=wait)
+            raise FactorError(TOO_MANY_SENT, seconds=wait, minutes=-(-wait // 60))
         _, code = p.one_time.issue(attempt.user.id, PURPOSE, CODE_TTL, new_value=factor.id, with_code=True)
         assert code is not None
         try:
