@@ -217,3 +217,58 @@ def test_link_opened_where_someone_else_is_signed_in_does_not_resume(http, flow,
     assert r.status_code == 200 and "You can now sign in" in r.text
     assert f'href="/login?interaction={interaction}"' in r.text
     assert _verified(provider, "bob@example.com") and not _verified(provider, "dan@example.com")
+
+
+# -- the pending sign-up signs in only the browser that created the account ----------------------------
+def _signed_in(browser):
+    return browser.get("/account").status_code == 200
+
+
+def test_signing_up_with_someone_elses_address_opens_nothing(http, app, provider, smtp):
+    """Eve signs up with Alice's address before Alice does (the account is new, so Eve's browser is
+    bound to it). Alice takes her address back with a password reset: Eve's browser then gets
+    nothing from the address being verified - not by a code, not by the link."""
+    eve = signup(http, email="alice@example.com", password="eve's own long password")
+    code = code_in(last_mail(smtp, "alice@example.com"))
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as alice:
+        page = alice.get("/forgot-password")
+        alice.post("/forgot-password", data={**page_fields(page), "email": "alice@example.com"})
+        reset = local(link_in(last_mail(smtp, "alice@example.com", 2), "/reset-password"))
+        form = alice.get(reset)
+        done = alice.post("/reset-password", data={**page_fields(form), "token": query_of(reset)["token"],
+                                                   "password": PASSWORD, "password_confirmation": PASSWORD})
+        assert done.status_code == 200
+    assert _verified(provider, "alice@example.com")
+    for attempt in (code, "000000"):
+        r = http.post("/verify-email", data={**page_fields(eve), "action": "verify", "code": attempt})
+        assert r.status_code == 400 and not _signed_in(http)
+    assert provider.users.authenticate("alice@example.com", "eve's own long password") is None
+
+
+def test_a_registered_address_never_signs_the_pending_browser_in(http, provider, smtp, user):
+    """Signing up with an address that has an account (verified, so a bound browser would be let
+    in without a code) binds the browser to nothing: whatever it sends, it is not signed in."""
+    page = signup(http, email="alice@example.com", password="not alice's password")
+    for code in ("000000", "123456"):
+        r = http.post("/verify-email", data={**page_fields(page), "action": "verify", "code": code})
+        assert r.status_code == 400 and not _signed_in(http)
+    assert http.get("/verify-email").status_code == 200 and not _signed_in(http)
+
+
+def test_a_tampered_or_foreign_pending_cookie_is_ignored(http, app, provider, smtp):
+    signup(http)
+    sealed = http.cookies.get("idbroker_signup")
+    assert sealed
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as other:
+        for value in (sealed[:-2] + ("AA" if not sealed.endswith("AA") else "BB"), "garbage", "x" * 5000):
+            other.cookies.set("idbroker_signup", value, path="/verify-email")
+            r = other.get("/verify-email")
+            assert r.status_code == 303 and r.headers["location"] == f"{ISSUER}/login"
+    # The cookie is not a session: copied elsewhere it shows the page, and signs in only with the code.
+    code = code_in(last_mail(smtp, "bob@example.com"))
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as copy:
+        copy.cookies.set("idbroker_signup", sealed, path="/verify-email")
+        page = copy.get("/verify-email")
+        assert page.status_code == 200 and not _signed_in(copy)
+        r = copy.post("/verify-email", data={**page_fields(page), "action": "verify", "code": code})
+        assert r.status_code == 200 and _signed_in(copy)
