@@ -74,7 +74,8 @@ def test_profile_sessions_and_password(page: Any, other: Any, broker: Broker) ->
     expect(sessions(page)).to_have_count(2)
     expect(sessions(page).filter(has_text="This device")).to_have_count(1)
     page.get_by_role("button", name="Sign out all other sessions").click()
-    expect(page.get_by_role("status")).to_have_text("Your other sessions were signed out.")
+    expect(page.get_by_role("status")).to_have_text(
+        "Your other sessions were signed out, and applications you signed in to there lost their access.")
     expect(sessions(page)).to_have_count(1)
     expect(page.get_by_role("button", name="Sign out all other sessions")).to_have_count(0)
     assert_signed_out(phone, broker)
@@ -93,7 +94,8 @@ def test_profile_sessions_and_password(page: Any, other: Any, broker: Broker) ->
     section.get_by_label("New password").fill(NEW_PASSWORD)
     section.get_by_role("button", name="Change password").click()
     expect(page.get_by_role("status")).to_have_text(
-        "Your password was changed. Your other sessions were signed out.")
+        "Your password was changed. Your other sessions were signed out, and applications you signed in to there "
+        "lost their access.")
     expect(sessions(page)).to_have_count(1)
     assert_signed_out(phone, broker)
 
