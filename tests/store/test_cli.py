@@ -224,7 +224,8 @@ def in_terminal(args: list[str], answers: list[str], timeout: float = 60.0) -> t
                 # click shows "Password:", then getpass turns echo off and adds the " "
                 if pending and shown.endswith(b": "):
                     os.write(main, pending.pop(0).encode() + b"\n")
-        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), shown.decode(errors="replace")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", shown.decode(errors="replace"))  # without rich's styles
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), text
     finally:
         os.close(main)
         if proc.poll() is None:
@@ -269,3 +270,18 @@ def test_password_help_names_every_way(cli):
         text = " ".join(cli(*command[:2], "--help").output.split())
         assert "--password-stdin" in text and "asked for twice" in text
         assert not re.search(r"\* --password|--password \S+ \[required\]", text), text
+
+
+@pytest.mark.parametrize("args", [["users", "add", "--password", "long enough pw"], ["users", "add", "--email"],
+                                  ["serve", "--port", "eighty"], ["users", "frob"], ["clients", "add"],
+                                  ["users", "set-password"]])
+def test_command_line_mistakes_are_one_line(args):
+    done = subprocess.run([str(IDBROKER), *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and done.stdout == "" and len(lines) == 1 and lines[0].startswith("error: "), done
+
+
+def test_end_of_input_at_the_prompt_is_one_line(cli):
+    code, shown = in_terminal(PASSWORD_COMMANDS["add"], ["\x04"])  # Ctrl-D
+    assert code == 1 and shown.strip().splitlines()[-1] == "error: aborted" and "Traceback" not in shown, shown
+    assert ctx.provider().users.by_email("new@example.com") is None

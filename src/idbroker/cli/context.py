@@ -43,7 +43,11 @@ def set_config(path: str | None) -> None:
         os.environ["IDBROKER_CONFIG"] = os.path.abspath(path)
 
 
-def fail(message: str, code: int = 1) -> None:
-    """One line on stderr (never wrapped; `message` is text, not markup), then exit with `code`."""
+def error_line(message: str) -> None:
+    """One line on stderr (never wrapped; `message` is text, not markup)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    error_line(message)
     raise typer.Exit(code)

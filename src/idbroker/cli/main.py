@@ -411,4 +411,20 @@ def db_current() -> None:
 
 
 def main() -> None:
-    app()
+    """The ``idbroker`` command. A mistake on the command line (a missing option, a bad value) is
+    one line on stderr and exit status 2, an interrupted prompt exit status 1."""
+    from typer._click.exceptions import NoArgsIsHelpError  # typer's own copy of click (typer 0.29)
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a command group alone: its help, as always
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # the command line's usage errors
+        where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+        ctx.error_line(exc.format_message() + where)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        ctx.error_line("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
