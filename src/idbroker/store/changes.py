@@ -180,6 +180,7 @@ class PgNotifications(LocalCounter):
                             type(exc).__name__)
             finally:
                 self._listening = False
+                self._fresh_until = 0.0
                 self._sent.clear()
                 self.bump()
             self._stop.wait(self.retry_seconds)
