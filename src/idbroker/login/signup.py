@@ -263,7 +263,7 @@ class SignupViews(LifecyclePages):
         return response
 
     def _create(self, email: str, password: str, values: dict[str, Any]) -> User:
-        return self.provider.users.create(email, password, email_verified=False, **values)
+        return self.provider.users.create(email, password, email_verified=False, policy_checked=True, **values)
 
     def signup_mail(self, user: User | None, new: bool, lang: str, interaction: Interaction | None) -> None:
         """After the answer: the new account's link and code, or the existing one's "you already
