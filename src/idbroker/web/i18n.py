@@ -13,31 +13,11 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from ..text import N_, SUPPORTED, match
+
+__all__ = ["N_", "SUPPORTED", "Catalogs", "Language", "match", "parse_accept_language"]
+
 LOCALES_DIR = Path(__file__).with_name("locales")
-
-
-def N_(message: str) -> str:  # noqa: N802 - the gettext_noop marker the extractor looks for
-    """Marks a message id for extraction; translated where it is shown."""
-    return message
-
-
-# Web tag -> Babel locale identifier, in selector order.
-SUPPORTED = {"en": "en", "fr": "fr", "de": "de", "nl": "nl", "ja": "ja", "es": "es", "pt-BR": "pt_BR",
-             "it": "it", "zh-Hans": "zh_Hans"}
-_LOOKUP = {tag.lower(): tag for tag in SUPPORTED}
-# Bare languages that map to a supported regional/script variant.
-_LOOKUP.update({"pt": "pt-BR", "zh": "zh-Hans", "zh-cn": "zh-Hans", "zh-sg": "zh-Hans"})
-
-
-def match(tag: str | None) -> str | None:
-    """A supported tag for a BCP 47 tag, or None."""
-    if not tag:
-        return None
-    tag = tag.strip().replace("_", "-").lower()
-    if tag in _LOOKUP:
-        return _LOOKUP[tag]
-    base = tag.split("-")[0]
-    return _LOOKUP.get(base)
 
 
 def parse_accept_language(header: str | None) -> list[str]:
