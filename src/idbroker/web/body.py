@@ -18,6 +18,7 @@ import logging
 from contextlib import aclosing
 
 import anyio
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -73,25 +74,19 @@ async def _receive(request: Request, limit: int) -> bytes:
 
 
 async def read_form(request: Request, limit: int = MAX_BODY) -> FormData:
-    """The posted form (urlencoded, or multipart without files), at most MAX_FIELDS fields of
-    text that a database can store: no NUL, no lone surrogate (a multipart part may name any
-    charset, unicode_escape included). A body of another type reads as an empty form."""
+    """The posted form (urlencoded, or multipart without files) of at most MAX_FIELDS text fields
+    without NUL (which PostgreSQL cannot store), read as UTF-8: a multipart body naming another
+    charset is refused (Starlette would decode it with any Python codec it names, unicode_escape
+    included). A body of another type reads as an empty form."""
     await read_body(request, limit)
+    kind, options = parse_options_header(request.headers.get("content-type"))
+    if kind == b"multipart/form-data" and options.get(b"charset", b"utf-8").lower() not in (b"utf-8", b"utf8"):
+        raise BodyError("the form must be sent in UTF-8")
     try:
         form = await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=limit)
     except (HTTPException, MultiPartException, ValueError) as exc:
         raise BodyError("the form cannot be parsed") from exc
     for name, value in form.multi_items():
-        if not isinstance(value, str) or not _storable(name) or not _storable(value):
+        if not isinstance(value, str) or "\x00" in name or "\x00" in value:
             raise BodyError("the form has a field that is not text")
     return form
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
