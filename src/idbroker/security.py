@@ -53,7 +53,7 @@ class KeyedHasher:
 
 
 def constant_time_equals(a: str, b: str) -> bool:
-    """Compares as UTF-8 bytes: hmac.compare_digest raises TypeError on non-ASCII str."""
+    """Never raises: compares UTF-8 bytes (hmac.compare_digest refuses non-ASCII str), whatever the text."""
     return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
