@@ -162,3 +162,27 @@ class MailSink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def run_async(main: Any) -> Any:
+    """Runs the coroutine function `main` to completion in a thread of its own: the browser tests'
+    Playwright keeps an event loop running in the main thread, where anyio.run would refuse."""
+    import threading
+
+    import anyio
+
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(anyio.run(main))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]

@@ -170,5 +170,6 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     routes.append(Mount("/static", LayeredStaticFiles(pages.static_dirs), name="static"))
     app = Starlette(routes=routes, middleware=[Middleware(CorsMiddleware)], lifespan=lifespan)
     app.state.provider = provider
+    app.state.body_read_timeout = settings.body_read_timeout
     app.state.journey = journey
     return app

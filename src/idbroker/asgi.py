@@ -4,6 +4,7 @@ environment (``IDBROKER_*``, ``IDBROKER_CONFIG``)."""
 from __future__ import annotations
 
 import ctypes
+import logging
 
 from .app import create_app
 from .settings import load_settings
@@ -13,7 +14,20 @@ from .web.limits import InProgressLimit
 def create() -> InProgressLimit:
     """The application, behind a cap on requests in progress per client address (web/limits.py)."""
     release_large_buffers()
-    return InProgressLimit(create_app(load_settings()))
+    settings = load_settings()
+    log_to_stderr(settings.log_level)
+    return InProgressLimit(create_app(settings), limit=settings.max_requests_per_address)
+
+
+def log_to_stderr(level: str) -> None:
+    """The broker's own log lines (`idbroker.*`) on standard error, one line each, beside Granian's."""
+    logger = logging.getLogger("idbroker")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(levelname)s] %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())
 
 
 def release_large_buffers() -> None:

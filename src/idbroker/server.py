@@ -11,7 +11,7 @@ Two settings guard the service as a whole:
   ``respawn_failed_workers`` Granian shuts the whole server down when any worker exits. A worker
   that dies again within seconds of its replacement still stops the server (Granian's crash-loop
   guard), so a broken deployment fails loudly instead of restarting forever.
-* A connection must send its request headers within HEADER_READ_TIMEOUT seconds. Each worker
+* A connection must send its request headers within `header_read_timeout` seconds (10). Each worker
   serves at most backlog / workers connections at once and a connection that trickles its headers
   holds one of those places, so the timeout bounds how long a flood of such connections can keep
   everyone else waiting. Requests in progress per client address are limited in the application
@@ -24,8 +24,10 @@ import argparse
 import os
 import sys
 
+from .settings import ServerSettings, load_settings
+
 BACKLOG = 2048
-HEADER_READ_TIMEOUT = 10  # seconds (Granian's default is 30)
+HEADER_READ_TIMEOUT = ServerSettings.header_read_timeout  # default seconds (Granian's own is 30)
 
 
 def command(host: str, port: int, workers: int, access_log: bool) -> list[str]:
@@ -46,9 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
+    header_read_timeout = load_settings().header_read_timeout  # the same settings the workers read
     Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
             interface=Interfaces.ASGI, log_access=args.access_log, backlog=BACKLOG,
-            http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT * 1000),
+            http1_settings=HTTP1Settings(header_read_timeout=header_read_timeout * 1000),
             respawn_failed_workers=True).serve()
 
 

@@ -81,6 +81,11 @@ class ServerSettings(Section):
     cookie_name: str = "idbroker"
     # Log level for the `idbroker` logger.
     log_level: str = "INFO"
+    # Seconds a client has to send its request headers (the server cuts it off then) and its body.
+    header_read_timeout: int = 10
+    body_read_timeout: float = 10.0
+    # Requests one client address may have in progress per worker; more get 429 (web/limits.py).
+    max_requests_per_address: int = 64
 
     def problems(self, settings: Settings) -> list[str]:
         out: list[str] = []
@@ -101,7 +106,9 @@ class ServerSettings(Section):
                     out.append("secret_key must decode to at least 32 bytes")
             except ValueError:
                 out.append("secret_key must be base64url")
-        out += self.positive(self, "worker_threads")
+        out += self.positive(self, "worker_threads", "header_read_timeout", "max_requests_per_address")
+        if self.body_read_timeout <= 0:
+            out.append("body_read_timeout must be positive")
         if self.cache_seconds < 0:
             out.append("cache_seconds must be zero or positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -20,7 +20,7 @@ from joserfc.jwk import ECKey
 from mfa_helpers import csrf, hidden, sign_in, start_enrolment
 from sqlalchemy import select
 from starlette.routing import Route
-from support import ISSUER, PASSWORD, make_settings, pkce_pair, query_of
+from support import ISSUER, PASSWORD, make_settings, pkce_pair, query_of, run_async
 
 from idbroker.app import create_app
 from idbroker.oauth2.authorize_checks import MAX_LENGTHS, MAX_PARAM
@@ -119,7 +119,7 @@ def asgi_post(app: Any, path: str, headers: dict[str, str], receive: Any) -> int
         with anyio.fail_after(30):  # a guard for a broken test, not a measurement
             await app(scope, receive, send)
 
-    anyio.run(run)
+    run_async(run)
     return status[0]
 
 
@@ -169,7 +169,7 @@ def test_a_streamed_body_is_read_no_further_than_the_limit(signed_in, app):
 
 
 def test_a_body_that_does_not_arrive_in_time_is_refused(signed_in, app, monkeypatch):
-    monkeypatch.setattr(body, "BODY_READ_TIMEOUT", 0.05)
+    monkeypatch.setattr(app.state, "body_read_timeout", 0.05)
     for path in post_paths(app):
         status = asgi_post(app, path, browser_headers(signed_in, path), broken_off("wait"))
         assert 400 <= status < 500, (path, status)

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 from starlette.routing import Mount, Route
-from support import ISSUER
+from support import ISSUER, run_async
 
 from idbroker.web.limits import MAX_IN_PROGRESS, RETRY_AFTER_SECONDS, InProgressLimit
 
@@ -84,5 +84,5 @@ def test_one_address_holds_at_most_its_share(app):
             for method, path in endpoints:
                 assert (await greedy.request(method, path, headers=FORM)).status_code != 429, (method, path)
 
-    anyio.run(main)
+    run_async(main)
 

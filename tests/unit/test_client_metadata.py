@@ -37,3 +37,13 @@ def test_valid_variants():
 def test_implicit_not_allowed_to_custom_schemes():
     with pytest.raises(InvalidClientMetadata):
         ClientMetadata(client_id="c", redirect_uris=["com.example.app:/cb"], response_types=["id_token"]).validate()
+
+
+def test_redirect_uris_longer_than_the_column_are_refused():
+    import pytest
+
+    from idbroker.clients.metadata import ClientMetadata, InvalidClientMetadata
+
+    long_uri = "https://app.example/cb?" + "x" * 2048
+    with pytest.raises(InvalidClientMetadata, match="at most 2048"):
+        ClientMetadata(client_id="c", redirect_uris=[long_uri]).validate()

@@ -31,3 +31,16 @@ def test_plain_method_is_refused():
 def test_at_hash_vector_from_oidc_core_appendix_a3():
     # OIDC Core A.3: access_token "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y" → at_hash for SHA-256
     assert half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "RS256") == "77QmUPtjPfzWtF2AnpK9RQ"
+
+
+def test_pkce_values_with_a_trailing_newline_are_refused():
+    import pytest
+
+    from idbroker.oauth2.errors import OAuth2Error
+    from idbroker.oauth2.pkce import check_challenge, check_verifier, s256
+
+    verifier = "v" * 43
+    with pytest.raises(OAuth2Error):
+        check_challenge(s256(verifier) + "\n", "S256", required=True)
+    with pytest.raises(OAuth2Error):
+        check_verifier(s256(verifier), verifier + "\n")

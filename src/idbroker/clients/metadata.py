@@ -105,6 +105,8 @@ def _is_web_url(value: str) -> bool:
 
 
 def _check_redirect(uri: str, *, implicit: bool, what: str = "redirect URI") -> list[str]:
+    if len(uri) > c.MAX_REDIRECT_URI:
+        return [f"{what} must be at most {c.MAX_REDIRECT_URI} characters"]
     parts = urlsplit(uri)
     if not parts.scheme:
         return [f"{what} {uri!r} must be absolute (RFC 6749 §3.1.2)"]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # The longest value of a parameter, in characters. Those kept with an authorization code fit its
 # columns (store/models.py) on every store; any other parameter is kept only with the pending
 # request, up to MAX_PARAM. README (Endpoints) lists them.
-MAX_LENGTHS = {"client_id": 255, "redirect_uri": 2048, "nonce": 512, "code_challenge": 128}
+MAX_LENGTHS = {"client_id": 255, "redirect_uri": c.MAX_REDIRECT_URI, "nonce": 512, "code_challenge": 128}
 MAX_PARAM = 4096
 UNTRUSTED = ("client_id", "redirect_uri")  # checked before there is a trusted redirect URI
 

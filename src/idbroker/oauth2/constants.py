@@ -31,3 +31,6 @@ BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 ACR_PASSWORD = "urn:idbroker:acr:pwd"   # one factor
 ACR_MFA = "urn:idbroker:acr:mfa"        # two factors (acr_values=urn:idbroker:acr:mfa asks for step-up)
+
+# Longest redirect URI (registered or requested): the authorization_codes.redirect_uri column.
+MAX_REDIRECT_URI = 2048

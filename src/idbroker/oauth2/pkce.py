@@ -9,8 +9,8 @@ from ..security import b64url, constant_time_equals
 from .errors import InvalidGrantError, InvalidRequestError
 
 # RFC 7636 §4.1: 43-128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~"
-VERIFIER_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-CHALLENGE_RE = re.compile(r"^[A-Za-z0-9\-_]{43}$")  # base64url(SHA-256) without padding
+VERIFIER_RE = re.compile(r"\A[A-Za-z0-9\-._~]{43,128}\Z")
+CHALLENGE_RE = re.compile(r"\A[A-Za-z0-9\-_]{43}\Z")  # base64url(SHA-256) without padding
 
 
 def s256(verifier: str) -> str:

@@ -45,6 +45,12 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return kept
 
 
+def _timeout(request: Request) -> float:
+    """The app's `body_read_timeout` setting (create_app keeps it in app.state)."""
+    app = request.scope.get("app")
+    return getattr(app.state, "body_read_timeout", BODY_READ_TIMEOUT) if app is not None else BODY_READ_TIMEOUT
+
+
 async def _receive(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and not (length.isascii() and length.isdigit()):
@@ -54,7 +60,7 @@ async def _receive(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        with anyio.fail_after(BODY_READ_TIMEOUT):
+        with anyio.fail_after(timeout := _timeout(request)):
             async with aclosing(request.stream()) as stream:
                 async for chunk in stream:
                     size += len(chunk)
@@ -62,8 +68,7 @@ async def _receive(request: Request, limit: int) -> bytes:
                         raise BodyError("the request body is too large")
                     chunks.append(chunk)
     except TimeoutError:
-        log.info("%s %s: the body did not arrive within %.0f s", request.method, request.url.path,
-                 BODY_READ_TIMEOUT)
+        log.info("%s %s: the body did not arrive within %.0f s", request.method, request.url.path, timeout)
         raise BodyError("the request body arrived too slowly") from None
     except ClientDisconnect:
         # One line, no traceback: a client that goes away (or whose body the server could not
