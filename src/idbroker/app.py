@@ -19,25 +19,25 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from .login.account import AccountViews
-from .login.dashboard import DashboardViews
-from .login.journey import Journey
-from .login.mfa import MfaViews
-from .login.passkeys import PasskeyLoginViews
-from .login.recovery import RecoveryViews
-from .login.security import SecurityViews
-from .login.signup import SignupViews
-from .login.terms import TermsViews
-from .login.verification import VerificationViews
-from .login.views import LoginViews
-from .oauth2.endpoints.common import read_form, unique_params
-from .oauth2.endpoints.introspect import introspect_endpoint
-from .oauth2.endpoints.revoke import revoke_endpoint
-from .oauth2.endpoints.token import token_endpoint
+from .endpoints.common import read_form, unique_params
+from .endpoints.introspect import introspect_endpoint
+from .endpoints.logout import Logout
+from .endpoints.revoke import revoke_endpoint
+from .endpoints.token import token_endpoint
+from .endpoints.userinfo import userinfo_endpoint
+from .flow.journey import Journey
 from .oauth2.errors import OAuth2Error
 from .oidc.discovery import metadata_bytes
-from .oidc.logout import Logout
-from .oidc.userinfo import userinfo_endpoint
+from .pages.account import AccountViews
+from .pages.account_security import SecurityViews
+from .pages.dashboard import DashboardViews
+from .pages.passkey_sign_in import PasskeyLoginViews
+from .pages.recovery import RecoveryViews
+from .pages.second_step import MfaViews
+from .pages.sign_in import LoginViews
+from .pages.signup import SignupViews
+from .pages.terms import TermsViews
+from .pages.verification import VerificationViews
 from .provider import Provider
 from .security import TOKEN_RE
 from .settings import Settings

@@ -200,7 +200,7 @@ def _format_when(when: Any, lang: str) -> str:
 def _device(user_agent: str | None, gettext: Any) -> str:
     if not user_agent:
         return ""
-    from .login.account import describe_device
+    from .pages.account import describe_device
 
     browser, system = describe_device(user_agent)
     return f"{gettext(browser)}, {gettext(system)}"

@@ -34,11 +34,11 @@ from ..accounts.lifecycle import PHONE_INVALID
 from ..accounts.one_time import VERIFY_EMAIL
 from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
+from ..flow.journey import EXPIRED
 from ..phone import normalise_phone
 from ..web.i18n import N_, SUPPORTED
 from .hosted import FORM_EXPIRED
-from .journey import EXPIRED
-from .lifecycle_common import (
+from .lifecycle_pages import (
     MAX_FIELD,
     LifecyclePages,
     Problem,

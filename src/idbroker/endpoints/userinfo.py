@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth2.endpoints.common import json_response, provider_of, read_form
 from ..oauth2.errors import InsufficientScopeError, InvalidRequestError, InvalidTokenError, OAuth2Error
-from .claims import user_claims
+from ..oidc.claims import user_claims
+from .common import json_response, provider_of, read_form
 
 
 def _challenge(err: OAuth2Error | None) -> str:

@@ -25,10 +25,10 @@ from .. import audit
 from ..accounts.one_time import RESET_PASSWORD
 from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
+from ..flow.journey import EXPIRED
 from ..web.i18n import N_
 from .hosted import FORM_EXPIRED
-from .journey import EXPIRED
-from .lifecycle_common import BAD_FORM, LifecyclePages, Problem, check_email, link, text_field
+from .lifecycle_pages import BAD_FORM, LifecyclePages, Problem, check_email, link, text_field
 from .protection import TOO_MANY, client_ip, limit, wait_words
 
 if TYPE_CHECKING:

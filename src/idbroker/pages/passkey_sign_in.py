@@ -27,17 +27,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import audit
+from ..flow.journey import EXPIRED
 from ..mfa.webauthn import CHALLENGE_TTL, FAILED, LOGIN, PASSWORDLESS_AMR, PasskeyError, Passkeys
 from ..oauth2 import constants as c
 from ..security import loads_bounded
 from ..web.body import MAX_BODY, BodyError, read_body
 from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED
-from .journey import EXPIRED
 
 if TYPE_CHECKING:
+    from ..flow.journey import Journey
     from ..web.csrf import Csrf
-    from .journey import Journey
 
 log = logging.getLogger("idbroker.webauthn")
 

@@ -11,21 +11,21 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..flow.journey import EXPIRED
 from ..oauth2 import constants as c
 from ..oauth2.errors import AccessDeniedError
 from ..web.csrf import Csrf
 from ..web.i18n import N_
 from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED, posted_form
-from .journey import EXPIRED
-from .mfa import second_step_url
 from .protection import check_password, client_ip, too_many
+from .second_step import second_step_url
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from ..flow.journey import Journey
     from ..store.models import BrowserSession, Grant, Interaction, User
-    from .journey import Journey
 
 SCOPE_TEXT = {
     "openid": N_("Confirm your identity"),

@@ -27,7 +27,7 @@ from ..store.db import aware
 from ..web.i18n import N_, SUPPORTED
 from .account import describe_device, done_redirect, keeps_apps, notices
 from .hosted import HostedPages, field
-from .lifecycle_common import Problem
+from .lifecycle_pages import Problem
 
 if TYPE_CHECKING:
     from ..store.models import BrowserSession, User

@@ -40,13 +40,13 @@ from ..notify.sms import SmsError
 from ..store.db import aware
 from ..web.i18n import N_, SUPPORTED
 from .hosted import HostedPages, field
-from .views import SCOPE_TEXT
+from .sign_in import SCOPE_TEXT
 
 if TYPE_CHECKING:
+    from ..flow.journey import Journey
     from ..oidc.backchannel import Delivery
     from ..store.models import AuditEvent, BrowserSession, User
     from ..web.csrf import Csrf
-    from .journey import Journey
 
 log = logging.getLogger("idbroker.account")
 

@@ -12,15 +12,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..login.hosted import FORM_EXPIRED
 from ..oauth2 import constants as c
-from ..oauth2.endpoints.common import unique_params
 from ..oauth2.errors import OAuth2Error
+from ..pages.hosted import FORM_EXPIRED
 from ..web.body import BodyError, read_form
 from ..web.i18n import N_
+from .common import unique_params
 
 if TYPE_CHECKING:
-    from ..login.journey import Journey
+    from ..flow.journey import Journey
     from ..provider import Provider
     from ..store.models import Client
     from ..web.csrf import Csrf

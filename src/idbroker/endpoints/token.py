@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import InvalidRequestError, OAuth2Error, UnsupportedGrantTypeError
-from ..grants import GRANTS
+from ..oauth2.errors import InvalidRequestError, OAuth2Error, UnsupportedGrantTypeError
+from ..oauth2.grants import GRANTS
 from .common import error_response, json_response, provider_of, read_form
 
 

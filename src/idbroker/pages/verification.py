@@ -31,13 +31,13 @@ from starlette.responses import RedirectResponse, Response
 
 from ..accounts.one_time import MAX_CODE_ATTEMPTS, VERIFY_EMAIL
 from ..accounts.throttle import Rule, subject
+from ..flow.journey import EXPIRED
 from ..security import sha256_hex
 from ..store.db import utcnow
 from ..store.models import OneTimeToken, User
 from ..web.i18n import N_
 from .hosted import FORM_EXPIRED
-from .journey import EXPIRED
-from .lifecycle_common import LifecyclePages, Problem, text_field
+from .lifecycle_pages import LifecyclePages, Problem, text_field
 from .pending_signup import Pending
 from .protection import TOO_MANY, limit, wait_words
 

@@ -8,8 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...store.db import aware, utcnow
-from ..errors import InvalidRequestError, InvalidTokenError, OAuth2Error
+from ..oauth2.errors import InvalidRequestError, InvalidTokenError, OAuth2Error
+from ..store.db import aware, utcnow
 from .common import error_response, json_response, provider_of, read_form
 
 INACTIVE = {"active": False}

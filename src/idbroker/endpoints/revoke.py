@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import InvalidRequestError, InvalidTokenError, OAuth2Error
+from ..oauth2.errors import InvalidRequestError, InvalidTokenError, OAuth2Error
 from .common import NO_STORE, error_response, provider_of, read_form
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...web import body
-from ..errors import InvalidClientError, InvalidRequestError, OAuth2Error
+from ..oauth2.errors import InvalidClientError, InvalidRequestError, OAuth2Error
+from ..web import body
 
 log = logging.getLogger("idbroker.oauth2")
 

@@ -19,15 +19,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..accounts.lifecycle import AccountService
+from ..flow.journey import EXPIRED
 from ..oauth2.errors import AccessDeniedError
 from ..web.i18n import N_
 from .hosted import HostedPages, field
-from .journey import EXPIRED
 
 if TYPE_CHECKING:
+    from ..flow.journey import Journey
     from ..store.models import User
     from ..web.csrf import Csrf
-    from .journey import Journey
 
 log = logging.getLogger("idbroker.terms")
 

@@ -14,10 +14,10 @@ from ..web.body import BodyError, read_form
 from ..web.i18n import N_
 
 if TYPE_CHECKING:
+    from ..flow.journey import Journey
     from ..oauth2.authorize_checks import AuthorizationRequest
     from ..store.models import BrowserSession, User
     from ..web.csrf import Csrf
-    from .journey import Journey
 
 FORM_EXPIRED = N_("Your form expired. Please try again.")
 

@@ -22,12 +22,12 @@ from ..oauth2.errors import (
     OAuth2Error,
 )
 from ..oauth2.grants.base import ttl
-from ..oauth2.responses import authorization_response
 from ..oidc.claims import user_claims
 from ..store.db import aware
 from ..web.i18n import N_
 from .consents import Consents
 from .interactions import Interactions
+from .responses import authorization_response
 
 EXPIRED = N_("This sign-in request has expired. Go back to the application and start again.")
 

@@ -23,11 +23,11 @@ from starlette.responses import Response
 from ..accounts.lifecycle import EMAIL_INVALID, Problem
 from ..accounts.throttle import Rule, send_rules
 from ..accounts.users import EMAIL_RE, normalise_email
+from ..flow.journey import EXPIRED
 from ..notify.mail import MailError
 from ..oauth2 import constants as c
 from ..web.i18n import N_
 from .hosted import HostedPages
-from .journey import EXPIRED
 from .pending_signup import PendingSignups
 from .protection import client_ip
 

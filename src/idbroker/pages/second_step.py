@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import audit
+from ..flow.journey import EXPIRED
 from ..mfa.base import RECOVERY, RECOVERY_AMR, Attempt, FactorError
 from ..mfa.factors import FACTORS, get_factor
 from ..mfa.policy import effective_policy, has_second_factor
@@ -31,8 +32,7 @@ from ..mfa.policy import requirement as mfa_requirement
 from ..web.i18n import N_
 from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED
-from .journey import EXPIRED
-from .lifecycle_common import LifecyclePages, Problem, text_field
+from .lifecycle_pages import LifecyclePages, Problem, text_field
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest

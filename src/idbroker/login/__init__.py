@@ -1,1 +1,0 @@
-"""The browser journey of an authorization request: login → consent → back to the client."""
