@@ -8,9 +8,11 @@ nothing here used its dependency injection or OpenAPI, and importing it cost eve
 from __future__ import annotations
 
 import logging
+import random
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -41,6 +43,8 @@ from .pages.verification import VerificationViews
 from .provider import Provider
 from .security import TOKEN_RE
 from .settings import Settings
+from .store.db import Database
+from .store.housekeeping import purge_if_first
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
 from .web.i18n import match
@@ -49,6 +53,18 @@ from .web.templating import Pages
 from .web.theme import LayeredStaticFiles, theme_css
 
 log = logging.getLogger("idbroker")
+
+
+async def purge_periodically(db: Database, interval: int, retention_days: int) -> None:
+    """Every `interval` seconds (the first time after a random part of it, so that workers started
+    together do not all try at once) one worker across the deployment purges (store/housekeeping.py)."""
+    await anyio.sleep(random.uniform(0, interval))
+    while True:
+        try:
+            await to_thread.run_sync(purge_if_first, db, retention_days)
+        except Exception:  # noqa: BLE001 - a failed round is logged and tried again next time
+            log.exception("the periodic purge failed")
+        await anyio.sleep(interval)
 
 
 def create_app(settings: Settings | None = None, provider: Provider | None = None) -> Starlette:
@@ -74,7 +90,12 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         provider.keys.ensure()
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
-        yield
+        async with anyio.create_task_group() as tasks:
+            if settings.purge_interval:
+                tasks.start_soon(purge_periodically, provider.db, settings.purge_interval,
+                                 settings.audit_retention_days)
+            yield
+            tasks.cancel_scope.cancel()
 
     async def openid_configuration(request: Request) -> Response:
         return Response(discovery, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})

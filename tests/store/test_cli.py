@@ -285,3 +285,20 @@ def test_end_of_input_at_the_prompt_is_one_line(cli):
     code, shown = in_terminal(PASSWORD_COMMANDS["add"], ["\x04"])  # Ctrl-D
     assert code == 1 and shown.strip().splitlines()[-1] == "error: aborted" and "Traceback" not in shown, shown
     assert ctx.provider().users.by_email("new@example.com") is None
+
+
+def test_db_purge_command(cli, database):
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from idbroker.store.db import utcnow
+    from idbroker.store.models import Interaction
+
+    with database.session() as s:
+        s.add(Interaction(id="i-expired", client_id="app", params={}, created_at=utcnow() - timedelta(hours=2),
+                          expires_at=utcnow() - timedelta(hours=1)))
+    out = cli("db", "purge").output
+    assert "interactions: 1 deleted" in out and "grants: 0 deleted" in out
+    with database.session(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(Interaction)) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -113,3 +114,25 @@ def test_one_purger_at_a_time(provider):
         first.join(10)
     assert seen == [True]
     assert purge_if_first(db, 365) is not None
+
+
+def _expired_interaction(db, ident="i-expired"):
+    with db.session() as s:
+        s.add(Interaction(id=ident, client_id="app", params={}, created_at=utcnow() - timedelta(hours=2),
+                          expires_at=utcnow() - timedelta(hours=1)))
+
+
+def test_every_worker_purges_periodically(database, tmp_path):
+    from starlette.testclient import TestClient
+    from support import ISSUER, make_settings
+
+    from idbroker.app import create_app
+    from idbroker.provider import Provider
+
+    _expired_interaction(database)
+    provider = Provider(make_settings(tmp_path, purge_interval=1), db=database)
+    with TestClient(create_app(provider=provider), base_url=ISSUER):
+        deadline = time.monotonic() + 20  # a bound for a broken test, not a measurement
+        while _count(database, Interaction) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert _count(database, Interaction) == 0

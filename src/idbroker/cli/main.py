@@ -25,7 +25,7 @@ app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker
 clients_app = typer.Typer(help="Register and manage client applications.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users of the built-in user pool.", no_args_is_help=True)
 keys_app = typer.Typer(help="List and rotate token signing keys.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations and housekeeping.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
@@ -408,6 +408,18 @@ def db_current() -> None:
 
     db = Database(ctx.settings().resolved_database_url)
     ctx.console.print(current_revision(db.engine) or "empty database")
+
+
+@db_app.command("purge")
+def db_purge() -> None:
+    """Delete expired codes, tokens, grants, sessions and interactions, forgotten throttle rows and
+    audit events older than audit_retention_days (what every worker also does each purge_interval)."""
+    from ..store.housekeeping import purge
+
+    p = ctx.provider()
+    counts = purge(p.db, p.settings.audit_retention_days)
+    for table, deleted in counts.items():
+        ctx.console.print(f"{table}: {deleted} deleted")
 
 
 def main() -> None:
