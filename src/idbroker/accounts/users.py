@@ -79,12 +79,6 @@ class UserService:
             row = conn.execute(_BY_EMAIL, {"email": normalise_email(email)}).first()
         return User(**row._asdict()) if row is not None else None
 
-    def by_sub(self, sub: str) -> User | None:
-        if "\x00" in sub or len(sub) > 64:
-            return None
-        with self.db.session(write=False) as s:
-            return s.scalar(select(User).where(User.sub == sub))
-
     def by_id(self, user_id: int) -> User | None:
         with self.db.session(write=False) as s:
             return s.get(User, user_id)

@@ -171,10 +171,6 @@ class KeyStore:
         self._refresh()
         return self._public
 
-    def signing_algs(self) -> list[str]:
-        self._refresh()
-        return sorted(self._signing)
-
     def sign(self, claims: dict[str, Any], *, typ: str = "JWT", alg: str | None = None) -> str:
         self._refresh()
         alg = alg or self.default_alg

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -101,11 +101,6 @@ class GrantStore:
             query = query.where(or_(Grant.sid.is_(None), Grant.sid != keep_sid))
         with self.db.session() as s:
             return s.execute(query.values(revoked_at=utcnow())).rowcount
-
-    def grants_of(self, user_id: int, client_id: str) -> list[Grant]:
-        with self.db.session(write=False) as s:
-            return list(s.scalars(select(Grant).where(Grant.user_id == user_id,
-                                                      Grant.client_id == client_id)))
 
     # -- authorization codes ----------------------------------------------------------------
     def create_code(self, grant: Grant, *, redirect_uri: str | None, nonce: str | None,
@@ -254,15 +249,6 @@ class GrantStore:
                 self._states.clear()
             self._states[key] = (generation, state)
         return state
-
-    # -- housekeeping -------------------------------------------------------------------------
-    def purge_expired(self) -> None:
-        now = utcnow()
-        with self.db.session() as s:
-            s.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - timedelta(hours=1)))
-            s.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
-            s.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
-            s.execute(delete(Grant).where(Grant.expires_at < now))
 
 
 def _token_state_statement(with_grant: bool, with_user: bool) -> Any:
