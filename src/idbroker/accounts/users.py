@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -24,12 +23,6 @@ _BY_EMAIL = select(User.__table__).where(User.__table__.c.email == bindparam("em
 
 class UserError(ValueError):
     pass
-
-
-@dataclass
-class LoginResult:
-    user: User | None
-    ok: bool
 
 
 def normalise_email(email: str) -> str:

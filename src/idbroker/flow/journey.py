@@ -14,6 +14,7 @@ from ..mfa.policy import effective_policy
 from ..mfa.policy import requirement as mfa_requirement
 from ..oauth2 import authorize_checks
 from ..oauth2 import constants as c
+from ..oauth2.authorize_checks import UNKNOWN_CLIENT, UNKNOWN_REDIRECT_URI, AuthorizationRequest
 from ..oauth2.errors import (
     BadAuthorizationRequest,
     ConsentRequiredError,
@@ -26,6 +27,7 @@ from ..oidc.claims import user_claims
 from ..store.db import aware
 from ..web.i18n import N_
 from .consents import Consents
+from .door import Door
 from .interactions import Interactions
 from .responses import authorization_response
 
@@ -34,7 +36,6 @@ EXPIRED = N_("This sign-in request has expired. Go back to the application and s
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ..oauth2.authorize_checks import AuthorizationRequest
     from ..provider import Provider
     from ..store.models import BrowserSession, Grant, Interaction, User
     from ..web.templating import Pages
@@ -50,6 +51,7 @@ class Journey:
         self.session_cookie = f"{name}_session"
         self.interaction_cookie = f"{name}_interaction"
         self.device_cookie = f"{name}_device"  # "remember this device" (second factor)
+        self.door = Door(self)
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self, request: Request, params: dict[str, str]) -> Response:
@@ -68,7 +70,7 @@ class Journey:
         if interaction is None or request.cookies.get(self.interaction_cookie) != interaction.id:
             return self.error_page(request, EXPIRED, 400)
         try:
-            req = authorize_checks.validate(self.provider, interaction.params)
+            req = self._unpark(interaction)
         except BadAuthorizationRequest as bad:
             return self.error_page(request, bad.message, bad.status_code, bad.params)
         except OAuth2Error as err:
@@ -139,7 +141,7 @@ class Journey:
     def park(self, req: AuthorizationRequest, interaction: Interaction | None, prompt: str) -> Response:
         assert req.client is not None
         if interaction is None:
-            interaction = self.interactions.create(req.client.client_id, req.params)
+            interaction = self.interactions.create(req.client.client_id, req.parked())
         target = self.provider.settings.issuer + f"/{prompt}?" + urlencode({"interaction": interaction.id})
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(self.interaction_cookie, interaction.id, httponly=True,
@@ -214,28 +216,35 @@ class Journey:
         or developer-facing text."""
         return self.pages.render(request, "error.html", status=status, message=message, params=params or {})
 
-    # -- used by the login and consent views ----------------------------------------------------
-    def sign_in(self, request: Request, user: User, amr: list[str], acr: str | None, *,
-                previous: BrowserSession | None, interaction: Interaction | None, ttl: int | None = None,
-                session: Session | None = None) -> tuple[str, BrowserSession]:
-        """A new browser session for `user` (the cookie value and the row), in one transaction
-        (`session`, else a new one) with ending the browser's `previous` one and recording the
-        login on the parked `interaction`."""
-        p = self.provider
-        with p.db.using(session) as s:
-            cookie, row = p.sessions.create(user, amr, acr, user_agent=request.headers.get("user-agent"),
-                                            ip=request.client.host if request.client else None, ttl=ttl, session=s)
-            if previous is not None:
-                p.sessions.end(previous.sid, session=s)
-            if interaction is not None:
-                self.interactions.mark(interaction.id, login_sid=row.sid, session=s)
-        return cookie, row
-
-    def request_of(self, interaction: Interaction) -> AuthorizationRequest | None:
+    # -- the parked request ----------------------------------------------------------------------
+    def parked(self, value: str | None, request: Request | None = None
+               ) -> tuple[Interaction, AuthorizationRequest] | tuple[None, None]:
+        """The one reader of a parked request, for every page: the interaction `value` names and
+        its request; (None, None) when it has expired, when its client or redirect URI is no
+        longer registered, or, given the `request`, when this browser does not hold it (its
+        cookie): only there can the flow resume."""
+        interaction = self.interactions.get(value)
+        if interaction is None or (request is not None
+                                   and request.cookies.get(self.interaction_cookie) != interaction.id):
+            return None, None
         try:
-            return authorize_checks.validate(self.provider, interaction.params)
+            return interaction, self._unpark(interaction)
         except (BadAuthorizationRequest, OAuth2Error):
-            return None
+            return None, None
+
+    def _unpark(self, interaction: Interaction) -> AuthorizationRequest:
+        """The request as validated when it was parked (`park`). The registration may have changed
+        since: the client must still exist and list the redirect URI, else nothing is answered
+        there (RFC 6749 §3.1.2.3); the rest is not checked again."""
+        kept = interaction.params
+        if not isinstance(kept.get("params"), dict):  # parked, unvalidated, by an earlier version
+            return authorize_checks.validate(self.provider, kept)
+        client = self.provider.clients.get(interaction.client_id)
+        if client is None:
+            raise BadAuthorizationRequest(UNKNOWN_CLIENT)
+        if kept["redirect_uri"] not in client.redirect_uris:
+            raise BadAuthorizationRequest(UNKNOWN_REDIRECT_URI)
+        return AuthorizationRequest.unparked(kept, client)
 
     def resume_url(self, interaction_id: str) -> str:
         return self.provider.settings.issuer + "/oauth2/authorize/resume?" + urlencode(

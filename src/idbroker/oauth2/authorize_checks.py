@@ -8,7 +8,7 @@ error must not be redirected (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6). Every la
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from ..web.i18n import N_
@@ -57,12 +57,19 @@ class AuthorizationRequest:
         return " ".join(self.scopes)
 
     @property
-    def is_oidc(self) -> bool:
-        return c.SCOPE_OPENID in self.scopes
-
-    @property
     def implicit(self) -> bool:
         return self.response_type in (c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
+
+    def parked(self) -> dict[str, Any]:
+        """The request as validated, to keep with its interaction (JSON): read back with
+        `unparked`, it is not validated again. The client is not kept: its registration is read
+        again then."""
+        kept = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
+        return {**kept, "prompt": sorted(self.prompt)}
+
+    @classmethod
+    def unparked(cls, kept: dict[str, Any], client: Client) -> AuthorizationRequest:
+        return cls(client=client, **{**kept, "prompt": set(kept["prompt"])})
 
 
 Check = Callable[["Provider", AuthorizationRequest], None]

@@ -1,12 +1,11 @@
 """What the account-lifecycle pages (sign-up, email verification, password recovery) share:
-rendering with a CSRF token, reading a bounded form, the parked authorization request, field
-validation messages, signing a user in, the pending sign-up, the limits on mail, and sending
+rendering with a CSRF token, reading a bounded form with its parked authorization request, field
+validation messages, the pending sign-up, the limits on mail, and sending
 localised mail off the request path."""
 
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
 from collections.abc import Callable
 from functools import cached_property
@@ -25,7 +24,6 @@ from ..accounts.throttle import Rule, send_rules
 from ..accounts.users import EMAIL_RE, normalise_email
 from ..flow.journey import EXPIRED
 from ..notify.mail import MailError
-from ..oauth2 import constants as c
 from ..web.i18n import N_
 from .hosted import HostedPages
 from .pending_signup import PendingSignups
@@ -33,7 +31,7 @@ from .protection import client_ip
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
-    from ..store.models import BrowserSession, Client, Interaction, User
+    from ..store.models import Client, Interaction
 
 log = logging.getLogger("idbroker.accounts")
 
@@ -42,7 +40,6 @@ VERIFY_SUBJECT = N_("Confirm your email address")
 ALREADY_SUBJECT = N_("You already have an account")
 MAX_EMAIL = 254      # RFC 5321 path limit
 MAX_FIELD = 1024     # longer text input is refused before any other check
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")   # the alphabet of interaction ids (random_token)
 
 
 def text_field(form: FormData, name: str) -> str:
@@ -76,28 +73,10 @@ class LifecyclePages(HostedPages):
         if form is None:
             return self.journey.error_page(request, BAD_FORM, 400)
         value = text_field(form, "interaction")
-        interaction, req = self.interaction(value)
+        interaction, req = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
         return form, interaction, req
-
-    # -- the parked authorization request ------------------------------------------------
-    def interaction(self, value: str | None) -> tuple[Interaction | None, AuthorizationRequest | None]:
-        if not value or not _TOKEN.fullmatch(value):
-            return None, None
-        interaction = self.journey.interactions.get(value)
-        if interaction is None:
-            return None, None
-        req = self.journey.request_of(interaction)
-        return (interaction, req) if req is not None else (None, None)
-
-    def browser_interaction(self, request: Request, value: str | None
-                            ) -> tuple[Interaction | None, AuthorizationRequest | None]:
-        """The interaction named by `value` when this browser carries it (its cookie): only then
-        can the flow resume here."""
-        if not value or request.cookies.get(self.journey.interaction_cookie) != value:
-            return None, None
-        return self.interaction(value)
 
     def signup_allowed(self, client: Client | None) -> bool:
         if client is not None and client.signup_enabled is not None:
@@ -121,20 +100,6 @@ class LifecyclePages(HostedPages):
                                                         interval=self.settings.resend_interval, pace=pace))
 
     # -- sessions ----------------------------------------------------------------------------
-    async def sign_in(self, request: Request, response: Response, user: User,
-                      interaction: Interaction | None) -> BrowserSession:
-        previous = self.journey.current(request)
-        cookie, session = await run_in_threadpool(
-            self.provider.sessions.create, user, ["pwd"], c.ACR_PASSWORD,
-            user_agent=request.headers.get("user-agent"), ip=request.client.host if request.client else None)
-        if previous is not None:
-            await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
-        if interaction is not None:
-            self.journey.interactions.mark(interaction.id, login_sid=session.sid)
-        response.set_cookie(self.journey.session_cookie, cookie, httponly=True,
-                            secure=self.settings.secure_cookies, samesite="lax", path="/")
-        return session
-
     async def sign_out_here(self, request: Request, response: Response) -> None:
         previous = self.journey.current(request)
         if previous is not None:

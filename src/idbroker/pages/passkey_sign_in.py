@@ -9,7 +9,8 @@ mediation):
 - ``POST /login/passkey`` with ``{"credential": <navigator.credentials.get() as JSON>,
   "interaction": "...", "next": "/local/path"}``: verifies the assertion (user verification
   required) and signs in like the password form does: a new session (amr ["hwk", "mfa"], acr
-  urn:idbroker:acr:mfa), the previous one ended, the interaction marked. Answers
+  urn:idbroker:acr:mfa) through the door (flow/door.py), never answering the parked request
+  itself: the browser goes on by its resume URL. Answers
   ``{"redirect": URL}``, or ``{"error": message}`` in the page's language.
 
 Both need the page's CSRF token in the ``X-CSRF-Token`` header and a JSON body; a request whose
@@ -26,13 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import audit
+from ..flow.door import Authenticated
 from ..flow.journey import EXPIRED
-from ..mfa.webauthn import CHALLENGE_TTL, FAILED, LOGIN, PASSWORDLESS_AMR, PasskeyError, Passkeys
+from ..mfa.webauthn import CHALLENGE_TTL, FAILED, LOGIN, PASSWORDLESS_AMR, PasskeyError
 from ..oauth2 import constants as c
 from ..security import loads_bounded
 from ..web.body import MAX_BODY, BodyError, read_body
-from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class PasskeyLoginViews:
         self.provider = journey.provider
         self.pages = journey.pages
         self.csrf = csrf
-        self.passkeys = Passkeys(self.provider.db, self.provider.settings)
+        self.passkeys = self.provider.passkeys
         self.cookie = f"{self.provider.settings.cookie_name}_webauthn"
         # The pages show passkey buttons only where browsers accept the RP id (not an IP address).
         self.pages.env.globals["passkeys_enabled"] = self.passkeys.available
@@ -103,35 +103,20 @@ class PasskeyLoginViews:
         if not self._allowed(request):
             return self._error(request, FORM_EXPIRED, 403)
         value = data.get("interaction")
-        interaction = None
-        if value:
-            interaction = self.journey.interactions.get(value if isinstance(value, str) else None)
-            if interaction is None:
-                return self._error(request, EXPIRED, 400)
+        interaction, req = self.journey.parked(value if isinstance(value, str) else None)
+        if value and interaction is None:
+            return self._error(request, EXPIRED, 400)
         try:
             ceremony = self.passkeys.ceremony(request.cookies.get(self.cookie), LOGIN)
             done = await run_in_threadpool(self.passkeys.authenticate, ceremony, data.get("credential"))
         except PasskeyError as exc:
             log.info("passwordless sign-in refused: %s", exc)
             return self._error(request, exc.message, 400)
-        user = done.user
-        ip = request.client.host if request.client else None
-        user_agent = request.headers.get("user-agent")
-        previous = self.journey.current(request)
-        cookie, session = await run_in_threadpool(self.provider.sessions.create, user, list(PASSWORDLESS_AMR),
-                                                  c.ACR_MFA, user_agent=user_agent, ip=ip)
-        if previous is not None:
-            await run_in_threadpool(self.provider.sessions.end, previous[0].sid)
-        if interaction is not None:
-            await run_in_threadpool(self.journey.interactions.mark, interaction.id, login_sid=session.sid)
-            target = self.journey.resume_url(interaction.id)
-        else:
-            next_value = data.get("next")
-            target = self.provider.issuer + local_path(next_value if isinstance(next_value, str) else "")
-        await run_in_threadpool(self.provider.audit.record, audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip,
-                                user_agent=user_agent, method="passkey", factor=done.factor.id)
-        response = JSONResponse({"redirect": target}, headers=NO_STORE)
-        response.set_cookie(self.journey.session_cookie, cookie, httponly=True,
-                            secure=self.provider.settings.secure_cookies, samesite="lax", path="/")
+        next_value = data.get("next")
+        response = await run_in_threadpool(
+            self.journey.door.finish_login, request,
+            Authenticated(done.user, list(PASSWORDLESS_AMR), c.ACR_MFA, "passkey", detail={"factor": done.factor.id}),
+            interaction=interaction, req=req, landing=next_value if isinstance(next_value, str) else "",
+            reply=lambda target: JSONResponse({"redirect": target}, headers=NO_STORE))
         response.delete_cookie(self.cookie, path="/login/passkey")
         return response

@@ -48,9 +48,9 @@ def check_password(provider: Provider, email: str, password: str, ip: str | None
     """Throttle, then authenticate; records the outcome. Blocking: run it in the thread pool.
 
     Two writes on success: the attempt, counted before the password is checked, then one
-    transaction that takes it back and records LOGIN_SUCCEEDED, with the caller's part of the
-    sign-in: `sign_in(user)` runs first (its reads, outside the write) and returns the function
-    that writes, called with the transaction; what it returns is in `.result`."""
+    transaction that takes it back, with the caller's sign-in (flow/door.py, which records
+    LOGIN_SUCCEEDED): `sign_in(user)` runs first (its reads, outside the write) and returns the
+    function that writes, called with the transaction; what it returns is in `.result`."""
     throttle = provider.login_throttle
     attempt = throttle.attempt(email, ip)
     if attempt.retry_after:
@@ -60,8 +60,6 @@ def check_password(provider: Provider, email: str, password: str, ip: str | None
         write = sign_in(user) if sign_in is not None else None
         with provider.db.session() as s:
             throttle.succeeded(attempt, session=s)
-            provider.audit.record(audit.LOGIN_SUCCEEDED, user_id=user.id, ip=ip, user_agent=user_agent, method="pwd",
-                                  session=s)
             result = write(s) if write is not None else None
         return PasswordCheck(user, result=result)
     attempt = throttle.failed(attempt)

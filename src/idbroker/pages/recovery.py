@@ -51,7 +51,7 @@ class RecoveryViews(LifecyclePages):
 
     async def forgot_form(self, request: Request) -> Response:
         value = request.query_params.get("interaction")
-        interaction, req = self.interaction(value)
+        interaction, req = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
         return self._forgot_page(request, interaction, req)
@@ -108,7 +108,7 @@ class RecoveryViews(LifecyclePages):
 
     async def reset_form(self, request: Request) -> Response:
         token = request.query_params.get("token") or ""
-        interaction, req = self.interaction(request.query_params.get("interaction"))
+        interaction, req = self.journey.parked(request.query_params.get("interaction"))
         pending = await run_in_threadpool(self._pending, token)
         if pending is None:
             return self._invalid(request, interaction)
@@ -119,7 +119,7 @@ class RecoveryViews(LifecyclePages):
         if form is None:
             return self.journey.error_page(request, BAD_FORM, 400)
         token = text_field(form, "token")
-        interaction, req = self.interaction(text_field(form, "interaction"))
+        interaction, req = self.journey.parked(text_field(form, "interaction"))
         pending = await run_in_threadpool(self._pending, token)
         if pending is None:
             return self._invalid(request, interaction)
@@ -142,7 +142,7 @@ class RecoveryViews(LifecyclePages):
             return self._invalid(request, interaction)
         await run_in_threadpool(self.provider.audit.record, audit.PASSWORD_CHANGED, user_id=user.id,
                                 ip=client_ip(request), user_agent=request.headers.get("user-agent"), method="reset")
-        here, _ = self.browser_interaction(request, interaction.id if interaction else None)
+        here, _ = self.journey.parked(interaction.id if interaction else None, request)
         response = self.page(request, "recovery/done.html", req=req, email=user.email,
                              login_url=self.login_url(here))
         response.delete_cookie(self.journey.session_cookie, path="/")

@@ -80,7 +80,7 @@ class MfaViews(LifecyclePages):
     async def _visit(self, request: Request, interaction_value: str, next_value: str) -> Visit | Response:
         interaction, req = (None, None)
         if interaction_value:
-            interaction, req = self.browser_interaction(request, interaction_value)
+            interaction, req = self.journey.parked(interaction_value, request)
             if interaction is None:
                 return self.journey.error_page(request, EXPIRED, 400)
         found = self.journey.current(request)
@@ -223,8 +223,7 @@ class MfaViews(LifecyclePages):
 
     async def passed(self, request: Request, visit: Visit, amr: str, *, remember: bool = False,
                      target: str | None = None) -> Response:
-        await run_in_threadpool(self.provider.mfa.succeeded, visit.user.id)
-        await run_in_threadpool(self.provider.sessions.add_factor, visit.session.sid, amr)
+        await run_in_threadpool(self.journey.door.factor_passed, visit.session, visit.user, amr)
         response = RedirectResponse(target or self.target(visit), status_code=303)
         if remember and self.provider.mfa.remember_days > 0:
             value = await run_in_threadpool(self.provider.mfa.remember, visit.user.id,
@@ -307,8 +306,7 @@ class MfaViews(LifecyclePages):
         if await run_in_threadpool(self.provider.mfa.recovery_codes_left, visit.user.id) == 0:
             codes = await run_in_threadpool(self.provider.mfa.new_recovery_codes, visit.user.id)
         # Setting it up just proved possession: the session has passed a second factor.
-        await run_in_threadpool(self.provider.mfa.succeeded, visit.user.id)
-        await run_in_threadpool(self.provider.sessions.add_factor, visit.session.sid, impl.amr)
+        await run_in_threadpool(self.journey.door.factor_passed, visit.session, visit.user, impl.amr)
         return self.page(request, "mfa/enrolled.html", req=visit.req, codes=codes, label=impl.label,
                          continue_url=self.target(visit), in_sign_in=visit.interaction is not None)
 
@@ -320,16 +318,3 @@ class MfaViews(LifecyclePages):
                          kind=factor.kind, label=impl.label if impl else factor.kind, error=error, notice=notice,
                          factor_name=factor_name, challenge=bool(impl and impl.challenge), **shown)
 
-
-def second_step_url(journey: Any, request: Request, user: User, amr: list[str], next_path: str) -> str | None:
-    """For a sign-in without an application (the login page's `next`): the /mfa address when the
-    global policy wants a second factor now (an enrolled user under "optional", everyone under
-    "required"; a remembered device skips it), else None."""
-    provider = journey.provider
-    needed = mfa_requirement(policy=provider.settings.mfa_policy, acr_values=[], session_amr=amr,
-                             enrolled=lambda: provider.mfa.enrolled(user.id),
-                             remembered=lambda: provider.mfa.is_remembered(
-                                 request.cookies.get(journey.device_cookie), user.id))
-    if needed is None:
-        return None
-    return provider.issuer + "/mfa?" + urlencode({"next": local_path(next_path)})

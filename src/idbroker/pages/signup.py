@@ -215,7 +215,7 @@ class SignupViews(LifecyclePages):
 
     async def signup_form(self, request: Request) -> Response:
         value = request.query_params.get("interaction")
-        interaction, req = self.interaction(value)
+        interaction, req = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
         if not self.signup_allowed(req.client if req else None):

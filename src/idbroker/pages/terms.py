@@ -100,7 +100,7 @@ class TermsViews(HostedPages):
 
     async def terms_form(self, request: Request) -> Response:
         value = request.query_params.get("interaction") or ""
-        interaction = self.journey.interactions.get(value) if value else None
+        interaction, _ = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
         found = self.signed_in(request)
@@ -114,11 +114,8 @@ class TermsViews(HostedPages):
 
     async def _show(self, request: Request, user: User, interaction: str, status: int = 200,
                     error: str | None = None) -> Response:
-        client = None
-        if interaction:
-            found = self.journey.interactions.get(interaction)
-            req = self.journey.request_of(found) if found else None
-            client = req.client if req else None
+        _, req = self.journey.parked(interaction)
+        client = req.client if req else None
         paragraphs = await run_in_threadpool(self._paragraphs)
         return self.page(request, "terms/accept.html", status, user=user, version=self.version,
                          paragraphs=paragraphs, interaction=interaction, client=client, error=error,
@@ -127,11 +124,8 @@ class TermsViews(HostedPages):
     async def terms_submit(self, request: Request) -> Response:
         form = await self.form(request)
         value = field(form, "interaction", 64)
-        interaction = self.journey.interactions.get(value) if value else None
+        interaction, req = self.journey.parked(value)
         if value and interaction is None:
-            return self.journey.error_page(request, EXPIRED, 400)
-        req = self.journey.request_of(interaction) if interaction else None
-        if interaction is not None and req is None:
             return self.journey.error_page(request, EXPIRED, 400)
         found = self.signed_in(request)
         if found is None:

@@ -31,7 +31,9 @@ from starlette.responses import RedirectResponse, Response
 
 from ..accounts.one_time import MAX_CODE_ATTEMPTS, VERIFY_EMAIL
 from ..accounts.throttle import Rule, subject
+from ..flow.door import Authenticated
 from ..flow.journey import EXPIRED
+from ..oauth2 import constants as c
 from ..security import sha256_hex
 from ..store.db import utcnow
 from ..store.models import OneTimeToken, User
@@ -124,7 +126,7 @@ class VerificationViews(LifecyclePages):
     # -- /verify-email -----------------------------------------------------------------------------
     async def verify_form(self, request: Request) -> Response:
         value = request.query_params.get("interaction")
-        interaction, req = self.interaction(value)
+        interaction, req = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
         found = self.journey.current(request)
@@ -224,8 +226,10 @@ class VerificationViews(LifecyclePages):
     async def _signed_up(self, request: Request, user: User, interaction: Interaction | None,
                          req: AuthorizationRequest | None) -> Response:
         """The address of the account this browser created is proven: signed in here from now on."""
-        response = self.verified(request, user, interaction, req, signed_in=True)
-        await self.sign_in(request, response, user, interaction)
+        landing = self.verified(request, user, None, req, signed_in=True) if interaction is None else ""
+        response = await run_in_threadpool(
+            self.journey.door.finish_login, request, Authenticated(user, ["pwd"], c.ACR_PASSWORD, "signup"),
+            interaction=interaction, req=req, landing=landing)
         self.pending_signups.clear(response)
         return response
 
@@ -246,7 +250,7 @@ class VerificationViews(LifecyclePages):
         found = self.journey.current(request)
         here = found is not None and found[1].id == user.id
         value = request.query_params.get("interaction") or request.cookies.get(self.journey.interaction_cookie)
-        interaction, req = self.browser_interaction(request, value)
+        interaction, req = self.journey.parked(value, request)
         pending = None if here else self.pending_signups.of(request)
         if pending is not None and pending.binds(user):
             return await self._signed_up(request, user, interaction, req)
