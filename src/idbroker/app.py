@@ -40,7 +40,7 @@ from .pages.sign_in import LoginViews
 from .pages.signup import SignupViews
 from .pages.terms import TermsViews
 from .pages.verification import VerificationViews
-from .provider import Provider
+from .provider import ENDPOINTS, Provider
 from .security import TOKEN_RE
 from .settings import Settings
 from .store.db import Database
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     verification = VerificationViews(journey, csrf)
     recovery = RecoveryViews(journey, csrf)
     logout = Logout(journey, csrf)
-    discovery = metadata_bytes(provider)
+    discovery = metadata_bytes(settings.server, ENDPOINTS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]

@@ -6,30 +6,33 @@ passes ``notify=True`` - queues a mail to the user: in their chosen language, el
 subject from MAILS, body from ``templates/mail/security_*.txt`` (themes may override them). The mail
 is sent by a background thread, so ``record`` never waits for the mail server; ``drain`` waits for
 the queued mails (tests, shutdown).
+
+The templates and catalogs belong to the web layer, above this one: the composition root hands
+``Audit`` a ``MailTexts`` built on them, and the names of the second-factor kinds as data.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from markupsafe import Markup
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 
+from .accounts.sessions import describe_device
 from .store.db import aware, utcnow
 from .store.models import AuditEvent, User
-from .web.i18n import N_, SUPPORTED
+from .text import N_, SUPPORTED
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from .provider import Provider
-    from .web.templating import Pages
+    from .notify.mail import Mailer
+    from .store.db import Database
 
 log = logging.getLogger("idbroker.audit")
 
@@ -71,10 +74,27 @@ DESCRIPTIONS = {
 }
 
 
+class MailTexts(Protocol):
+    """A mail's words in a language of the catalogs, from templates a theme may override."""
+
+    def language(self, user_locale: str | None) -> str:
+        """The user's language if the catalogs have it, else the default."""
+        ...
+
+    def gettext(self, lang: str, message: str) -> str: ...
+
+    def render(self, template: str, lang: str, **context: Any) -> str: ...
+
+
 class Audit:
-    def __init__(self, provider: Provider):
-        self.provider = provider
-        self.pages: Pages | None = None  # the app's, when it shares them; else built at the first mail
+    def __init__(self, db: Database, mailer: Mailer, texts: MailTexts, *, issuer: str,
+                 method_labels: Mapping[str, str]):
+        """`method_labels`: second-factor kind -> message id of its name, for the mails that name one."""
+        self.db = db
+        self.mailer = mailer
+        self.texts = texts
+        self.issuer = issuer
+        self.method_labels = method_labels
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
 
@@ -100,7 +120,7 @@ class Audit:
                                                                                detail), once=True)
             return
         try:
-            with self.provider.db.session() as s:
+            with self.db.session() as s:
                 s.connection().execute(_INSERT, row)
         except Exception:  # noqa: BLE001 - the audit trail must not break sign-in
             log.exception("audit event %s not recorded", kind)
@@ -127,41 +147,31 @@ class Audit:
             pending = list(self._pending)
         wait(pending, timeout=timeout)
 
-    def _templates(self) -> Pages:
-        if self.pages is None:
-            s = self.provider.settings
-            self.pages = _pages(s.themes_dir, s.theme, s.default_locale, s.cookie_name)
-        return self.pages
-
     def _mail(self, kind: str, user_id: int, ip: str | None, user_agent: str | None, when: Any,
               detail: dict[str, Any]) -> None:
         try:
-            with self.provider.db.session(write=False) as s:
+            with self.db.session(write=False) as s:
                 user = s.get(User, user_id)
             if user is None or user.disabled:
                 return
             subject, template = MAILS[kind]
-            pages = self._templates()
-            lang = pages.catalogs.negotiate(user.locale)
-            translations = pages.catalogs.get(lang)
-            issuer = self.provider.settings.issuer
+            texts = self.texts
+            lang = texts.language(user.locale)
             method = detail.get("method")
+            issuer = self.issuer
             context = {k: Markup(v) if isinstance(v, str) else v for k, v in detail.items()}
             context.update(
                 issuer=Markup(issuer), email=Markup(user.email), ip=Markup(ip or ""),
-                when=Markup(_format_when(aware(when), lang)), device=Markup(_device(user_agent, translations.gettext)),
-                method_name=Markup(translations.gettext(_method_label(method)) if method else ""),
+                when=Markup(_format_when(aware(when), lang)), device=Markup(_device(user_agent, texts, lang)),
+                method_name=Markup(texts.gettext(lang, self.method_labels.get(method) or method) if method else ""),
                 account_link=Markup(issuer + "/account"), security_link=Markup(issuer + "/account/security"),
                 reset_link=Markup(issuer + "/forgot-password"))
-            text = pages.render_text(template, lang, **context)
-            self.provider.mailer.send(user.email, translations.gettext(subject), text)
+            self.mailer.send(user.email, texts.gettext(lang, subject), texts.render(template, lang, **context))
         except Exception:  # noqa: BLE001 - a broken mail setup must not break anything else
             log.exception("security mail %s not sent", kind)
 
     def events(self, user_id: int, limit: int = 50) -> list[AuditEvent]:
-        from sqlalchemy import select
-
-        with self.provider.db.session(write=False) as s:
+        with self.db.session(write=False) as s:
             return list(s.scalars(select(AuditEvent).where(AuditEvent.user_id == user_id)
                                   .order_by(AuditEvent.id.desc()).limit(limit)))
 
@@ -179,14 +189,6 @@ def _sender() -> ThreadPoolExecutor:
         return _SENDER
 
 
-@functools.lru_cache(maxsize=8)
-def _pages(themes_dir: str, theme: str, default_locale: str, cookie_name: str) -> Pages:
-    from .web.templating import Pages
-
-    return Pages(themes_dir=Path(themes_dir) if themes_dir else None, theme=theme, default_locale=default_locale,
-                 cookie_name=cookie_name)
-
-
 def _format_when(when: Any, lang: str) -> str:
     from babel.dates import format_datetime
 
@@ -197,19 +199,8 @@ def _format_when(when: Any, lang: str) -> str:
         return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _device(user_agent: str | None, gettext: Any) -> str:
+def _device(user_agent: str | None, texts: MailTexts, lang: str) -> str:
     if not user_agent:
         return ""
-    from .pages.account import describe_device
-
     browser, system = describe_device(user_agent)
-    return f"{gettext(browser)}, {gettext(system)}"
-
-
-def _method_label(method: str) -> str:
-    """The message id naming a second-factor kind (its own label), else the kind itself."""
-    try:
-        from .mfa.factors import FACTORS
-    except ImportError:  # pragma: no cover - the table is optional here
-        return method
-    return getattr(FACTORS.get(method), "label", None) or method
+    return f"{texts.gettext(lang, browser)}, {texts.gettext(lang, system)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from .accounts.breached import BreachedPasswords, RangeChecker
+from .accounts.lifecycle import AccountService
 from .accounts.one_time import OneTimeTokens
 from .accounts.passwords import Passwords
 from .accounts.policy import PasswordPolicy
@@ -14,6 +15,7 @@ from .accounts.users import UserService
 from .audit import Audit
 from .clients.registry import ClientRegistry
 from .keys.keystore import KeyStore
+from .mfa.factors import FACTORS
 from .mfa.service import MfaService
 from .notify.mail import Mailer, make_mailer
 from .oauth2.client_auth import ClientAuthenticator
@@ -24,6 +26,7 @@ from .oidc.id_token import IdTokens
 from .security import KeyedHasher, derive_key
 from .settings import Settings
 from .store.db import Database
+from .web.mail_texts import MailTexts
 
 
 class Provider:
@@ -78,12 +81,18 @@ class Provider:
         return UserService(self.db, self.passwords, self.password_policy)
 
     @cached_property
+    def accounts(self) -> AccountService:
+        return AccountService(self.db, self.passwords, self.password_policy, self.one_time, self.signout, self.grants,
+                              verification_ttl=self.settings.signup.verification_ttl)
+
+    @cached_property
     def one_time(self) -> OneTimeTokens:
         return OneTimeTokens(self.db, derive_key(self.settings.secret_bytes(), "idbroker one-time codes"))
 
     @cached_property
     def audit(self) -> Audit:
-        return Audit(self)
+        labels = {kind: factor.label for kind, factor in FACTORS.items()}
+        return Audit(self.db, self.mailer, MailTexts(self.settings.look), issuer=self.issuer, method_labels=labels)
 
     @cached_property
     def mfa(self) -> MfaService:
@@ -92,7 +101,8 @@ class Provider:
 
     @cached_property
     def signout(self) -> SignOut:
-        return SignOut(self)
+        return SignOut(self.sessions, self.grants, self.clients, self.keys, issuer=self.issuer,
+                       timeout=self.settings.sessions.backchannel_timeout)
 
     @cached_property
     def mailer(self) -> Mailer:

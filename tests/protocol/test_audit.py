@@ -113,7 +113,7 @@ def test_other_kinds_send_nothing_and_a_broken_mail_server_breaks_nothing(provid
         def send(self, *args, **kwargs):
             raise OSError("no mail today")
 
-    monkeypatch.setattr(provider, "mailer", Broken())
+    monkeypatch.setattr(provider.audit, "mailer", Broken())
     provider.audit.record(audit.MFA_REMOVED, user_id=user.id, method="sms")   # logged, not raised
     provider.audit.drain()
     assert len(events(provider, user.id)) == 3

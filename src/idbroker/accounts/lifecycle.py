@@ -19,14 +19,18 @@ from ..phone import normalise_phone
 from ..security import sha256_hex
 from ..store.db import aware, utcnow
 from ..store.models import BrowserSession, Client, Consent, Grant, OneTimeToken, SessionClient, User
-from ..web.i18n import N_, SUPPORTED
+from ..text import N_, SUPPORTED
 from .one_time import CHANGE_EMAIL
 from .policy import PasswordRejected
 from .users import EMAIL_RE, MAX_PASSWORD, normalise_email
 
 if TYPE_CHECKING:
-    from ..oidc.backchannel import Delivery
-    from ..provider import Provider
+    from ..oauth2.grant_store import GrantStore
+    from ..oidc.backchannel import Delivery, SignOut
+    from ..store.db import Database
+    from .one_time import OneTimeTokens
+    from .passwords import Passwords
+    from .policy import PasswordPolicy
 
 NAME_MAX = 255
 TOO_LONG = N_("Use at most %(max)d characters.")
@@ -104,16 +108,22 @@ def check_profile(form: dict[str, str]) -> ProfileCheck:
 
 
 class AccountService:
-    def __init__(self, provider: Provider):
-        self.provider = provider
-        self.db = provider.db
+    def __init__(self, db: Database, passwords: Passwords, policy: PasswordPolicy, one_time: OneTimeTokens,
+                 signout: SignOut, grants: GrantStore, *, verification_ttl: int):
+        self.db = db
+        self.passwords = passwords
+        self.policy = policy
+        self.one_time = one_time
+        self.signout = signout
+        self.grants = grants
+        self.verification_ttl = verification_ttl  # of the link that confirms a new address
 
     # -- checks ------------------------------------------------------------------------------
     def password_matches(self, user: User, password: str) -> bool:
         """Always runs one argon2 verification, so a wrong password and no password take as long."""
         if len(password) > MAX_PASSWORD:
             password = ""
-        return self.provider.passwords.verify(user.password_hash, password) and bool(password)
+        return self.passwords.verify(user.password_hash, password) and bool(password)
 
     # -- profile and terms ------------------------------------------------------------------------
     def update_profile(self, user_id: int, values: dict[str, Any]) -> None:
@@ -153,12 +163,11 @@ class AccountService:
         caller answers the same either way)."""
         if self.email_in_use(email):
             return None
-        token, _ = self.provider.one_time.issue(user.id, CHANGE_EMAIL, self.provider.settings.verification_ttl,
-                                                new_value=email)
+        token, _ = self.one_time.issue(user.id, CHANGE_EMAIL, self.verification_ttl, new_value=email)
         return token
 
     def pending_email_change(self, token: str) -> OneTimeToken | None:
-        return self.provider.one_time.peek_link(token, CHANGE_EMAIL)
+        return self.one_time.peek_link(token, CHANGE_EMAIL)
 
     def confirm_email_change(self, token: str) -> tuple[User, str]:
         """Uses the link and changes the address in one transaction, re-checking that no other
@@ -206,7 +215,7 @@ class AccountService:
     # -- password -----------------------------------------------------------------------------
     def check_new_password(self, user: User, password: str) -> None:
         try:
-            self.provider.password_policy.check(password, email=user.email)
+            self.policy.check(password, email=user.email)
         except PasswordRejected as exc:
             raise AccountError(exc.message, **exc.params) from None
 
@@ -214,7 +223,7 @@ class AccountService:
                         ) -> list[Delivery]:
         """New hash, then everything else signed in as the user is signed out (sign_out_others).
         Returns the back-channel logout deliveries to make."""
-        new_hash = self.provider.passwords.hash(password)
+        new_hash = self.passwords.hash(password)
         with self.db.session() as s:
             row = s.get(User, user_id)
             if row is None:
@@ -237,7 +246,7 @@ class AccountService:
         """Ends one of the user's own sessions (nothing when `sid` is not one of them)."""
         if not sid or len(sid) > 64:
             return []
-        return self.provider.signout.end(self._live_sids(user.id, only=sid), user.sub)
+        return self.signout.end(self._live_sids(user.id, only=sid), user.sub)
 
     def sign_out_others(self, user_id: int, sub: str, keep_sid: str | None, *, keep_apps: bool = False
                         ) -> list[Delivery]:
@@ -247,9 +256,9 @@ class AccountService:
         revoked too, offline_access ones and those of sessions that ended earlier included: no
         refresh or access token issued elsewhere works any more (the change feed voids what other
         workers cached). A password reset revokes everything itself (login/recovery.py)."""
-        deliveries = self.provider.signout.end(self._live_sids(user_id, exclude=keep_sid), sub)
+        deliveries = self.signout.end(self._live_sids(user_id, exclude=keep_sid), sub)
         if not keep_apps:
-            self.provider.grants.revoke_user_grants(user_id, keep_sid=keep_sid)
+            self.grants.revoke_user_grants(user_id, keep_sid=keep_sid)
         return deliveries
 
     def end_other_sessions(self, user: User, keep_sid: str, *, keep_apps: bool = False) -> list[Delivery]:
@@ -303,7 +312,7 @@ class AccountService:
         with self.db.session() as s:
             forgot = s.execute(delete(Consent).where(Consent.user_id == user_id,
                                                      Consent.client_id == client_id)).rowcount
-        revoked = self.provider.grants.revoke_user_client_grants(user_id, client_id)
+        revoked = self.grants.revoke_user_client_grants(user_id, client_id)
         return bool(forgot or revoked)
 
     # -- deletion -----------------------------------------------------------------------------
@@ -311,7 +320,7 @@ class AccountService:
         """Signs the user out everywhere (telling the applications), then removes the user;
         sessions, grants (with their tokens), consents and one-time tokens go with it
         (ON DELETE CASCADE)."""
-        deliveries = self.provider.signout.end(self._live_sids(user.id), user.sub)
+        deliveries = self.signout.end(self._live_sids(user.id), user.sub)
         user_id = user.id
         with self.db.session() as s:
             sids = list(s.scalars(select(BrowserSession.sid).where(BrowserSession.user_id == user_id)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..web.i18n import N_
+from ..text import N_
 
 
 class PasswordRejected(ValueError):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import BrowserSession, SessionClient, User
+from ..text import N_
 
 _sessions, _users = BrowserSession.__table__, User.__table__
 _INSERT = insert(_sessions)
@@ -24,6 +25,24 @@ _END = (update(_sessions).where(_sessions.c.sid == bindparam("ended_sid"), _sess
         .values(ended_at=bindparam("now")))
 _ADD_CLIENT = {name: dialect.insert(SessionClient.__table__).on_conflict_do_nothing()
                for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+UNKNOWN_BROWSER = N_("Unknown browser")
+UNKNOWN_SYSTEM = N_("unknown system")
+# (token in the User-Agent, name shown), first match wins: order matters (Edge and Opera
+# also say Chrome, Chrome also says Safari).
+_BROWSERS = [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("FxiOS", "Firefox"),
+             ("CriOS", "Chrome"), ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]
+_SYSTEMS = [("Windows", "Windows"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Android", "Android"),
+            ("Mac OS X", "macOS"), ("Macintosh", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux")]
+
+
+def describe_device(user_agent: str | None) -> tuple[str, str]:
+    """(browser, system) from a User-Agent, as the account pages and the security mails name a
+    session's device; message ids when unknown."""
+    ua = user_agent or ""
+    browser = next((name for token, name in _BROWSERS if token in ua), UNKNOWN_BROWSER)
+    system = next((name for token, name in _SYSTEMS if token in ua), UNKNOWN_SYSTEM)
+    return browser, system
 
 
 class SessionService:

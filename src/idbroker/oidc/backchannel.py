@@ -17,7 +17,10 @@ from ..security import random_token
 if TYPE_CHECKING:
     import httpx
 
-    from ..provider import Provider
+    from ..accounts.sessions import SessionService
+    from ..clients.registry import ClientRegistry
+    from ..keys.keystore import KeyStore
+    from ..oauth2.grant_store import GrantStore
     from ..store.models import Client
 
 log = logging.getLogger("idbroker.logout")
@@ -26,24 +29,28 @@ Delivery = tuple[str, str]  # (backchannel_logout_uri, logout token)
 
 
 class SignOut:
-    def __init__(self, provider: Provider):
-        self.provider = provider
+    def __init__(self, sessions: SessionService, grants: GrantStore, clients: ClientRegistry, keys: KeyStore, *,
+                 issuer: str, timeout: float):
+        self.sessions = sessions
+        self.grants = grants
+        self.clients = clients
+        self.keys = keys
+        self.issuer = issuer
+        self.timeout = timeout  # for each back-channel POST (settings.sessions.backchannel_timeout)
 
     def end(self, sids: list[str], sub: str) -> list[Delivery]:
         """Ends the sessions and their grants; returns the logout tokens to deliver."""
-        p = self.provider
         deliveries = []
         for sid in sids:
-            p.sessions.end(sid)
-            p.grants.revoke_session_grants(sid)
+            self.sessions.end(sid)
+            self.grants.revoke_session_grants(sid)
             deliveries += self.deliveries(sid, sub)
         return deliveries
 
     def deliveries(self, sid: str, sub: str) -> list[Delivery]:
-        p = self.provider
         out = []
-        for client_id in p.sessions.clients_of(sid):
-            client = p.clients.get(client_id)
+        for client_id in self.sessions.clients_of(sid):
+            client = self.clients.get(client_id)
             if client is not None and client.backchannel_logout_uri:
                 out.append((client.backchannel_logout_uri, self.logout_token(client, sid, sub)))
         return out
@@ -51,10 +58,10 @@ class SignOut:
     def logout_token(self, client: Client, sid: str, sub: str) -> str:
         """Back-Channel Logout §2.4."""
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.provider.issuer, "aud": client.client_id, "iat": now,
+        claims: dict[str, Any] = {"iss": self.issuer, "aud": client.client_id, "iat": now,
                                   "exp": now + 120, "jti": random_token(16), "sub": sub, "sid": sid,
                                   "events": {c.BACKCHANNEL_LOGOUT_EVENT: {}}}
-        return self.provider.keys.sign(claims, typ=c.TYP_LOGOUT_TOKEN, alg=client.id_token_signed_response_alg)
+        return self.keys.sign(claims, typ=c.TYP_LOGOUT_TOKEN, alg=client.id_token_signed_response_alg)
 
     async def notify(self, deliveries: list[Delivery]) -> None:
         """POSTs the logout tokens (run after the response: a slow client delays nobody)."""
@@ -64,8 +71,7 @@ class SignOut:
         # interface too, ~7 MB in every worker that never delivers a logout token.
         import httpx
 
-        timeout = self.provider.settings.backchannel_timeout
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as http:
             await asyncio.gather(*(self._post(http, uri, token) for uri, token in deliveries))
 
     async def _post(self, http: httpx.AsyncClient, uri: str, token: str) -> None:

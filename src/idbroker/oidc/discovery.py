@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..oauth2 import constants as c
-from ..web.i18n import SUPPORTED as SUPPORTED_LOCALES
+from ..text import SUPPORTED as SUPPORTED_LOCALES
 from .claims import SUPPORTED_CLAIMS
 
 if TYPE_CHECKING:
-    from ..provider import Provider
+    from ..settings import ServerSettings
 
 
-def metadata(provider: Provider) -> dict[str, Any]:
-    e = provider.endpoint
+def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]:
+    """`paths`: endpoint name -> path under the issuer (the composition root's table)."""
+    def e(name: str) -> str:
+        return server.issuer + paths[name]
+
     auth_methods = [c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT, c.AUTH_NONE]
     return {
-        "issuer": provider.issuer,
+        "issuer": server.issuer,
         "authorization_endpoint": e("authorize"),
         "token_endpoint": e("token"),
         "userinfo_endpoint": e("userinfo"),
@@ -53,5 +57,5 @@ def metadata(provider: Provider) -> dict[str, Any]:
     }
 
 
-def metadata_bytes(provider: Provider) -> bytes:
-    return json.dumps(metadata(provider), separators=(",", ":")).encode()
+def metadata_bytes(server: ServerSettings, paths: Mapping[str, str]) -> bytes:
+    return json.dumps(metadata(server, paths), separators=(",", ":")).encode()

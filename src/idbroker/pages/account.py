@@ -29,10 +29,10 @@ from ..accounts.lifecycle import (
     LINK_INVALID,
     WRONG_PASSWORD,
     AccountError,
-    AccountService,
     Problem,
     check_profile,
 )
+from ..accounts.sessions import describe_device
 from ..accounts.throttle import send_rules
 from ..accounts.users import MAX_PASSWORD
 from ..notify.mail import MailError
@@ -72,15 +72,6 @@ PHONE_SMS_TEXT = N_("Your %(issuer)s code to confirm this phone number: %(code)s
 PHONE_NOT_SENT = N_("We could not send the message. Please try again in a few minutes.")
 VERIFY_PHONE = "verify_phone"
 CHANGE_EMAIL_SUBJECT = N_("Confirm your new email address")
-UNKNOWN_BROWSER = N_("Unknown browser")
-UNKNOWN_SYSTEM = N_("unknown system")
-
-# (token in the User-Agent, name shown), first match wins: order matters (Edge and Opera
-# also say Chrome, Chrome also says Safari).
-_BROWSERS = [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("FxiOS", "Firefox"),
-             ("CriOS", "Chrome"), ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]
-_SYSTEMS = [("Windows", "Windows"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Android", "Android"),
-            ("Mac OS X", "macOS"), ("Macintosh", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux")]
 
 
 def keeps_apps(form: Any) -> bool:
@@ -98,14 +89,6 @@ def notices(request: Request, messages: dict[str, str], signs_out: frozenset[str
     if done in signs_out:
         found.append(signed_out_notice(request.query_params.get("apps") == "kept"))
     return found
-
-
-def describe_device(user_agent: str | None) -> tuple[str, str]:
-    """(browser, system) from a User-Agent; message ids when unknown."""
-    ua = user_agent or ""
-    browser = next((name for token, name in _BROWSERS if token in ua), UNKNOWN_BROWSER)
-    system = next((name for token, name in _SYSTEMS if token in ua), UNKNOWN_SYSTEM)
-    return browser, system
 
 
 def session_view(row: BrowserSession, current_sid: str, lang: str) -> dict[str, Any]:
@@ -144,7 +127,7 @@ def done_redirect(views: HostedPages, path: str, what: str, deliveries: list[Del
 class AccountViews(HostedPages):
     def __init__(self, journey: Journey, csrf: Csrf):
         super().__init__(journey, csrf)
-        self.accounts = AccountService(self.provider)
+        self.accounts = self.provider.accounts
 
     def routes(self) -> list[Route]:
         return [

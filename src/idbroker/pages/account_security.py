@@ -20,12 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import audit
-from ..accounts.lifecycle import AccountService
+from ..accounts.sessions import describe_device
 from ..mfa.factors import FACTORS, get_factor
 from ..mfa.policy import has_second_factor
 from ..store.db import aware
 from ..web.i18n import N_, SUPPORTED
-from .account import describe_device, done_redirect, keeps_apps, notices
+from .account import done_redirect, keeps_apps, notices
 from .hosted import HostedPages, field
 from .lifecycle_pages import Problem
 
@@ -154,7 +154,7 @@ class SecurityViews(HostedPages):
         # One way in fewer (turning two-step verification off, a passkey gone): whatever signed in
         # with it elsewhere is signed out, as after a password change.
         keep_apps = keeps_apps(form)
-        deliveries = await run_in_threadpool(AccountService(self.provider).sign_out_others, user.id, user.sub,
+        deliveries = await run_in_threadpool(self.provider.accounts.sign_out_others, user.id, user.sub,
                                              session.sid, keep_apps=keep_apps)
         return done_redirect(self, PATH, "removed", deliveries, kept_apps=keep_apps)
 

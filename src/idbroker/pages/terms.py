@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..accounts.lifecycle import AccountService
 from ..flow.journey import EXPIRED
 from ..oauth2.errors import AccessDeniedError
 from ..web.i18n import N_
@@ -74,7 +73,7 @@ def split_paragraphs(raw: str) -> list[str]:
 class TermsViews(HostedPages):
     def __init__(self, journey: Journey, csrf: Csrf):
         super().__init__(journey, csrf)
-        self.accounts = AccountService(self.provider)
+        self.accounts = self.provider.accounts
         self.text = TermsText()
 
     def routes(self) -> list[Route]:
