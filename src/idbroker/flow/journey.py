@@ -57,7 +57,7 @@ class Journey:
     def start(self, request: Request, params: dict[str, str]) -> Response:
         """The authorization endpoint, for GET and POST."""
         try:
-            req = authorize_checks.validate(self.provider, params)
+            req = authorize_checks.validate(self.provider.clients, params)
         except BadAuthorizationRequest as bad:
             return self.error_page(request, bad.message, bad.status_code, bad.params)
         except OAuth2Error as err:
@@ -238,7 +238,7 @@ class Journey:
         there (RFC 6749 §3.1.2.3); the rest is not checked again."""
         kept = interaction.params
         if not isinstance(kept.get("params"), dict):  # parked, unvalidated, by an earlier version
-            return authorize_checks.validate(self.provider, kept)
+            return authorize_checks.validate(self.provider.clients, kept)
         client = self.provider.clients.get(interaction.client_id)
         if client is None:
             raise BadAuthorizationRequest(UNKNOWN_CLIENT)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from ..web.i18n import N_
+from ..text import N_
 from . import constants as c
 from . import pkce
 from .errors import (
@@ -26,7 +26,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ..provider import Provider
+    from ..clients.registry import ClientRegistry
     from ..store.models import Client
 
 # The longest value of a parameter, in characters. Those kept with an authorization code fit its
@@ -72,7 +72,7 @@ class AuthorizationRequest:
         return cls(client=client, **{**kept, "prompt": set(kept["prompt"])})
 
 
-Check = Callable[["Provider", AuthorizationRequest], None]
+Check = Callable[["ClientRegistry", AuthorizationRequest], None]
 
 # Shown on the error page (translated there), never sent to the client.
 PARAMETER_TOO_LONG = N_("The parameter %(name)s is too long.")
@@ -82,7 +82,7 @@ NO_REDIRECT_URI = N_("The request has no redirect_uri.")
 UNKNOWN_REDIRECT_URI = N_("The redirect_uri is not registered for this application.")
 
 
-def check_parameters(provider: Provider, req: AuthorizationRequest) -> None:
+def check_parameters(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     """Any value over MAX_PARAM, and client_id or redirect_uri over theirs, before either is
     trusted: shown on the error page, never redirected."""
     for key, value in req.params.items():
@@ -91,16 +91,16 @@ def check_parameters(provider: Provider, req: AuthorizationRequest) -> None:
     req.state = req.params.get("state")
 
 
-def check_client(provider: Provider, req: AuthorizationRequest) -> None:
+def check_client(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     client_id = req.params.get("client_id")
     if not client_id:
         raise BadAuthorizationRequest(NO_CLIENT_ID)
-    req.client = provider.clients.get(client_id)
+    req.client = clients.get(client_id)
     if req.client is None:
         raise BadAuthorizationRequest(UNKNOWN_CLIENT)
 
 
-def check_redirect_uri(provider: Provider, req: AuthorizationRequest) -> None:
+def check_redirect_uri(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     """RFC 6749 §3.1.2.3 / OIDC Core §3.1.2.1: exact match against a registered URI."""
     assert req.client is not None
     registered = req.client.redirect_uris
@@ -120,7 +120,7 @@ def check_redirect_uri(provider: Provider, req: AuthorizationRequest) -> None:
         req.response_mode = mode
 
 
-def check_lengths(provider: Provider, req: AuthorizationRequest) -> None:
+def check_lengths(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     """The values kept with the code within their maxima, the same on every store (RFC 6749
     §4.1.2.1: invalid_request, now at the trusted redirect URI)."""
     for key, limit in MAX_LENGTHS.items():
@@ -128,14 +128,14 @@ def check_lengths(provider: Provider, req: AuthorizationRequest) -> None:
             raise InvalidRequestError(f"{key} is longer than {limit} characters")
 
 
-def check_request_object(provider: Provider, req: AuthorizationRequest) -> None:
+def check_request_object(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     if "request" in req.params:
         raise RequestNotSupportedError("request objects are not supported")
     if "request_uri" in req.params:
         raise RequestUriNotSupportedError("request_uri is not supported")
 
 
-def check_response_type(provider: Provider, req: AuthorizationRequest) -> None:
+def check_response_type(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     assert req.client is not None
     raw = req.params.get("response_type")
     if not raw:
@@ -148,7 +148,7 @@ def check_response_type(provider: Provider, req: AuthorizationRequest) -> None:
     req.response_type = normalised
 
 
-def check_response_mode(provider: Provider, req: AuthorizationRequest) -> None:
+def check_response_mode(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     mode = req.params.get("response_mode")
     if mode is None:
         return
@@ -159,7 +159,7 @@ def check_response_mode(provider: Provider, req: AuthorizationRequest) -> None:
         raise InvalidRequestError("response_mode query is not allowed with this response_type")
 
 
-def check_scope(provider: Provider, req: AuthorizationRequest) -> None:
+def check_scope(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     assert req.client is not None
     asked = list(dict.fromkeys(req.params.get("scope", "").split()))
     if not asked:
@@ -175,13 +175,13 @@ def check_scope(provider: Provider, req: AuthorizationRequest) -> None:
     req.scopes = asked
 
 
-def check_nonce(provider: Provider, req: AuthorizationRequest) -> None:
+def check_nonce(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     req.nonce = req.params.get("nonce")
     if req.implicit and not req.nonce:
         raise InvalidRequestError("nonce is required for the implicit flow (OIDC Core §3.2.2.1)")
 
 
-def check_pkce(provider: Provider, req: AuthorizationRequest) -> None:
+def check_pkce(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     assert req.client is not None
     if req.response_type != c.RESPONSE_CODE:
         return
@@ -190,7 +190,7 @@ def check_pkce(provider: Provider, req: AuthorizationRequest) -> None:
     req.code_challenge = challenge
 
 
-def check_prompt(provider: Provider, req: AuthorizationRequest) -> None:
+def check_prompt(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     prompts = set(req.params.get("prompt", "").split())
     unknown = prompts - set(c.PROMPTS)
     if unknown:
@@ -200,7 +200,7 @@ def check_prompt(provider: Provider, req: AuthorizationRequest) -> None:
     req.prompt = prompts
 
 
-def check_max_age(provider: Provider, req: AuthorizationRequest) -> None:
+def check_max_age(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     raw = req.params.get("max_age")
     if raw is None:
         return
@@ -209,7 +209,7 @@ def check_max_age(provider: Provider, req: AuthorizationRequest) -> None:
     req.max_age = int(raw)
 
 
-def check_acr_values(provider: Provider, req: AuthorizationRequest) -> None:
+def check_acr_values(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     """OIDC Core §3.1.2.1: voluntary; unknown values are ignored."""
     req.acr_values = req.params.get("acr_values", "").split()
 
@@ -232,13 +232,13 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def validate(provider: Provider, params: dict[str, Any]) -> AuthorizationRequest:
+def validate(clients: ClientRegistry, params: dict[str, Any]) -> AuthorizationRequest:
     """Runs every check. An OAuth2Error raised after the redirect URI is trusted carries the
     request in ``err.request`` so the caller can redirect it."""
     req = AuthorizationRequest(params=params)
     for check in CHECKS:
         try:
-            check(provider, req)
+            check(clients, req)
         except OAuth2Error as err:
             err.request = req  # type: ignore[attr-defined]
             raise
