@@ -15,11 +15,17 @@ from .accounts.users import UserService
 from .audit import Audit
 from .clients.registry import ClientRegistry
 from .keys.keystore import KeyStore
+from .mfa.base import Factor
+from .mfa.codes import EmailFactor, SmsFactor
 from .mfa.factors import FACTORS
 from .mfa.service import MfaService
+from .mfa.totp import TotpFactor
+from .mfa.webauthn import Passkeys, WebAuthnFactor
 from .notify.mail import Mailer, make_mailer
+from .notify.sms import SmsSender, make_sms_sender
 from .oauth2.client_auth import ClientAuthenticator
 from .oauth2.grant_store import GrantStore
+from .oauth2.grants import AuthorizationCodeGrant, ClientCredentialsGrant, GrantHandler, RefreshTokenGrant
 from .oauth2.tokens import AccessTokens
 from .oidc.backchannel import SignOut
 from .oidc.id_token import IdTokens
@@ -96,8 +102,37 @@ class Provider:
 
     @cached_property
     def mfa(self) -> MfaService:
-        return MfaService(self.db, self.settings.mfa_remember_days, master=self.settings.secret_bytes(),
-                          settings=self.settings)
+        return MfaService(self.db, self.settings.mfa_remember_days, master=self.settings.secret_bytes())
+
+    @cached_property
+    def factors(self) -> dict[str, Factor]:
+        """One built instance of every kind of mfa.factors.FACTORS."""
+        mfa = self.settings.mfa
+        codes = (self.mfa, self.one_time, self.limiter, self.settings.signup)
+        built: list[Factor] = [
+            TotpFactor(self.mfa, mfa),
+            SmsFactor(self.sms, *codes, names=mfa, issuer=self.issuer),
+            EmailFactor(self.mailer, *codes),
+            WebAuthnFactor(self.mfa, self.passkeys),
+        ]
+        return {f.kind: f for f in built}
+
+    @cached_property
+    def passkeys(self) -> Passkeys:
+        return Passkeys(self.db, self.settings)
+
+    @cached_property
+    def sms(self) -> SmsSender:
+        return make_sms_sender(self.settings)
+
+    @cached_property
+    def grant_handlers(self) -> dict[str, GrantHandler]:
+        """One built handler of every grant type of oauth2.grants.GRANTS, for the token endpoint."""
+        tokens = self.settings.tokens
+        user = (self.grants, self.users, self.access_tokens, self.id_tokens, tokens)
+        built: list[GrantHandler] = [AuthorizationCodeGrant(*user), RefreshTokenGrant(*user),
+                                     ClientCredentialsGrant(self.access_tokens, tokens)]
+        return {g.grant_type: g for g in built}
 
     @cached_property
     def signout(self) -> SignOut:

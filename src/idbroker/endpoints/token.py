@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth2.errors import InvalidRequestError, OAuth2Error, UnsupportedGrantTypeError
-from ..oauth2.grants import GRANTS
 from .common import error_response, json_response, provider_of, read_form
 
 
@@ -17,13 +16,13 @@ async def token_endpoint(request: Request) -> Response:
         grant_type = form.get("grant_type")
         if not grant_type:
             raise InvalidRequestError("grant_type is required")
-        handler = GRANTS.get(grant_type)
+        handler = provider.grant_handlers.get(grant_type)
         if handler is None:
             raise UnsupportedGrantTypeError(f"grant type {grant_type!r} is not supported")
 
         # Client authentication is CPU only while the registry has the client cached (a few seconds).
         client = provider.client_auth.authenticate(request.headers.get("authorization"), form).client
-        body = await handler.handle_async(provider, client, form)
+        body = await handler.handle(client, form)
     except OAuth2Error as err:
         return error_response(err)
     return json_response(body)

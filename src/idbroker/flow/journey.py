@@ -163,8 +163,8 @@ class Journey:
         grant = p.grants.create_grant(
             client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
             auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
-            ttl=max(ttl(p, client, "refresh_token_ttl") if offline else 0,
-                    ttl(p, client, "access_token_ttl"), p.settings.code_ttl), session=s)
+            ttl=max(ttl(p.settings.tokens, client, "refresh_token_ttl") if offline else 0,
+                    ttl(p.settings.tokens, client, "access_token_ttl"), p.settings.code_ttl), session=s)
         s.flush()  # the grant before its code: the models have no relationship to order them by
         p.sessions.add_client(session.sid, client.client_id, session=s)
         if req.response_type == c.RESPONSE_CODE:
@@ -186,7 +186,7 @@ class Journey:
         auth_time = int(aware(session.auth_time).timestamp())
         if req.response_type == c.RESPONSE_ID_TOKEN_TOKEN:
             at = p.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
-                                       ttl=ttl(p, client, "access_token_ttl"), grant_id=grant.id,
+                                       ttl=ttl(p.settings.tokens, client, "access_token_ttl"), grant_id=grant.id,
                                        auth_time=auth_time, acr=session.acr, amr=list(session.amr),
                                        sid=session.sid)
             access_token = at.token
@@ -197,8 +197,8 @@ class Journey:
             extra: dict[str, Any] = {} if access_token else user_claims(user, req.scopes)
             out["id_token"] = p.id_tokens.issue(
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
-                ttl=ttl(p, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce, sid=session.sid,
-                acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
+                ttl=ttl(p.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,
+                sid=session.sid, acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
         response = authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
                                           issuer=p.issuer, state=req.state)
         if interaction is not None:

@@ -1,8 +1,9 @@
 """The second-factor interface (the table of kinds, FACTORS, is in factors.py).
 
 A kind is a small object with four operations; the /mfa page and the account settings call only
-these, so a new kind (the passkey work adds "webauthn") is one class and one entry in the
-FACTORS table of factors.py:
+these, so a new kind is one class and one entry in the FACTORS table of factors.py. Its
+``__init__`` names the few collaborators it uses (the factor store, a sender, a settings
+section); the composition root builds each kind once with them, so no kind sees the whole broker:
 
 - ``enrol(attempt)``: starts setting one up. Creates the pending (unconfirmed) ``MfaFactor`` and
   returns it with what its enrolment page shows (a QR code, where a code was sent...).
@@ -36,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from ..provider import Provider
     from ..store.models import MfaFactor, User
 
 RECOVERY = "recovery"  # the pseudo-kind of recovery codes on the /mfa page
@@ -56,7 +56,6 @@ class FactorError(Exception):
 class Attempt:
     """One use of a factor: who, which factor row, what they submitted, and how to word messages."""
 
-    provider: Provider
     user: User
     factor: MfaFactor | None = None
     form: Mapping[str, str] = field(default_factory=dict)

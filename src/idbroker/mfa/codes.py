@@ -22,8 +22,13 @@ from ..web.i18n import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:
-    from ..provider import Provider
+    from ..accounts.one_time import OneTimeTokens
+    from ..accounts.throttle import RateLimiter
+    from ..notify.mail import Mailer
+    from ..notify.sms import SmsSender
+    from ..settings import MfaSettings, SignupSettings
     from ..store.models import MfaFactor
+    from .service import MfaService
 
 log = logging.getLogger("idbroker.mfa")
 
@@ -43,8 +48,11 @@ class _CodeFactor:
     label = ""
     challenge = True
 
-    def __init__(self, provider: Provider):
-        self.provider = provider
+    def __init__(self, mfa: MfaService, one_time: OneTimeTokens, limiter: RateLimiter, signup: SignupSettings):
+        self.mfa = mfa
+        self.one_time = one_time
+        self.limiter = limiter
+        self.signup = signup  # resend_interval
 
     # -- sending -----------------------------------------------------------------------------------
     def _deliver(self, attempt: Attempt, code: str) -> None:
@@ -58,20 +66,19 @@ class _CodeFactor:
         """Sends a fresh code for attempt.factor (enrolled or pending)."""
         factor = attempt.factor
         assert factor is not None
-        p = self.provider
-        interval = p.settings.resend_interval
-        last = p.one_time.last_issued(attempt.user.id, PURPOSE)
+        interval = self.signup.resend_interval
+        last = self.one_time.last_issued(attempt.user.id, PURPOSE)
         if last is not None and interval > 0 and utcnow() - last < timedelta(seconds=interval):
             left = interval - int((utcnow() - last).total_seconds())
             raise FactorError(WAIT, seconds=max(1, left))
-        refused = p.limiter.hit_all(send_rules("mfa", self._target(attempt), account=attempt.user.id, ip=attempt.ip,
-                                               interval=interval))
+        refused = self.limiter.hit_all(send_rules("mfa", self._target(attempt), account=attempt.user.id,
+                                                  ip=attempt.ip, interval=interval))
         if refused is not None:
             rule, wait = refused
             if rule.per == "interval":  # another account sent a code to this number moments ago
                 raise FactorError(WAIT, seconds=wait)
             raise FactorError(TOO_MANY_SENT, seconds=wait, minutes=-(-wait // 60))
-        _, code = p.one_time.issue(attempt.user.id, PURPOSE, CODE_TTL, new_value=factor.id, with_code=True)
+        _, code = self.one_time.issue(attempt.user.id, PURPOSE, CODE_TTL, new_value=factor.id, with_code=True)
         assert code is not None
         try:
             self._deliver(attempt, code)
@@ -86,7 +93,7 @@ class _CodeFactor:
         code = "".join(ch for ch in attempt.value("code", 32) if ch in "0123456789")
         if len(code) != 6:
             return False
-        row = self.provider.one_time.redeem_code(attempt.user.id, PURPOSE, code)
+        row = self.one_time.redeem_code(attempt.user.id, PURPOSE, code)
         return row is not None and row.new_value == factor.id
 
     # -- enrolment and use -----------------------------------------------------------------------
@@ -94,13 +101,13 @@ class _CodeFactor:
         if not self._redeem(attempt):
             raise FactorError(CODE_WRONG)
         assert attempt.factor is not None
-        return self.provider.mfa.confirm(attempt.factor.id)
+        return self.mfa.confirm(attempt.factor.id)
 
     def verify(self, attempt: Attempt) -> bool:
         if not self._redeem(attempt):
             return False
         assert attempt.factor is not None
-        self.provider.mfa.touch(attempt.factor.id)
+        self.mfa.touch(attempt.factor.id)
         return True
 
 
@@ -109,6 +116,13 @@ class SmsFactor(_CodeFactor):
     amr = "sms"  # RFC 8176: confirmation using SMS text message
     label = N_("Text message")
 
+    def __init__(self, sms: SmsSender, mfa: MfaService, one_time: OneTimeTokens, limiter: RateLimiter,
+                 signup: SignupSettings, *, names: MfaSettings, issuer: str):
+        super().__init__(mfa, one_time, limiter, signup)
+        self.sms = sms
+        self.names = names  # totp_issuer: how the text names the broker
+        self.host = urlsplit(issuer).netloc
+
     def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
         factor = attempt.factor
         if factor is None:
@@ -116,18 +130,17 @@ class SmsFactor(_CodeFactor):
             phone = normalise_phone(raw if isinstance(raw, str) else None)  # too long: refused, not cut
             if phone is None:
                 raise FactorError(PHONE_INVALID)
-            factor = self.provider.mfa.add_pending(attempt.user.id, self.kind, data={"phone": phone})
+            factor = self.mfa.add_pending(attempt.user.id, self.kind, data={"phone": phone})
             attempt.factor = factor
             return factor, self.begin(attempt)
         return factor, {"sent_to": self.describe(factor)}
 
     def _deliver(self, attempt: Attempt, code: str) -> None:
         assert attempt.factor is not None and attempt.factor.data
-        issuer = self.provider.settings.issuer
-        text = attempt.gettext(SMS_TEXT) % {"code": code, "issuer": self.provider.settings.totp_issuer}
+        text = attempt.gettext(SMS_TEXT) % {"code": code, "issuer": self.names.totp_issuer}
         # Origin-bound one-time code line: browsers offer the code to this site only.
-        text += f"\n\n@{urlsplit(issuer).netloc} #{code}"
-        self.provider.mfa.sms.send(self._target(attempt), text)
+        text += f"\n\n@{self.host} #{code}"
+        self.sms.send(self._target(attempt), text)
 
     def _target(self, attempt: Attempt) -> str:
         assert attempt.factor is not None and attempt.factor.data
@@ -142,10 +155,15 @@ class EmailFactor(_CodeFactor):
     amr = "otp"  # RFC 8176 has no value for mail; a one-time code is an OTP
     label = N_("Email")
 
+    def __init__(self, mailer: Mailer, mfa: MfaService, one_time: OneTimeTokens, limiter: RateLimiter,
+                 signup: SignupSettings):
+        super().__init__(mfa, one_time, limiter, signup)
+        self.mailer = mailer
+
     def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
         factor = attempt.factor
         if factor is None:
-            factor = self.provider.mfa.add_pending(attempt.user.id, self.kind, data={"email": attempt.user.email})
+            factor = self.mfa.add_pending(attempt.user.id, self.kind, data={"email": attempt.user.email})
             attempt.factor = factor
             return factor, self.begin(attempt)
         return factor, {"sent_to": self.describe(factor)}
@@ -157,7 +175,7 @@ class EmailFactor(_CodeFactor):
     def _deliver(self, attempt: Attempt, code: str) -> None:
         assert attempt.render_text is not None
         text = attempt.render_text("mail/mfa_code.txt", code=code, minutes=CODE_TTL // 60)
-        self.provider.mailer.send(self._target(attempt), attempt.gettext(MAIL_SUBJECT), text)
+        self.mailer.send(self._target(attempt), attempt.gettext(MAIL_SUBJECT), text)
 
     def describe(self, factor: MfaFactor) -> str:
         email = (factor.data or {}).get("email", "")

@@ -10,7 +10,6 @@ from ..oauth2 import constants as c
 
 # RFC 8176 authentication method reference values that count as a second factor.
 SECOND_FACTOR_AMR = frozenset({"otp", "hwk", "swk", "sms", "mca", "fpt", "face", "pin", "mfa"})
-POLICIES = ("off", "optional", "required")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from joserfc import jwe
 from joserfc.jwk import OctKey
@@ -25,10 +24,6 @@ from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 from ..security import derive_key, random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import MfaFactor, RecoveryCode, RememberedDevice, Throttle
-
-if TYPE_CHECKING:
-    from ..notify.sms import SmsSender
-    from ..settings import Settings
 
 _ENROLLED = select(exists().where(MfaFactor.__table__.c.user_id == bindparam("user_id"),
                                   MfaFactor.__table__.c.confirmed_at.is_not(None)))
@@ -51,15 +46,12 @@ def normalise_recovery_code(value: str) -> str:
 
 
 class MfaService:
-    def __init__(self, db: Database, remember_days: int, *, master: bytes | None = None,
-                 settings: Settings | None = None):
+    def __init__(self, db: Database, remember_days: int, *, master: bytes | None = None):
         self.db = db
         self.remember_days = remember_days
-        self.settings = settings
         master = master if master is not None else secrets.token_bytes(32)
         self._box = OctKey.import_key(derive_key(master, "idbroker mfa secrets"))
         self._recovery_key = derive_key(master, "idbroker recovery codes")
-        self._sms: SmsSender | None = None
 
     # -- secrets at rest ---------------------------------------------------------------------------
     def seal(self, plaintext: str) -> str:
@@ -67,15 +59,6 @@ class MfaService:
 
     def unseal(self, token: str) -> str:
         return jwe.decrypt_compact(token, self._box).plaintext.decode()  # type: ignore[union-attr]
-
-    @property
-    def sms(self) -> SmsSender:
-        if self._sms is None:
-            from ..notify.sms import make_sms_sender
-
-            assert self.settings is not None
-            self._sms = make_sms_sender(self.settings)
-        return self._sms
 
     # -- factors ---------------------------------------------------------------------------------
     def enrolled(self, user_id: int) -> bool:
@@ -237,7 +220,3 @@ class MfaService:
             done = s.execute(delete(RememberedDevice).where(RememberedDevice.user_id == user_id,
                                                             RememberedDevice.id_hash == id_hash)).rowcount
         return done == 1
-
-    def forget_devices(self, user_id: int) -> None:
-        with self.db.session() as s:
-            s.execute(delete(RememberedDevice).where(RememberedDevice.user_id == user_id))

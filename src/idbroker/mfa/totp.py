@@ -16,8 +16,9 @@ from ..web.i18n import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:
-    from ..provider import Provider
+    from ..settings import MfaSettings
     from ..store.models import MfaFactor
+    from .service import MfaService
 
 STEP = 30
 DIGITS = 6
@@ -44,12 +45,13 @@ class TotpFactor:
     label = N_("Authenticator app")
     challenge = False
 
-    def __init__(self, provider: Provider):
-        self.provider = provider
+    def __init__(self, mfa: MfaService, settings: MfaSettings):
+        self.mfa = mfa
+        self.settings = settings  # totp_issuer
 
     def _secret(self, factor: MfaFactor) -> str:
         assert factor.secret is not None
-        return self.provider.mfa.unseal(factor.secret)
+        return self.mfa.unseal(factor.secret)
 
     def matching_step(self, secret: str, code: str, at: float | None = None) -> int | None:
         """The time step (within the window) whose code is `code`, or None."""
@@ -68,20 +70,20 @@ class TotpFactor:
     def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
         factor = attempt.factor
         if factor is None:
-            factor = self.provider.mfa.add_pending(attempt.user.id, self.kind, secret=pyotp.random_base32(32))
+            factor = self.mfa.add_pending(attempt.user.id, self.kind, secret=pyotp.random_base32(32))
         secret = self._secret(factor)
         uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP).provisioning_uri(
-            name=attempt.user.email, issuer_name=self.provider.settings.totp_issuer)
+            name=attempt.user.email, issuer_name=self.settings.totp_issuer)
         qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2, dark="#000", light="#fff")
         return factor, {"qr": qr, "secret": secret, "secret_grouped": grouped(secret), "otpauth": uri,
-                        "totp_issuer": self.provider.settings.totp_issuer}
+                        "totp_issuer": self.settings.totp_issuer}
 
     def confirm(self, attempt: Attempt) -> bool:
         assert attempt.factor is not None
         step = self.matching_step(self._secret(attempt.factor), attempt.value("code", 32))
         if step is None:
             raise FactorError(CODE_INVALID)
-        return self.provider.mfa.confirm(attempt.factor.id, counter=step)
+        return self.mfa.confirm(attempt.factor.id, counter=step)
 
     # -- use ------------------------------------------------------------------------------------
     def begin(self, attempt: Attempt) -> dict[str, Any]:
@@ -90,7 +92,7 @@ class TotpFactor:
     def verify(self, attempt: Attempt) -> bool:
         assert attempt.factor is not None
         step = self.matching_step(self._secret(attempt.factor), attempt.value("code", 32))
-        return step is not None and self.provider.mfa.use_counter(attempt.factor.id, step)
+        return step is not None and self.mfa.use_counter(attempt.factor.id, step)
 
     def describe(self, factor: MfaFactor) -> str:
         return ""

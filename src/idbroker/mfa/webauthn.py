@@ -64,8 +64,8 @@ from ..web.i18n import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:
-    from ..provider import Provider
     from ..settings import Settings
+    from .service import MfaService
 
 log = logging.getLogger("idbroker.webauthn")
 
@@ -324,9 +324,9 @@ class WebAuthnFactor:
     begin_on_show = True   # the /mfa page renders fresh options each time
     wrong = FAILED         # the message for a refused answer
 
-    def __init__(self, provider: Provider):
-        self.provider = provider
-        self.passkeys = Passkeys(provider.db, provider.settings)
+    def __init__(self, mfa: MfaService, passkeys: Passkeys):
+        self.mfa = mfa
+        self.passkeys = passkeys
 
     def _fields(self, attempt: Attempt) -> tuple[str, str]:
         return attempt.value("webauthn_token", 4096), attempt.value("credential", MAX_CREDENTIAL_JSON)
@@ -338,7 +338,7 @@ class WebAuthnFactor:
     def enrol(self, attempt: Attempt) -> tuple[MfaFactor, dict[str, Any]]:
         factor = attempt.factor
         if factor is None:
-            factor = self.provider.mfa.add_pending(attempt.user.id, KIND)
+            factor = self.mfa.add_pending(attempt.user.id, KIND)
         options, token = self.passkeys.registration_options(attempt.user, factor.id)
         return factor, self._shown(options, token)
 

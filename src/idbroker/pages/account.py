@@ -221,7 +221,7 @@ class AccountViews(HostedPages):
         text = self.pages.catalogs.get(lang).gettext(PHONE_SMS_TEXT) % {"issuer": self.settings.totp_issuer,
                                                                         "code": code}
         try:
-            await run_in_threadpool(self.provider.mfa.sms.send, user.phone_number, text)
+            await run_in_threadpool(self.provider.sms.send, user.phone_number, text)
         except SmsError:
             return await self._render(request, session, user, 502,
                                       errors={"phone_code": Problem(PHONE_NOT_SENT)})

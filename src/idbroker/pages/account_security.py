@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .. import audit
 from ..accounts.sessions import describe_device
-from ..mfa.factors import FACTORS, get_factor
+from ..mfa.factors import FACTORS
 from ..mfa.policy import has_second_factor
 from ..store.db import aware
 from ..web.i18n import N_, SUPPORTED
@@ -104,7 +104,7 @@ class SecurityViews(HostedPages):
         lang = self.pages.language(request, user_locale=user.locale)
         rows = []
         for f in factors:
-            impl = get_factor(self.provider, f.kind)
+            impl = self.provider.factors.get(f.kind)
             rows.append({"id": f.id, "kind": f.kind, "name": f.name, "label": impl.label if impl else f.kind,
                          "detail": impl.describe(f) if impl else "", "added": when(f.created_at, lang),
                          "used": when(f.last_used_at, lang)})

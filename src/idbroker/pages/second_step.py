@@ -26,7 +26,7 @@ from starlette.routing import Route
 from .. import audit
 from ..flow.journey import EXPIRED
 from ..mfa.base import RECOVERY, RECOVERY_AMR, Attempt, FactorError
-from ..mfa.factors import FACTORS, get_factor
+from ..mfa.factors import FACTORS
 from ..mfa.policy import effective_policy, has_second_factor
 from ..mfa.policy import requirement as mfa_requirement
 from ..web.i18n import N_
@@ -123,7 +123,7 @@ class MfaViews(LifecyclePages):
             return self.pages.render_text(template, mail_lang, issuer=self.settings.issuer, **context)
 
         fields = {k: v for k, v in (form or {}).items() if isinstance(v, str)}
-        return Attempt(self.provider, visit.user, factor, fields, mail_lang, render_text, translations.gettext,
+        return Attempt(visit.user, factor, fields, mail_lang, render_text, translations.gettext,
                        ip=request.client.host if request.client else None,
                        user_agent=request.headers.get("user-agent"))
 
@@ -153,14 +153,14 @@ class MfaViews(LifecyclePages):
         if chosen is None and chosen_id != RECOVERY:
             # Authenticator apps first: nothing to wait for.
             chosen = next((f for f in factors if f.kind == "totp"), None) or factors[0]
-        impl = get_factor(self.provider, chosen.kind) if chosen is not None else None
+        impl = self.provider.factors.get(chosen.kind) if chosen is not None else None
         extra: dict[str, Any] = {}
         describe = impl.describe(chosen) if impl is not None and chosen is not None else ""
         notice = Problem(CODE_SENT, {"to": describe}) if sent and impl is not None and impl.challenge else None
         if impl is not None and chosen is not None and getattr(impl, "begin_on_show", False):
             extra = await run_in_threadpool(impl.begin, self.attempt(request, visit, chosen))
         return self.page(request, "mfa/verify.html", status, req=visit.req, **visit.hidden(),
-                         factors=[(f, factor_label(f), get_factor(self.provider, f.kind)) for f in factors],
+                         factors=[(f, factor_label(f), self.provider.factors.get(f.kind)) for f in factors],
                          chosen=chosen, chosen_kind=chosen.kind if chosen else RECOVERY,
                          describe=describe,
                          challenge=bool(impl and impl.challenge), codes_left=codes_left,
@@ -211,7 +211,7 @@ class MfaViews(LifecyclePages):
                 left = await run_in_threadpool(self.provider.mfa.recovery_codes_left, visit.user.id)
                 self.record(request, audit.RECOVERY_CODE_USED, visit.user, remaining=left)
         else:
-            impl = get_factor(self.provider, chosen.kind)
+            impl = self.provider.factors.get(chosen.kind)
             if impl is None:
                 return await self.verify_page(request, visit, factors, "", 400, Problem(CODE_WRONG))
             ok = await run_in_threadpool(impl.verify, self.attempt(request, visit, chosen, form))
@@ -233,7 +233,7 @@ class MfaViews(LifecyclePages):
         return response
 
     async def send(self, request: Request, visit: Visit, factors: list[MfaFactor], chosen: MfaFactor) -> Response:
-        impl = get_factor(self.provider, chosen.kind)
+        impl = self.provider.factors.get(chosen.kind)
         if impl is None or not impl.challenge:
             return await self.verify_page(request, visit, factors, chosen.id)
         try:
@@ -259,7 +259,7 @@ class MfaViews(LifecyclePages):
             return RedirectResponse(self.issuer + "/mfa?" + query, status_code=303)
         action = text_field(form, "action")
         if action == "start":
-            impl = get_factor(self.provider, text_field(form, "kind")[:16])
+            impl = self.provider.factors.get(text_field(form, "kind")[:16])
             if impl is None:
                 return self.choose_page(request, visit, 400)
             try:
@@ -270,7 +270,7 @@ class MfaViews(LifecyclePages):
             return self.enrol_page(request, visit, factor, shown)
         factor = await run_in_threadpool(self.provider.mfa.factor, visit.user.id,
                                          text_field(form, "factor")[:64], pending=True)
-        impl = get_factor(self.provider, factor.kind) if factor is not None else None
+        impl = self.provider.factors.get(factor.kind) if factor is not None else None
         if factor is None or impl is None:
             return self.journey.error_page(request, EXPIRED, 400)
         attempt = self.attempt(request, visit, factor, form)
@@ -313,7 +313,7 @@ class MfaViews(LifecyclePages):
     def enrol_page(self, request: Request, visit: Visit, factor: MfaFactor, shown: dict[str, Any],
                    status: int = 200, error: Problem | None = None, notice: Problem | None = None,
                    factor_name: str = "") -> Response:
-        impl = get_factor(self.provider, factor.kind)
+        impl = self.provider.factors.get(factor.kind)
         return self.page(request, "mfa/enrol.html", status, req=visit.req, **visit.hidden(), factor=factor,
                          kind=factor.kind, label=impl.label if impl else factor.kind, error=error, notice=notice,
                          factor_name=factor_name, challenge=bool(impl and impl.challenge), **shown)

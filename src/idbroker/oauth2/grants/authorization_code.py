@@ -8,17 +8,16 @@ from ...store.db import aware, utcnow
 from .. import constants as c
 from .. import pkce
 from ..errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
-from .base import GrantHandler, ttl, user_token_response, wants_refresh_token
+from .base import UserGrant, ttl, wants_refresh_token
 
 if TYPE_CHECKING:
-    from ...provider import Provider
     from ...store.models import Client
 
 
-class AuthorizationCodeGrant(GrantHandler):
+class AuthorizationCodeGrant(UserGrant):
     grant_type = c.GRANT_AUTHORIZATION_CODE
 
-    async def handle_async(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         if self.grant_type not in client.grant_types:
             raise UnauthorizedClientError("this client may not use the authorization_code grant")
         code = form.get("code")
@@ -37,15 +36,14 @@ class AuthorizationCodeGrant(GrantHandler):
                 raise InvalidGrantError("the authorization was revoked")
 
         def refresh_ttl(grant: Any) -> int | None:
-            return ttl(provider, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
+            return ttl(self.settings, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
 
         # Every outcome but "unknown code" uses the code up (a failed attempt cannot be retried).
-        redeemed = await provider.grants.redeem_code(code, check=check, refresh_ttl=refresh_ttl)
+        redeemed = await self.grant_store.redeem_code(code, check=check, refresh_ttl=refresh_ttl)
         if redeemed.code is None:
             raise InvalidGrantError("the authorization code is invalid")
         if redeemed.replayed:
             # RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
             raise InvalidGrantError("the authorization code was already used", detail="code replay")
-        return user_token_response(provider, client, redeemed.grant, scope=redeemed.grant.scope,
-                                   nonce=redeemed.code.nonce, refresh_token=redeemed.refresh_token,
-                                   user=redeemed.user)
+        return self.token_response(client, redeemed.grant, scope=redeemed.grant.scope, nonce=redeemed.code.nonce,
+                                   refresh_token=redeemed.refresh_token, user=redeemed.user)

@@ -1,40 +1,38 @@
-"""The small interface every grant handler implements."""
+"""The interface every grant handler implements, and what the user grants share.
+
+A handler is built once by the composition root with exactly the collaborators its ``__init__``
+names (as fosite's handlers declare theirs): the grant store, the token issuers, the user
+directory, the tokens settings section. It never sees the whole broker. The token endpoint has
+already authenticated the client; ``handle`` validates the rest of the request and returns the
+token response body (RFC 6749 §5.1) or raises an ``OAuth2Error``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from starlette.concurrency import run_in_threadpool
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ...store.db import aware
 from .. import constants as c
 from ..errors import InvalidGrantError, InvalidScopeError
 
 if TYPE_CHECKING:
-    from ...provider import Provider
+    from ...accounts.users import UserService
+    from ...oidc.id_token import IdTokens
+    from ...settings import TokenSettings
     from ...store.models import Client, Grant, User
+    from ..grant_store import GrantStore
+    from ..tokens import AccessTokens
 
 
-class GrantHandler:
-    grant_type: str = ""
-    # False when `handle` only computes (no database, no network): the token endpoint then runs
-    # it on the event loop instead of paying for a thread-pool hop.
-    blocking: bool = True
+class GrantHandler(Protocol):
+    grant_type: ClassVar[str]
 
-    def handle(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
-        """Validate the request and return the token response body (RFC 6749 §5.1)."""
-        raise NotImplementedError
-
-    async def handle_async(self, provider: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
-        """What the token endpoint calls: `handle` in the thread pool when it blocks, else right
-        here. A grant whose waits are all awaitable overrides this instead."""
-        if self.blocking:
-            return await run_in_threadpool(self.handle, provider, client, form)
-        return self.handle(provider, client, form)
+    async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]: ...
 
 
-def ttl(provider: Provider, client: Client, name: str) -> int:
-    return getattr(client, name) or getattr(provider.settings, name)
+def ttl(settings: TokenSettings, client: Client, name: str) -> int:
+    """A lifetime (`name`, e.g. "access_token_ttl"): the client's own, else the broker's."""
+    return getattr(client, name) or getattr(settings, name)
 
 
 def narrow_scope(requested: str | None, granted: str) -> str:
@@ -48,31 +46,39 @@ def narrow_scope(requested: str | None, granted: str) -> str:
     return " ".join(dict.fromkeys(asked))
 
 
-def user_token_response(provider: Provider, client: Client, grant: Grant, *, scope: str,
-                        nonce: str | None = None, with_id_token: bool = True,
-                        refresh_token: str | None = None, audience: str | None = None,
-                        user: User | None = None) -> dict[str, Any]:
-    """Access token (+ ID token when openid was granted) for a user grant (its user loaded
-    already, or looked up here)."""
-    if user is None:
-        user = provider.users.by_id(grant.user_id)
-    if user is None or user.disabled:
-        raise InvalidGrantError("the user of this grant is no longer active")
-    auth_time = int(aware(grant.auth_time).timestamp())
-    at = provider.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=scope,
-                                      ttl=ttl(provider, client, "access_token_ttl"), grant_id=grant.id,
-                                      auth_time=auth_time, acr=grant.acr, amr=grant.amr, sid=grant.sid,
-                                      audience=audience)
-    body: dict[str, Any] = {"access_token": at.token, "token_type": "Bearer", "expires_in": at.expires_in,
-                            "scope": scope}
-    if with_id_token and c.SCOPE_OPENID in scope.split():
-        body["id_token"] = provider.id_tokens.issue(
-            client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
-            ttl=ttl(provider, client, "id_token_ttl"), auth_time=auth_time, nonce=nonce, sid=grant.sid,
-            acr=grant.acr, amr=grant.amr, access_token=at.token)
-    if refresh_token:
-        body["refresh_token"] = refresh_token
-    return body
+class UserGrant:
+    """What a grant made on behalf of a user (code, refresh) uses to answer with tokens."""
+
+    def __init__(self, grant_store: GrantStore, users: UserService, access_tokens: AccessTokens,
+                 id_tokens: IdTokens, settings: TokenSettings):
+        self.grant_store = grant_store
+        self.users = users
+        self.access_tokens = access_tokens
+        self.id_tokens = id_tokens
+        self.settings = settings
+
+    def token_response(self, client: Client, grant: Grant, *, scope: str, nonce: str | None = None,
+                       refresh_token: str | None = None, user: User | None = None) -> dict[str, Any]:
+        """Access token (+ ID token when openid was granted) for a user grant (its user loaded
+        already, or looked up here)."""
+        if user is None:
+            user = self.users.by_id(grant.user_id)
+        if user is None or user.disabled:
+            raise InvalidGrantError("the user of this grant is no longer active")
+        auth_time = int(aware(grant.auth_time).timestamp())
+        at = self.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=scope,
+                                      ttl=ttl(self.settings, client, "access_token_ttl"), grant_id=grant.id,
+                                      auth_time=auth_time, acr=grant.acr, amr=grant.amr, sid=grant.sid)
+        body: dict[str, Any] = {"access_token": at.token, "token_type": "Bearer", "expires_in": at.expires_in,
+                                "scope": scope}
+        if c.SCOPE_OPENID in scope.split():
+            body["id_token"] = self.id_tokens.issue(
+                client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
+                ttl=ttl(self.settings, client, "id_token_ttl"), auth_time=auth_time, nonce=nonce, sid=grant.sid,
+                acr=grant.acr, amr=grant.amr, access_token=at.token)
+        if refresh_token:
+            body["refresh_token"] = refresh_token
+        return body
 
 
 def wants_refresh_token(client: Client, scope: str) -> bool:
