@@ -141,7 +141,7 @@ class Provider:
 
     @cached_property
     def mailer(self) -> Mailer:
-        return make_mailer(self.settings)
+        return make_mailer(self.settings.mail, self.settings.data_dir)
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -10,9 +10,10 @@ import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..settings import Settings
+if TYPE_CHECKING:
+    from ..settings import MailSettings
 
 log = logging.getLogger("idbroker.mail")
 
@@ -39,8 +40,8 @@ def build_message(sender: str, to: str, subject: str, text: str, html: str | Non
 
 
 class SmtpMailer:
-    def __init__(self, settings: Settings):
-        self.s = settings
+    def __init__(self, mail: MailSettings):
+        self.s = mail
 
     def send(self, to: str, subject: str, text: str, html: str | None = None) -> None:
         s = self.s
@@ -66,9 +67,9 @@ class SmtpMailer:
 class ConsoleMailer:
     """Development: writes every message to mail_dir and logs that it did."""
 
-    def __init__(self, settings: Settings):
-        self.sender = settings.mail_from
-        self.folder = Path(settings.mail_dir or Path(settings.data_dir) / "mail")
+    def __init__(self, mail: MailSettings, data_dir: str):
+        self.sender = mail.mail_from
+        self.folder = Path(mail.mail_dir or Path(data_dir) / "mail")
 
     def send(self, to: str, subject: str, text: str, html: str | None = None) -> None:
         msg = build_message(self.sender, to, subject, text, html)
@@ -78,8 +79,8 @@ class ConsoleMailer:
         log.info("mail to %s (%s) written to %s", _mask(to), subject, path)
 
 
-def make_mailer(settings: Settings) -> Mailer:
-    return SmtpMailer(settings) if settings.mail_backend == "smtp" else ConsoleMailer(settings)
+def make_mailer(mail: MailSettings, data_dir: str) -> Mailer:
+    return SmtpMailer(mail) if mail.mail_backend == "smtp" else ConsoleMailer(mail, data_dir)
 
 
 def _mask(address: str) -> str:
