@@ -9,7 +9,7 @@ discoverable (credProps), as the authenticator reported them.
 As a second factor this is the "webauthn" kind of mfa/factors.py (WebAuthnFactor below): the
 /mfa pages render the options into the page and the browser (static/webauthn.js) posts the
 authenticator's answer back in the page's form. Passwordless sign-in has its own JSON endpoints
-on the login page (login/passkeys.py).
+on the login page (pages/passkey_sign_in.py), which shares the one `Passkeys` the composition root builds.
 
 Challenges never come from the client. Each ceremony's options go with a short-lived signed
 token (HS256 with a key derived from the broker's secret) holding the challenge, the purpose
