@@ -45,9 +45,9 @@ from .security import TOKEN_RE
 from .settings import Settings
 from .store.db import Database
 from .store.housekeeping import purge_if_first
+from .text import match
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
-from .web.i18n import match
 from .web.navigation import local_path
 from .web.templating import Pages
 from .web.theme import LayeredStaticFiles, theme_css
@@ -77,13 +77,15 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
                   default_locale=settings.default_locale, cookie_name=settings.cookie_name)
     pages.env.globals["theme_logo"] = settings.theme_logo_url
     pages.env.globals["signup_enabled"] = settings.signup_enabled  # a client may override it
-    journey = Journey(provider, pages)
+    journey = Journey(settings=settings, db=provider.db, clients=provider.clients, sessions=provider.sessions,
+                      mfa=provider.mfa, grants=provider.grants, access_tokens=provider.access_tokens,
+                      id_tokens=provider.id_tokens, audit=provider.audit, pages=pages)
     csrf = Csrf(provider.csrf_key, f"{settings.cookie_name}_csrf", settings.secure_cookies)
-    views = LoginViews(journey, csrf)
-    signup = SignupViews(journey, csrf)
-    verification = VerificationViews(journey, csrf)
-    recovery = RecoveryViews(journey, csrf)
-    logout = Logout(journey, csrf)
+    views = LoginViews(provider, journey, csrf)
+    signup = SignupViews(provider, journey, csrf)
+    verification = VerificationViews(provider, journey, csrf)
+    recovery = RecoveryViews(provider, journey, csrf)
+    logout = Logout(provider, journey, csrf)
     discovery = metadata_bytes(settings.server, ENDPOINTS)
 
     @asynccontextmanager
@@ -177,12 +179,12 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/forgot-password", recovery.forgot_submit, methods=["POST"]),
         Route("/reset-password", recovery.reset_form, methods=["GET"]),
         Route("/reset-password", recovery.reset_submit, methods=["POST"]),
-        *DashboardViews(journey, csrf).routes(),  # "/" and /apps
-        *AccountViews(journey, csrf).routes(),
-        *TermsViews(journey, csrf).routes(),
-        *MfaViews(journey, csrf).routes(),       # /mfa, /mfa/enrol
-        *SecurityViews(journey, csrf).routes(),  # /account/security
-        *PasskeyLoginViews(journey, csrf).routes(),  # /login/passkey (passwordless)
+        *DashboardViews(provider, journey, csrf).routes(),  # "/" and /apps
+        *AccountViews(provider, journey, csrf).routes(),
+        *TermsViews(provider, journey, csrf).routes(),
+        *MfaViews(provider, journey, csrf).routes(),       # /mfa, /mfa/enrol
+        *SecurityViews(provider, journey, csrf).routes(),  # /account/security
+        *PasskeyLoginViews(provider, journey, csrf).routes(),  # /login/passkey (passwordless)
         Route("/theme.css", stylesheet, methods=["GET"]),
         Route("/themes/{name}/{path:path}", theme_asset, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),

@@ -11,7 +11,8 @@ import pytest
 from lifecycle_helpers import authorize_params, last_mail, page_fields, signup
 from support import CSRF_RE, ISSUER, PASSWORD
 
-from idbroker.web.i18n import SUPPORTED, Catalogs
+from idbroker.text import SUPPORTED
+from idbroker.web.i18n import Catalogs
 
 CATALOGS = Catalogs()
 LANG_COOKIE = "idbroker_lang"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from support import make_settings
 
+from idbroker.accounts import passwords
 from idbroker.credentials import base as credentials
 from idbroker.federation import base as federation
 from idbroker.mfa import factors
@@ -29,6 +30,7 @@ TABLES: list[tuple[types.ModuleType, str, tuple[type, ...], str]] = [
     (federation, "UPSTREAMS", (federation.Upstream, federation.PasswordAuthority), "kind"),
     (migration, "SOURCES", (migration.MigrationSource,), "kind"),
     (credentials, "ISSUERS", (credentials.CredentialIssuer,), "token_type"),
+    (passwords, "HASHERS", (passwords.LegacyHasher,), "scheme"),
 ]
 
 ENTRIES = [pytest.param(protocols, key_attr, key, cls, id=f"{name}[{key}]")

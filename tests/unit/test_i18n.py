@@ -18,7 +18,8 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 from starlette.requests import Request
 
-from idbroker.web.i18n import LOCALES_DIR, SUPPORTED, Catalogs, match, parse_accept_language
+from idbroker.text import SUPPORTED, match
+from idbroker.web.i18n import LOCALES_DIR, Catalogs, parse_accept_language
 from idbroker.web.templating import Pages
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,10 +1,16 @@
 """argon2id password hashing (argon2-cffi). Parameters come from settings; a hash made with
-weaker parameters is replaced at the user's next successful login."""
+weaker parameters is replaced at the user's next successful login.
+
+Hashes imported from other systems (bcrypt, PBKDF2, scrypt, crypt, LDAP schemes...) are verified
+by a legacy hasher, one class per scheme in the `HASHERS` table (the migration work fills it),
+and replaced by argon2id at the first successful sign-in. A hasher never hashes: it only
+recognises its encoding and verifies against it, with the library that owns the scheme."""
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import ClassVar, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -44,3 +50,19 @@ class Passwords:
             return self._hasher.check_needs_rehash(stored)
         except InvalidHashError:
             return True
+
+
+class LegacyHasher(Protocol):
+    scheme: ClassVar[str]   # e.g. "bcrypt", "pbkdf2_sha256", "ssha"
+
+    def identifies(self, encoded: str) -> bool:
+        """The stored string is in this scheme's own encoding."""
+        ...
+
+    def verify(self, encoded: str, password: str) -> bool:
+        """In constant time with respect to the password; False for a malformed encoding."""
+        ...
+
+
+# scheme -> the class verifying it. Filled by the migration work.
+HASHERS: dict[str, type[LegacyHasher]] = {}

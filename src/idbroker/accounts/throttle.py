@@ -78,11 +78,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..store.db import Database, aware, utcnow
+from ..store.housekeeping import purge_forgotten_throttles
 from ..store.models import Throttle
 
 MAX_WINDOW = 86400
@@ -347,12 +348,6 @@ class LoginThrottle:
 
     def purge(self) -> int:
         """Deletes the rows whose failures are forgotten and that lock nothing (rate-limit rows
-        too: their windows are at most a day)."""
-        now = utcnow()
-        horizon = now - timedelta(seconds=max(self.FORGET_AFTER, MAX_WINDOW))
-        with self.db.session() as s:
-            return s.execute(delete(Throttle).where(
-                or_(Throttle.last_failure_at.is_(None), Throttle.last_failure_at < horizon),
-                or_(Throttle.locked_until.is_(None), Throttle.locked_until < now),
-                or_(Throttle.first_failure_at.is_(None), Throttle.first_failure_at < horizon))).rowcount
+        too: their windows are at most a day): the housekeeping rule, run now."""
+        return purge_forgotten_throttles(self.db)
 

@@ -15,8 +15,8 @@ from starlette.responses import RedirectResponse, Response
 from ..oauth2 import constants as c
 from ..oauth2.errors import OAuth2Error
 from ..pages.hosted import FORM_EXPIRED
+from ..text import N_
 from ..web.body import BodyError, read_form
-from ..web.i18n import N_
 from .common import unique_params
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ class BadLogoutRequest(Exception):
 
 
 class Logout:
-    def __init__(self, journey: Journey, csrf: Csrf):
+    def __init__(self, provider: Provider, journey: Journey, csrf: Csrf):
         self.journey = journey
-        self.provider: Provider = journey.provider
+        self.provider = provider
         self.csrf = csrf
 
     def _parse(self, params: dict[str, str]) -> LogoutRequest:

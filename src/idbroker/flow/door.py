@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -26,9 +26,42 @@ from ..web.navigation import local_path
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from ..accounts.sessions import SessionService
+    from ..audit import Audit
+    from ..mfa.service import MfaService
     from ..oauth2.authorize_checks import AuthorizationRequest
+    from ..settings import Settings
+    from ..store.db import Database
     from ..store.models import BrowserSession, Grant, Interaction, User
-    from .journey import Journey
+    from .interactions import Interactions
+
+
+class Journey(Protocol):
+    """What the door asks of the journey of an authorization request (flow/journey.py), which
+    builds the door: its cookies, the browser's session, the next prompt, and the answer."""
+
+    session_cookie: str
+    interaction_cookie: str
+    device_cookie: str
+    interactions: Interactions
+
+    def current(self, request: Request) -> tuple[BrowserSession, User] | None: ...
+
+    def next_prompt(self, request: Request, req: AuthorizationRequest, interaction: Interaction | None, user: User,
+                    amr: list[str]) -> tuple[str, Any] | None: ...
+
+    def park(self, req: AuthorizationRequest, interaction: Interaction | None, prompt: str) -> Response: ...
+
+    def record_grant(self, req: AuthorizationRequest, session: BrowserSession, user: User,
+                     interaction: Interaction | None, s: Session) -> tuple[Grant, dict[str, str]]: ...
+
+    def respond(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User,
+                interaction: Interaction | None, grant: Grant, out: dict[str, str]) -> Response: ...
+
+    def parked(self, value: str | None, request: Request | None = None
+               ) -> tuple[Interaction, AuthorizationRequest] | tuple[None, None]: ...
+
+    def resume_url(self, interaction_id: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -121,14 +154,14 @@ class Login:
 
 
 class Door:
-    def __init__(self, journey: Journey):
-        provider = journey.provider
+    def __init__(self, journey: Journey, *, db: Database, sessions: SessionService, audit: Audit, mfa: MfaService,
+                 settings: Settings):
         self.journey = journey
-        self.db = provider.db
-        self.sessions = provider.sessions
-        self.audit = provider.audit
-        self.mfa = provider.mfa
-        self.settings = provider.settings
+        self.db = db
+        self.sessions = sessions
+        self.audit = audit
+        self.mfa = mfa
+        self.settings = settings
 
     def finish_login(self, request: Request, who: Authenticated, *, interaction: Interaction | None,
                      req: AuthorizationRequest | None = None, landing: str | Response = "",

@@ -25,7 +25,7 @@ from ..oauth2.errors import (
 from ..oauth2.grants.base import ttl
 from ..oidc.claims import user_claims
 from ..store.db import aware
-from ..web.i18n import N_
+from ..text import N_
 from .consents import Consents
 from .door import Door
 from .interactions import Interactions
@@ -36,28 +36,45 @@ EXPIRED = N_("This sign-in request has expired. Go back to the application and s
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ..provider import Provider
+    from ..accounts.sessions import SessionService
+    from ..audit import Audit
+    from ..clients.registry import ClientRegistry
+    from ..mfa.service import MfaService
+    from ..oauth2.grant_store import GrantStore
+    from ..oauth2.tokens import AccessTokens
+    from ..oidc.id_token import IdTokens
+    from ..settings import Settings
+    from ..store.db import Database
     from ..store.models import BrowserSession, Grant, Interaction, User
     from ..web.templating import Pages
 
 
 class Journey:
-    def __init__(self, provider: Provider, pages: Pages):
-        self.provider = provider
+    def __init__(self, *, settings: Settings, db: Database, clients: ClientRegistry, sessions: SessionService,
+                 mfa: MfaService, grants: GrantStore, access_tokens: AccessTokens, id_tokens: IdTokens,
+                 audit: Audit, pages: Pages):
+        self.settings = settings
+        self.db = db
+        self.clients = clients
+        self.sessions = sessions
+        self.mfa = mfa
+        self.grants = grants
+        self.access_tokens = access_tokens
+        self.id_tokens = id_tokens
         self.pages = pages
-        self.interactions = Interactions(provider.db, provider.settings.interaction_ttl)
-        self.consents = Consents(provider.db)
-        name = provider.settings.cookie_name
+        self.interactions = Interactions(db, settings.interaction_ttl)
+        self.consents = Consents(db)
+        name = settings.cookie_name
         self.session_cookie = f"{name}_session"
         self.interaction_cookie = f"{name}_interaction"
         self.device_cookie = f"{name}_device"  # "remember this device" (second factor)
-        self.door = Door(self)
+        self.door = Door(self, db=db, sessions=sessions, audit=audit, mfa=mfa, settings=settings)
 
     # -- entry points ----------------------------------------------------------------------------
     def start(self, request: Request, params: dict[str, str]) -> Response:
         """The authorization endpoint, for GET and POST."""
         try:
-            req = authorize_checks.validate(self.provider.clients, params)
+            req = authorize_checks.validate(self.clients, params)
         except BadAuthorizationRequest as bad:
             return self.error_page(request, bad.message, bad.status_code, bad.params)
         except OAuth2Error as err:
@@ -79,7 +96,7 @@ class Journey:
 
     # -- decisions -------------------------------------------------------------------------------
     def current(self, request: Request) -> tuple[BrowserSession, User] | None:
-        return self.provider.sessions.lookup(request.cookies.get(self.session_cookie))
+        return self.sessions.lookup(request.cookies.get(self.session_cookie))
 
     def proceed(self, request: Request, req: AuthorizationRequest, interaction: Interaction | None) -> Response:
         assert req.client is not None
@@ -100,7 +117,7 @@ class Journey:
             if "none" in req.prompt:
                 return self.redirect_error(request, req, refusal)
             return self.park(req, interaction, prompt)
-        with self.provider.db.session() as s:
+        with self.db.session() as s:
             issued = self.record_grant(req, session, user, interaction, s)
         return self.respond(request, req, session, user, interaction, *issued)
 
@@ -112,17 +129,17 @@ class Journey:
         assert req.client is not None
         # Account prompts between login and consent: the user's state decides, so coming back
         # after verifying or accepting simply passes them.
-        settings = self.provider.settings
+        settings = self.settings
         if settings.require_email_verification and not user.email_verified:
             return "verify-email", InteractionRequiredError("the email address is not verified")
         if settings.terms_version and user.terms_version != settings.terms_version:
             return "terms", InteractionRequiredError("new terms must be accepted")
         needed = mfa_requirement(
             policy=effective_policy(settings.mfa_policy, req.client.mfa_policy), acr_values=req.acr_values,
-            session_amr=amr, enrolled=lambda: self.provider.mfa.enrolled(user.id),
+            session_amr=amr, enrolled=lambda: self.mfa.enrolled(user.id),
             # max_age asks for a fresh authentication: a remembered device does not stand in for it.
             remembered=lambda: req.max_age is None
-            and self.provider.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
+            and self.mfa.is_remembered(request.cookies.get(self.device_cookie), user.id))
         if needed is not None:
             return "mfa", InteractionRequiredError("a second factor is required")
         # Consent given on this interaction's page stands; else prompt=consent asks again and a
@@ -142,11 +159,11 @@ class Journey:
         assert req.client is not None
         if interaction is None:
             interaction = self.interactions.create(req.client.client_id, req.parked())
-        target = self.provider.settings.issuer + f"/{prompt}?" + urlencode({"interaction": interaction.id})
+        target = self.settings.issuer + f"/{prompt}?" + urlencode({"interaction": interaction.id})
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(self.interaction_cookie, interaction.id, httponly=True,
-                            secure=self.provider.settings.secure_cookies, samesite="lax", path="/",
-                            max_age=self.provider.settings.interaction_ttl)
+                            secure=self.settings.secure_cookies, samesite="lax", path="/",
+                            max_age=self.settings.interaction_ttl)
         return response
 
     # -- the response ------------------------------------------------------------------------
@@ -157,20 +174,19 @@ class Journey:
         the response parameters so far (the code)."""
         client = req.client
         assert client is not None
-        p = self.provider
         offline = c.SCOPE_OFFLINE in req.scopes
         out: dict[str, str] = {}
-        grant = p.grants.create_grant(
+        grant = self.grants.create_grant(
             client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
             auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
-            ttl=max(ttl(p.settings.tokens, client, "refresh_token_ttl") if offline else 0,
-                    ttl(p.settings.tokens, client, "access_token_ttl"), p.settings.code_ttl), session=s)
+            ttl=max(ttl(self.settings.tokens, client, "refresh_token_ttl") if offline else 0,
+                    ttl(self.settings.tokens, client, "access_token_ttl"), self.settings.code_ttl), session=s)
         s.flush()  # the grant before its code: the models have no relationship to order them by
-        p.sessions.add_client(session.sid, client.client_id, session=s)
+        self.sessions.add_client(session.sid, client.client_id, session=s)
         if req.response_type == c.RESPONSE_CODE:
-            out["code"] = p.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
+            out["code"] = self.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
                                                nonce=req.nonce, code_challenge=req.code_challenge,
-                                               ttl=p.settings.code_ttl, session=s)
+                                               ttl=self.settings.code_ttl, session=s)
         if interaction is not None:
             self.interactions.finish(interaction.id, session=s)
         return grant, out
@@ -181,12 +197,11 @@ class Journey:
         flow added, in the request's response mode; the interaction cookie goes."""
         client = req.client
         assert client is not None
-        p = self.provider
         access_token = None
         auth_time = int(aware(session.auth_time).timestamp())
         if req.response_type == c.RESPONSE_ID_TOKEN_TOKEN:
-            at = p.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
-                                       ttl=ttl(p.settings.tokens, client, "access_token_ttl"), grant_id=grant.id,
+            at = self.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
+                                       ttl=ttl(self.settings.tokens, client, "access_token_ttl"), grant_id=grant.id,
                                        auth_time=auth_time, acr=session.acr, amr=list(session.amr),
                                        sid=session.sid)
             access_token = at.token
@@ -195,12 +210,12 @@ class Journey:
         if req.implicit:
             # OIDC Core §5.4: with no access token to fetch userinfo, the claims go in the ID token.
             extra: dict[str, Any] = {} if access_token else user_claims(user, req.scopes)
-            out["id_token"] = p.id_tokens.issue(
+            out["id_token"] = self.id_tokens.issue(
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
-                ttl=ttl(p.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,
+                ttl=ttl(self.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,
                 sid=session.sid, acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
         response = authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
-                                          issuer=p.issuer, state=req.state)
+                                          issuer=self.settings.issuer, state=req.state)
         if interaction is not None:
             response.delete_cookie(self.interaction_cookie, path="/")
         return response
@@ -208,7 +223,7 @@ class Journey:
     def redirect_error(self, request: Request, req: AuthorizationRequest, err: OAuth2Error) -> Response:
         """RFC 6749 §4.1.2.1: the redirect URI is trusted by now."""
         return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, err.as_dict(),
-                                      issuer=self.provider.issuer, state=req.state)
+                                      issuer=self.settings.issuer, state=req.state)
 
     def error_page(self, request: Request, message: str, status: int,
                    params: dict[str, Any] | None = None) -> Response:
@@ -238,8 +253,8 @@ class Journey:
         there (RFC 6749 §3.1.2.3); the rest is not checked again."""
         kept = interaction.params
         if not isinstance(kept.get("params"), dict):  # parked, unvalidated, by an earlier version
-            return authorize_checks.validate(self.provider.clients, kept)
-        client = self.provider.clients.get(interaction.client_id)
+            return authorize_checks.validate(self.clients, kept)
+        client = self.clients.get(interaction.client_id)
         if client is None:
             raise BadAuthorizationRequest(UNKNOWN_CLIENT)
         if kept["redirect_uri"] not in client.redirect_uris:
@@ -247,5 +262,5 @@ class Journey:
         return AuthorizationRequest.unparked(kept, client)
 
     def resume_url(self, interaction_id: str) -> str:
-        return self.provider.settings.issuer + "/oauth2/authorize/resume?" + urlencode(
+        return self.settings.issuer + "/oauth2/authorize/resume?" + urlencode(
             {"interaction": interaction_id})

@@ -18,7 +18,7 @@ from ..notify.mail import MailError
 from ..notify.sms import SmsError, mask_phone
 from ..phone import normalise_phone
 from ..store.db import utcnow
-from ..web.i18n import N_
+from ..text import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:

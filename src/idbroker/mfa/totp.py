@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyotp
 import segno
 
-from ..web.i18n import N_
+from ..text import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:

@@ -60,7 +60,7 @@ from webauthn.helpers.structs import (
 from ..security import derive_key, loads_bounded, random_token
 from ..store.db import Database, utcnow
 from ..store.models import MfaFactor, RevokedToken, User
-from ..web.i18n import N_
+from ..text import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:

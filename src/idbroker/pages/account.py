@@ -38,13 +38,14 @@ from ..accounts.users import MAX_PASSWORD
 from ..notify.mail import MailError
 from ..notify.sms import SmsError
 from ..store.db import aware
-from ..web.i18n import N_, SUPPORTED
+from ..text import N_, SUPPORTED
 from .hosted import HostedPages, field
 from .sign_in import SCOPE_TEXT
 
 if TYPE_CHECKING:
     from ..flow.journey import Journey
     from ..oidc.backchannel import Delivery
+    from ..provider import Provider
     from ..store.models import AuditEvent, BrowserSession, User
     from ..web.csrf import Csrf
 
@@ -125,8 +126,8 @@ def done_redirect(views: HostedPages, path: str, what: str, deliveries: list[Del
 
 
 class AccountViews(HostedPages):
-    def __init__(self, journey: Journey, csrf: Csrf):
-        super().__init__(journey, csrf)
+    def __init__(self, provider: Provider, journey: Journey, csrf: Csrf):
+        super().__init__(provider, journey, csrf)
         self.accounts = self.provider.accounts
 
     def routes(self) -> list[Route]:

@@ -24,7 +24,7 @@ from ..accounts.sessions import describe_device
 from ..mfa.factors import FACTORS
 from ..mfa.policy import has_second_factor
 from ..store.db import aware
-from ..web.i18n import N_, SUPPORTED
+from ..text import N_, SUPPORTED
 from .account import done_redirect, keeps_apps, notices
 from .hosted import HostedPages, field
 from .lifecycle_pages import Problem

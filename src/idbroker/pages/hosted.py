@@ -10,12 +10,13 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..text import N_
 from ..web.body import BodyError, read_form
-from ..web.i18n import N_
 
 if TYPE_CHECKING:
     from ..flow.journey import Journey
     from ..oauth2.authorize_checks import AuthorizationRequest
+    from ..provider import Provider
     from ..store.models import BrowserSession, User
     from ..web.csrf import Csrf
 
@@ -38,10 +39,10 @@ async def posted_form(request: Request) -> FormData | None:
 
 
 class HostedPages:
-    def __init__(self, journey: Journey, csrf: Csrf):
+    def __init__(self, provider: Provider, journey: Journey, csrf: Csrf):
         self.journey = journey
-        self.provider = journey.provider
-        self.settings = journey.provider.settings
+        self.provider = provider
+        self.settings = provider.settings
         self.pages = journey.pages
         self.csrf = csrf
 

@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..accounts.lifecycle import EMAIL_INVALID, Problem
+from ..accounts.policy import PasswordRejected
 from ..accounts.throttle import Rule, send_rules
 from ..accounts.users import EMAIL_RE, normalise_email
 from ..flow.journey import EXPIRED
 from ..notify.mail import MailError
-from ..web.i18n import N_
+from ..text import N_
 from .hosted import HostedPages
 from .pending_signup import PendingSignups
 from .protection import client_ip
@@ -63,6 +64,18 @@ def link(base: str, path: str, **params: str | None) -> str:
 
 
 class LifecyclePages(HostedPages):
+    PASSWORD_MISSING = N_("Choose a password.")
+
+    def check_password(self, password: str, email: str | None) -> Problem | None:
+        """The password policy (length, breached list, not the address); may ask the range API."""
+        if not password:
+            return Problem(self.PASSWORD_MISSING)
+        try:
+            self.provider.password_policy.check(password, email=email)
+        except PasswordRejected as exc:
+            return Problem(exc.message, dict(exc.params))
+        return None
+
     """Sign-up, verification and recovery: pages that carry a parked authorization request."""
 
     async def posted(self, request: Request

@@ -37,6 +37,7 @@ from .hosted import FORM_EXPIRED
 
 if TYPE_CHECKING:
     from ..flow.journey import Journey
+    from ..provider import Provider
     from ..web.csrf import Csrf
 
 log = logging.getLogger("idbroker.webauthn")
@@ -45,9 +46,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 class PasskeyLoginViews:
-    def __init__(self, journey: Journey, csrf: Csrf):
+    def __init__(self, provider: Provider, journey: Journey, csrf: Csrf):
         self.journey = journey
-        self.provider = journey.provider
+        self.provider = provider
         self.pages = journey.pages
         self.csrf = csrf
         self.passkeys = self.provider.passkeys

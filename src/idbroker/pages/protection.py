@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from .. import audit
 from ..accounts.throttle import LIMITS, subject
-from ..web.i18n import N_, SUPPORTED
+from ..text import N_, SUPPORTED
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

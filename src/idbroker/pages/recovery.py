@@ -23,10 +23,9 @@ from starlette.responses import Response
 
 from .. import audit
 from ..accounts.one_time import RESET_PASSWORD
-from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
 from ..flow.journey import EXPIRED
-from ..web.i18n import N_
+from ..text import N_
 from .hosted import FORM_EXPIRED
 from .lifecycle_pages import BAD_FORM, LifecyclePages, Problem, check_email, link, text_field
 from .protection import TOO_MANY, client_ip, limit, wait_words
@@ -36,13 +35,14 @@ if TYPE_CHECKING:
     from ..store.models import Interaction, OneTimeToken, User
 
 LINK_INVALID = N_("This link is invalid, was already used or has expired. Ask for a new one.")
-PASSWORD_MISSING = N_("Choose a new password.")
 MISMATCH = N_("The two passwords are not the same.")
 RESET_SUBJECT = N_("Reset your password")
 CHANGED_SUBJECT = N_("Your password was changed")
 
 
 class RecoveryViews(LifecyclePages):
+    PASSWORD_MISSING = N_("Choose a new password.")
+
     # -- /forgot-password ----------------------------------------------------------------------
     def _forgot_page(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,
                      status: int = 200, *, email: str = "", error: Problem | None = None) -> Response:
@@ -128,7 +128,7 @@ class RecoveryViews(LifecyclePages):
             return self._reset_page(request, token, user, interaction, req, 400, error=Problem(FORM_EXPIRED))
         password = text_field(form, "password")
         confirmation = text_field(form, "password_confirmation")
-        problem = await run_in_threadpool(self._check_password, password, user.email)  # may ask the range API
+        problem = await run_in_threadpool(self.check_password, password, user.email)  # may ask the range API
         if problem is not None:
             return self._reset_page(request, token, user, interaction, req, 400, password_error=problem)
         if confirmation != password:
@@ -151,15 +151,6 @@ class RecoveryViews(LifecyclePages):
                                      reset_link=link(self.settings.issuer, "/forgot-password"))
         self.send_later(response, user.email, subject, text)
         return response
-
-    def _check_password(self, password: str, email: str) -> Problem | None:
-        if not password:
-            return Problem(PASSWORD_MISSING)
-        try:
-            self.provider.password_policy.check(password, email=email)
-        except PasswordRejected as exc:
-            return Problem(exc.message, dict(exc.params))
-        return None
 
     def _reset(self, user: User, password: str) -> None:
         p = self.provider

@@ -29,7 +29,7 @@ from ..mfa.base import RECOVERY, RECOVERY_AMR, Attempt, FactorError
 from ..mfa.factors import FACTORS
 from ..mfa.policy import effective_policy, has_second_factor
 from ..mfa.policy import requirement as mfa_requirement
-from ..web.i18n import N_
+from ..text import N_
 from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED
 from .lifecycle_pages import LifecyclePages, Problem, text_field

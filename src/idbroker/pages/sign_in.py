@@ -14,8 +14,8 @@ from ..flow.door import Authenticated, Login
 from ..flow.journey import EXPIRED
 from ..oauth2 import constants as c
 from ..oauth2.errors import AccessDeniedError
+from ..text import N_
 from ..web.csrf import Csrf
-from ..web.i18n import N_
 from ..web.navigation import local_path
 from .hosted import FORM_EXPIRED, posted_form
 from .protection import check_password, client_ip, too_many
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ..flow.journey import Journey
+    from ..provider import Provider
     from ..store.models import BrowserSession, Interaction, User
 
 SCOPE_TEXT = {
@@ -39,9 +40,9 @@ SIGN_IN_FIRST = N_("Please sign in.")
 
 
 class LoginViews:
-    def __init__(self, journey: Journey, csrf: Csrf):
+    def __init__(self, provider: Provider, journey: Journey, csrf: Csrf):
         self.journey = journey
-        self.provider = journey.provider
+        self.provider = provider
         self.pages = journey.pages
         self.csrf = csrf
 

@@ -32,11 +32,10 @@ from starlette.responses import Response
 
 from ..accounts.lifecycle import PHONE_INVALID
 from ..accounts.one_time import VERIFY_EMAIL
-from ..accounts.policy import PasswordRejected
 from ..accounts.users import UserError
 from ..flow.journey import EXPIRED
 from ..phone import normalise_phone
-from ..web.i18n import N_, SUPPORTED
+from ..text import N_, SUPPORTED
 from .hosted import FORM_EXPIRED
 from .lifecycle_pages import (
     MAX_FIELD,
@@ -65,7 +64,6 @@ TOO_LONG = N_("Use at most %(max)d characters.")
 CONTROL_CHARACTERS = N_("Remove the control characters from this field.")
 LOCALE_INVALID = N_("Choose a language from the list.")
 CHOICE_INVALID = N_("This value is not valid. Tick the box or leave it empty.")
-PASSWORD_MISSING = N_("Choose a password.")
 
 TEXT_MAX = 255
 _TRUE = ("on", "true", "1", "yes")
@@ -187,14 +185,6 @@ class SignupViews(LifecyclePages):
             values["custom_attributes"] = None
         return values, ok
 
-    def check_password(self, password: str, email: str | None) -> Problem | None:
-        if not password:
-            return Problem(PASSWORD_MISSING)
-        try:
-            self.provider.password_policy.check(password, email=email)
-        except PasswordRejected as exc:
-            return Problem(exc.message, dict(exc.params))
-        return None
 
     # -- pages ---------------------------------------------------------------------------------
     def _form_page(self, request: Request, interaction: Interaction | None, req: AuthorizationRequest | None,

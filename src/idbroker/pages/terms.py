@@ -20,11 +20,12 @@ from starlette.routing import Route
 
 from ..flow.journey import EXPIRED
 from ..oauth2.errors import AccessDeniedError
-from ..web.i18n import N_
+from ..text import N_
 from .hosted import HostedPages, field
 
 if TYPE_CHECKING:
     from ..flow.journey import Journey
+    from ..provider import Provider
     from ..store.models import User
     from ..web.csrf import Csrf
 
@@ -71,8 +72,8 @@ def split_paragraphs(raw: str) -> list[str]:
 
 
 class TermsViews(HostedPages):
-    def __init__(self, journey: Journey, csrf: Csrf):
-        super().__init__(journey, csrf)
+    def __init__(self, provider: Provider, journey: Journey, csrf: Csrf):
+        super().__init__(provider, journey, csrf)
         self.accounts = self.provider.accounts
         self.text = TermsText()
 

@@ -37,7 +37,7 @@ from ..oauth2 import constants as c
 from ..security import sha256_hex
 from ..store.db import utcnow
 from ..store.models import OneTimeToken, User
-from ..web.i18n import N_
+from ..text import N_
 from .hosted import FORM_EXPIRED
 from .lifecycle_pages import LifecyclePages, Problem, text_field
 from .pending_signup import Pending

@@ -64,7 +64,7 @@ BATCH = 5000
 ADVISORY_LOCK_KEY = 0x1DB50E  # the purge's key in PostgreSQL's advisory lock space
 ENDED_KEPT = timedelta(days=1)          # ended sessions and revoked grants, for the audit trail's sake
 CODE_KEPT = timedelta(hours=1)
-THROTTLE_FORGOTTEN = timedelta(days=1)  # accounts/throttle.py: LoginThrottle.FORGET_AFTER, MAX_WINDOW
+THROTTLE_FORGOTTEN = timedelta(days=1)  # accounts/throttle.py: FORGET_AFTER and MAX_WINDOW, both a day
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class Rule:
     key: Any
     expired: Callable[[datetime, timedelta], ColumnElement[bool]]
 
+
+THROTTLES = Rule("throttles", Throttle, Throttle.key, lambda now, _: (
+    or_(Throttle.last_failure_at.is_(None), Throttle.last_failure_at < now - THROTTLE_FORGOTTEN)
+    & or_(Throttle.first_failure_at.is_(None), Throttle.first_failure_at < now - THROTTLE_FORGOTTEN)
+    & or_(Throttle.locked_until.is_(None), Throttle.locked_until < now)))
 
 RULES: tuple[Rule, ...] = (
     Rule("authorization_codes", AuthorizationCode, AuthorizationCode.code_hash,
@@ -92,10 +97,7 @@ RULES: tuple[Rule, ...] = (
     Rule("one_time_tokens", OneTimeToken, OneTimeToken.id, lambda now, _: OneTimeToken.expires_at < now),
     Rule("remembered_devices", RememberedDevice, RememberedDevice.id_hash,
          lambda now, _: RememberedDevice.expires_at < now),
-    Rule("throttles", Throttle, Throttle.key, lambda now, _: (
-        or_(Throttle.last_failure_at.is_(None), Throttle.last_failure_at < now - THROTTLE_FORGOTTEN)
-        & or_(Throttle.first_failure_at.is_(None), Throttle.first_failure_at < now - THROTTLE_FORGOTTEN)
-        & or_(Throttle.locked_until.is_(None), Throttle.locked_until < now))),
+    THROTTLES,
     Rule("audit_events", AuditEvent, AuditEvent.id, lambda now, retention: AuditEvent.created_at < now - retention),
 )
 
@@ -105,20 +107,25 @@ def purge(db: Database, audit_retention_days: int, now: datetime | None = None,
     """Deletes what `RULES` select; returns the rows deleted per table."""
     now = now or utcnow()
     retention = timedelta(days=audit_retention_days)
-    counts: dict[str, int] = {}
-    for rule in RULES:
-        condition = rule.expired(now, retention)
-        total = 0
-        while True:
-            with db.session() as s:
-                keys = select(rule.key).where(condition).limit(batch).scalar_subquery()
-                deleted = s.execute(delete(rule.model).where(rule.key.in_(keys)),
-                                    execution_options={"synchronize_session": False}).rowcount
-            total += deleted
-            if deleted < batch:
-                break
-        counts[rule.name] = total
-    return counts
+    return {rule.name: _run(db, rule, now, retention, batch) for rule in RULES}
+
+
+def purge_forgotten_throttles(db: Database) -> int:
+    """The throttles rule alone, now: the sign-in throttle runs it between rounds of the purge."""
+    return _run(db, THROTTLES, utcnow(), timedelta(0), BATCH)
+
+
+def _run(db: Database, rule: Rule, now: datetime, retention: timedelta, batch: int) -> int:
+    condition = rule.expired(now, retention)
+    total = 0
+    while True:
+        with db.session() as s:
+            keys = select(rule.key).where(condition).limit(batch).scalar_subquery()
+            deleted = s.execute(delete(rule.model).where(rule.key.in_(keys)),
+                                execution_options={"synchronize_session": False}).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 @contextmanager

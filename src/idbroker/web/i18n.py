@@ -1,4 +1,5 @@
-"""Translations (Babel/gettext catalogs under web/locales) and the choice of language:
+"""Translations (Babel/gettext catalogs under web/locales) and the choice of language (the
+message marker `N_` and the language list are in idbroker/text.py):
 ``ui_locales`` (OIDC Core §3.1.2.1), then the language picked with the selector, then the
 signed-in user's locale, then Accept-Language, then the default."""
 
@@ -13,9 +14,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from ..text import N_, SUPPORTED, match
-
-__all__ = ["N_", "SUPPORTED", "Catalogs", "Language", "match", "parse_accept_language"]
+from ..text import SUPPORTED, match
 
 LOCALES_DIR = Path(__file__).with_name("locales")
 
