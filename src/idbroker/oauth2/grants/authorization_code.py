@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ...store.db import aware, utcnow
 from .. import constants as c
 from .. import pkce
-from ..errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
+from ..errors import InvalidGrantError
 from .base import UserGrant, ttl, wants_refresh_token
 
 if TYPE_CHECKING:
@@ -18,11 +18,7 @@ class AuthorizationCodeGrant(UserGrant):
     grant_type = c.GRANT_AUTHORIZATION_CODE
 
     async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
-        if self.grant_type not in client.grant_types:
-            raise UnauthorizedClientError("this client may not use the authorization_code grant")
-        code = form.get("code")
-        if not code:
-            raise InvalidRequestError("code is required")
+        code = self.presented(client, form, "code")
         def check(row: Any, grant: Any) -> None:
             if row.client_id != client.client_id:
                 raise InvalidGrantError("the authorization code was issued to another client")

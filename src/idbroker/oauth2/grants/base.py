@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ...store.db import aware
 from .. import constants as c
-from ..errors import InvalidGrantError, InvalidScopeError
+from ..errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError
 
 if TYPE_CHECKING:
     from ...accounts.users import UserService
@@ -49,6 +49,8 @@ def narrow_scope(requested: str | None, granted: str) -> str:
 class UserGrant:
     """What a grant made on behalf of a user (code, refresh) uses to answer with tokens."""
 
+    grant_type: ClassVar[str]
+
     def __init__(self, grant_store: GrantStore, users: UserService, access_tokens: AccessTokens,
                  id_tokens: IdTokens, settings: TokenSettings):
         self.grant_store = grant_store
@@ -56,6 +58,17 @@ class UserGrant:
         self.access_tokens = access_tokens
         self.id_tokens = id_tokens
         self.settings = settings
+
+    def presented(self, client: Client, form: dict[str, str], parameter: str) -> str:
+        """The credential the grant redeems (`code`, `refresh_token`), once the client is known
+        to be registered for the grant: RFC 6749 §5.2 unauthorized_client, else invalid_request
+        when the parameter is missing."""
+        if self.grant_type not in client.grant_types:
+            raise UnauthorizedClientError(f"this client may not use the {self.grant_type} grant")
+        value = form.get(parameter)
+        if not value:
+            raise InvalidRequestError(f"{parameter} is required")
+        return value
 
     def token_response(self, client: Client, grant: Grant, *, scope: str, nonce: str | None = None,
                        refresh_token: str | None = None, user: User | None = None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as c
-from ..errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
+from ..errors import InvalidGrantError
 from .base import UserGrant, narrow_scope, ttl
 
 if TYPE_CHECKING:
@@ -17,11 +17,7 @@ class RefreshTokenGrant(UserGrant):
     grant_type = c.GRANT_REFRESH_TOKEN
 
     async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
-        if self.grant_type not in client.grant_types:
-            raise UnauthorizedClientError("this client may not use the refresh_token grant")
-        token = form.get("refresh_token")
-        if not token:
-            raise InvalidRequestError("refresh_token is required")
+        token = self.presented(client, form, "refresh_token")
 
         def check(current: RefreshToken, grant: Grant) -> str:
             if current.client_id != client.client_id:
