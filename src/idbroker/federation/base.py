@@ -64,6 +64,20 @@ class ExternalIdentity:
     mfa: bool = False                    # the upstream asserted multi-factor authentication
 
 
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """One configured provider (`idbroker idp add`), as its kind's class is built with it. Secrets
+    in `options` are already decrypted; the class must never log them."""
+
+    id: str                              # ours: in URLs ({issuer}/idp/{id}/...) and the `idp` claim
+    kind: str                            # the UPSTREAMS key
+    name: str                            # shown on the sign-in button
+    options: Mapping[str, Any] = field(default_factory=dict)   # the kind's own (issuer, client_id, url...)
+    trust_email: bool = False            # its verified emails may link to existing local accounts
+    trust_mfa: bool = False              # its MFA assertion stands in for our second factor
+    domains: tuple[str, ...] = ()        # home-realm discovery: addresses in these domains go here
+
+
 @dataclass
 class StartContext:
     """What `start` needs and what it leaves for `finish`."""
