@@ -90,8 +90,9 @@ class StartContext:
 class Upstream(Protocol):
     kind: ClassVar[str]
 
-    def start(self, ctx: StartContext) -> str:
-        """The URL to send the browser to (SAML Redirect binding included)."""
+    async def start(self, ctx: StartContext) -> str:
+        """The URL to send the browser to (SAML Redirect binding included); may fetch the
+        upstream's metadata (discovery, IdP metadata) first."""
         ...
 
     async def finish(self, ctx: StartContext, params: Mapping[str, str]) -> ExternalIdentity:
