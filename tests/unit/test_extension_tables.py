@@ -16,6 +16,7 @@ from support import make_settings
 from idbroker.accounts import passwords
 from idbroker.credentials import base as credentials
 from idbroker.federation import base as federation
+from idbroker.federation import kinds as upstream_kinds
 from idbroker.mfa import factors
 from idbroker.mfa.base import Factor
 from idbroker.migration import base as migration
@@ -27,7 +28,7 @@ from idbroker.provider import Provider
 TABLES: list[tuple[types.ModuleType, str, tuple[type, ...], str]] = [
     (factors, "FACTORS", (Factor,), "kind"),
     (grants, "GRANTS", (GrantHandler,), "grant_type"),
-    (federation, "UPSTREAMS", (federation.Upstream, federation.PasswordAuthority), "kind"),
+    (upstream_kinds, "UPSTREAMS", (federation.Upstream, federation.PasswordAuthority), "kind"),
     (migration, "SOURCES", (migration.MigrationSource,), "kind"),
     (credentials, "ISSUERS", (credentials.CredentialIssuer,), "token_type"),
     (passwords, "HASHERS", (passwords.LegacyHasher,), "scheme"),

@@ -1,4 +1,4 @@
-"""The upstream-provider interface and the table of kinds (`UPSTREAMS`).
+"""The upstream-provider interface (the table of kinds, `UPSTREAMS`, is in kinds.py).
 
 An upstream is where a user's identity lives when it is not in our own pool. Two shapes exist:
 
@@ -17,7 +17,7 @@ Either way the identity ends in the one door (flow: `finish_login`) like every o
 flow links it to a local account (never silently by an unverified or untrusted email), applies
 MFA policy, terms and consent, and answers the parked request. Upstream tokens never reach clients.
 
-Each kind is one class in this package and one entry in `UPSTREAMS`; presets (google, apple,
+Each kind is one class in this package and one entry in `UPSTREAMS` (kinds.py); presets (google, apple,
 microsoft, github, ...) are data for a kind, not classes. A kind's class is built once per
 configured provider with that provider's stored options and the few collaborators it uses (an
 HTTP client, the clock), never the whole broker.
@@ -105,6 +105,3 @@ class PasswordAuthority(Protocol):
 
     def authenticate(self, login: str, password: str) -> ExternalIdentity | None: ...
 
-
-# kind -> the class implementing it. Filled by the federation work: "oidc", "oauth2", "saml", "ldap".
-UPSTREAMS: dict[str, type[Upstream] | type[PasswordAuthority]] = {}
