@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from .base import PasswordAuthority, Upstream
 from .ldap import LdapAuthority
+from .oauth2 import OAuth2Upstream
+from .oidc import OpenIDConnectUpstream
 
 UPSTREAMS: dict[str, type[Upstream] | type[PasswordAuthority]] = {
-    # oidc, oauth2: federation/oidc.py
+    "oidc": OpenIDConnectUpstream,
+    "oauth2": OAuth2Upstream,
     "ldap": LdapAuthority,
     # saml: federation/saml.py
 }
