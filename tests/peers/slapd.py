@@ -14,8 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from ldap3 import Connection, Server
 from support import free_port
+
+from idbroker.federation.ldap import Connection, Server  # ldap3, imported without pyasn1's warnings
 
 SLAPD = Path("/usr/sbin/slapd")
 SCHEMA = Path("/etc/ldap/schema")
