@@ -7,10 +7,11 @@ from .base import PasswordAuthority, Upstream
 from .ldap import LdapAuthority
 from .oauth2 import OAuth2Upstream
 from .oidc import OpenIDConnectUpstream
+from .saml import SamlUpstream
 
 UPSTREAMS: dict[str, type[Upstream] | type[PasswordAuthority]] = {
     "oidc": OpenIDConnectUpstream,
     "oauth2": OAuth2Upstream,
     "ldap": LdapAuthority,
-    # saml: federation/saml.py
+    "saml": SamlUpstream,
 }
