@@ -267,6 +267,11 @@ def test_plain_http_metadata_url_is_only_for_loopback(peers: Peers) -> None:
         **options, "idp_metadata_url": "http://127.0.0.1:9/md"}), issuer=ISSUER, http=httpx.AsyncClient())
 
 
+def test_bad_sp_key_is_refused_when_the_provider_is_configured(peers: Peers) -> None:
+    with pytest.raises(ValueError, match="PEM"):
+        peers.upstream(peers.idp.metadata(), sp_key="not a key")
+
+
 def test_idp_entity_id_is_taken_from_metadata(peers: Peers) -> None:
     ctx, location = peers.start()
     assert location.startswith(IDP_ENTITY_ID + "/sso?")

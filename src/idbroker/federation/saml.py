@@ -79,7 +79,9 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509 import load_pem_x509_certificate
 from defusedxml import ElementTree
 
 with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's CFB mode (unused here) on import
@@ -255,6 +257,11 @@ class SamlUpstream:
         for claim, name in dict(options.get("attributes") or {}).items():
             self._attributes[claim] = (name,) if isinstance(name, str) else tuple(name)
 
+        try:
+            load_pem_private_key(options["sp_key"].encode(), None)
+            load_pem_x509_certificate(options["sp_cert"].encode())
+        except (TypeError, ValueError, AttributeError):
+            raise ValueError("sp_key and sp_cert must be a PEM private key and certificate") from None
         self._dir = tempfile.mkdtemp(prefix="idbroker-saml-")
         weakref.finalize(self, shutil.rmtree, self._dir, True)
         self._key_file = self._write("sp.key", options["sp_key"])
@@ -413,7 +420,7 @@ class SamlUpstream:
         expiries = [_timegm(d.not_on_or_after) for d in confirmations if d and d.not_on_or_after]
         if assertion.conditions.not_on_or_after:
             expiries.append(_timegm(assertion.conditions.not_on_or_after))
-        if self._replay.seen(f"{self._idp_entity_id} {assertion.id}", min(expiries) + SKEW):
+        if self._replay.seen(f"{self.config.id}:{assertion.id}", min(expiries) + SKEW):
             raise reject(f"assertion {assertion.id} replayed")
 
         name_id = response.name_id
