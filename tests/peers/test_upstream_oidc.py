@@ -1,4 +1,4 @@
-"""The "oidc" upstream kind (federation/oidc.py) against a REAL OpenID Connect provider: panva's
+"""The "oidc" upstream kind (federation/openid_connect.py) against a REAL OpenID Connect provider: panva's
 npm ``oidc-provider`` (node/upstream_provider.mjs) on 127.0.0.1, its dev login and consent pages
 driven with httpx as a browser would, the callback captured instead of followed.
 
@@ -29,8 +29,8 @@ from broker_process import NODE_DIR, free_port
 from support import query_of
 
 from idbroker.federation.base import StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
-from idbroker.federation.oauth2 import DENIED, EXPIRED, UNVERIFIED
-from idbroker.federation.oidc import OpenIDConnectUpstream
+from idbroker.federation.oauth import DENIED, EXPIRED, UNVERIFIED
+from idbroker.federation.openid_connect import OpenIDConnectUpstream
 
 CLIENT_ID, CLIENT_SECRET = "idbroker", "upstream-test-secret-0123456789"
 CALLBACK = "http://127.0.0.1:9/idp/up1/callback"  # registered upstream, never fetched

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from .base import PasswordAuthority, Upstream
 from .ldap import LdapAuthority
-from .oauth2 import OAuth2Upstream
-from .oidc import OpenIDConnectUpstream
+from .oauth import OAuth2Upstream
+from .openid_connect import OpenIDConnectUpstream
 from .saml import SamlUpstream
 
 UPSTREAMS: dict[str, type[Upstream] | type[PasswordAuthority]] = {

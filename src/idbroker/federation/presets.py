@@ -1,5 +1,5 @@
-"""Presets: the well-known providers as data for the "oidc" and "oauth2" kinds (oidc.py,
-oauth2.py), so that ``idbroker idp add --kind google --client-id X --client-secret S`` is enough.
+"""Presets: the well-known providers as data for the "oidc" and "oauth2" kinds (openid_connect.py,
+oauth.py), so that ``idbroker idp add --kind google --client-id X --client-secret S`` is enough.
 
 Each preset gives the kind, the issuer (discovery) or the endpoints, the default scopes, the
 claim mapping (LOCAL=UPSTREAM) and the quirk flags the kinds understand:
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .oauth2 import claim_map
+from .oauth import claim_map
 
 MICROSOFT_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
 FACEBOOK_GRAPH = "https://graph.facebook.com/v21.0"

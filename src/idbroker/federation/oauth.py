@@ -1,5 +1,5 @@
 """Kind "oauth2": an upstream that speaks OAuth 2.0 but not OpenID Connect (GitHub, Facebook,
-Amazon), and the machinery the "oidc" kind (oidc.py) builds on.
+Amazon), and the machinery the "oidc" kind (openid_connect.py) builds on.
 
 Why: such providers have no ID token. Who signed in is whatever their profile API answers to
 the access token we obtained ourselves from their token endpoint, over TLS, for our client.

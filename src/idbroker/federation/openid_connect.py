@@ -1,5 +1,5 @@
 """Kind "oidc": any OpenID Connect provider (Google, Apple, Microsoft Entra ID, GitLab, Keycloak,
-another idbroker...), built on the OAuth 2.0 machinery of oauth2.py.
+another idbroker...), built on the OAuth 2.0 machinery of oauth.py.
 
 Why: with OpenID Connect the upstream signs a statement of who signed in, for whom and when
 (the ID token). We believe it only after checking each of those against what we sent, so that a
@@ -12,7 +12,7 @@ How:
   (§4.3). Microsoft's multi-tenant endpoints (option ``tenant_issuer``) answer with the template
   ``.../{tenantid}/v2.0`` instead; each ID token's ``iss`` is then that template filled with the
   token's own ``tid``. Every endpoint it names must be https (http only on loopback).
-* ``start`` adds a ``nonce`` (OIDC Core §3.1.2.1) to the state, PKCE and redirect of oauth2.py.
+* ``start`` adds a ``nonce`` (OIDC Core §3.1.2.1) to the state, PKCE and redirect of oauth.py.
 * ``finish`` checks state, the RFC 9207 ``iss`` parameter (when the upstream sends it or
   announces it), ``error``, redeems the code and then verifies the ID token (OIDC Core §3.1.3.7):
   the signature with a key of the upstream's JWKS (by ``kid``), for an asymmetric ``alg`` the
@@ -51,7 +51,7 @@ from joserfc.jwk import KeySet
 
 from ..text import N_
 from .base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
-from .oauth2 import UNAVAILABLE, UNVERIFIED, OAuth2Upstream, _private_key, secure_url
+from .oauth import UNAVAILABLE, UNVERIFIED, OAuth2Upstream, _private_key, secure_url
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 METADATA_SECONDS = 24 * 3600
