@@ -19,7 +19,7 @@ How one sign-in goes:
    continuation references (Active Directory's DomainDnsZones and friends, RFC 4511 §4.5.3) are
    ignored, never chased.
 3. Bind as the found DN with the typed password, on a connection of its own. invalidCredentials
-   (RFC 4511 §4.1.9, code 49; Active Directory also uses it for locked, disabled and expired
+   (code 49, RFC 4511 Appendix A.2; Active Directory also uses it for locked, disabled and expired
    accounts) is a wrong password: None, the same answer as an unknown user.
 4. The user's groups, as the service account, by ``group_mode``:
    ``memberOf`` - the entry's memberOf values (direct memberships; what AD and the OpenLDAP memberof
@@ -41,7 +41,12 @@ is reused across sign-ins, one at a time behind a lock, and opened again once if
 directory restart, an idle timeout); user binds use a short-lived connection. Every connect and
 every answer waits at most ``timeout`` seconds. A directory that cannot be reached, is slow,
 refuses the service account or answers with an error raises `UpstreamUnavailable` ("try again
-later", the reason in the log). Passwords are never logged nor put in an error.
+later", the reason in the log). Passwords are never logged nor put in an error. `authenticate`
+blocks (at most a few round trips): callers run it in a worker thread.
+
+Options: ``url``, ``start_tls``, ``ca_file``, ``bind_dn``, ``bind_password`` (the secret),
+``base_dn``, ``user_filter``, ``group_base_dn``, ``group_mode``, ``claims`` ({claim: attribute},
+over `DEFAULT_CLAIMS`), ``email_verified``, ``timeout``.
 """
 
 from __future__ import annotations
@@ -141,8 +146,7 @@ class LdapAuthority:
         self.group_base_dn = str(o.get("group_base_dn") or self.base_dn)
         self.email_verified = _flag(o.get("email_verified"))
         self.timeout = float(o.get("timeout") or DEFAULT_TIMEOUT)
-        self.claims = {claim: (attr,) if isinstance(attr, str) else tuple(attr)
-                       for claim, attr in {**DEFAULT_CLAIMS, **dict(o.get("claims") or {})}.items()}
+        self.claims = {**DEFAULT_CLAIMS, **{claim: (str(attr),) for claim, attr in dict(o.get("claims") or {}).items()}}
         self.attributes = sorted({a for attrs in self.claims.values() for a in attrs}
                                  | {"mail", "memberOf", *ID_ATTRIBUTES})
         use_ssl = parts.scheme == "ldaps"
