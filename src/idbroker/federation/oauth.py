@@ -54,12 +54,13 @@ from .base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError,
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_BODY = 1 << 20  # bytes: no upstream answer we read is anywhere near this
 
-# Messages shown to the user (the route renders them in the user's language).
-DENIED = N_("The sign-in was cancelled at the identity provider.")
-FAILED = N_("The identity provider could not sign you in.")
-EXPIRED = N_("This sign-in attempt has expired or was already used. Please start again.")
-UNVERIFIED = N_("The identity provider's answer could not be verified.")
-UNAVAILABLE = N_("The identity provider cannot be reached right now. Please try again in a few minutes.")
+# Messages shown to the user (the route renders them in the user's language): the same ids as the
+# saml and ldap kinds, so that a failure reads the same whichever kind of provider it was.
+FAILED = N_("The sign-in provider did not sign you in.")            # it refused, or the user said no
+DENIED = FAILED
+UNVERIFIED = N_("The sign-in provider's answer could not be accepted. Please try signing in again.")
+EXPIRED = UNVERIFIED                                                # not the state we sent: start again
+UNAVAILABLE = N_("The sign-in provider cannot be reached right now. Please try again later.")
 
 # OIDC Core §5.1 claims kept under their own names unless mapped otherwise.
 STANDARD_CLAIMS = ("name", "given_name", "family_name", "middle_name", "nickname", "preferred_username",

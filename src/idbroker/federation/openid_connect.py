@@ -49,9 +49,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..text import N_
 from .base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
-from .oauth import UNAVAILABLE, UNVERIFIED, OAuth2Upstream, _private_key, secure_url
+from .oauth import FAILED, UNAVAILABLE, UNVERIFIED, OAuth2Upstream, _private_key, secure_url
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 METADATA_SECONDS = 24 * 3600
@@ -63,8 +62,6 @@ TENANT_PLACEHOLDER = "{tenantid}"
 APPLE_AUDIENCE = "https://appleid.apple.com"
 APPLE_MAX_SECRET_SECONDS = 15777000  # Apple: "not greater than 15777000 (6 months in seconds)"
 APPLE_SECRET_SECONDS = 300
-
-TENANT_REFUSED = N_("Accounts of your organisation cannot sign in here.")
 
 
 def apple_client_secret(*, team_id: str, key_id: str, client_id: str, private_key: str, now: float,
@@ -244,7 +241,7 @@ class OpenIDConnectUpstream(OAuth2Upstream):
             raise UpstreamError(UNVERIFIED, "ID token without sub")
         tenants = self.options.get("tenants")
         if tenants and claims.get("tid") not in tenants:
-            raise UpstreamError(TENANT_REFUSED, f"tenant {claims.get('tid')!r} is not in the allow-list")
+            raise UpstreamError(FAILED, f"tenant {claims.get('tid')!r} is not in the allow-list")
 
 
 def _number(value: Any) -> bool:
