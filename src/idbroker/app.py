@@ -39,6 +39,7 @@ from .pages.second_step import MfaViews
 from .pages.sign_in import LoginViews
 from .pages.signup import SignupViews
 from .pages.terms import TermsViews
+from .pages.upstream_sign_in import UpstreamViews
 from .pages.verification import VerificationViews
 from .provider import ENDPOINTS, Provider
 from .security import TOKEN_RE
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
                   default_locale=settings.default_locale, cookie_name=settings.cookie_name)
     pages.env.globals["theme_logo"] = settings.theme_logo_url
     pages.env.globals["signup_enabled"] = settings.signup_enabled  # a client may override it
+    pages.env.globals["upstream_buttons"] = provider.upstreams.buttons  # the sign-in page's providers
     journey = Journey(settings=settings, db=provider.db, clients=provider.clients, sessions=provider.sessions,
                       mfa=provider.mfa, grants=provider.grants, access_tokens=provider.access_tokens,
                       id_tokens=provider.id_tokens, audit=provider.audit, pages=pages)
@@ -185,6 +187,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         *MfaViews(provider, journey, csrf).routes(),       # /mfa, /mfa/enrol
         *SecurityViews(provider, journey, csrf).routes(),  # /account/security
         *PasskeyLoginViews(provider, journey, csrf).routes(),  # /login/passkey (passwordless)
+        *UpstreamViews(provider, journey, csrf).routes(),  # /idp/{id}/..., /account/identities
         Route("/theme.css", stylesheet, methods=["GET"]),
         Route("/themes/{name}/{path:path}", theme_asset, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),

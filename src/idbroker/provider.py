@@ -14,6 +14,8 @@ from .accounts.throttle import LoginThrottle, RateLimiter
 from .accounts.users import UserService
 from .audit import Audit
 from .clients.registry import ClientRegistry
+from .federation.linking import Linking
+from .federation.registry import SeenAssertions, UpstreamRegistry
 from .keys.keystore import KeyStore
 from .mfa.base import Factor
 from .mfa.codes import EmailFactor, SmsFactor
@@ -142,6 +144,19 @@ class Provider:
     @cached_property
     def mailer(self) -> Mailer:
         return make_mailer(self.settings.mail, self.settings.data_dir)
+
+    @cached_property
+    def upstreams(self) -> UpstreamRegistry:
+        """The configured upstream providers; a kind's class takes what it names of these."""
+        import httpx
+
+        offered = {"http": httpx.AsyncClient(timeout=10.0, follow_redirects=False),
+                   "replay": SeenAssertions(self.db), "issuer": self.issuer}
+        return UpstreamRegistry(self.db, self.settings.secret_bytes(), offered)
+
+    @cached_property
+    def linking(self) -> Linking:
+        return Linking(self.db, self.users)
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -51,14 +51,14 @@ class SessionService:
         self.ttl = ttl
 
     def create(self, user: User, amr: list[str], acr: str | None, *, user_agent: str | None = None,
-               ip: str | None = None, ttl: int | None = None, session: Session | None = None
-               ) -> tuple[str, BrowserSession]:
+               ip: str | None = None, ttl: int | None = None, idp: str | None = None,
+               session: Session | None = None) -> tuple[str, BrowserSession]:
         """A fresh session (never reuses the old id: no session fixation), living `ttl` seconds
         (default: session_ttl). Returns the cookie value. With `session`, in that transaction."""
         cookie = random_token(32)
         now = utcnow()
         row = BrowserSession(id_hash=sha256_hex(cookie), sid=random_token(16), user_id=user.id,
-                             auth_time=now, amr=amr, acr=acr, created_at=now,
+                             auth_time=now, amr=amr, acr=acr, idp=idp, created_at=now,
                              expires_at=now + timedelta(seconds=ttl or self.ttl), ended_at=None,
                              user_agent=(user_agent or "")[:512], ip=ip)
         values = {c.key: getattr(row, c.key) for c in _sessions.columns}

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth2.errors import InsufficientScopeError, InvalidRequestError, InvalidTokenError, OAuth2Error
-from ..oidc.claims import user_claims
+from ..oidc.claims import upstream_claims, user_claims
 from .common import json_response, provider_of, read_form
 
 
@@ -42,7 +42,7 @@ async def userinfo_endpoint(request: Request) -> Response:
         scopes = claims.get("scope", "").split()
         if "openid" not in scopes:
             raise InsufficientScopeError("the access token lacks the openid scope")
-        body = user_claims(claims["_user"], scopes)
+        body = user_claims(claims["_user"], scopes) | upstream_claims(claims.get("idp"))
     except OAuth2Error as err:
         status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) else 400
         return json_response(err.as_dict(), status, {"WWW-Authenticate": _challenge(err)})

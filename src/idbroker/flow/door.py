@@ -78,6 +78,7 @@ class Authenticated:
     method: str
     remember: bool | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    idp: str | None = None  # the upstream provider signed in through: the `idp` claim
 
 
 def redirect(url: str) -> Response:
@@ -115,7 +116,7 @@ class Login:
         ip = request.client.host if request.client else None
         user_agent = request.headers.get("user-agent")
         self.cookie, session = door.sessions.create(who.user, list(who.amr), who.acr, user_agent=user_agent,
-                                                    ip=ip, ttl=ttl, session=s)
+                                                    ip=ip, ttl=ttl, idp=who.idp, session=s)
         self.session = session
         if self.previous is not None:
             door.sessions.end(self.previous.sid, session=s)

@@ -23,7 +23,7 @@ from ..oauth2.errors import (
     OAuth2Error,
 )
 from ..oauth2.grants.base import ttl
-from ..oidc.claims import user_claims
+from ..oidc.claims import upstream_claims, user_claims
 from ..store.db import aware
 from ..text import N_
 from .consents import Consents
@@ -178,7 +178,7 @@ class Journey:
         out: dict[str, str] = {}
         grant = self.grants.create_grant(
             client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
-            auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr,
+            auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr, idp=session.idp,
             ttl=max(ttl(self.settings.tokens, client, "refresh_token_ttl") if offline else 0,
                     ttl(self.settings.tokens, client, "access_token_ttl"), self.settings.code_ttl), session=s)
         s.flush()  # the grant before its code: the models have no relationship to order them by
@@ -203,13 +203,14 @@ class Journey:
             at = self.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
                                        ttl=ttl(self.settings.tokens, client, "access_token_ttl"), grant_id=grant.id,
                                        auth_time=auth_time, acr=session.acr, amr=list(session.amr),
-                                       sid=session.sid)
+                                       sid=session.sid, idp=session.idp)
             access_token = at.token
             out.update(access_token=at.token, token_type="Bearer", expires_in=str(at.expires_in),
                        scope=req.scope)
         if req.implicit:
             # OIDC Core §5.4: with no access token to fetch userinfo, the claims go in the ID token.
             extra: dict[str, Any] = {} if access_token else user_claims(user, req.scopes)
+            extra.update(upstream_claims(session.idp))
             out["id_token"] = self.id_tokens.issue(
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
                 ttl=ttl(self.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,

@@ -61,11 +61,11 @@ class GrantStore:
 
     # -- grants --------------------------------------------------------------------------------
     def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
-                     auth_time: datetime, amr: list[str], acr: str | None, ttl: int,
+                     auth_time: datetime, amr: list[str], acr: str | None, ttl: int, idp: str | None = None,
                      session: Session | None = None) -> Grant:
         now = utcnow()
         grant = Grant(id=random_token(16), client_id=client_id, user_id=user_id, sid=sid, scope=scope,
-                      auth_time=auth_time, amr=amr, acr=acr, created_at=now,
+                      auth_time=auth_time, amr=amr, acr=acr, idp=idp, created_at=now,
                       expires_at=now + timedelta(seconds=ttl), revoked_at=None)
         with self.db.using(session) as s:
             s.add(grant)

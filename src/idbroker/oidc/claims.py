@@ -13,8 +13,16 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "phone": ("phone_number", "phone_number_verified"),
     "address": ("address",),
 }
+# The upstream provider (our id of it, `idbroker idp`) the session signed in through, in ID tokens,
+# access tokens and userinfo; absent for local sign-ins (like Keycloak's `identity_provider`).
+IDP_CLAIM = "idp"
 SUPPORTED_CLAIMS = sorted({"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
-                           "sid", "at_hash", "c_hash", *[c for cs in SCOPE_CLAIMS.values() for c in cs]})
+                           "sid", "at_hash", "c_hash", IDP_CLAIM, *[c for cs in SCOPE_CLAIMS.values() for c in cs]})
+
+
+def upstream_claims(idp: str | None) -> dict[str, Any]:
+    """The `idp` claim of a session or grant that came from an upstream provider."""
+    return {IDP_CLAIM: idp} if idp else {}
 
 
 def user_claims(user: User, scopes: list[str] | set[str]) -> dict[str, Any]:

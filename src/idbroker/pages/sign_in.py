@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -80,6 +81,11 @@ class LoginViews:
         interaction, req = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
+        hint = req.params.get("idp_hint") if req is not None else None
+        if hint and interaction is not None and self.provider.upstreams.row(hint) is not None:
+            # idp_hint (Keycloak's kc_idp_hint, Cognito's identity_provider): straight to that provider.
+            return RedirectResponse(self.provider.issuer + f"/idp/{hint}/start?" + urlencode(
+                {"interaction": interaction.id}), status_code=303)
         found = self.journey.current(request)
         return self._page(request, "login/login.html", found=found,
                           **self._login_context(request, interaction, req, found))

@@ -11,6 +11,7 @@ What counts (each rule is one entry of `RULES`, run in that order):
   the hour keeps a just-expired one around for the "replayed code revokes the grant" rule);
 - refresh tokens, revoked-token records, interactions, one-time tokens and remembered devices
   past their expiry;
+- SAML assertion ids past the end of their assertion's validity (a replay is refused by then anyway);
 - grants past their expiry, or revoked more than a day ago. A token whose grant row is gone counts
   as revoked (oauth2/grant_store.py), and its refresh tokens and codes go with it (ON DELETE
   CASCADE), so removing a revoked grant changes no answer;
@@ -54,6 +55,7 @@ from .models import (
     RefreshToken,
     RememberedDevice,
     RevokedToken,
+    SeenAssertion,
     SessionClient,
     Throttle,
 )
@@ -97,6 +99,7 @@ RULES: tuple[Rule, ...] = (
     Rule("one_time_tokens", OneTimeToken, OneTimeToken.id, lambda now, _: OneTimeToken.expires_at < now),
     Rule("remembered_devices", RememberedDevice, RememberedDevice.id_hash,
          lambda now, _: RememberedDevice.expires_at < now),
+    Rule("seen_assertions", SeenAssertion, SeenAssertion.id, lambda now, _: SeenAssertion.expires_at < now),
     THROTTLES,
     Rule("audit_events", AuditEvent, AuditEvent.id, lambda now, retention: AuditEvent.created_at < now - retention),
 )

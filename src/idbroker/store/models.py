@@ -99,6 +99,7 @@ class BrowserSession(Base):
     auth_time: Mapped[datetime]
     amr: Mapped[list[str]]
     acr: Mapped[str | None] = mapped_column(String(64))
+    idp: Mapped[str | None] = mapped_column(String(64))  # the upstream provider signed in with: `idp` claim
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
@@ -140,6 +141,7 @@ class Grant(Base):
     auth_time: Mapped[datetime]
     amr: Mapped[list[str]]
     acr: Mapped[str | None] = mapped_column(String(64))
+    idp: Mapped[str | None] = mapped_column(String(64))  # its session's upstream provider: `idp` claim
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
@@ -261,6 +263,48 @@ class AuditEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UpstreamProvider(Base):
+    """A configured upstream identity provider (`idbroker idp add`). `options` are the kind's
+    settings in clear; `secrets` is a JWE (dir, A256GCM, a sub-key of the server secret) of the
+    JSON object of its secret options (client secret, bind password, private keys)."""
+
+    __tablename__ = "upstream_providers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    options: Mapped[dict[str, Any]]
+    secrets: Mapped[str | None] = mapped_column(Text)
+    logo_uri: Mapped[str | None] = mapped_column(String(2048))
+    trust_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    trust_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
+    domains: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LinkedIdentity(Base):
+    """An upstream account (provider, its subject) that signs in as a local user. Removing the
+    provider removes its links, so a provider added again under the same id links nobody."""
+
+    __tablename__ = "linked_identities"
+    provider_id: Mapped[str] = mapped_column(ForeignKey("upstream_providers.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))  # as the upstream said at link time
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+
+class SeenAssertion(Base):
+    """SAML assertion ids already accepted, kept until the assertion would have expired anyway
+    (SAML 2.0 Profiles §4.1.4.5: a replayed assertion is refused)."""
+
+    __tablename__ = "seen_assertions"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime]
 
 
 Index("ix_grants_user_client", Grant.user_id, Grant.client_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ...oidc.claims import upstream_claims
 from ...store.db import aware
 from .. import constants as c
 from ..errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError
@@ -81,14 +82,15 @@ class UserGrant:
         auth_time = int(aware(grant.auth_time).timestamp())
         at = self.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=scope,
                                       ttl=ttl(self.settings, client, "access_token_ttl"), grant_id=grant.id,
-                                      auth_time=auth_time, acr=grant.acr, amr=grant.amr, sid=grant.sid)
+                                      auth_time=auth_time, acr=grant.acr, amr=grant.amr, sid=grant.sid,
+                                      idp=grant.idp)
         body: dict[str, Any] = {"access_token": at.token, "token_type": "Bearer", "expires_in": at.expires_in,
                                 "scope": scope}
         if c.SCOPE_OPENID in scope.split():
             body["id_token"] = self.id_tokens.issue(
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
                 ttl=ttl(self.settings, client, "id_token_ttl"), auth_time=auth_time, nonce=nonce, sid=grant.sid,
-                acr=grant.acr, amr=grant.amr, access_token=at.token)
+                acr=grant.acr, amr=grant.amr, access_token=at.token, extra=upstream_claims(grant.idp))
         if refresh_token:
             body["refresh_token"] = refresh_token
         return body

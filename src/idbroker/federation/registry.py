@@ -1,0 +1,263 @@
+"""The configured upstream providers (`idbroker idp ...`), managed like clients: stored in the
+database, their secret options encrypted, each built into its kind's class (kinds.py) on demand.
+
+Why in the database and not in settings: providers are added, changed and removed while the
+broker runs, by the same command line as clients, and every worker must see the change.
+
+How. A provider is a row of `upstream_providers`: its kind, its shown name, its kind's options in
+clear and its secret options (client secret, bind password, a private key) as one JWE (dir,
+A256GCM) under a sub-key of the server secret, as the signing keys are (keys/keystore.py). `get`
+builds the kind's class with an `UpstreamConfig` (secrets decrypted) and, of the collaborators the
+composition root offers (`http`: an HTTP client, `replay`: the store of seen SAML assertion
+ids, `issuer`), only those its constructor names; the
+instance is kept until the row changes, so what a kind caches (discovery, JWKS, IdP metadata)
+lives as long as its configuration.
+
+What is checked when a provider is written: the id is a short lower-case token (it is a path
+segment of `{issuer}/idp/{id}/...` and the `idp` claim); the kind is a key of `UPSTREAMS`; a URL
+among the options or the logo is https, or http / ldap only for a loopback host (development and
+tests; ldap elsewhere must be ldaps or use StartTLS, which the LDAP kind checks); domains are bare
+lower-case DNS names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import json
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from joserfc import jwe
+from joserfc.jwk import OctKey
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ..security import derive_key
+from ..store.db import Database, utcnow
+from ..store.models import SeenAssertion, UpstreamProvider
+from .base import PasswordAuthority, Upstream, UpstreamConfig
+from .kinds import UPSTREAMS
+
+log = logging.getLogger("idbroker.federation")
+
+ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
+DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
+LOOPBACK_NAMES = {"localhost"}
+SAML_KINDS = frozenset({"saml"})  # kinds whose browser comes back to /acs and that publish /metadata
+
+
+class InvalidUpstream(ValueError):
+    """What is wrong with a provider's configuration, one line."""
+
+
+class UpstreamNotFound(LookupError):
+    pass
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(name: str, value: str) -> None:
+    """https anywhere; http and ldap only on a loopback host (ldaps always)."""
+    parts = urlsplit(value)
+    if parts.scheme in ("https", "ldaps") and parts.hostname:
+        return
+    if parts.scheme in ("http", "ldap") and parts.hostname:
+        if is_loopback(parts.hostname):
+            return
+        raise InvalidUpstream(f"{name}: {parts.scheme}:// is accepted only for a loopback host; "
+                              f"use {'https' if parts.scheme == 'http' else 'ldaps or StartTLS'}")
+    raise InvalidUpstream(f"{name}: {value!r} is not an absolute https URL")
+
+
+def _looks_like_url(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.match(r"\A[a-z][a-z0-9+.-]*://", value, re.I))
+
+
+def redirect_uris(issuer: str, provider_id: str, kind: str) -> dict[str, str]:
+    """What the operator registers at the upstream."""
+    base = f"{issuer}/idp/{provider_id}"
+    if kind in SAML_KINDS:
+        return {"acs": base + "/acs", "metadata": base + "/metadata"}
+    return {"redirect_uri": base + "/callback"}
+
+
+class UpstreamRegistry:
+    def __init__(self, db: Database, master_secret: bytes, collaborators: Mapping[str, Any] | None = None):
+        self.db = db
+        self._key = OctKey.import_key(derive_key(master_secret, "idbroker upstream secrets"))
+        self.collaborators = dict(collaborators or {})
+        self._built: dict[str, tuple[datetime, Upstream | PasswordAuthority]] = {}
+        self._lock = threading.Lock()
+
+    # -- writes -----------------------------------------------------------------------------------
+    def add(self, provider_id: str, kind: str, name: str, *, options: Mapping[str, Any] | None = None,
+            secrets: Mapping[str, str] | None = None, logo_uri: str | None = None, trust_email: bool = False,
+            trust_mfa: bool = False, domains: list[str] | None = None) -> UpstreamProvider:
+        if not ID_RE.match(provider_id):
+            raise InvalidUpstream(f"id {provider_id!r}: lower-case letters, digits, - and _ (at most 64)")
+        if kind not in UPSTREAMS:
+            raise InvalidUpstream(f"unknown kind {kind!r} (known: {', '.join(sorted(UPSTREAMS)) or 'none'})")
+        now = utcnow()
+        row = UpstreamProvider(id=provider_id, kind=kind, name=name, options={}, secrets=None, logo_uri=None,
+                               trust_email=trust_email, trust_mfa=trust_mfa, domains=[], created_at=now,
+                               updated_at=now)
+        self._apply(row, name=name, options=dict(options or {}), secrets=dict(secrets or {}), logo_uri=logo_uri,
+                    domains=domains or [])
+        self._check(row)
+        with self.db.session() as s:
+            if s.get(UpstreamProvider, provider_id) is not None:
+                raise InvalidUpstream(f"provider {provider_id!r} already exists")
+            s.add(row)
+        return row
+
+    def update(self, provider_id: str, *, name: str | None = None, options: Mapping[str, Any] | None = None,
+               secrets: Mapping[str, str] | None = None, logo_uri: str | None = None,
+               trust_email: bool | None = None, trust_mfa: bool | None = None,
+               domains: list[str] | None = None) -> UpstreamProvider:
+        """Options and secrets given are merged into the stored ones (an empty value removes
+        one); domains replace the list; logo_uri '' removes it."""
+        with self.db.session() as s:
+            row = s.get(UpstreamProvider, provider_id)
+            if row is None:
+                raise UpstreamNotFound(provider_id)
+            merged = {**row.options, **(options or {})}
+            kept = {**self._decrypt(row.secrets), **(secrets or {})}
+            self._apply(row, name=row.name if name is None else name,
+                        options={k: v for k, v in merged.items() if v != ""},
+                        secrets={k: v for k, v in kept.items() if v != ""},
+                        logo_uri=row.logo_uri if logo_uri is None else (logo_uri or None),
+                        domains=row.domains if domains is None else domains)
+            if trust_email is not None:
+                row.trust_email = trust_email
+            if trust_mfa is not None:
+                row.trust_mfa = trust_mfa
+            self._check(row)
+            row.updated_at = utcnow()
+        return row
+
+    def remove(self, provider_id: str) -> None:
+        """The provider and, with it, every link to it (ON DELETE CASCADE)."""
+        with self.db.session() as s:
+            if not s.execute(delete(UpstreamProvider).where(UpstreamProvider.id == provider_id)).rowcount:
+                raise UpstreamNotFound(provider_id)
+        with self._lock:
+            self._built.pop(provider_id, None)
+
+    def _apply(self, row: UpstreamProvider, *, name: str, options: dict[str, Any], secrets: dict[str, str],
+               logo_uri: str | None, domains: list[str]) -> None:
+        if not name.strip():
+            raise InvalidUpstream("name: the name shown on the sign-in button is required")
+        for key, value in options.items():
+            if _looks_like_url(value):
+                check_url(key, value)
+        if logo_uri:
+            check_url("logo_uri", logo_uri)
+        both = set(options) & set(secrets)
+        if both:
+            raise InvalidUpstream(f"{', '.join(sorted(both))}: given both as an option and as a secret")
+        cleaned = [d.strip().lower().rstrip(".") for d in domains]
+        for domain in cleaned:
+            if not DOMAIN_RE.match(domain):
+                raise InvalidUpstream(f"domain {domain!r} is not a DNS name")
+        row.name, row.options, row.logo_uri, row.domains = name.strip(), options, logo_uri, cleaned
+        row.secrets = self._encrypt(secrets) if secrets else None
+
+    # -- reads ------------------------------------------------------------------------------------
+    def list(self) -> list[UpstreamProvider]:
+        with self.db.session(write=False) as s:
+            return list(s.scalars(select(UpstreamProvider).order_by(UpstreamProvider.id)))
+
+    def row(self, provider_id: str) -> UpstreamProvider | None:
+        if not ID_RE.match(provider_id or ""):
+            return None
+        with self.db.session(write=False) as s:
+            return s.get(UpstreamProvider, provider_id)
+
+    def secret_names(self, row: UpstreamProvider) -> list[str]:
+        return sorted(self._decrypt(row.secrets))
+
+    def config(self, row: UpstreamProvider) -> UpstreamConfig:
+        return UpstreamConfig(id=row.id, kind=row.kind, name=row.name,
+                              options={**row.options, **self._decrypt(row.secrets)},
+                              trust_email=row.trust_email, trust_mfa=row.trust_mfa, domains=tuple(row.domains))
+
+    def get(self, provider_id: str) -> tuple[UpstreamProvider, Upstream | PasswordAuthority] | None:
+        """The provider's row and its built class, or None (unknown id, or a kind no longer known)."""
+        row = self.row(provider_id)
+        if row is None or row.kind not in UPSTREAMS:
+            return None
+        with self._lock:
+            built = self._built.get(row.id)
+            if built is None or built[0] != row.updated_at:
+                try:
+                    built = (row.updated_at, self._build(row))
+                except (ValueError, KeyError, TypeError):  # configured before its kind checked this
+                    log.exception("upstream provider %s cannot be built", row.id)
+                    return None
+                self._built[row.id] = built
+        return row, built[1]
+
+    def buttons(self) -> list[UpstreamProvider]:
+        """The providers the sign-in page offers a button for: those the browser is sent to."""
+        return [r for r in self.list() if r.kind in UPSTREAMS and hasattr(UPSTREAMS[r.kind], "start")]
+
+    def for_domain(self, email: str) -> UpstreamProvider | None:
+        """Home-realm discovery: the provider whose domains hold the address's domain."""
+        domain = email.rpartition("@")[2].strip().lower()
+        if not domain:
+            return None
+        return next((r for r in self.list() if domain in r.domains), None)
+
+    def _check(self, row: UpstreamProvider) -> None:
+        """The kind's own checks of its options, which its class makes when built."""
+        try:
+            self._build(row)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidUpstream(f"{row.kind}: {exc}") from None
+
+    def _build(self, row: UpstreamProvider) -> Upstream | PasswordAuthority:
+        cls = UPSTREAMS[row.kind]
+        wanted = list(inspect.signature(cls).parameters.values())[1:]
+        given = {p.name: self.collaborators[p.name] for p in wanted if p.name in self.collaborators}
+        return cls(self.config(row), **given)  # type: ignore[call-arg]
+
+    def _encrypt(self, values: Mapping[str, str]) -> str:
+        return jwe.encrypt_compact(JWE_HEADER, json.dumps(dict(values)).encode(), self._key)
+
+    def _decrypt(self, token: str | None) -> dict[str, str]:
+        return json.loads(jwe.decrypt_compact(token, self._key).plaintext) if token else {}
+
+
+class SeenAssertions:
+    """The replay store of SAML assertion ids, shared by every worker and node through the
+    database (the primary key makes the first insert win); store/housekeeping.py purges them."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def seen(self, assertion_id: str, until: float) -> bool:
+        """True when `assertion_id` was presented before; else remembers it until `until` (epoch
+        seconds) and answers False."""
+        try:
+            with self.db.session() as s:
+                s.execute(insert(SeenAssertion).values(id=assertion_id[:255],
+                                                       expires_at=datetime.fromtimestamp(until, UTC)))
+        except IntegrityError:
+            return True
+        return False

@@ -1,0 +1,93 @@
+"""`idbroker idp ...`: upstream providers managed like clients, against a real store (SQLite and
+PostgreSQL), with a test-only kind filed in UPSTREAMS; every mistake is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from test_cli import cli  # noqa: F401 - the fixture
+
+from idbroker.federation import kinds
+from idbroker.federation.registry import SeenAssertions
+from idbroker.store.db import utcnow
+from idbroker.store.housekeeping import purge
+from idbroker.store.models import UpstreamProvider
+
+
+class Stub:
+    kind = "stub"
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    async def start(self, ctx: Any) -> str:
+        return "https://op.example/authorize"
+
+    async def finish(self, ctx: Any, params: Any) -> Any:
+        raise NotImplementedError
+
+
+@pytest.fixture(autouse=True)
+def stub_kind(monkeypatch: Any) -> None:
+    monkeypatch.setitem(kinds.UPSTREAMS, "stub", Stub)
+
+
+def test_idp_lifecycle(cli):  # noqa: F811
+    out = json.loads(cli("idp", "add", "--id", "corp", "--kind", "stub", "--name", "Corp SSO",
+                         "--option", "issuer=https://op.example", "--secret", "client_secret=hunter2",
+                         "--domain", "corp.example", "--trust-email", "--json").output)
+    assert out["redirect_uri"] == "http://127.0.0.1:8000/idp/corp/callback" or out["redirect_uri"].endswith(
+        "/idp/corp/callback")
+    assert out["options"] == {"issuer": "https://op.example"} and out["secrets"] == ["client_secret"]
+    assert out["trust_email"] and not out["trust_mfa"] and out["domains"] == ["corp.example"]
+    shown = cli("idp", "show", "corp").output
+    assert "/idp/corp/callback" in shown and "hunter2" not in shown
+    assert "corp" in cli("idp", "list").output
+    out = json.loads(cli("idp", "update", "corp", "--name", "Corp", "--option", "issuer=", "--option",
+                         "scope=openid email", "--no-trust-email", "--trust-mfa", "--json").output)
+    assert out["name"] == "Corp" and out["options"] == {"scope": "openid email"} and out["trust_mfa"]
+    assert out["secrets"] == ["client_secret"] and not out["trust_email"]
+    assert "removed provider corp" in cli("idp", "remove", "corp").output
+    assert json.loads(cli("idp", "list", "--json").output) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["add", "--id", "Bad Id", "--kind", "stub", "--name", "X"], "lower-case"),
+    (["add", "--id", "x", "--kind", "nope", "--name", "X"], "unknown kind"),
+    (["add", "--id", "x", "--kind", "stub", "--name", " "], "name"),
+    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "issuer=http://op.example"], "loopback"),
+    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "url=ldap://dc.example"], "ldaps"),
+    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "noequals"], "KEY=VALUE"),
+    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--domain", "not a domain"], "DNS name"),
+    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--logo-uri", "javascript:alert(1)"], "https"),
+    (["show", "nobody"], "no provider"),
+    (["update", "nobody", "--name", "Y"], "no provider"),
+    (["remove", "nobody"], "no provider"),
+])
+def test_idp_mistakes(cli, args, says):  # noqa: F811
+    result = cli("idp", *args, ok=False)
+    assert result.exit_code != 0 and says in result.output, result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1, result.output
+
+
+def test_loopback_http_is_accepted_and_duplicates_refused(cli):  # noqa: F811
+    cli("idp", "add", "--id", "dev", "--kind", "stub", "--name", "Dev", "--option", "issuer=http://127.0.0.1:9/",
+        "--option", "url=ldap://localhost:389")
+    result = cli("idp", "add", "--id", "dev", "--kind", "stub", "--name", "Dev", ok=False)
+    assert result.exit_code == 1 and "already exists" in result.output
+
+
+def test_secrets_are_stored_encrypted_and_replays_purged(provider):
+    provider.upstreams.add("corp", "stub", "Corp", secrets={"client_secret": "hunter2"})
+    with provider.db.session(write=False) as s:
+        row = s.get(UpstreamProvider, "corp")
+    assert "hunter2" not in json.dumps(row.options) + (row.secrets or "")
+    replay = SeenAssertions(provider.db)
+    later, earlier = (utcnow() + timedelta(minutes=5)).timestamp(), (utcnow() - timedelta(minutes=1)).timestamp()
+    assert not replay.seen("_a1", later) and replay.seen("_a1", later)
+    assert not replay.seen("_old", earlier)
+    assert purge(provider.db, 365)["seen_assertions"] == 1
+    assert replay.seen("_a1", later)
