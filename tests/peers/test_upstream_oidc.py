@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 from broker_process import NODE_DIR, free_port
+from joserfc.jwk import ECKey
 from support import query_of
 
 from idbroker.federation.base import StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
@@ -35,6 +36,7 @@ from idbroker.federation.openid_connect import OpenIDConnectUpstream
 CLIENT_ID, CLIENT_SECRET = "idbroker", "upstream-test-secret-0123456789"
 CALLBACK = "http://127.0.0.1:9/idp/up1/callback"  # registered upstream, never fetched
 WAIT = 30.0
+CLIENT_KEY = ECKey.generate_key("P-256", parameters={"kid": "ours-1"})  # our private_key_jwt key
 ABORT_RE = re.compile(r'href="([^"]*/abort)"')
 
 Hook = Callable[[dict[str, Any]], dict[str, Any]]
@@ -52,6 +54,7 @@ class UpstreamProcess:
     def start(self, kid: str) -> None:
         env = {"PATH": "/usr/bin:/bin", "PORT": str(self.port), "CLIENT_ID": CLIENT_ID,
                "CLIENT_SECRET": CLIENT_SECRET, "REDIRECT_URI": CALLBACK, "KID": kid,
+               "CLIENT_JWKS": json.dumps({"keys": [CLIENT_KEY.as_dict(private=False)]}),
                "IDBROKER_TEST_NODE_MODULES": self.node["node_modules"]}
         self.proc = subprocess.Popen([self.node["node"], str(NODE_DIR / "upstream_provider.mjs")], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -109,9 +112,9 @@ class Recording(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def make(issuer: str, http: httpx.AsyncClient) -> OpenIDConnectUpstream:
+def make(issuer: str, http: httpx.AsyncClient, **extra: Any) -> OpenIDConnectUpstream:
     options = {"issuer": issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-               "scopes": ["openid", "email", "profile", "roles"], "claims": {"groups": "roles"}}
+               "scopes": ["openid", "email", "profile", "roles"], "claims": {"groups": "roles"}, **extra}
     return OpenIDConnectUpstream(UpstreamConfig(id="up1", kind="oidc", name="Upstream", options=options),
                                  http=http)
 
@@ -165,6 +168,15 @@ def test_sign_in_merges_id_token_and_userinfo(upstream: UpstreamProcess) -> None
         assert identity.groups == ("staff", "admins")
         assert identity.amr == ("pwd", "mfa") and identity.mfa
         assert "/me" in transport.paths  # userinfo was asked
+    run(test)
+
+
+def test_private_key_jwt_client_authentication(upstream: UpstreamProcess) -> None:
+    async def test(http: httpx.AsyncClient, transport: Recording) -> None:
+        oidc = make(upstream.issuer, http, client_id=CLIENT_ID + "-pkjwt", client_secret=None,
+                    token_auth="private_key_jwt", private_key=CLIENT_KEY.as_pem(private=True).decode(),
+                    key_id="ours-1")
+        assert (await sign_in(oidc)).subject == "alice"
     run(test)
 
 

@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
 from typing import Any, ClassVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import httpx
 from joserfc import jwt
@@ -221,7 +221,7 @@ class OAuth2Upstream:
         headers = {}
         method = self.token_auth(endpoints)
         if method == "client_secret_basic":
-            pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret(), safe='')}"
+            pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret())}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         elif method == "client_secret_post":
             form.update(client_id=self.client_id, client_secret=self.client_secret())

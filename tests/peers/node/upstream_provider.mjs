@@ -8,6 +8,8 @@
 // the session's amr is set to ["pwd", "mfa"] so that it reaches the ID token.
 //
 // Environment: PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, KID (default k1),
+//   CLIENT_JWKS (a public JWKS: then "<CLIENT_ID>-pkjwt" is registered too, authenticating with
+//   private_key_jwt),
 //   IDBROKER_TEST_NODE_MODULES (where oidc-provider is installed; default ./node_modules).
 // Prints "listening <issuer>" on stdout once it accepts connections.
 
@@ -37,7 +39,11 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     client_id: process.env.CLIENT_ID, client_secret: process.env.CLIENT_SECRET,
     redirect_uris: [process.env.REDIRECT_URI], grant_types: ['authorization_code'], response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
-  }],
+  }, ...(process.env.CLIENT_JWKS ? [{
+    client_id: `${process.env.CLIENT_ID}-pkjwt`, jwks: JSON.parse(process.env.CLIENT_JWKS),
+    redirect_uris: [process.env.REDIRECT_URI], grant_types: ['authorization_code'], response_types: ['code'],
+    token_endpoint_auth_method: 'private_key_jwt',
+  }] : [])],
   claims: { openid: ['sub', 'amr'], email: ['email', 'email_verified'], profile: ['name', 'given_name', 'family_name'],
             roles: ['roles'] },
   scopes: ['openid', 'email', 'profile', 'roles'],
