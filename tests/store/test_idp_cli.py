@@ -91,3 +91,8 @@ def test_secrets_are_stored_encrypted_and_replays_purged(provider):
     assert not replay.seen("_old", earlier)
     assert purge(provider.db, 365)["seen_assertions"] == 1
     assert replay.seen("_a1", later)
+
+
+def test_every_idp_command_has_help(cli):  # noqa: F811
+    for args in [["idp"], ["idp", "add"], ["idp", "list"], ["idp", "show"], ["idp", "update"], ["idp", "remove"]]:
+        assert "Usage" in cli(*args, "--help").output

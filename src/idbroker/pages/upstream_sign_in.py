@@ -17,8 +17,11 @@
 
 Every failure - an unknown provider, an expired or foreign state cookie, the upstream's refusal or
 error (`UpstreamError`), a refused link - is a page in the user's language with a way back to the
-sign-in page, and an audit event (`login.upstream_failed`); never a 500, never a redirect to an
-address the client did not register.
+sign-in page; never a 500, never a redirect to an address the client did not register. Those of
+a sign-in this browser started (the upstream's errors, a refused link) are also an audit event
+(`login.upstream_failed`); a request without this browser's state cookie, or for no configured
+provider, is no such attempt and is only logged (at debug level), so that forged or stray requests
+cannot fill the audit trail.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ class UpstreamViews(HostedPages):
                   login_hint: str | None = None, next_path: str = "", link_user: int | None = None) -> Response:
         found = await run_in_threadpool(self.upstreams.get, provider_id)
         if found is None or not hasattr(found[1], "start"):
-            return await self._failed(request, provider_id, None, UNKNOWN_PROVIDER, "unknown provider", 404)
+            return self._unattributed(request, provider_id, None, UNKNOWN_PROVIDER, "unknown provider", 404)
         row, upstream = found
         ctx = StartContext(callback_url=self._callback_url(row), login_hint=login_hint)
         try:
@@ -137,13 +140,13 @@ class UpstreamViews(HostedPages):
             params = dict(request.query_params)
         state = self._unseal(request.cookies.get(self.cookie))
         if state is None or state.get("p") != provider_id:
-            return await self._failed(request, provider_id, None, STATE_LOST, "no or foreign state cookie", 400)
+            return self._unattributed(request, provider_id, None, STATE_LOST, "no or foreign state cookie", 400)
         interaction, req = await run_in_threadpool(self.journey.parked, state["i"]) if state.get("i") else (None, None)
         if state.get("i") and interaction is None:
             return self._forget(self.journey.error_page(request, EXPIRED, 400))
         found = await run_in_threadpool(self.upstreams.get, provider_id)
         if found is None or not hasattr(found[1], "finish"):
-            return await self._failed(request, provider_id, interaction, UNKNOWN_PROVIDER, "unknown provider", 404)
+            return self._unattributed(request, provider_id, interaction, UNKNOWN_PROVIDER, "unknown provider", 404)
         row, upstream = found
         ctx = StartContext(callback_url=state["c"], login_hint=state.get("h"), state=state.get("s") or {})
         try:
@@ -227,6 +230,14 @@ class UpstreamViews(HostedPages):
         await run_in_threadpool(self._record_failure, request, provider_id, detail or message)
         params = {"provider": name or provider_id}
         return self._forget(self._failure_page(request, interaction, message, status, params))
+
+    def _unattributed(self, request: Request, provider_id: str, interaction: Interaction | None, message: str,
+                      detail: str, status: int) -> Response:
+        """A request that is no sign-in attempt of this browser (no state cookie of its own, no
+        such provider): the page, but no audit event, so that stray or forged requests cannot
+        fill the audit trail."""
+        log.debug("upstream %s: %s", provider_id[:64], detail)
+        return self._forget(self._failure_page(request, interaction, message, status, {"provider": provider_id}))
 
     def _record_failure(self, request: Request, provider_id: str, detail: str) -> None:
         self.audit.record(UPSTREAM_FAILED, ip=request.client.host if request.client else None,
