@@ -59,7 +59,7 @@ def test_idp_lifecycle(cli):  # noqa: F811
     (["add", "--id", "x", "--kind", "nope", "--name", "X"], "unknown kind"),
     (["add", "--id", "x", "--kind", "stub", "--name", " "], "name"),
     (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "issuer=http://op.example"], "loopback"),
-    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "url=ldap://dc.example"], "ldaps"),
+    (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "url=ftp://dc.example"], "https"),
     (["add", "--id", "x", "--kind", "stub", "--name", "X", "--option", "noequals"], "KEY=VALUE"),
     (["add", "--id", "x", "--kind", "stub", "--name", "X", "--domain", "not a domain"], "DNS name"),
     (["add", "--id", "x", "--kind", "stub", "--name", "X", "--logo-uri", "javascript:alert(1)"], "https"),
@@ -96,3 +96,12 @@ def test_secrets_are_stored_encrypted_and_replays_purged(provider):
 def test_every_idp_command_has_help(cli):  # noqa: F811
     for args in [["idp"], ["idp", "add"], ["idp", "list"], ["idp", "show"], ["idp", "update"], ["idp", "remove"]]:
         assert "Usage" in cli(*args, "--help").output
+
+
+def test_the_kinds_own_checks_refuse_a_bad_configuration_when_written(cli):  # noqa: F811
+    base = ["idp", "add", "--id", "ad", "--kind", "ldap", "--name", "AD", "--option", "bind_dn=cn=svc",
+            "--secret", "bind_password=pw", "--option", "base_dn=dc=example,dc=com"]
+    result = cli(*base, "--option", "url=ldap://dc.example.com", ok=False)
+    assert result.exit_code == 1 and "start_tls" in result.output, result.output
+    cli(*base, "--option", "url=ldap://dc.example.com", "--option", "start_tls=true")
+    assert json.loads(cli("idp", "show", "ad", "--json").output)["secrets"] == ["bind_password"]

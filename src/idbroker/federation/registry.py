@@ -15,9 +15,10 @@ lives as long as its configuration.
 
 What is checked when a provider is written: the id is a short lower-case token (it is a path
 segment of `{issuer}/idp/{id}/...` and the `idp` claim); the kind is a key of `UPSTREAMS`; a URL
-among the options or the logo is https, or http / ldap only for a loopback host (development and
-tests; ldap elsewhere must be ldaps or use StartTLS, which the LDAP kind checks); domains are bare
-lower-case DNS names.
+among the options or the logo is https, or http only for a loopback host (development and tests;
+ldap:// is left to the LDAP kind, which takes it elsewhere only with StartTLS); domains are bare
+lower-case DNS names; and the kind's class is built once, so that its own checks of its options
+refuse a bad configuration when it is written rather than at the first sign-in.
 """
 
 from __future__ import annotations
@@ -73,15 +74,15 @@ def is_loopback(host: str | None) -> bool:
 
 
 def check_url(name: str, value: str) -> None:
-    """https anywhere; http and ldap only on a loopback host (ldaps always)."""
+    """https anywhere; http only on a loopback host. ldap:// is the LDAP kind's to judge (with
+    StartTLS it is fine anywhere), ldaps always."""
     parts = urlsplit(value)
-    if parts.scheme in ("https", "ldaps") and parts.hostname:
+    if parts.scheme in ("https", "ldaps", "ldap") and parts.hostname:
         return
-    if parts.scheme in ("http", "ldap") and parts.hostname:
+    if parts.scheme == "http" and parts.hostname:
         if is_loopback(parts.hostname):
             return
-        raise InvalidUpstream(f"{name}: {parts.scheme}:// is accepted only for a loopback host; "
-                              f"use {'https' if parts.scheme == 'http' else 'ldaps or StartTLS'}")
+        raise InvalidUpstream(f"{name}: http:// is accepted only for a loopback host; use https")
     raise InvalidUpstream(f"{name}: {value!r} is not an absolute https URL")
 
 
@@ -228,7 +229,9 @@ class UpstreamRegistry:
         """The kind's own checks of its options, which its class makes when built."""
         try:
             self._build(row)
-        except (ValueError, KeyError, TypeError) as exc:
+        except KeyError as exc:
+            raise InvalidUpstream(f"{row.kind}: the option {exc} is required") from None
+        except (ValueError, TypeError) as exc:
             raise InvalidUpstream(f"{row.kind}: {exc}") from None
 
     def _build(self, row: UpstreamProvider) -> Upstream | PasswordAuthority:
