@@ -200,7 +200,7 @@ class UpstreamViews(HostedPages):
         added = providers.get(request.query_params.get("linked", ""))
         return self.page(request, "login/identities.html", status, user=user, error=error,
                          links=[(link, providers.get(link.provider_id)) for link in links],
-                         available=[r for r in providers.values() if r.id not in linked and r.kind not in ("ldap",)],
+                         available=[r for r in self.upstreams.buttons() if r.id not in linked],
                          added=added.name if added is not None else None, message=IDENTITY_ADDED)
 
     async def unlink(self, request: Request) -> Response:
