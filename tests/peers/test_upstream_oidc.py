@@ -29,8 +29,8 @@ from broker_process import NODE_DIR, free_port
 from joserfc.jwk import ECKey
 from support import query_of
 
-from idbroker.federation.base import StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
-from idbroker.federation.oauth import DENIED, EXPIRED, UNVERIFIED
+from idbroker.federation.base import REJECTED, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
+from idbroker.federation.oauth import DENIED, EXPIRED
 from idbroker.federation.openid_connect import OpenIDConnectUpstream
 
 CLIENT_ID, CLIENT_SECRET = "idbroker", "upstream-test-secret-0123456789"
@@ -199,7 +199,7 @@ def test_key_rotation_refetches_the_jwks_once(upstream: UpstreamProcess) -> None
         transport.token_hook = unknown_kid
         with pytest.raises(UpstreamError) as caught:
             await sign_in(oidc)
-        assert caught.value.message == UNVERIFIED and "unknown kid" in caught.value.detail
+        assert caught.value.message == REJECTED and "unknown kid" in caught.value.detail
         assert transport.paths.count("/jwks") == 2  # rate-limited: no third fetch
     run(test)
 
@@ -220,7 +220,7 @@ def test_wrong_nonce_is_refused(upstream: UpstreamProcess) -> None:
             ctx.state["nonce"] = "another-login-attempt"
         with pytest.raises(UpstreamError) as caught:
             await sign_in(make(upstream.issuer, http), tamper=other_nonce)
-        assert caught.value.message == UNVERIFIED and "nonce" in caught.value.detail
+        assert caught.value.message == REJECTED and "nonce" in caught.value.detail
     run(test)
 
 
@@ -235,7 +235,7 @@ def test_tampered_id_token_signature_is_refused(upstream: UpstreamProcess) -> No
         transport.token_hook = flip
         with pytest.raises(UpstreamError) as caught:
             await sign_in(make(upstream.issuer, http))
-        assert caught.value.message == UNVERIFIED and "signature" in caught.value.detail
+        assert caught.value.message == REJECTED and "signature" in caught.value.detail
         assert not isinstance(caught.value, UpstreamUnavailable)
     run(test)
 

@@ -33,7 +33,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from ..text import N_
+
 AMR_FEDERATED = "fed"  # RFC 8176 §2: "use of a federated login"
+
+# What the user is told, whatever the kind: the upstream said no (or the user did), its answer
+# failed a check, or it could not be asked. The detail goes to the log and the audit event.
+REFUSED = N_("The sign-in provider did not sign you in.")
+REJECTED = N_("The sign-in provider's answer could not be accepted. Please try signing in again.")
+UNAVAILABLE = N_("The sign-in provider cannot be reached right now. Please try again later.")
 
 
 class UpstreamError(Exception):

@@ -63,8 +63,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from ..text import N_
-from .base import ExternalIdentity, UpstreamConfig, UpstreamUnavailable
+from .base import UNAVAILABLE, ExternalIdentity, UpstreamConfig, UpstreamUnavailable
 
 with warnings.catch_warnings():  # ldap3 2.9 imports names pyasn1 0.6 deprecated (tagMap, typeMap)
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -76,7 +75,6 @@ with warnings.catch_warnings():  # ldap3 2.9 imports names pyasn1 0.6 deprecated
 log = logging.getLogger("idbroker.federation")
 
 # The same words as the other kinds' (federation/saml.py): one entry in the catalogs.
-UNAVAILABLE = N_("The sign-in provider cannot be reached right now. Please try again later.")
 DEFAULT_USER_FILTER = "(|(uid={login})(mail={login}))"
 DEFAULT_TIMEOUT = 5.0  # seconds, for a connect and for each answer
 GROUP_MODES = ("memberOf", "in_chain", "groupOfNames")

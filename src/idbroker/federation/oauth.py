@@ -48,19 +48,24 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey, import_key
 
-from ..text import N_
-from .base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
+from .base import (
+    REFUSED,
+    REJECTED,
+    UNAVAILABLE,
+    ExternalIdentity,
+    StartContext,
+    UpstreamConfig,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_BODY = 1 << 20  # bytes: no upstream answer we read is anywhere near this
 
-# Messages shown to the user (the route renders them in the user's language): the same ids as the
-# saml and ldap kinds, so that a failure reads the same whichever kind of provider it was.
-FAILED = N_("The sign-in provider did not sign you in.")            # it refused, or the user said no
-DENIED = FAILED
-UNVERIFIED = N_("The sign-in provider's answer could not be accepted. Please try signing in again.")
-EXPIRED = UNVERIFIED                                                # not the state we sent: start again
-UNAVAILABLE = N_("The sign-in provider cannot be reached right now. Please try again later.")
+# Messages shown to the user (the route renders them in the user's language): base.py's, the same
+# for every kind of provider.
+DENIED = REFUSED         # it refused, or the user said no
+EXPIRED = REJECTED       # not the state we sent: start again
 
 # OIDC Core §5.1 claims kept under their own names unless mapped otherwise.
 STANDARD_CLAIMS = ("name", "given_name", "family_name", "middle_name", "nickname", "preferred_username",
@@ -208,10 +213,10 @@ class OAuth2Upstream:
         self.check_issuer_parameter(params)
         if params.get("error"):
             error = str(params["error"])[:100]
-            raise UpstreamError(DENIED if error == "access_denied" else FAILED,
+            raise UpstreamError(DENIED if error == "access_denied" else REFUSED,
                                 f"upstream error={error} ({str(params.get('error_description', ''))[:200]})")
         if not params.get("code"):
-            raise UpstreamError(FAILED, "the callback carries neither code nor error (RFC 6749 §4.1.2)")
+            raise UpstreamError(REFUSED, "the callback carries neither code nor error (RFC 6749 §4.1.2)")
 
     async def redeem(self, ctx: StartContext, code: str) -> dict[str, Any]:
         endpoints = await self.endpoints()
@@ -229,10 +234,10 @@ class OAuth2Upstream:
             form.update(client_id=self.client_id, client_assertion=self.client_assertion(token_url),
                         client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         else:
-            raise UpstreamError(FAILED, f"unsupported token_auth {method!r}")
+            raise UpstreamError(REFUSED, f"unsupported token_auth {method!r}")
         tokens = await self.fetch("POST", token_url, data=form, headers=headers, error_field=True)
         if tokens.get("error"):
-            raise UpstreamError(FAILED, f"token endpoint error={str(tokens['error'])[:100]} "
+            raise UpstreamError(REFUSED, f"token endpoint error={str(tokens['error'])[:100]} "
                                         f"({str(tokens.get('error_description', ''))[:200]})")
         if not isinstance(tokens.get("access_token"), str):
             raise UpstreamUnavailable(UNAVAILABLE, "token response without access_token (RFC 6749 §5.1)")
@@ -263,7 +268,7 @@ class OAuth2Upstream:
         subject_claim = str(self.options.get("subject_claim") or "sub")
         subject = claims.get(subject_claim)
         if not isinstance(subject, (str, int)) or isinstance(subject, bool) or not str(subject):
-            raise UpstreamError(UNVERIFIED, f"the upstream's answer has no {subject_claim!r}")
+            raise UpstreamError(REJECTED, f"the upstream's answer has no {subject_claim!r}")
         mapping = {name: name for name in STANDARD_CLAIMS} | self.claims
         mapped = {local: value for local, path in mapping.items()
                   if (value := _lookup(claims, path)) is not None}
@@ -298,7 +303,7 @@ class OAuth2Upstream:
         except ValueError:
             body = None
         if response.status_code >= 400 and not (error_field and isinstance(body, dict) and body.get("error")):
-            raise UpstreamError(FAILED, f"{method} {target}: HTTP {response.status_code}")
+            raise UpstreamError(REFUSED, f"{method} {target}: HTTP {response.status_code}")
         if not isinstance(body, list if array else dict):
             raise UpstreamUnavailable(UNAVAILABLE, f"{method} {target}: the answer is not a JSON "
                                                    f"{'array' if array else 'object'}")

@@ -49,8 +49,17 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
-from .oauth import FAILED, UNAVAILABLE, UNVERIFIED, OAuth2Upstream, _private_key, secure_url
+from .base import (
+    REFUSED,
+    REJECTED,
+    UNAVAILABLE,
+    ExternalIdentity,
+    StartContext,
+    UpstreamConfig,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from .oauth import OAuth2Upstream, _private_key, secure_url
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 METADATA_SECONDS = 24 * 3600
@@ -125,7 +134,7 @@ class OpenIDConnectUpstream(OAuth2Upstream):
         if self._jwks is not None:
             now = time.monotonic()
             if self._jwks_refetched_at is not None and now - self._jwks_refetched_at < REFETCH_SECONDS:
-                raise UpstreamError(UNVERIFIED, f"unknown kid {kid!r} (JWKS refetched less than "
+                raise UpstreamError(REJECTED, f"unknown kid {kid!r} (JWKS refetched less than "
                                                 f"{REFETCH_SECONDS:.0f}s ago)")
             self._jwks_refetched_at = now
         metadata = await self.endpoints()
@@ -146,7 +155,7 @@ class OpenIDConnectUpstream(OAuth2Upstream):
         if TENANT_PLACEHOLDER in str(metadata.get("issuer", "")):
             return
         if str(params.get("iss", "")).rstrip("/") != self.issuer:
-            raise UpstreamError(UNVERIFIED, "the iss parameter is not the upstream's issuer (RFC 9207 §2.4)")
+            raise UpstreamError(REJECTED, "the iss parameter is not the upstream's issuer (RFC 9207 §2.4)")
 
     def token_auth(self, endpoints: Mapping[str, Any]) -> str:
         if self.options.get("token_auth"):
@@ -164,13 +173,13 @@ class OpenIDConnectUpstream(OAuth2Upstream):
     async def identify(self, ctx: StartContext, tokens: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
-            raise UpstreamError(UNVERIFIED, "token response without id_token (OIDC Core §3.1.3.3)")
+            raise UpstreamError(REJECTED, "token response without id_token (OIDC Core §3.1.3.3)")
         claims = await self.verify_id_token(id_token, str(ctx.state.get("nonce", "")))
         metadata = await self.endpoints()
         if metadata.get("userinfo_endpoint"):
             info = await self.userinfo(tokens)
             if info.get("sub") != claims["sub"]:
-                raise UpstreamError(UNVERIFIED, "userinfo sub differs from the ID token's (OIDC Core §5.3.2)")
+                raise UpstreamError(REJECTED, "userinfo sub differs from the ID token's (OIDC Core §5.3.2)")
             claims = {**info, **claims}
         amr = claims.get("amr")
         return claims, tuple(str(v) for v in amr) if isinstance(amr, list) else ()
@@ -186,11 +195,11 @@ class OpenIDConnectUpstream(OAuth2Upstream):
         try:
             header = jws.extract_compact(id_token.encode()).protected
         except (JoseError, ValueError) as exc:
-            raise UpstreamError(UNVERIFIED, f"ID token is not a compact JWS: {type(exc).__name__}") from None
+            raise UpstreamError(REJECTED, f"ID token is not a compact JWS: {type(exc).__name__}") from None
         alg = header.get("alg")
         supported = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
         if alg not in ASYMMETRIC_ALGS or alg not in supported:
-            raise UpstreamError(UNVERIFIED, f"ID token alg {alg!r} refused (OIDC Core §3.1.3.7 item 7)")
+            raise UpstreamError(REJECTED, f"ID token alg {alg!r} refused (OIDC Core §3.1.3.7 item 7)")
         kid = header.get("kid")
         keys = await self.keys(str(kid) if kid is not None else None)
         candidates = [k for k in keys.keys if kid is None or k.kid == kid]
@@ -201,13 +210,13 @@ class OpenIDConnectUpstream(OAuth2Upstream):
             except JoseError:
                 continue
         else:
-            raise UpstreamError(UNVERIFIED, f"ID token signature does not verify (kid {kid!r})")
+            raise UpstreamError(REJECTED, f"ID token signature does not verify (kid {kid!r})")
         try:
             claims = json.loads(payload)
         except ValueError:
             claims = None
         if not isinstance(claims, dict):
-            raise UpstreamError(UNVERIFIED, "ID token payload is not a JSON object")
+            raise UpstreamError(REJECTED, "ID token payload is not a JSON object")
         self.check_claims(claims, nonce)
         return claims
 
@@ -217,31 +226,31 @@ class OpenIDConnectUpstream(OAuth2Upstream):
         if TENANT_PLACEHOLDER in issuer:
             issuer = issuer.replace(TENANT_PLACEHOLDER, str(claims.get("tid", "")))
             if not claims.get("tid"):
-                raise UpstreamError(UNVERIFIED, "multi-tenant ID token without tid")
+                raise UpstreamError(REJECTED, "multi-tenant ID token without tid")
         issuers = {issuer, *(str(a) for a in self.options.get("issuer_aliases") or ())}
         if claims.get("iss") not in issuers:
-            raise UpstreamError(UNVERIFIED, f"ID token iss {claims.get('iss')!r} is not {issuer!r} (item 2)")
+            raise UpstreamError(REJECTED, f"ID token iss {claims.get('iss')!r} is not {issuer!r} (item 2)")
         aud = claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if self.client_id not in audiences:
-            raise UpstreamError(UNVERIFIED, "ID token aud does not contain our client id (item 3)")
+            raise UpstreamError(REJECTED, "ID token aud does not contain our client id (item 3)")
         if len(audiences) > 1 and claims.get("azp") != self.client_id:
-            raise UpstreamError(UNVERIFIED, "ID token with several audiences and azp not ours (items 4-5)")
+            raise UpstreamError(REJECTED, "ID token with several audiences and azp not ours (items 4-5)")
         if "azp" in claims and claims["azp"] != self.client_id:
-            raise UpstreamError(UNVERIFIED, "ID token azp is not our client id (item 5)")
+            raise UpstreamError(REJECTED, "ID token azp is not our client id (item 5)")
         now = self.clock()
         exp, iat = claims.get("exp"), claims.get("iat")
         if not _number(exp) or now > exp + SKEW:
-            raise UpstreamError(UNVERIFIED, "ID token expired or without exp (item 9)")
+            raise UpstreamError(REJECTED, "ID token expired or without exp (item 9)")
         if not _number(iat) or iat > now + SKEW or iat < now - MAX_AGE - SKEW:
-            raise UpstreamError(UNVERIFIED, "ID token iat missing, in the future or too old (item 10)")
+            raise UpstreamError(REJECTED, "ID token iat missing, in the future or too old (item 10)")
         if not nonce or claims.get("nonce") != nonce:
-            raise UpstreamError(UNVERIFIED, "ID token nonce is not the one sent (item 11)")
+            raise UpstreamError(REJECTED, "ID token nonce is not the one sent (item 11)")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise UpstreamError(UNVERIFIED, "ID token without sub")
+            raise UpstreamError(REJECTED, "ID token without sub")
         tenants = self.options.get("tenants")
         if tenants and claims.get("tid") not in tenants:
-            raise UpstreamError(FAILED, f"tenant {claims.get('tid')!r} is not in the allow-list")
+            raise UpstreamError(REFUSED, f"tenant {claims.get('tid')!r} is not in the allow-list")
 
 
 def _number(value: Any) -> bool:

@@ -95,8 +95,16 @@ with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's CFB mode (un
     from saml2.sigver import security_context
     from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
-from ..text import N_
-from .base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
+from .base import (
+    REFUSED,
+    REJECTED,
+    UNAVAILABLE,
+    ExternalIdentity,
+    StartContext,
+    UpstreamConfig,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 
 log = logging.getLogger("idbroker.federation")
 
@@ -171,9 +179,6 @@ ATTRIBUTE_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 ENTRA_AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 
-REJECTED = N_("The sign-in provider's answer could not be accepted. Please try signing in again.")
-REFUSED = N_("The sign-in provider did not sign you in.")
-UNAVAILABLE = N_("The sign-in provider cannot be reached right now. Please try again later.")
 
 
 class ReplayCache(Protocol):
