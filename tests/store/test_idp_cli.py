@@ -105,3 +105,12 @@ def test_the_kinds_own_checks_refuse_a_bad_configuration_when_written(cli):  # n
     assert result.exit_code == 1 and "start_tls" in result.output, result.output
     cli(*base, "--option", "url=ldap://dc.example.com", "--option", "start_tls=true")
     assert json.loads(cli("idp", "show", "ad", "--json").output)["secrets"] == ["bind_password"]
+
+
+def test_a_preset_is_its_kind_with_the_providers_defaults(cli):  # noqa: F811
+    out = json.loads(cli("idp", "add", "--id", "google", "--kind", "google", "--name", "Google",
+                         "--option", "client_id=abc.apps.example", "--secret", "client_secret=s3cret",
+                         "--json").output)
+    assert out["kind"] == "oidc" and out["options"]["issuer"] == "https://accounts.google.com"
+    assert out["options"]["preset"] == "google" and out["options"]["client_id"] == "abc.apps.example"
+    assert out["secrets"] == ["client_secret"] and "s3cret" not in json.dumps(out)

@@ -44,6 +44,7 @@ from ..store.db import Database, utcnow
 from ..store.models import SeenAssertion, UpstreamProvider
 from .base import PasswordAuthority, Upstream, UpstreamConfig
 from .kinds import UPSTREAMS
+from .presets import PRESETS, expand
 
 log = logging.getLogger("idbroker.federation")
 
@@ -112,8 +113,9 @@ class UpstreamRegistry:
             trust_mfa: bool = False, domains: list[str] | None = None) -> UpstreamProvider:
         if not ID_RE.match(provider_id):
             raise InvalidUpstream(f"id {provider_id!r}: lower-case letters, digits, - and _ (at most 64)")
+        kind, options = expand(kind, options or {})  # a preset (google, github...) is a kind with defaults
         if kind not in UPSTREAMS:
-            raise InvalidUpstream(f"unknown kind {kind!r} (known: {', '.join(sorted(UPSTREAMS)) or 'none'})")
+            raise InvalidUpstream(f"unknown kind {kind!r} (known: {', '.join(sorted(UPSTREAMS) + sorted(PRESETS))})")
         now = utcnow()
         row = UpstreamProvider(id=provider_id, kind=kind, name=name, options={}, secrets=None, logo_uri=None,
                                trust_email=trust_email, trust_mfa=trust_mfa, domains=[], created_at=now,
