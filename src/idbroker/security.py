@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -83,3 +84,16 @@ def loads_bounded(data: str | bytes, max_bytes: int, max_depth: int = MAX_JSON_D
     value = json.loads(text)
     json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError (a ValueError) on lone surrogates
     return value
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1, bracketed or not): where plain http
+    and ldap are tolerated for development and tests, and nowhere else."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

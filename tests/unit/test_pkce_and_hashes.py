@@ -44,3 +44,12 @@ def test_pkce_values_with_a_trailing_newline_are_refused():
         check_challenge(s256(verifier) + "\n", "S256", required=True)
     with pytest.raises(OAuth2Error):
         check_verifier(s256(verifier), verifier + "\n")
+
+
+def test_loopback_hosts():
+    from idbroker.security import is_loopback_host
+
+    for host in ("localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1", "[::1]"):
+        assert is_loopback_host(host), host
+    for host in (None, "", "example.com", "10.0.0.1", "localhost.example.com", "127.0.0.1.nip.io", "0.0.0.0"):
+        assert not is_loopback_host(host), host

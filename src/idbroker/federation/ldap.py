@@ -51,7 +51,6 @@ over `DEFAULT_CLAIMS`), ``email_verified``, ``timeout``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import re
@@ -63,6 +62,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from ..security import is_loopback_host
 from .base import UNAVAILABLE, ExternalIdentity, UpstreamConfig, UpstreamUnavailable
 
 with warnings.catch_warnings():  # ldap3 2.9 imports names pyasn1 0.6 deprecated (tagMap, typeMap)
@@ -92,15 +92,6 @@ DEFAULT_CLAIMS: dict[str, tuple[str, ...]] = {
 ID_ATTRIBUTES = ("entryUUID", "objectGUID")
 
 
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
 def _flag(value: Any) -> bool:
     """An option that may come as text from the CLI: "false" must not be true."""
     return value is True or str(value).lower() in ("true", "1", "yes", "on")
@@ -126,7 +117,7 @@ class LdapAuthority:
         if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
             raise ValueError("url must be ldap://host[:port] or ldaps://host[:port]")
         self.start_tls = _flag(o.get("start_tls"))
-        if parts.scheme == "ldap" and not self.start_tls and not _loopback(parts.hostname):
+        if parts.scheme == "ldap" and not self.start_tls and not is_loopback_host(parts.hostname):
             raise ValueError("ldap:// is only for loopback hosts: use ldaps:// or start_tls")
         for name in ("bind_dn", "bind_password", "base_dn"):
             if not o.get(name):

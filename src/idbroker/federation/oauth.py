@@ -34,7 +34,6 @@ secrets never appear in errors or logs; upstream tokens are dropped once the ide
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import secrets
 import time
@@ -48,6 +47,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey, import_key
 
+from ..security import is_loopback_host
 from .base import (
     REFUSED,
     REJECTED,
@@ -72,22 +72,12 @@ STANDARD_CLAIMS = ("name", "given_name", "family_name", "middle_name", "nickname
                    "profile", "picture", "website", "email", "email_verified", "gender", "birthdate",
                    "zoneinfo", "locale", "phone_number", "phone_number_verified", "groups")
 MFA_AMR = frozenset({"mfa", "hwk", "otp"})  # RFC 8176 §2 values that mean a second factor was used
-LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def secure_url(url: str) -> str:
     """The URL itself when it is https, or http towards a loopback host (development, tests)."""
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname or "")):
         if parts.hostname:
             return url
     raise ValueError(f"upstream URL must be https (http only for loopback hosts): {url!r}")

@@ -24,7 +24,6 @@ refuse a bad configuration when it is written rather than at the first sign-in.
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import json
 import logging
 import re
@@ -39,7 +38,7 @@ from joserfc.jwk import OctKey
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..security import derive_key
+from ..security import derive_key, is_loopback_host
 from ..store.db import Database, utcnow
 from ..store.models import SeenAssertion, UpstreamProvider
 from .base import PasswordAuthority, Upstream, UpstreamConfig
@@ -51,7 +50,6 @@ log = logging.getLogger("idbroker.federation")
 ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
-LOOPBACK_NAMES = {"localhost"}
 SAML_KINDS = frozenset({"saml"})  # kinds whose browser comes back to /acs and that publish /metadata
 
 
@@ -63,17 +61,6 @@ class UpstreamNotFound(LookupError):
     pass
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(name: str, value: str) -> None:
     """https anywhere; http only on a loopback host. ldap:// is the LDAP kind's to judge (with
     StartTLS it is fine anywhere), ldaps always."""
@@ -81,7 +68,7 @@ def check_url(name: str, value: str) -> None:
     if parts.scheme in ("https", "ldaps", "ldap") and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname:
-        if is_loopback(parts.hostname):
+        if is_loopback_host(parts.hostname):
             return
         raise InvalidUpstream(f"{name}: http:// is accepted only for a loopback host; use https")
     raise InvalidUpstream(f"{name}: {value!r} is not an absolute https URL")

@@ -64,7 +64,6 @@ import base64
 import binascii
 import calendar
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -95,6 +94,7 @@ with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's CFB mode (un
     from saml2.sigver import security_context
     from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
+from ..security import is_loopback_host
 from .base import (
     REFUSED,
     REJECTED,
@@ -180,7 +180,6 @@ ATTRIBUTE_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
 ENTRA_AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 
 
-
 class ReplayCache(Protocol):
     def seen(self, assertion_id: str, until: float) -> bool:
         """True when `assertion_id` was already presented; otherwise remembers it until `until`
@@ -210,15 +209,6 @@ class _NoPopulation:
 
     def set(self, *args: Any) -> None:
         pass
-
-
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
 
 
 def _check_algorithms(xml: str | bytes) -> None:
@@ -251,7 +241,7 @@ class SamlUpstream:
         self._url = options.get("idp_metadata_url")
         if self._url:
             parts = urlsplit(self._url)
-            if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
+            if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname)):
                 raise ValueError(f"idp_metadata_url {self._url!r} must use https")
             if http is None:
                 raise ValueError("idp_metadata_url needs an HTTP client")
