@@ -186,3 +186,11 @@ def run_async(main: Any) -> Any:
     if failure:
         raise failure[0]
     return result[0]
+
+
+def run_coroutine(coroutine: Any) -> Any:
+    """asyncio.run for a coroutine object, in a thread of its own (see run_async)."""
+    async def main() -> Any:
+        return await coroutine
+
+    return run_async(main)

@@ -11,7 +11,6 @@ bounded."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.server
 import json
@@ -27,7 +26,7 @@ import httpx
 import pytest
 from broker_process import NODE_DIR, free_port
 from joserfc.jwk import ECKey
-from support import query_of
+from support import query_of, run_coroutine
 
 from idbroker.federation.base import REJECTED, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
 from idbroker.federation.oauth import DENIED, EXPIRED
@@ -124,7 +123,7 @@ def run(test: Callable[[httpx.AsyncClient, Recording], Awaitable[None]]) -> None
         transport = Recording()
         async with httpx.AsyncClient(transport=transport) as http:
             await test(http, transport)
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def browse(url: str, *, cancel: bool = False) -> dict[str, str]:

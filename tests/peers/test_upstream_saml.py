@@ -4,7 +4,6 @@ right one becomes an identity. Our SP metadata is checked with the xmlsec1 binar
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import shutil
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from saml_idp import IDP_ENTITY_ID, SamlIdp, keypair
+from support import run_coroutine
 
 from idbroker.federation.base import StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
 from idbroker.federation.kinds import UPSTREAMS
@@ -50,11 +50,11 @@ class Peers:
 
     def start(self) -> tuple[StartContext, str]:
         ctx = StartContext(callback_url=self.sp.acs_url)
-        return ctx, asyncio.run(self.sp.start(ctx))
+        return ctx, run_coroutine(self.sp.start(ctx))
 
     def sign_in(self, **respond: Any) -> Any:
         ctx, location = self.start()
-        return asyncio.run(self.sp.finish(ctx, self.idp.respond(location, **respond)))
+        return run_coroutine(self.sp.finish(ctx, self.idp.respond(location, **respond)))
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +132,9 @@ def test_tampered_encrypted_assertion_is_refused(peers: Peers) -> None:
 def test_replayed_assertion_is_refused(peers: Peers) -> None:
     ctx, location = peers.start()
     form = peers.idp.respond(location)
-    asyncio.run(peers.sp.finish(ctx, form))
+    run_coroutine(peers.sp.finish(ctx, form))
     with pytest.raises(UpstreamError, match="replayed"):
-        asyncio.run(peers.sp.finish(ctx, form))
+        run_coroutine(peers.sp.finish(ctx, form))
 
 
 def test_expired_assertion_is_refused(peers: Peers) -> None:
@@ -160,7 +160,7 @@ def test_wrong_relay_state_is_refused(peers: Peers) -> None:
     ctx, location = peers.start()
     form = peers.idp.respond(location) | {"RelayState": "forged"}
     with pytest.raises(UpstreamError, match="RelayState"):
-        asyncio.run(peers.sp.finish(ctx, form))
+        run_coroutine(peers.sp.finish(ctx, form))
 
 
 def test_response_from_another_idp_is_refused(peers: Peers) -> None:
@@ -169,7 +169,7 @@ def test_response_from_another_idp_is_refused(peers: Peers) -> None:
     try:
         ctx, location = peers.start()
         with pytest.raises(UpstreamError):
-            asyncio.run(peers.sp.finish(ctx, impostor.respond(location)))
+            run_coroutine(peers.sp.finish(ctx, impostor.respond(location)))
     finally:
         impostor.close()
 
@@ -182,7 +182,7 @@ def test_refusal_at_the_idp_is_a_clear_error(peers: Peers) -> None:
                                                       digest_alg=SHA256_DIGEST)
     form = {"SAMLResponse": base64.b64encode(str(response).encode()).decode(), "RelayState": relay_state}
     with pytest.raises(UpstreamError) as caught:
-        asyncio.run(peers.sp.finish(ctx, form))
+        run_coroutine(peers.sp.finish(ctx, form))
     assert caught.value.message == "The sign-in provider did not sign you in."
 
 
@@ -240,7 +240,7 @@ def test_metadata_by_url_is_fetched_cached_and_refreshed(peers: Peers) -> None:
             await sp.start(StartContext(callback_url=sp.acs_url))
             assert len(fetched) == 2
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def test_metadata_url_down_is_unavailable(peers: Peers) -> None:
@@ -255,7 +255,7 @@ def test_metadata_url_down_is_unavailable(peers: Peers) -> None:
             with pytest.raises(UpstreamUnavailable):
                 await SamlUpstream(config, issuer=ISSUER, http=http).start(StartContext(callback_url="x"))
 
-    asyncio.run(main())
+    run_coroutine(main())
 
 
 def test_plain_http_metadata_url_is_only_for_loopback(peers: Peers) -> None:

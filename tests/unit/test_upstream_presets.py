@@ -3,7 +3,6 @@ upstreams are httpx MockTransports answering what the real providers answer."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from support import run_coroutine
 
 from idbroker.federation.base import StartContext, UpstreamConfig, UpstreamError
 from idbroker.federation.oauth import OAuth2Upstream, pick_email
@@ -91,7 +91,7 @@ def run(coro_factory: Any, upstream: Upstream) -> Any:
     async def main() -> Any:
         async with httpx.AsyncClient(transport=httpx.MockTransport(upstream.handler)) as http:
             return await coro_factory(http)
-    return asyncio.run(main())
+    return run_coroutine(main())
 
 
 def microsoft(http: httpx.AsyncClient, **extra: Any) -> OpenIDConnectUpstream:
