@@ -117,6 +117,8 @@ def ms_claims(tid: str | None, iss_tid: str | None = None, **extra: Any) -> dict
 ])
 def test_microsoft_multi_tenant_issuer_and_tid_allow_list(claims: dict[str, Any], allow: list[str] | None,
                                                           refusal: str | None) -> None:
+    now = int(time.time())  # the parameters were made at collection, maybe minutes ago
+    claims = {**claims, "iat": now, "exp": now + 3600}
     upstream = Upstream("https://login.microsoftonline.com/common/v2.0", metadata_issuer=MS_TEMPLATE)
     token = upstream.id_token(**claims)
 
