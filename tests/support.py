@@ -194,3 +194,25 @@ def run_coroutine(coroutine: Any) -> Any:
         return await coroutine
 
     return run_async(main)
+
+
+def wait_until_ready(proc: Any, ready: Any, timeout: float, what: str, log: Any) -> None:
+    """Until `ready()` is true for the started process `proc`, for at most `timeout` seconds; it
+    is then stopped by the caller. Raises with the process's log (`log()`) when it exits first or
+    never gets ready. `ready` may raise: that counts as not yet."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: BLE001 - not answering yet
+            pass
+        try:  # the pause between attempts, which also notices an early exit
+            code = proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"{what} exited with {code} before it was ready:\n{log()}")
+    raise TimeoutError(f"{what} was not ready within {timeout:.0f}s:\n{log()}")

@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from support import wait_until_ready
 
 PEERS = Path(__file__).resolve().parent
 NODE_DIR = PEERS / "node"
@@ -55,21 +55,13 @@ class Broker:
                        "--workers", str(self.workers)]
             self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
         with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                try:
-                    if http.get(f"{self.issuer}/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                try:  # the pause between attempts, which also notices an early exit
-                    code = self.proc.wait(timeout=0.1)
-                except subprocess.TimeoutExpired:
-                    continue
-                raise RuntimeError(f"idbroker serve exited with {code} before answering /healthz:\n{self.log()}")
-        self.stop()
-        raise RuntimeError(f"idbroker serve did not answer /healthz within {START_TIMEOUT:.0f}s:\n{self.log()}")
+            try:
+                wait_until_ready(self.proc, lambda: http.get(f"{self.issuer}/healthz").status_code == 200,
+                                 START_TIMEOUT, "idbroker serve (/healthz)", self.log)
+            except TimeoutError:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         proc = self.proc

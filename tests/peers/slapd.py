@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from support import free_port
+from support import free_port, wait_until_ready
 
 from idbroker.federation.ldap import Connection, Server  # ldap3, imported without pyasn1's warnings
 
@@ -156,20 +155,15 @@ class Slapd:
             self.proc = subprocess.Popen(
                 [str(SLAPD), "-f", str(self.dir / "slapd.conf"), "-h", f"{self.url}/", "-d", "0"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with self.root():
-                    return
-            except Exception:
-                pass
-            try:  # the pause between attempts, which also notices an early exit
-                code = self.proc.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                continue
-            raise RuntimeError(f"slapd exited with {code}:\n{self.log()}")
-        self.stop()
-        raise RuntimeError(f"slapd did not accept a bind within {START_TIMEOUT:.0f}s:\n{self.log()}")
+        def binds() -> bool:
+            with self.root():
+                return True
+
+        try:
+            wait_until_ready(self.proc, binds, START_TIMEOUT, "slapd (a bind)", self.log)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def root(self) -> Connection:
         return Connection(Server("127.0.0.1", port=self.port, connect_timeout=1), ROOT_DN, ROOT_PASSWORD,
