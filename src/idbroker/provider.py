@@ -7,6 +7,7 @@ from functools import cached_property
 from .accounts.breached import BreachedPasswords, RangeChecker
 from .accounts.lifecycle import AccountService
 from .accounts.one_time import OneTimeTokens
+from .accounts.password_ways import LocalAccounts, PasswordSignIn
 from .accounts.passwords import Passwords
 from .accounts.policy import PasswordPolicy
 from .accounts.sessions import SessionService
@@ -153,6 +154,12 @@ class Provider:
         offered = {"http": httpx.AsyncClient(timeout=10.0, follow_redirects=False),
                    "replay": SeenAssertions(self.db), "issuer": self.issuer}
         return UpstreamRegistry(self.db, self.settings.secret_bytes(), offered)
+
+    @cached_property
+    def password_sign_in(self) -> PasswordSignIn:
+        """The ways a password typed on the sign-in page is checked, in order
+        (accounts/password_ways.py)."""
+        return PasswordSignIn([LocalAccounts(self.users)], self.users)
 
     @cached_property
     def linking(self) -> Linking:

@@ -82,13 +82,19 @@ class UserService:
 
     def authenticate(self, email: str, password: str) -> User | None:
         """The user when the password matches an enabled account, else None, in equal time."""
+        return self.check(email, password)[0]
+
+    def check(self, email: str, password: str) -> tuple[User | None, bool]:
+        """(the user when the password matches an enabled account, whether an account has that
+        address). The password is checked in equal time whether or not the account exists."""
         user = self.by_email(email) if len(password) <= MAX_PASSWORD else None
         ok = self.passwords.verify(user.password_hash if user else None, password[:MAX_PASSWORD])
+        known = user is not None or (len(password) > MAX_PASSWORD and self.by_email(email) is not None)
         if not ok or user is None or user.disabled:
-            return None
+            return None, known
         if self.passwords.needs_rehash(user.password_hash or ""):
             self._store_hash(user.id, self.passwords.hash(password))
-        return user
+        return user, True
 
     def set_password(self, email: str, password: str) -> User:
         user = self._require(email)

@@ -11,7 +11,7 @@ everywhere) is recorded as ACCOUNT_LOCKED, which mails the owner - at most one s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from ..text import N_, SUPPORTED
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from ..accounts.password_ways import PasswordOutcome
     from ..provider import Provider
     from ..store.models import User
     from ..web.templating import Pages
@@ -37,6 +38,9 @@ class PasswordCheck:
     user: User | None          # the account, when the password was right
     retry_after: int = 0       # > 0: refused without checking the password
     result: Any = None         # what the sign-in's write returned
+    message: str | None = None  # why not, when it is not a wrong password (a message id)
+    params: dict[str, Any] = field(default_factory=dict)  # for the message
+    status: int = 401           # the page's status: 503 when a way could not be asked, 403 refused
 
 
 def client_ip(request: Request) -> str | None:
@@ -44,34 +48,48 @@ def client_ip(request: Request) -> str | None:
 
 
 def check_password(provider: Provider, email: str, password: str, ip: str | None, user_agent: str | None,
-                   sign_in: Callable[[User], Callable[[Session], Any]] | None = None) -> PasswordCheck:
-    """Throttle, then authenticate; records the outcome. Blocking: run it in the thread pool.
+                   sign_in: Callable[[PasswordOutcome], Callable[[Session], Any]] | None = None) -> PasswordCheck:
+    """Throttle, then authenticate (accounts/password_ways.py: a directory, the local pool, the
+    migration sources); records the outcome. Blocking: run it in the thread pool.
 
     Two writes on success: the attempt, counted before the password is checked, then one
     transaction that takes it back, with the caller's sign-in (flow/door.py, which records
-    LOGIN_SUCCEEDED): `sign_in(user)` runs first (its reads, outside the write) and returns the
-    function that writes, called with the transaction; what it returns is in `.result`."""
+    LOGIN_SUCCEEDED): `sign_in(outcome)` runs first (its reads, outside the write) and returns the
+    function that writes, called with the transaction; what it returns is in `.result`.
+
+    A way that could not be asked (a directory or legacy source that is down) counts as a failed
+    attempt, so that it cannot be used to try passwords past the lock."""
     throttle = provider.login_throttle
     attempt = throttle.attempt(email, ip)
     if attempt.retry_after:
         return PasswordCheck(None, attempt.retry_after)
-    user = provider.users.authenticate(email, password)
-    if user is not None:
-        write = sign_in(user) if sign_in is not None else None
+    outcome = provider.password_sign_in.authenticate(email, password)
+    user = outcome.user
+    if user is not None and outcome.refused is None:
+        write = sign_in(outcome) if sign_in is not None else None
         with provider.db.session() as s:
             throttle.succeeded(attempt, session=s)
             result = write(s) if write is not None else None
         return PasswordCheck(user, result=result)
+    if outcome.refused is not None:  # the password was right: not a failure of the throttle's kind
+        throttle.succeeded(attempt)
+        provider.audit.record(audit.LOGIN_FAILED, user_id=user.id if user else None, ip=ip, user_agent=user_agent,
+                              reason="refused", **outcome.detail)
+        return PasswordCheck(None, message=outcome.refused, params=outcome.refused_params, status=403)
     attempt = throttle.failed(attempt)
     owner = provider.users.by_email(email)
     owner_id = owner.id if owner is not None else None
-    provider.audit.record(audit.LOGIN_FAILED, user_id=owner_id, ip=ip, user_agent=user_agent)
+    if outcome.unavailable is not None:
+        provider.audit.record(audit.LOGIN_FAILED, user_id=owner_id, ip=ip, user_agent=user_agent,
+                              reason="unavailable", **outcome.detail)
+    else:
+        provider.audit.record(audit.LOGIN_FAILED, user_id=owner_id, ip=ip, user_agent=user_agent)
     if attempt.first_lock and owner_id is not None:
         limit, window = LIMITS["lock-mail"]
         mail = provider.limiter.hit(f"lock-mail:{subject(email)}", limit, window) is None
         provider.audit.record(audit.ACCOUNT_LOCKED, user_id=owner_id, ip=ip, user_agent=user_agent, notify=mail,
                               seconds=attempt.lock_seconds)
-    return PasswordCheck(None)
+    return PasswordCheck(None, message=outcome.unavailable, status=503 if outcome.unavailable else 401)
 
 
 def wait_words(pages: Pages, lang: str, seconds: int) -> str:

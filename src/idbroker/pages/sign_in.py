@@ -11,6 +11,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..accounts.password_ways import PasswordOutcome
 from ..flow.door import Authenticated, Login
 from ..flow.journey import EXPIRED
 from ..oauth2 import constants as c
@@ -115,11 +116,13 @@ class LoginViews:
         # With the authorization request parked in this browser, the sign-in answers it at once
         # (what /oauth2/authorize/resume would do next): one write for the whole sign-in, and no
         # extra round trip.
-        def sign_in(user: User) -> Callable[[Session], Login]:
+        def sign_in(outcome: PasswordOutcome) -> Callable[[Session], Login]:
             # The door's reads first, outside the write (protection.py), which then joins it.
-            return self.journey.door.begin(
-                request, Authenticated(user, ["pwd"], c.ACR_PASSWORD, "pwd", remember=remember),
-                interaction=interaction, req=req, landing=str(form.get("next") or ""), answer_here=True).write
+            assert outcome.user is not None
+            who = Authenticated(outcome.user, list(outcome.amr), outcome.acr or c.ACR_PASSWORD, outcome.method,
+                                remember=remember, detail=outcome.detail, idp=outcome.idp)
+            return self.journey.door.begin(request, who, interaction=interaction, req=req,
+                                           landing=str(form.get("next") or ""), answer_here=True).write
 
         # The throttle first: while locked, the password is not checked (protection.py).
         checked = check_password(self.provider, email, password, client_ip(request),
@@ -129,6 +132,10 @@ class LoginViews:
             text, headers = too_many(self.pages, request, checked.retry_after,
                                      ui_locales=req.params.get("ui_locales") if req else None)
             return self._page(request, "login/login.html", 429, found=found, error=text, headers=headers, **context)
+        if checked is not None and checked.message is not None:  # a directory or source down, a link refused
+            context["login_hint"] = email
+            return self._page(request, "login/login.html", checked.status, found=found, error=checked.message,
+                              error_params=checked.params, **context)
         if checked is None or checked.user is None:
             context["login_hint"] = email
             return self._page(request, "login/login.html", 401, found=found, error=LOGIN_FAILED, **context)

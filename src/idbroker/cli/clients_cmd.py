@@ -1,0 +1,204 @@
+"""Commands: clients add|update|list|show|remove."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..clients.metadata import ClientMetadata, InvalidClientMetadata
+from ..clients.registry import ClientExists, ClientNotFound, metadata_of
+from ..oauth2 import constants as c
+from . import context as ctx
+
+clients_app = typer.Typer(help="Register and manage client applications.", no_args_is_help=True)
+
+
+Multi = Annotated[list[str] | None, typer.Option()]
+Color = Annotated[str | None, typer.Option(help="Brand colour for this client's pages (#rrggbb).")]
+ThemeName = Annotated[str | None, typer.Option(help="A theme folder (under themes_dir) for this client's pages; "
+                                               "'' to clear.")]
+Signup = Annotated[bool | None, typer.Option("--signup/--no-signup", help="Allow sign-up from this client's login "
+                                             "(default: the global setting).")]
+Mfa = Annotated[str | None, typer.Option(help="Second-factor policy for this client: off, optional or required "
+                                         "(default: the global mfa_policy).")]
+Ttl = Annotated[int | None, typer.Option(help="Lifetime in seconds for this client (default: global setting).")]
+
+
+def _client_row(row: Any, secret: str | None = None) -> dict[str, Any]:
+    out = {"client_id": row.client_id, **{k: v for k, v in vars(metadata_of(row)).items() if k != "client_id"}}
+    out["public"] = row.public
+    if secret:
+        out["client_secret"] = secret
+    return out
+
+
+def _print_client(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        ctx.console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        if key == "client_secret":
+            continue
+        table.add_row(f"[bold]{key}[/]", escape(", ".join(value) if isinstance(value, list) else str(value)))
+    ctx.console.print(table)
+    if data.get("client_secret"):
+        ctx.console.print(f"\n[bold yellow]client_secret[/] (shown once, store it now): {data['client_secret']}")
+
+
+def _branding(current: dict[str, Any], primary: str | None, background: str | None, theme: str | None
+              ) -> dict[str, Any] | None:
+    for key, value in (("primary_color", primary), ("background", background), ("theme", theme)):
+        if value:
+            current[key] = value
+        elif value == "" and key in current:
+            del current[key]
+    return current or None
+
+
+def _jwks(path: str | None) -> dict | None:
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        ctx.fail(f"cannot read JWKS from {path}: {exc}")
+    return None
+
+
+@clients_app.command("add")
+def clients_add(
+    client_id: Annotated[str, typer.Option(help="The client_id applications send.")],
+    redirect_uri: Annotated[list[str] | None, typer.Option(help="Allowed redirect URI (repeat for several).")] = None,
+    public: Annotated[bool, typer.Option(help="Public client (no secret; PKCE required).")] = False,
+    first_party: Annotated[bool, typer.Option(help="Trusted application: no consent screen.")] = False,
+    name: Annotated[str, typer.Option(help="Display name shown to users.")] = "",
+    logo_uri: Annotated[str | None, typer.Option(help="Logo shown on the login page.")] = None,
+    logback_uri: Annotated[str | None, typer.Option(help="The application's start page.")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden/--visible", help="Leave it off the users' apps dashboard "
+                                         "(shown there only with a start page).")] = False,
+    post_logout_redirect_uri: Annotated[list[str] | None, typer.Option(help="Allowed post-logout URI.")] = None,
+    backchannel_logout_uri: Annotated[str | None, typer.Option(help="Back-channel logout URI.")] = None,
+    grant_type: Annotated[list[str] | None, typer.Option(help="Allowed grant type (repeat).")] = None,
+    response_type: Annotated[list[str] | None, typer.Option(help="Allowed response type (repeat); "
+                                                            "implicit only when named here.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Allowed scope (repeat).")] = None,
+    auth_method: Annotated[str | None, typer.Option(help="Token endpoint auth method.")] = None,
+    jwks_file: Annotated[str | None, typer.Option(help="Public JWKS file for private_key_jwt.")] = None,
+    id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
+    access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
+    primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
+    signup: Signup = None, mfa: Mfa = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Register a client. Confidential clients get a generated secret, printed once."""
+    method = auth_method or (c.AUTH_NONE if public else c.AUTH_BASIC)
+    if public and method != c.AUTH_NONE:
+        ctx.fail("a public client authenticates with 'none'")
+    grants = grant_type or ([c.GRANT_CLIENT_CREDENTIALS] if response_type == [] else
+                            [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN])
+    meta = ClientMetadata(client_id=client_id, name=name, redirect_uris=redirect_uri or [],
+                          post_logout_redirect_uris=post_logout_redirect_uri or [],
+                          token_endpoint_auth_method=method, grant_types=list(grants),
+                          response_types=list(response_type if response_type is not None else
+                                              ([c.RESPONSE_CODE] if c.GRANT_AUTHORIZATION_CODE in grants else [])),
+                          first_party=first_party, logo_uri=logo_uri, logback_uri=logback_uri,
+                          hidden_from_dashboard=hidden,
+                          backchannel_logout_uri=backchannel_logout_uri, jwks=_jwks(jwks_file),
+                          id_token_signed_response_alg=id_token_alg, access_token_ttl=access_token_ttl,
+                          id_token_ttl=id_token_ttl, refresh_token_ttl=refresh_token_ttl,
+                          branding=_branding({}, primary_color, background_color, theme), signup_enabled=signup,
+                          mfa_policy=mfa)
+    if scope:
+        meta.scopes = list(scope)
+    try:
+        row, secret = ctx.provider().clients.create(meta)
+    except InvalidClientMetadata as exc:
+        ctx.fail("; ".join(exc.problems))
+    except ClientExists as exc:
+        ctx.fail(str(exc))
+    _print_client(_client_row(row, secret), as_json)
+
+
+@clients_app.command("update")
+def clients_update(
+    client_id: Annotated[str, typer.Argument(help="The client to change.")],
+    redirect_uri: Multi = None, post_logout_redirect_uri: Multi = None, grant_type: Multi = None,
+    response_type: Multi = None, scope: Multi = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    logo_uri: Annotated[str | None, typer.Option()] = None,
+    logback_uri: Annotated[str | None, typer.Option()] = None,
+    backchannel_logout_uri: Annotated[str | None, typer.Option()] = None,
+    first_party: Annotated[bool | None, typer.Option("--first-party/--third-party")] = None,
+    hidden: Annotated[bool | None, typer.Option("--hidden/--visible", help="Hide it from or show it on the "
+                                                "users' apps dashboard.")] = None,
+    auth_method: Annotated[str | None, typer.Option()] = None,
+    jwks_file: Annotated[str | None, typer.Option()] = None,
+    id_token_alg: Annotated[str | None, typer.Option()] = None,
+    access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
+    primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
+    signup: Signup = None, mfa: Mfa = None,
+    rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change a client's settings (list options replace the whole list)."""
+    changes = {k: v for k, v in {
+        "redirect_uris": redirect_uri, "post_logout_redirect_uris": post_logout_redirect_uri,
+        "grant_types": grant_type, "response_types": response_type, "scopes": scope, "name": name,
+        "logo_uri": logo_uri, "logback_uri": logback_uri, "backchannel_logout_uri": backchannel_logout_uri,
+        "first_party": first_party, "hidden_from_dashboard": hidden,
+        "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
+        "id_token_signed_response_alg": id_token_alg, "access_token_ttl": access_token_ttl,
+        "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl,
+        "signup_enabled": signup, "mfa_policy": mfa}.items() if v is not None}
+    current = ctx.provider().clients.get(client_id)
+    if current is not None and (primary_color or background_color or theme is not None):
+        changes["branding"] = _branding(dict(current.branding or {}), primary_color, background_color, theme)
+    try:
+        row, secret = ctx.provider().clients.update(client_id, changes, new_secret=rotate_secret)
+    except InvalidClientMetadata as exc:
+        ctx.fail("; ".join(exc.problems))
+    except ClientNotFound:
+        ctx.fail(f"no client {client_id!r}")
+    _print_client(_client_row(row, secret), as_json)
+
+
+@clients_app.command("list")
+def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered clients."""
+    rows = ctx.provider().clients.list()
+    if as_json:
+        ctx.console.print_json(json.dumps([_client_row(r) for r in rows]))
+        return
+    table = Table("client_id", "name", "type", "grant types", "redirect URIs")
+    for r in rows:
+        table.add_row(escape(r.client_id), escape(r.name), "public" if r.public else "confidential",
+                      ", ".join(r.grant_types), escape("\n".join(r.redirect_uris)))
+    ctx.console.print(table)
+
+
+@clients_app.command("show")
+def clients_show(client_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one client."""
+    row = ctx.provider().clients.get(client_id)
+    if row is None:
+        ctx.fail(f"no client {client_id!r}")
+    _print_client(_client_row(row), as_json)
+
+
+@clients_app.command("remove")
+def clients_remove(client_id: str) -> None:
+    """Delete a client and everything issued to it."""
+    try:
+        ctx.provider().clients.remove(client_id)
+    except ClientNotFound:
+        ctx.fail(f"no client {client_id!r}")
+    ctx.console.print(f"removed client {escape(client_id)}")
+
+
+# -- idp -------------------------------------------------------------------------------------------

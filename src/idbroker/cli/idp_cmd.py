@@ -1,0 +1,134 @@
+"""Commands: idp add|update|list|show|remove (upstream identity providers)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..federation.registry import InvalidUpstream, UpstreamNotFound, redirect_uris
+from . import context as ctx
+
+idp_app = typer.Typer(help="Add and manage upstream identity providers (social, OpenID Connect, SAML, LDAP).",
+                      no_args_is_help=True)
+
+
+KeyValues = Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeat).")]
+SecretValues = Annotated[list[str] | None, typer.Option("--secret", help="KEY=VALUE of a secret option, stored "
+                                                        "encrypted and never printed (repeat).")]
+Domains = Annotated[list[str] | None, typer.Option("--domain", help="Addresses in this domain sign in here "
+                                                   "(repeat).")]
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ctx.fail(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _idp_dict(row: Any) -> dict[str, Any]:
+    p = ctx.provider()
+    return {"id": row.id, "kind": row.kind, "name": row.name, "options": row.options,
+            "secrets": p.upstreams.secret_names(row), "logo_uri": row.logo_uri, "trust_email": row.trust_email,
+            "trust_mfa": row.trust_mfa, "domains": row.domains, **redirect_uris(p.issuer, row.id, row.kind)}
+
+
+def _print_idp(row: Any, as_json: bool) -> None:
+    data = _idp_dict(row)
+    if as_json:
+        ctx.console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else \
+            ", ".join(value) if isinstance(value, list) else str(value)
+        table.add_row(f"[bold]{key}[/]", escape(shown))
+    ctx.console.print(table)
+
+
+@idp_app.command("add")
+def idp_add(
+    provider_id: Annotated[str, typer.Option("--id", help="Our id: in {issuer}/idp/{id}/... and the idp claim.")],
+    kind: Annotated[str, typer.Option(help="oidc, oauth2, saml, ldap, or a preset (google, github, ...).")],
+    name: Annotated[str, typer.Option(help="Shown on the sign-in button.")],
+    option: KeyValues = None, secret: SecretValues = None, domain: Domains = None,
+    trust_email: Annotated[bool, typer.Option(help="Its verified addresses may link to existing accounts.")] = False,
+    trust_mfa: Annotated[bool, typer.Option(help="Its multi-factor sign-in stands in for ours.")] = False,
+    logo_uri: Annotated[str | None, typer.Option(help="Logo on the sign-in button.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Add an upstream provider; prints the redirect URI to register there."""
+    try:
+        row = ctx.provider().upstreams.add(provider_id, kind, name, options=_pairs(option, "--option"),
+                                           secrets=_pairs(secret, "--secret"), logo_uri=logo_uri,
+                                           trust_email=trust_email, trust_mfa=trust_mfa, domains=domain)
+    except InvalidUpstream as exc:
+        ctx.fail(str(exc))
+    _print_idp(row, as_json)
+
+
+@idp_app.command("update")
+def idp_update(
+    provider_id: Annotated[str, typer.Argument(help="The provider to change.")],
+    name: Annotated[str | None, typer.Option()] = None,
+    option: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, merged; KEY= removes it (repeat).")] = None,
+    secret: SecretValues = None, domain: Domains = None,
+    no_domains: Annotated[bool, typer.Option("--no-domains", help="Remove every domain.")] = False,
+    trust_email: Annotated[bool | None, typer.Option("--trust-email/--no-trust-email")] = None,
+    trust_mfa: Annotated[bool | None, typer.Option("--trust-mfa/--no-trust-mfa")] = None,
+    logo_uri: Annotated[str | None, typer.Option(help="'' removes it.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change a provider (options and secrets are merged; --domain replaces the list)."""
+    try:
+        row = ctx.provider().upstreams.update(
+            provider_id, name=name, options=_pairs(option, "--option"), secrets=_pairs(secret, "--secret"),
+            logo_uri=logo_uri, trust_email=trust_email, trust_mfa=trust_mfa,
+            domains=[] if no_domains else domain)
+    except InvalidUpstream as exc:
+        ctx.fail(str(exc))
+    except UpstreamNotFound:
+        ctx.fail(f"no provider {provider_id!r}")
+    _print_idp(row, as_json)
+
+
+@idp_app.command("list")
+def idp_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List upstream providers."""
+    rows = ctx.provider().upstreams.list()
+    if as_json:
+        ctx.console.print_json(json.dumps([_idp_dict(r) for r in rows]))
+        return
+    table = Table("id", "kind", "name", "domains")
+    for r in rows:
+        table.add_row(escape(r.id), escape(r.kind), escape(r.name), escape(", ".join(r.domains)))
+    ctx.console.print(table)
+
+
+@idp_app.command("show")
+def idp_show(provider_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one provider and the URIs to register at it."""
+    row = ctx.provider().upstreams.row(provider_id)
+    if row is None:
+        ctx.fail(f"no provider {provider_id!r}")
+    _print_idp(row, as_json)
+
+
+@idp_app.command("remove")
+def idp_remove(provider_id: str) -> None:
+    """Delete a provider and every account link to it."""
+    try:
+        ctx.provider().upstreams.remove(provider_id)
+    except UpstreamNotFound:
+        ctx.fail(f"no provider {provider_id!r}")
+    ctx.console.print(f"removed provider {escape(provider_id)}")
+
+
+# -- users --------------------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""Commands: users add|list|show|set-password|disable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..accounts.users import UserError
+from ..phone import normalise_phone
+from . import context as ctx
+
+users_app = typer.Typer(help="Manage users of the built-in user pool.", no_args_is_help=True)
+
+
+def _user_dict(u: Any) -> dict[str, Any]:
+    return {"sub": u.sub, "email": u.email, "email_verified": u.email_verified, "given_name": u.given_name,
+            "family_name": u.family_name, "phone_number": u.phone_number, "groups": u.groups,
+            "disabled": u.disabled, "created_at": u.created_at.isoformat()}
+
+
+Password = Annotated[str | None, typer.Option(help="The password (visible in the process list and shell history: "
+                                            "prefer the prompt or --password-stdin).")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of "
+                                             "standard input.")]
+PASSWORD_WAYS = ("Without --password or --password-stdin, the password is asked for twice, hidden "
+                 "(only in a terminal).")
+
+
+def _password(given: str | None, from_stdin: bool) -> str:
+    """The password from --password, from standard input, or typed twice at a hidden prompt."""
+    if given is not None and from_stdin:
+        ctx.fail("give either --password or --password-stdin, not both")
+    if given is not None:
+        return given
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            ctx.fail("--password-stdin: standard input has no password on its first line")
+        return line
+    if not sys.stdin.isatty():
+        ctx.fail("no password given and no terminal to ask for one: use --password-stdin or --password")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add", help=f"Create a user in the built-in pool. {PASSWORD_WAYS}")
+def users_add(email: Annotated[str, typer.Option()],
+              password: Password = None, password_stdin: PasswordStdin = False,
+              given_name: Annotated[str | None, typer.Option()] = None,
+              family_name: Annotated[str | None, typer.Option()] = None,
+              phone_number: Annotated[str | None, typer.Option(help="In international form: + country code and "
+                                                               "number (E.164), e.g. +14155550100.")] = None,
+              group: Annotated[list[str] | None, typer.Option(help="Group membership (repeat).")] = None,
+              email_verified: Annotated[bool, typer.Option(help="Mark the address verified.")] = True,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    phone = normalise_phone(phone_number) if phone_number else None
+    if phone_number and phone is None:
+        ctx.fail(f"--phone-number {phone_number!r} is not an international number: "
+                 "+ country code and number (E.164), e.g. +14155550100")
+    secret = _password(password, password_stdin)
+    try:
+        user = ctx.provider().users.create(email, secret, email_verified=email_verified, given_name=given_name,
+                                           family_name=family_name, phone_number=phone, groups=list(group or []))
+    except UserError as exc:
+        ctx.fail(str(exc))
+    _print_user(user, as_json)
+
+
+def _print_user(user: Any, as_json: bool) -> None:
+    data = _user_dict(user)
+    if as_json:
+        ctx.console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        table.add_row(f"[bold]{key}[/]", escape(str(value)))
+    ctx.console.print(table)
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List users."""
+    users = ctx.provider().users.list()
+    if as_json:
+        ctx.console.print_json(json.dumps([_user_dict(u) for u in users]))
+        return
+    table = Table("email", "sub", "verified", "disabled")
+    for u in users:
+        table.add_row(escape(u.email), u.sub, "yes" if u.email_verified else "no", "yes" if u.disabled else "no")
+    ctx.console.print(table)
+
+
+@users_app.command("show")
+def users_show(email: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one user."""
+    user = ctx.provider().users.by_email(email)
+    if user is None:
+        ctx.fail(f"no user {email!r}")
+    _print_user(user, as_json)
+
+
+@users_app.command("set-password", help=f"Set a user's password. {PASSWORD_WAYS}")
+def users_set_password(email: str, password: Password = None, password_stdin: PasswordStdin = False) -> None:
+    secret = _password(password, password_stdin)
+    try:
+        ctx.provider().users.set_password(email, secret)
+    except UserError as exc:
+        ctx.fail(str(exc))
+    ctx.console.print(f"password changed for {escape(email)}")
+
+
+@users_app.command("disable")
+def users_disable(email: str, enable: Annotated[bool, typer.Option("--enable", help="Re-enable instead.")] = False
+                  ) -> None:
+    """Disable a user (sign-in and existing tokens stop working) or re-enable one."""
+    p = ctx.provider()
+    try:
+        user = p.users.set_disabled(email, not enable)
+    except UserError as exc:
+        ctx.fail(str(exc))
+    if not enable:
+        p.sessions.end_all_for_user(user.id)
+    ctx.console.print(f"{'enabled' if enable else 'disabled'} {escape(email)}")
+
+
+# -- keys -------------------------------------------------------------------------------------
