@@ -2,7 +2,7 @@
 weaker parameters is replaced at the user's next successful login.
 
 Hashes imported from other systems (bcrypt, PBKDF2, scrypt, crypt, LDAP schemes...) are verified
-by a legacy hasher, one class per scheme in the `HASHERS` table (the migration work fills it),
+by a legacy hasher, one class per scheme in the `HASHERS` table (modules in accounts/legacy/),
 and replaced by argon2id at the first successful sign-in. A hasher never hashes: it only
 recognises its encoding and verifies against it, with the library that owns the scheme."""
 
@@ -16,6 +16,16 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from . import hash_memory
+from .legacy.argon2 import Argon2
+from .legacy.bcrypt import Bcrypt
+from .legacy.crypt import UnixCrypt
+from .legacy.django import DjangoPbkdf2
+from .legacy.firebase import FirebaseScrypt
+from .legacy.ldap import LdapDigest
+from .legacy.passlib_pbkdf2 import PasslibPbkdf2
+from .legacy.scrypt import Scrypt
+
+OWN_PREFIX = "$argon2id$"
 
 
 class Passwords:
@@ -34,6 +44,8 @@ class Passwords:
             return self._hasher.hash(password)
 
     def verify(self, stored: str | None, password: str) -> bool:
+        if stored is not None and not stored.startswith(OWN_PREFIX):
+            return self._verify_legacy(stored, password)
         encoded = stored or self._dummy
         # Our own encoding: with reused working memory (hash_memory.py); any other, argon2-cffi's way.
         matched = hash_memory.verify(encoded, password.encode("utf-8", "surrogatepass"), self._slots)
@@ -45,7 +57,22 @@ class Passwords:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
+    def _verify_legacy(self, stored: str, password: str) -> bool:
+        """A hash imported from another system, by the hasher that identifies it. An encoding no
+        hasher knows fails closed (after the dummy argon2id, so it takes a sign-in's time)."""
+        hasher = legacy_hasher(stored)
+        if hasher is None:
+            self.verify(None, password)
+            return False
+        with self._slots:
+            try:
+                return hasher.verify(stored, password)
+            except (ValueError, TypeError, OverflowError, MemoryError):
+                return False
+
     def needs_rehash(self, stored: str) -> bool:
+        if not stored.startswith(OWN_PREFIX):
+            return True
         try:
             return self._hasher.check_needs_rehash(stored)
         except InvalidHashError:
@@ -64,5 +91,32 @@ class LegacyHasher(Protocol):
         ...
 
 
-# scheme -> the class verifying it. Filled by the migration work.
-HASHERS: dict[str, type[LegacyHasher]] = {}
+# scheme -> the class verifying it (accounts/legacy/, one module per family).
+HASHERS: dict[str, type[LegacyHasher]] = {
+    Argon2.scheme: Argon2,
+    Bcrypt.scheme: Bcrypt,
+    Scrypt.scheme: Scrypt,
+    DjangoPbkdf2.scheme: DjangoPbkdf2,
+    PasslibPbkdf2.scheme: PasslibPbkdf2,
+    LdapDigest.scheme: LdapDigest,
+    UnixCrypt.scheme: UnixCrypt,
+    FirebaseScrypt.scheme: FirebaseScrypt,
+}
+_INSTANCES: dict[str, LegacyHasher] = {}
+
+
+def legacy_hasher(encoded: str) -> LegacyHasher | None:
+    """The hasher whose encoding `encoded` is, or None (then the hash is refused)."""
+    for scheme, cls in HASHERS.items():
+        hasher = _INSTANCES.get(scheme)
+        if hasher is None:
+            hasher = _INSTANCES[scheme] = cls()
+        if hasher.identifies(encoded):
+            return hasher
+    return None
+
+
+def recognised(encoded: str) -> bool:
+    """idbroker's own argon2id or an encoding a legacy hasher verifies (checked when importing)."""
+    return (encoded.startswith(OWN_PREFIX) and hash_memory.ENCODED.fullmatch(encoded) is not None) \
+        or legacy_hasher(encoded) is not None
