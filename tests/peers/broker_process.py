@@ -29,6 +29,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_peers() -> dict[str, str] | str:
+    """The node binary and the installed npm peers (``./test`` installs them), or why not."""
+    import shutil
+
+    binary = shutil.which("node")
+    if binary is None:
+        return "node is not installed (./test needs node 20+ on PATH)"
+    modules = Path(os.environ.get("IDBROKER_TEST_NODE_MODULES") or NODE_DIR / "node_modules")
+    if not (modules / "openid-client" / "package.json").is_file():
+        return f"openid-client is not installed in {modules} (run ./test, or npm ci --prefix tests/peers/node)"
+    return {"node": binary, "node_modules": str(modules)}
+
+
 class Broker:
     """One running ``idbroker serve`` and the environment its CLI commands share."""
 

@@ -11,27 +11,21 @@ to its report.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from broker_process import LOG_TAIL_LINES, NODE_DIR, PASSWORD, Broker
+from broker_process import LOG_TAIL_LINES, PASSWORD, Broker, node_peers
 from sqlalchemy import create_engine, text
 
 
 @pytest.fixture(scope="session")
 def node() -> dict[str, str]:
     """The node binary and the installed npm peers (``./test`` installs them)."""
-    binary = shutil.which("node")
-    if binary is None:
-        pytest.skip("node is not installed (./test needs node 20+ on PATH)")
-    modules = Path(os.environ.get("IDBROKER_TEST_NODE_MODULES") or NODE_DIR / "node_modules")
-    if not (modules / "openid-client" / "package.json").is_file():
-        pytest.skip(f"openid-client is not installed in {modules} "
-                    "(run ./test, or npm ci --prefix tests/peers/node)")
-    return {"node": binary, "node_modules": str(modules)}
+    found = node_peers()
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -15,74 +15,32 @@ import base64
 import http.server
 import json
 import re
-import subprocess
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import pytest
-from broker_process import NODE_DIR, free_port
+from broker_process import free_port
 from joserfc.jwk import ECKey
+from oidc_upstream_process import CLIENT_ID, CLIENT_SECRET, UpstreamProcess
 from support import query_of, run_coroutine
 
 from idbroker.federation.base import REJECTED, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
 from idbroker.federation.oauth import DENIED, EXPIRED
 from idbroker.federation.openid_connect import OpenIDConnectUpstream
 
-CLIENT_ID, CLIENT_SECRET = "idbroker", "upstream-test-secret-0123456789"
 CALLBACK = "http://127.0.0.1:9/idp/up1/callback"  # registered upstream, never fetched
-WAIT = 30.0
 CLIENT_KEY = ECKey.generate_key("P-256", parameters={"kid": "ours-1"})  # our private_key_jwt key
 ABORT_RE = re.compile(r'href="([^"]*/abort)"')
 
 Hook = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class UpstreamProcess:
-    """``node upstream_provider.mjs``: started, restarted with another key, stopped."""
-
-    def __init__(self, node: dict[str, str]):
-        self.node = node
-        self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, kid: str) -> None:
-        env = {"PATH": "/usr/bin:/bin", "PORT": str(self.port), "CLIENT_ID": CLIENT_ID,
-               "CLIENT_SECRET": CLIENT_SECRET, "REDIRECT_URI": CALLBACK, "KID": kid,
-               "CLIENT_JWKS": json.dumps({"keys": [CLIENT_KEY.as_dict(private=False)]}),
-               "IDBROKER_TEST_NODE_MODULES": self.node["node_modules"]}
-        self.proc = subprocess.Popen([self.node["node"], str(NODE_DIR / "upstream_provider.mjs")], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.issuer + "/jwks", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"upstream_provider.mjs exited with {self.proc.returncode}")
-            time.sleep(0.1)
-        raise RuntimeError("upstream_provider.mjs did not answer in time")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def upstream(node: dict[str, str]) -> Iterator[UpstreamProcess]:
-    process = UpstreamProcess(node)
+    process = UpstreamProcess(node, CALLBACK, CLIENT_KEY)
     process.start("k1")
     try:
         yield process
