@@ -163,7 +163,7 @@ class Provider:
 
     @cached_property
     def linking(self) -> Linking:
-        return Linking(self.db, self.users)
+        return Linking(self.db, self.users, passkey_sign_in=self.passkeys.available)
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -19,7 +19,10 @@ How, in order (`Linking.resolve`):
    the client's), its address verified only if the upstream says so (else the journey asks for
    the mailed code, as after sign-up); terms and consent follow in the journey as for anyone.
 
-Unlinking never removes the last way in: an account without a password keeps its last link.
+Unlinking never removes the last way in: an account without a password keeps its last link,
+unless it has a passkey it can sign in with (passwordless passkey sign-in works on this broker,
+and a confirmed WebAuthn credential is not known to be non-discoverable: passwordless sign-in
+asks for a discoverable one).
 
 The session's methods (RFC 8176): ``fed`` plus the upstream's own amr; the upstream's second-factor
 values (and ``mfa``) count only when the provider is trusted for MFA (`trust_mfa`) and the
@@ -36,9 +39,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..accounts.users import EMAIL_RE, UserError, UserService, normalise_email
 from ..mfa.policy import SECOND_FACTOR_AMR
+from ..mfa.webauthn import KIND as PASSKEY_KIND
 from ..oauth2 import constants as c
 from ..store.db import Database, utcnow
-from ..store.models import LinkedIdentity, User
+from ..store.models import LinkedIdentity, MfaFactor, User
 from ..text import N_
 from .base import AMR_FEDERATED, ExternalIdentity, UpstreamConfig
 
@@ -86,9 +90,12 @@ def session_methods(identity: ExternalIdentity, provider: UpstreamConfig) -> tup
 
 
 class Linking:
-    def __init__(self, db: Database, users: UserService):
+    def __init__(self, db: Database, users: UserService, *, passkey_sign_in: bool = True):
+        """`passkey_sign_in`: whether passwordless passkey sign-in works here (it does not when
+        the WebAuthn RP id would be an IP address), so that a passkey counts as a way in."""
         self.db = db
         self.users = users
+        self.passkey_sign_in = passkey_sign_in
 
     def resolve(self, identity: ExternalIdentity, provider: UpstreamConfig, *, signed_in: int | None = None,
                 signup_allowed: bool = True) -> Resolved:
@@ -142,11 +149,20 @@ class Linking:
             these = s.scalar(mine.where(LinkedIdentity.provider_id == provider_id)) or 0
             if not these:
                 return False
-            if user.password_hash is None and total - these < 1:
+            passkey = self.passkey_sign_in and self._has_passkey(s, user.id)
+            if user.password_hash is None and total - these < 1 and not passkey:
                 raise LinkRefused(LAST_WAY_IN)
             s.execute(delete(LinkedIdentity).where(LinkedIdentity.user_id == user.id,
                                                    LinkedIdentity.provider_id == provider_id))
         return True
+
+    @staticmethod
+    def _has_passkey(s: Any, user_id: int) -> bool:
+        """A passkey the user can sign in with, without a password (mfa/webauthn.py: passwordless
+        sign-in takes a discoverable credential; one that reported it is not is no way in)."""
+        rows = s.scalars(select(MfaFactor.data).where(MfaFactor.user_id == user_id, MfaFactor.kind == PASSKEY_KIND,
+                                                      MfaFactor.confirmed_at.is_not(None)))
+        return any((data or {}).get("discoverable") is not False for data in rows)
 
     def _link(self, provider_id: str, subject: str) -> LinkedIdentity | None:
         with self.db.session(write=False) as s:
