@@ -1,8 +1,9 @@
-"""Commands: users add|list|show|set-password|disable."""
+"""Commands: users add|list|show|set-password|disable|import|export."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -128,3 +129,97 @@ def users_disable(email: str, enable: Annotated[bool, typer.Option("--enable", h
 
 
 # -- keys -------------------------------------------------------------------------------------
+
+
+# -- import / export (accounts/transfer.py) ---------------------------------------------------
+
+ImportFormat = Annotated[str, typer.Option("--format", help="jsonl (idbroker's own, what export writes), "
+                                           "cognito-csv, auth0, keycloak or firebase.")]
+
+
+def _open_input(path: str) -> Any:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        ctx.fail(f"cannot read {path}: {exc.strerror}")
+
+
+@users_app.command("import")
+def users_import(
+        file: Annotated[str, typer.Argument(help="The file to read, - for standard input.")],
+        format_name: ImportFormat = "jsonl",
+        on_conflict: Annotated[str, typer.Option(help="For an email that already has a user: skip the line "
+                                                 "or update the user with it.")] = "skip",
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every line and count; write nothing.")] = False,
+        hash_key: Annotated[str | None, typer.Option(help="firebase: the project's base64 signer key.")] = None,
+        salt_separator: Annotated[str | None, typer.Option(help="firebase: the base64 salt separator.")] = None,
+        rounds: Annotated[int | None, typer.Option(help="firebase: the scrypt rounds.")] = None,
+        mem_cost: Annotated[int | None, typer.Option(help="firebase: the scrypt memory cost.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False) -> None:
+    """Import users from a file, password hashes kept as they are (replaced by argon2id at each
+    user's first sign-in). Re-running the same file skips or updates, never duplicates."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..accounts.transfer import FORMATS, FormatOptions, Importer, Rejected, reader_for
+
+    if format_name not in FORMATS:
+        ctx.fail(f"--format {format_name!r}: one of {', '.join(FORMATS)}")
+    if on_conflict not in ("skip", "update"):
+        ctx.fail(f"--on-conflict {on_conflict!r}: skip or update")
+    firebase_options = (hash_key, salt_separator, rounds, mem_cost)
+    if format_name == "firebase" and any(o is None for o in firebase_options):
+        ctx.fail("--format firebase needs --hash-key, --salt-separator, --rounds and --mem-cost "
+                 "(Firebase console: Authentication > Users > Password hash parameters)")
+    if format_name != "firebase" and any(o is not None for o in firebase_options):
+        ctx.fail("--hash-key, --salt-separator, --rounds and --mem-cost are for --format firebase")
+    options = FormatOptions(hash_key=hash_key, salt_separator=salt_separator, rounds=rounds, mem_cost=mem_cost)
+    stream = _open_input(file)
+    provider = ctx.provider()
+    importer = Importer(provider.db, on_conflict=on_conflict, dry_run=dry_run)
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=ctx.err_console, disable=not ctx.err_console.is_terminal, transient=True) as bar:
+        task = bar.add_task("import", total=None)
+        try:
+            summary = importer.run(reader_for(format_name, options).records(stream),
+                                   progress=lambda n: bar.advance(task, n))
+        except Rejected as exc:
+            ctx.fail(f"{file}: {exc}")
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+    if as_json:
+        ctx.console.print_json(json.dumps({**summary.as_dict(), "dry_run": dry_run}))
+        return
+    verb = "would be " if dry_run else ""
+    ctx.console.print(f"{verb}created {summary.created}, {verb}updated {summary.updated}, "
+                      f"skipped {summary.skipped}, rejected {summary.rejected}")
+    for line, reason in summary.rejects[:100]:
+        ctx.console.print(f"  line {line}: {escape(reason)}", soft_wrap=True)
+    if summary.rejected > 100:
+        ctx.console.print(f"  ... and {summary.rejected - 100} more (--json lists the first 1000)")
+
+
+@users_app.command("export")
+def users_export(
+        file: Annotated[str, typer.Argument(help="The file to write, - for standard output.")],
+        format_name: Annotated[str, typer.Option("--format", help="jsonl (the only one).")] = "jsonl") -> None:
+    """Write every user, with groups, profile, custom attributes and password hash, one JSON object
+    a line (the format `users import` reads). The file holds password hashes: keep it safe."""
+    from ..accounts.transfer import export
+
+    if format_name != "jsonl":
+        ctx.fail(f"--format {format_name!r}: only jsonl")
+    provider = ctx.provider()
+    if file == "-":
+        export(provider.db, sys.stdout)
+        sys.stdout.flush()
+        return
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        ctx.fail(f"cannot write {file}: {exc.strerror}")
+    with open(fd, "w", encoding="utf-8", buffering=1024 * 1024) as out:
+        count = export(provider.db, out)
+    ctx.err_console.print(f"exported {count} users to {escape(file)}")

@@ -1,0 +1,541 @@
+"""Bulk import and export of the user pool (`idbroker users import|export`, docs/migration.md).
+
+Why this shape:
+- Streaming. A reader turns a file into records one at a time (jsonl and CSV line by line; the
+  JSON-document exports of Firebase and Keycloak are read whole, as they are one document), the
+  importer holds one batch (`BATCH` records) at a time, and the export writes rows as the
+  database cursor yields them, so memory stays flat whatever the number of users.
+- One format, one small class in `FORMATS`, turning its records into the generic jsonl shape;
+  one `validate` for all of them, so every format gets the same checks (email shape, a hash
+  that a hasher verifies, field types), and a bad record is rejected with its line number
+  without stopping the import.
+- Idempotent and resumable, keyed on the (lower-cased) email: each batch is one transaction that
+  first looks up which of its emails exist, then inserts the new ones (Core executemany) and
+  skips or updates the others. A crash or kill -9 loses at most the batch in flight, and
+  re-running the same file creates exactly the users still missing; never a duplicate (the
+  email column is unique as well).
+- Hashes are kept as they are (argon2id, or a legacy encoding a hasher in `passwords.HASHERS`
+  verifies) and replaced by argon2id at the user's first sign-in; a user without a hash must set
+  a password through the reset flow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, ClassVar, Protocol
+
+from sqlalchemy import bindparam, select
+
+from ..security import random_token
+from ..store.db import Database, aware, utcnow
+from ..store.models import User
+from .legacy import firebase
+from .passwords import recognised
+from .users import EMAIL_RE, PROFILE_FIELDS, normalise_email
+
+BATCH = 1000
+MAX_KEPT_REJECTS = 1000  # the summary keeps the first rejects; the count is exact
+USERS = User.__table__
+STRING_FIELDS = tuple(f for f in PROFILE_FIELDS if f not in ("address", "groups", "custom_attributes"))
+BOOL_FIELDS = ("email_verified", "phone_number_verified", "disabled")
+TIME_FIELDS = ("created_at", "updated_at")
+# Every field of the jsonl format (what `export` writes, what `import --format jsonl` reads).
+JSONL_FIELDS = ("sub", "email", "password_hash", *BOOL_FIELDS, *PROFILE_FIELDS, *TIME_FIELDS)
+SUB_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:|@+")
+
+
+class Rejected(ValueError):
+    """A record that cannot be imported; the message says why."""
+
+
+@dataclass
+class FormatOptions:
+    """Per-import parameters some formats need (Firebase's scrypt parameters)."""
+    hash_key: str | None = None
+    salt_separator: str | None = None
+    rounds: int | None = None
+    mem_cost: int | None = None
+
+
+class Reader(Protocol):
+    format: ClassVar[str]
+
+    def __init__(self, options: FormatOptions) -> None: ...
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+        """(line or record number, the record in the jsonl shape or why it cannot be read)."""
+        ...
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def _time(value: Any, name: str) -> datetime:
+    if isinstance(value, datetime):
+        return aware(value).astimezone(UTC).replace(microsecond=0)
+    if isinstance(value, str):
+        try:
+            return aware(datetime.fromisoformat(value.replace("Z", "+00:00"))).astimezone(UTC).replace(microsecond=0)
+        except ValueError:
+            pass
+    raise Rejected(f"{name} is not an ISO 8601 date and time")
+
+
+def validate(record: Any) -> dict[str, Any]:
+    """The columns to write for one record in the jsonl shape (only the fields it gives, and
+    `email`), or Rejected. No side effects."""
+    if not isinstance(record, dict):
+        raise Rejected("not a JSON object")
+    unknown = set(record) - set(JSONL_FIELDS)
+    if unknown:
+        raise Rejected(f"unknown field {sorted(unknown)[0]!r}")
+    email = record.get("email")
+    if not isinstance(email, str) or not EMAIL_RE.match(normalise_email(email)) or len(email) > 320:
+        raise Rejected("email missing or not an email address")
+    row: dict[str, Any] = {"email": normalise_email(email)}
+    for name in BOOL_FIELDS:
+        if name in record:
+            if not isinstance(record[name], bool):
+                raise Rejected(f"{name} must be true or false")
+            row[name] = record[name]
+    for name in STRING_FIELDS:
+        value = record.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 2048):
+            raise Rejected(f"{name} must be a string")
+        if name in record:
+            row[name] = value
+    if "address" in record:
+        if record["address"] is not None and not isinstance(record["address"], dict):
+            raise Rejected("address must be an object")
+        row["address"] = record["address"]
+    if "groups" in record:
+        groups = record["groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+            raise Rejected("groups must be a list of strings")
+        row["groups"] = groups
+    if "custom_attributes" in record:
+        if record["custom_attributes"] is not None and not isinstance(record["custom_attributes"], dict):
+            raise Rejected("custom_attributes must be an object")
+        row["custom_attributes"] = record["custom_attributes"]
+    if "password_hash" in record:
+        encoded = record["password_hash"]
+        if encoded is not None and (not isinstance(encoded, str) or len(encoded) > 512 or not recognised(encoded)):
+            raise Rejected("password_hash is not in an encoding idbroker verifies")
+        row["password_hash"] = encoded
+    if record.get("sub") is not None:
+        sub = record["sub"]
+        if not isinstance(sub, str) or not 1 <= len(sub) <= 64 or not set(sub) <= SUB_CHARS:
+            raise Rejected("sub must be 1 to 64 URL-safe characters")
+        row["sub"] = sub
+    for name in TIME_FIELDS:
+        if record.get(name) is not None:
+            row[name] = _time(record[name], name)
+    return row
+
+
+# -- readers ------------------------------------------------------------------------------------
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, str | Rejected]]:
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            yield number, Rejected("not UTF-8")
+            continue
+        if line:
+            yield number, line
+
+
+def _json_lines(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    for number, line in _lines(stream):
+        if isinstance(line, Rejected):
+            yield number, line
+            continue
+        try:
+            yield number, json.loads(line)
+        except (ValueError, RecursionError):
+            yield number, Rejected("not valid JSON")
+
+
+def _document(stream: IO[bytes], key: str) -> Iterator[tuple[int, Any]]:
+    """The records of a JSON document: a top-level array, or the array under `key`."""
+    try:
+        doc = json.load(stream)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(f"the file is not a JSON document ({exc})") from exc
+    items = doc.get(key) if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise Rejected(f"the file has no {key!r} array")
+    yield from enumerate(items, 1)
+
+
+def _epoch_ms(value: Any) -> str | None:
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, UTC).isoformat() if value not in (None, "") else None
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None
+
+
+def _b64_to_ab64(text: str) -> str:
+    return text.strip().rstrip("=").replace("+", ".")
+
+
+class JsonLines:
+    """The generic format: one JSON object a line with the fields of `JSONL_FIELDS`."""
+    format: ClassVar[str] = "jsonl"
+
+    def __init__(self, options: FormatOptions) -> None:
+        self.options = options
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+        yield from _json_lines(stream)
+
+
+COGNITO_STRINGS = ("given_name", "family_name", "middle_name", "nickname", "preferred_username", "picture",
+                   "website", "gender", "birthdate", "zoneinfo", "locale", "phone_number")
+
+
+class CognitoCsv:
+    """The CSV of Cognito's user import job (header from GetCSVHeader): no password hashes, so
+    the users are created without one and set a password through the reset flow."""
+    format: ClassVar[str] = "cognito-csv"
+
+    def __init__(self, options: FormatOptions) -> None:
+        self.options = options
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        reader = csv.DictReader(text)
+        if not reader.fieldnames or "email" not in reader.fieldnames:
+            raise Rejected("the CSV header has no email column (use Cognito's GetCSVHeader header)")
+        try:
+            for row in reader:
+                yield reader.line_num, self._record(row)
+        except UnicodeDecodeError as exc:
+            raise Rejected(f"the file is not UTF-8 (near line {reader.line_num + 1})") from exc
+
+    @staticmethod
+    def _record(row: dict[str, str | None]) -> dict[str, Any] | Rejected:
+        if None in row:
+            return Rejected("more columns than the header")
+        record: dict[str, Any] = {"email": row.get("email") or "", "groups": []}
+        for name in ("email_verified", "phone_number_verified"):
+            value = (row.get(name) or "false").strip().lower()
+            if value not in ("true", "false"):
+                return Rejected(f"{name} must be true or false")
+            record[name] = value == "true"
+        for name in COGNITO_STRINGS:
+            if row.get(name):
+                record[name] = row[name]
+        if row.get("address"):
+            record["address"] = {"formatted": row["address"]}
+        custom = {k.split(":", 1)[1]: v for k, v in row.items() if k and k.startswith("custom:") and v}
+        if row.get("cognito:username"):
+            custom["cognito_username"] = row["cognito:username"]
+        if custom:
+            record["custom_attributes"] = custom
+        return record
+
+
+AUTH0_SELF_DESCRIBING = ("bcrypt", "argon2", "ldap", "pbkdf2", "scrypt")
+
+
+class Auth0:
+    """Auth0's bulk user import file (a JSON array, or one object a line as its export jobs and
+    its password-hash export write), with `custom_password_hash` or `passwordHash` (bcrypt)."""
+    format: ClassVar[str] = "auth0"
+
+    def __init__(self, options: FormatOptions) -> None:
+        self.options = options
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+        buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+        first = buffered.peek(64).lstrip()[:1]
+        source = _document(buffered, "users") if first == b"[" else _json_lines(buffered)
+        for number, item in source:
+            yield number, item if isinstance(item, Rejected) else self._record(item)
+
+    @staticmethod
+    def _record(user: Any) -> dict[str, Any] | Rejected:
+        if not isinstance(user, dict):
+            return Rejected("not a JSON object")
+        record: dict[str, Any] = {"email": user.get("email") or user.get("Email") or ""}
+        for name in ("given_name", "family_name", "nickname", "picture"):
+            if user.get(name) is not None:
+                record[name] = user[name]
+        if "email_verified" in user:
+            record["email_verified"] = user["email_verified"]
+        if "blocked" in user:
+            record["disabled"] = user["blocked"]
+        if user.get("created_at"):
+            record["created_at"] = user["created_at"]
+        custom = {k: user[k] for k in ("user_metadata", "app_metadata") if isinstance(user.get(k), dict)}
+        if user.get("user_id") or user.get("_id"):
+            custom["auth0_user_id"] = user.get("user_id") or (user["_id"].get("$oid") if isinstance(
+                user["_id"], dict) else user["_id"])
+        if custom:
+            record["custom_attributes"] = custom
+        hashed = user.get("custom_password_hash")
+        if hashed is not None:
+            algorithm = hashed.get("algorithm") if isinstance(hashed, dict) else None
+            value = hashed.get("hash", {}).get("value") if isinstance(hashed.get("hash") if isinstance(
+                hashed, dict) else None, dict) else None
+            if algorithm not in AUTH0_SELF_DESCRIBING or not isinstance(value, str):
+                return Rejected(f"custom_password_hash algorithm {algorithm!r} is not supported")
+            if algorithm == "pbkdf2" and value.startswith("$pbkdf2-") and "$i=" in value:
+                # Auth0's PHC form $pbkdf2-sha256$i=N,l=L$salt$hash -> passlib's $pbkdf2-sha256$N$salt$hash
+                head, params, salt, digest = value[1:].split("$", 3) if value.count("$") == 4 else ("", "", "", "")
+                iterations = dict(p.split("=", 1) for p in params.split(",") if "=" in p).get("i", "")
+                value = f"${head}${iterations}${_b64_to_ab64(salt)}${_b64_to_ab64(digest)}"
+            record["password_hash"] = value
+        elif isinstance(user.get("passwordHash"), str):
+            record["password_hash"] = user["passwordHash"]
+        return record
+
+
+KEYCLOAK_ALGORITHMS = {"pbkdf2-sha256": "pbkdf2-sha256", "pbkdf2-sha512": "pbkdf2-sha512", "pbkdf2": "pbkdf2"}
+
+
+class Keycloak:
+    """A Keycloak realm export (`kc.sh export`: the realm file or its users-N.json files): the
+    `users` array, with `credentials` of type password hashed by PBKDF2 (sha1, sha256, sha512)."""
+    format: ClassVar[str] = "keycloak"
+
+    def __init__(self, options: FormatOptions) -> None:
+        self.options = options
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+        for number, user in _document(stream, "users"):
+            yield number, self._record(user)
+
+    def _record(self, user: Any) -> dict[str, Any] | Rejected:
+        if not isinstance(user, dict):
+            return Rejected("not a JSON object")
+        if user.get("serviceAccountClientId"):
+            return Rejected("a service account, not a person")
+        record: dict[str, Any] = {"email": user.get("email") or "", "groups": [
+            g.strip("/") for g in user.get("groups") or [] if isinstance(g, str) and g.strip("/")]}
+        for ours, theirs in (("given_name", "firstName"), ("family_name", "lastName"),
+                             ("preferred_username", "username"), ("email_verified", "emailVerified")):
+            if user.get(theirs) is not None:
+                record[ours] = user[theirs]
+        if user.get("enabled") is not None:
+            record["disabled"] = not user["enabled"] if isinstance(user["enabled"], bool) else user["enabled"]
+        if user.get("createdTimestamp") is not None:
+            record["created_at"] = _epoch_ms(user["createdTimestamp"]) or "invalid"
+        attributes = user.get("attributes")
+        if isinstance(attributes, dict) and attributes:
+            record["custom_attributes"] = {k: v[0] if isinstance(v, list) and len(v) == 1 else v
+                                           for k, v in attributes.items()}
+        passwords = [c for c in user.get("credentials") or [] if isinstance(c, dict) and c.get("type") == "password"]
+        if passwords:
+            try:
+                record["password_hash"] = self._hash(passwords[0])
+            except (ValueError, TypeError, KeyError, AttributeError):
+                return Rejected("the password credential cannot be read")
+        return record
+
+    @staticmethod
+    def _hash(credential: dict[str, Any]) -> str:
+        if "secretData" in credential:  # Keycloak 12 and later
+            secret = json.loads(credential["secretData"])
+            data = json.loads(credential["credentialData"])
+            value, salt = secret["value"], secret["salt"]
+            algorithm, iterations = data["algorithm"], int(data["hashIterations"])
+        else:
+            value, salt = credential["hashedSaltedValue"], credential["salt"]
+            algorithm, iterations = credential.get("algorithm", "pbkdf2-sha256"), int(credential["hashIterations"])
+        if algorithm not in KEYCLOAK_ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {algorithm}")
+        return f"${KEYCLOAK_ALGORITHMS[algorithm]}${iterations}${_b64_to_ab64(salt)}${_b64_to_ab64(value)}"
+
+
+class Firebase:
+    """`firebase auth:export users.json --format=json`: the `users` array. Password hashes are
+    Firebase's modified scrypt with the project's parameters (FormatOptions), written in the
+    `$firebase-scrypt$` encoding (accounts/legacy/firebase.py)."""
+    format: ClassVar[str] = "firebase"
+
+    def __init__(self, options: FormatOptions) -> None:
+        self.options = options
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+        for number, user in _document(stream, "users"):
+            yield number, self._record(user)
+
+    def _record(self, user: Any) -> dict[str, Any] | Rejected:
+        if not isinstance(user, dict):
+            return Rejected("not a JSON object")
+        record: dict[str, Any] = {"email": user.get("email") or ""}
+        if "emailVerified" in user:
+            record["email_verified"] = user["emailVerified"]
+        if "disabled" in user:
+            record["disabled"] = user["disabled"]
+        for ours, theirs in (("nickname", "displayName"), ("picture", "photoUrl"), ("phone_number", "phoneNumber")):
+            if user.get(theirs):
+                record[ours] = user[theirs]
+        if user.get("createdAt"):
+            record["created_at"] = _epoch_ms(user["createdAt"]) or "invalid"
+        custom: dict[str, Any] = {"firebase_uid": user["localId"]} if user.get("localId") else {}
+        if user.get("customAttributes"):
+            try:
+                claims = json.loads(user["customAttributes"])
+            except (ValueError, TypeError):
+                return Rejected("customAttributes is not a JSON object")
+            if not isinstance(claims, dict):
+                return Rejected("customAttributes is not a JSON object")
+            custom.update(claims)
+        if custom:
+            record["custom_attributes"] = custom
+        if user.get("passwordHash"):
+            o = self.options
+            if not (o.hash_key and o.salt_separator is not None and o.rounds and o.mem_cost):
+                return Rejected("a password hash, but no --hash-key, --salt-separator, --rounds and --mem-cost")
+            record["password_hash"] = firebase.encode(o.hash_key, o.salt_separator, o.rounds, o.mem_cost,
+                                                      str(user.get("salt") or ""), str(user["passwordHash"]))
+        return record
+
+
+FORMATS: dict[str, type[Reader]] = {r.format: r for r in (JsonLines, CognitoCsv, Auth0, Keycloak, Firebase)}
+
+
+# -- import -------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    rejects: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first MAX_KEPT_REJECTS
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejects) < MAX_KEPT_REJECTS:
+            self.rejects.append((line, reason))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "skipped": self.skipped,
+                "rejected": self.rejected, "rejects": [{"line": n, "reason": r} for n, r in self.rejects]}
+
+
+INSERT_DEFAULTS: dict[str, Any] = {
+    "password_hash": None, "email_verified": False, "phone_number_verified": False, "disabled": False,
+    "address": None, "custom_attributes": None, **{name: None for name in STRING_FIELDS}}
+
+
+class Importer:
+    """Writes validated records in batches of `batch` (one transaction each); see the module doc."""
+
+    def __init__(self, db: Database, *, on_conflict: str = "skip", dry_run: bool = False, batch: int = BATCH):
+        if on_conflict not in ("skip", "update"):
+            raise ValueError("on_conflict is skip or update")
+        self.db = db
+        self.update = on_conflict == "update"
+        self.dry_run = dry_run
+        self.batch = batch
+
+    def run(self, records: Iterable[tuple[int, dict[str, Any] | Rejected]],
+            progress: Callable[[int], None] | None = None) -> Summary:
+        summary = Summary()
+        pending: list[tuple[int, dict[str, Any]]] = []
+        for number, record in records:
+            try:
+                if isinstance(record, Rejected):
+                    raise record
+                pending.append((number, validate(record)))
+            except Rejected as exc:
+                summary.reject(number, str(exc))
+            if len(pending) >= self.batch:
+                self._write(pending, summary)
+                pending = []
+                if progress:
+                    progress(self.batch)
+        if pending:
+            self._write(pending, summary)
+            if progress:
+                progress(len(pending))
+        return summary
+
+    def _write(self, batch: list[tuple[int, dict[str, Any]]], summary: Summary) -> None:
+        emails = list({row["email"] for _, row in batch})
+        subs = list({row["sub"] for _, row in batch if "sub" in row})
+        with self.db.session() as s:
+            existing = dict(s.execute(select(USERS.c.email, USERS.c.id).where(USERS.c.email.in_(emails))).all())
+            taken = dict(s.execute(select(USERS.c.sub, USERS.c.email).where(USERS.c.sub.in_(subs))).all()) \
+                if subs else {}
+            now = utcnow()
+            inserts: dict[str, dict[str, Any]] = {}
+            updates: dict[str, dict[str, Any]] = {}
+            for number, row in batch:
+                email = row["email"]
+                if "sub" in row and taken.get(row["sub"], email) != email:
+                    summary.reject(number, "sub belongs to another user")
+                    continue
+                if email in existing or email in inserts:
+                    if not self.update:
+                        summary.skipped += 1
+                        continue
+                    if email in inserts:  # the file names this email twice in one batch: the later line wins
+                        inserts[email].update({k: v for k, v in row.items() if k != "sub"})
+                        summary.updated += 1
+                        continue
+                    summary.updated += 1
+                    changes = {k: v for k, v in row.items() if k not in ("sub", "email", "created_at")}
+                    updates.setdefault(email, {"b_id": existing[email]}).update(changes, updated_at=now)
+                    continue
+                if "sub" in row:
+                    taken[row["sub"]] = email
+                full = {**INSERT_DEFAULTS, "groups": [], "created_at": now, **row}
+                full.setdefault("sub", random_token(16))
+                full.setdefault("updated_at", full["created_at"])
+                inserts[email] = full
+                summary.created += 1
+            if self.dry_run:
+                return
+            if inserts:
+                s.execute(USERS.insert(), list(inserts.values()))
+            by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for values in updates.values():
+                by_columns.setdefault(tuple(sorted(values)), []).append(values)
+            for columns, rows in by_columns.items():
+                statement = USERS.update().where(USERS.c.id == bindparam("b_id")).values(
+                    {c: bindparam(c) for c in columns if c != "b_id"})
+                s.execute(statement, rows)
+
+
+def reader_for(format_name: str, options: FormatOptions | None = None) -> Reader:
+    return FORMATS[format_name](options or FormatOptions())
+
+
+# -- export -------------------------------------------------------------------------------------
+
+def _iso(value: datetime | None) -> str | None:
+    return aware(value).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def export_records(db: Database) -> Iterator[dict[str, Any]]:
+    """Every user in the jsonl shape, in id order, streamed from a server-side cursor."""
+    columns = [USERS.c[name] for name in JSONL_FIELDS]
+    with db.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
+            select(*columns).order_by(USERS.c.id))
+        for row in result:
+            record = row._asdict()
+            for name in TIME_FIELDS:
+                record[name] = _iso(record[name])
+            yield record
+
+
+def export(db: Database, out: IO[str]) -> int:
+    count = 0
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for record in export_records(db):
+        out.write(dumps(record))
+        out.write("\n")
+        count += 1
+    return count
