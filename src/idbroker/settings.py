@@ -70,6 +70,8 @@ class ServerSettings(Section):
     database_url: str = ""
     # Where the embedded SQLite database and the generated secret key live.
     data_dir: str = "data"
+    # TCP port `idbroker serve` listens on (and `idbroker demo` finds the broker at) unless --port.
+    port: int = 8000
     # 32+ random bytes, base64url. Encrypts signing keys at rest and keys client-secret hashes,
     # CSRF tokens and cookies. Empty: generated once into `data_dir/secret.key`.
     secret_key: str = ""

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..settings import Settings
 from . import context as ctx
 from .clients_cmd import clients_app
 from .idp_cmd import idp_app
@@ -37,20 +36,28 @@ def _root(config: Annotated[str | None, typer.Option("--config", "-c", help="TOM
 # -- serve -----------------------------------------------------------------------------------------
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+          port: Annotated[int | None, typer.Option(help="TCP port (default: the port setting, 8000).")] = None,
           workers: Annotated[int, typer.Option(help="Worker processes (default: 1).")] = 1,
           access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
     """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
     from ..server import exec_server
+    from .first_run import FirstStart, effective_issuer, issuer_configured
 
-    if ctx.settings().issuer == Settings.issuer and "IDBROKER_ISSUER" not in os.environ:
-        # No issuer configured: the local address is the issuer (development).
-        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        os.environ["IDBROKER_ISSUER"] = f"http://{local}:{port}"
+    settings = ctx.settings()
+    port = port or settings.port
+    if not issuer_configured(settings):
+        # No issuer configured: the local address is the issuer (development); `localhost` so that
+        # passkeys work (browsers refuse an IP address as a WebAuthn RP id).
+        os.environ["IDBROKER_ISSUER"] = effective_issuer(settings, host, port)
     # Share the cores among the workers' password hashing.
     os.environ.setdefault("IDBROKER_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
+    first = FirstStart.before(settings)
     p = ctx.provider()
+    algs_before = {k.alg for k, _ in p.keys.list()}
     p.keys.ensure()
+    new_keys = sorted({k.alg for k, _ in p.keys.list()} - algs_before)
+    for line in first.report(new_keys):
+        ctx.console.print(line, soft_wrap=True)
     ctx.console.print(f"idbroker serving issuer [bold]{p.issuer}[/] on http://{host}:{port} "
                       f"({workers} worker{'s' if workers != 1 else ''}, store: {p.db.engine.url.get_backend_name()})")
     ctx.console.print(f"discovery: {p.endpoint('discovery')}")
