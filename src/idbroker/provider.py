@@ -16,6 +16,7 @@ from .accounts.users import UserService
 from .audit import Audit
 from .clients.registry import ClientRegistry
 from .federation.linking import Linking
+from .federation.realm import DirectoryPasswords
 from .federation.registry import SeenAssertions, UpstreamRegistry
 from .keys.keystore import KeyStore
 from .mfa.base import Factor
@@ -159,7 +160,10 @@ class Provider:
     def password_sign_in(self) -> PasswordSignIn:
         """The ways a password typed on the sign-in page is checked, in order
         (accounts/password_ways.py)."""
-        return PasswordSignIn([LocalAccounts(self.users)], self.users)
+        return PasswordSignIn([
+            DirectoryPasswords(self.upstreams, self.linking),  # home-realm discovery: a directory first
+            LocalAccounts(self.users),
+        ], self.users)
 
     @cached_property
     def linking(self) -> Linking:

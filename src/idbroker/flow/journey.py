@@ -23,7 +23,7 @@ from ..oauth2.errors import (
     OAuth2Error,
 )
 from ..oauth2.grants.base import ttl
-from ..oidc.claims import upstream_claims, user_claims
+from ..oidc.claims import id_token_claims, upstream_claims, user_claims
 from ..store.db import aware
 from ..text import N_
 from .consents import Consents
@@ -210,7 +210,7 @@ class Journey:
         if req.implicit:
             # OIDC Core §5.4: with no access token to fetch userinfo, the claims go in the ID token.
             extra: dict[str, Any] = {} if access_token else user_claims(user, req.scopes)
-            extra.update(upstream_claims(session.idp))
+            extra.update(upstream_claims(session.idp) | id_token_claims(user, req.scopes))
             out["id_token"] = self.id_tokens.issue(
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
                 ttl=ttl(self.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,

@@ -1,4 +1,10 @@
-"""Standard claims by scope (OIDC Core §5.1, §5.4)."""
+"""Standard claims by scope (OIDC Core §5.1, §5.4), and the `groups` scope of ours.
+
+`groups` (not an OIDC Core scope; the name Keycloak, Okta and Entra ID use for the same thing): the
+user's group memberships (`User.groups`, filled by federation - upstream claims, SAML attributes,
+LDAP - by migration, and by `idbroker users`), released as the `groups` claim, a JSON array of
+strings, in the ID token and userinfo only when the client asked for the scope and is allowed it
+(a client's scopes list; `clients update ID --scope ... --scope groups`)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,11 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
     "address": ("address",),
+    "groups": ("groups",),
 }
+GROUPS_SCOPE = "groups"
+# The scopes of discovery's scopes_supported beyond OIDC Core's.
+EXTRA_SCOPES = (GROUPS_SCOPE,)
 # The upstream provider (our id of it, `idbroker idp`) the session signed in through, in ID tokens,
 # access tokens and userinfo; absent for local sign-ins (like Keycloak's `identity_provider`).
 IDP_CLAIM = "idp"
@@ -23,6 +33,15 @@ SUPPORTED_CLAIMS = sorted({"sub", "iss", "aud", "exp", "iat", "auth_time", "nonc
 def upstream_claims(idp: str | None) -> dict[str, Any]:
     """The `idp` claim of a session or grant that came from an upstream provider."""
     return {IDP_CLAIM: idp} if idp else {}
+
+
+def id_token_claims(user: User, scopes: list[str] | set[str]) -> dict[str, Any]:
+    """The scope claims every ID token carries, whatever the flow: `groups` (which clients read
+    from the ID token, as from Keycloak's, Okta's and Entra ID's), when its scope was granted.
+    The standard scopes' claims stay in userinfo (OIDC Core §5.4)."""
+    released = user_claims(user, [s for s in scopes if s == GROUPS_SCOPE])
+    released.pop("sub")
+    return released
 
 
 def user_claims(user: User, scopes: list[str] | set[str]) -> dict[str, Any]:
@@ -44,6 +63,8 @@ def _value(user: User, claim: str) -> Any:
         return int(user.updated_at.timestamp()) if user.updated_at else None
     if claim == "profile":
         return None
+    if claim == "groups":
+        return [g for g in (user.groups or []) if isinstance(g, str)] or None
     if claim == "phone_number_verified":
         return bool(user.phone_number_verified) if user.phone_number else None
     return getattr(user, claim, None)

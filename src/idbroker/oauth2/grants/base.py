@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ...oidc.claims import upstream_claims
+from ...oidc.claims import id_token_claims, upstream_claims
 from ...store.db import aware
 from .. import constants as c
 from ..errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError
@@ -90,7 +90,8 @@ class UserGrant:
             body["id_token"] = self.id_tokens.issue(
                 client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
                 ttl=ttl(self.settings, client, "id_token_ttl"), auth_time=auth_time, nonce=nonce, sid=grant.sid,
-                acr=grant.acr, amr=grant.amr, access_token=at.token, extra=upstream_claims(grant.idp))
+                acr=grant.acr, amr=grant.amr, access_token=at.token,
+                extra=upstream_claims(grant.idp) | id_token_claims(user, scope.split()))
         if refresh_token:
             body["refresh_token"] = refresh_token
         return body
