@@ -45,6 +45,8 @@ ACCOUNT_LOCKED = "login.locked"
 LOGIN_FAILED = "login.failed"
 LOGIN_SUCCEEDED = "login.succeeded"
 PASSWORD_CHANGED = "account.password_changed"
+USER_MIGRATED = "user.migrated"  # created from a lazy-migration source (migration/lazy.py)
+MIGRATION_SOURCE_UNAVAILABLE = "migration.source_unavailable"  # a source could not be asked
 NOTIFY = frozenset({MFA_ENROLLED, MFA_REMOVED, RECOVERY_CODE_USED, RECOVERY_CODES_REGENERATED, ACCOUNT_LOCKED})
 
 # kind -> (mail subject, mail template). PASSWORD_CHANGED mails only when asked (the reset page

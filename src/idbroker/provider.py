@@ -19,6 +19,8 @@ from .federation.linking import Linking
 from .federation.realm import DirectoryPasswords
 from .federation.registry import SeenAssertions, UpstreamRegistry
 from .keys.keystore import KeyStore
+from .migration.lazy import LazyMigration
+from .migration.sources import SourceRegistry
 from .mfa.base import Factor
 from .mfa.codes import EmailFactor, SmsFactor
 from .mfa.factors import FACTORS
@@ -163,7 +165,17 @@ class Provider:
         return PasswordSignIn([
             DirectoryPasswords(self.upstreams, self.linking),  # home-realm discovery: a directory first
             LocalAccounts(self.users),
+            self.lazy_migration,  # addresses no local account has: the legacy sources (migration/)
         ], self.users)
+
+    @cached_property
+    def migration_sources(self) -> SourceRegistry:
+        """The legacy user stores asked for unknown addresses (`idbroker sources`)."""
+        return SourceRegistry(self.db, self.settings.secret_bytes())
+
+    @cached_property
+    def lazy_migration(self) -> LazyMigration:
+        return LazyMigration(self.migration_sources, self.users, self.audit)
 
     @cached_property
     def linking(self) -> Linking:

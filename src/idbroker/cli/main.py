@@ -14,6 +14,7 @@ from rich.table import Table
 from . import context as ctx
 from .clients_cmd import clients_app
 from .idp_cmd import idp_app
+from .sources_cmd import sources_app
 from .users_cmd import users_app
 
 app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
@@ -22,6 +23,7 @@ keys_app = typer.Typer(help="List and rotate token signing keys.", no_args_is_he
 db_app = typer.Typer(help="Database schema migrations and housekeeping.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(idp_app, name="idp")
+app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")

@@ -298,6 +298,22 @@ class LinkedIdentity(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class LegacySource(Base):
+    """A configured lazy-migration source (`idbroker sources add`), asked in `position` order.
+    `options` are the kind's settings in clear; `secrets` a JWE (dir, A256GCM, a sub-key of the
+    server secret) of the JSON object of its secret options (client secret, webhook secret...)."""
+
+    __tablename__ = "migration_sources"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict[str, Any]]
+    secrets: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class SeenAssertion(Base):
     """SAML assertion ids already accepted, kept until the assertion would have expired anyway
     (SAML 2.0 Profiles §4.1.4.5: a replayed assertion is refused)."""
