@@ -76,6 +76,8 @@ class RecoveryViews(LifecyclePages):
         response = self.page(request, "recovery/forgot_sent.html", req=req, email=email,
                              minutes=max(1, self.settings.reset_ttl // 60), login_url=self.login_url(interaction))
         user = await run_in_threadpool(self.provider.users.by_email, email)
+        if user is None:  # lazy migration: a legacy source that knows the address creates the account
+            user = await run_in_threadpool(self.provider.lazy_migration.lookup, email)
         refused = await run_in_threadpool(self.may_mail, request, "reset", email, user.id if user else None)
         if user is not None and not user.disabled and refused is None:
             token, _ = await run_in_threadpool(self.provider.one_time.issue, user.id, RESET_PASSWORD,
