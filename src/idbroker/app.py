@@ -26,6 +26,7 @@ from .endpoints.introspect import introspect_endpoint
 from .endpoints.logout import Logout
 from .endpoints.revoke import revoke_endpoint
 from .endpoints.token import token_endpoint
+from .endpoints.aws_credentials import aws_credentials_endpoint
 from .endpoints.userinfo import userinfo_endpoint
 from .flow.journey import Journey
 from .oauth2.errors import OAuth2Error
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/oauth2/userInfo", userinfo_endpoint, methods=["GET", "POST"]),
         Route("/oauth2/revoke", revoke_endpoint, methods=["POST"]),
         Route("/oauth2/introspect", introspect_endpoint, methods=["POST"]),
+        Route("/credentials/aws", aws_credentials_endpoint, methods=["POST"]),
         Route("/oauth2/logout", logout.endpoint, methods=["GET", "POST"]),
         Route("/login", views.login_form, methods=["GET"]),
         Route("/login", views.login_submit, methods=["POST"]),

@@ -15,6 +15,8 @@ from .accounts.throttle import LoginThrottle, RateLimiter
 from .accounts.users import UserService
 from .audit import Audit
 from .clients.registry import ClientRegistry
+from .credentials.aws import AwsCredentials
+from .credentials.roles import RoleRules
 from .federation.linking import Linking
 from .federation.realm import DirectoryPasswords
 from .federation.registry import SeenAssertions, UpstreamRegistry
@@ -180,6 +182,16 @@ class Provider:
     @cached_property
     def linking(self) -> Linking:
         return Linking(self.db, self.users, passkey_sign_in=self.passkeys.available)
+
+    @cached_property
+    def role_rules(self) -> RoleRules:
+        """Which AWS role a user may assume (`idbroker roles`)."""
+        return RoleRules(self.db)
+
+    @cached_property
+    def aws_credentials(self) -> AwsCredentials:
+        """The `aws` credential issuer (credentials/aws.py) behind POST /credentials/aws."""
+        return AwsCredentials(self.role_rules, self.keys, self.settings.credentials, issuer=self.issuer)
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -362,9 +362,53 @@ class HousekeepingSettings(Section):
         return out
 
 
+@dataclass
+class CredentialSettings(Section):
+    """Temporary AWS credentials (credentials/aws.py, POST /credentials/aws)."""
+
+    name: ClassVar[str] = "credentials"
+    credentials_audience: str = "sts.amazonaws.com"   # `aud` of the web identity tokens
+    credentials_max_duration: int = 3600              # longest DurationSeconds asked of STS (900..43200)
+    aws_region: str = "us-east-1"
+    aws_sts_endpoint: str = ""                        # default https://sts.<aws_region>.amazonaws.com
+    # Session tags: "TagKey=claim" (the user's claim value becomes the tag), and the keys that are transitive.
+    aws_session_tags: list[str] = dataclasses.field(default_factory=list)
+    aws_transitive_tag_keys: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def sts_endpoint(self) -> str:
+        return self.aws_sts_endpoint or f"https://sts.{self.aws_region}.amazonaws.com"
+
+    @property
+    def session_tags(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.aws_session_tags if "=" in item)
+
+    def problems(self, settings: Settings) -> list[str]:
+        out = []
+        if not 900 <= self.credentials_max_duration <= 43200:
+            out.append("credentials_max_duration must be between 900 and 43200 seconds (STS limits)")
+        if not self.credentials_audience.strip():
+            out.append("credentials_audience must not be empty")
+        if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", self.aws_region):
+            out.append(f"aws_region {self.aws_region!r} is not an AWS region name")
+        url = urlsplit(self.aws_sts_endpoint)
+        if self.aws_sts_endpoint and (url.scheme not in ("https", "http") or not url.hostname or
+                                      (url.scheme == "http" and url.hostname not in LOOPBACK_HOSTS)):
+            out.append("aws_sts_endpoint must be an https URL (http only on a loopback host)")
+        for item in self.aws_session_tags:
+            key, sep, claim = item.partition("=")
+            if not sep or not key.strip() or not claim.strip():
+                out.append(f"aws_session_tags entries are TagKey=claim, got {item!r}")
+        unknown = set(self.aws_transitive_tag_keys) - set(self.session_tags)
+        if unknown:
+            out.append(f"aws_transitive_tag_keys names tags not in aws_session_tags: {', '.join(sorted(unknown))}")
+        return out
+
+
 SECTIONS: tuple[type[Section], ...] = (
     ServerSettings, KeySettings, TokenSettings, SessionSettings, PasswordSettings, MailSettings, SignupSettings,
     MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings, HousekeepingSettings,
+    CredentialSettings,
 )
 # Arrays of tables, by their dotted TOML path, and the attribute of Settings that keeps them.
 TABLE_LISTS = {"upstreams": "upstreams", "migration.sources": "migration_sources"}
@@ -411,6 +455,7 @@ class Settings:
     terms: TermsSettings
     look: LookSettings
     housekeeping: HousekeepingSettings
+    credentials: CredentialSettings
 
     def __init__(self, upstreams: list[dict[str, Any]] | None = None,
                  migration_sources: list[dict[str, Any]] | None = None, **options: Any):

@@ -13,7 +13,9 @@ from rich.table import Table
 
 from . import context as ctx
 from .clients_cmd import clients_app
+from .credentials_cmd import credentials_app
 from .idp_cmd import idp_app
+from .roles_cmd import roles_app
 from .sources_cmd import sources_app
 from .users_cmd import users_app
 
@@ -23,6 +25,8 @@ keys_app = typer.Typer(help="List and rotate token signing keys.", no_args_is_he
 db_app = typer.Typer(help="Database schema migrations and housekeeping.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(idp_app, name="idp")
+app.add_typer(roles_app, name="roles")
+app.add_typer(credentials_app, name="credentials")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")

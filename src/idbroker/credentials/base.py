@@ -13,46 +13,13 @@ token-exchange grant and the `/credentials/aws` endpoint look issuers up here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
+from .aws import AwsCredentials
+from .values import CredentialRefused, CredentialRequest, CredentialUnavailable, IssuedCredential, Subject
 
-class CredentialRefused(Exception):
-    def __init__(self, error: str, description: str):
-        super().__init__(description)
-        self.error = error              # e.g. invalid_target, invalid_scope, access_denied
-        self.description = description
-
-
-class CredentialUnavailable(Exception):
-    """The service behind the issuer failed (STS down, throttled); `detail` is for the log."""
-
-
-@dataclass(frozen=True)
-class Subject:
-    """The verified token the request presented."""
-
-    sub: str
-    client_id: str
-    scopes: frozenset[str]
-    claims: Mapping[str, Any]
-    actor: Mapping[str, Any] | None = None   # RFC 8693 §4.1 `act`, for delegation
-
-
-@dataclass(frozen=True)
-class CredentialRequest:
-    subject: Subject
-    audience: tuple[str, ...] = ()
-    scopes: frozenset[str] = frozenset()
-    options: Mapping[str, str] = field(default_factory=dict)  # e.g. role_arn, duration_seconds
-
-
-@dataclass(frozen=True)
-class IssuedCredential:
-    token_type: str            # RFC 8693 §2.2.1 issued_token_type
-    body: Mapping[str, Any]    # the JSON the client receives
-    expires_in: int
+__all__ = ["ISSUERS", "CredentialIssuer", "CredentialRefused", "CredentialRequest", "CredentialUnavailable",
+           "IssuedCredential", "Subject"]
 
 
 class CredentialIssuer(Protocol):
@@ -61,5 +28,7 @@ class CredentialIssuer(Protocol):
     async def issue(self, request: CredentialRequest) -> IssuedCredential: ...
 
 
-# requested token type -> issuer class. Filled by the credentials work.
-ISSUERS: dict[str, type[CredentialIssuer]] = {}
+# requested token type -> issuer class.
+ISSUERS: dict[str, type[CredentialIssuer]] = {
+    AwsCredentials.token_type: AwsCredentials,   # POST /credentials/aws
+}

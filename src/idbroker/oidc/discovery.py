@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..oauth2 import constants as c
 from ..text import SUPPORTED as SUPPORTED_LOCALES
+from ..credentials.aws import AWS_SCOPE
 from .claims import EXTRA_SCOPES, SUPPORTED_CLAIMS
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]
         "revocation_endpoint": e("revoke"),
         "introspection_endpoint": e("introspect"),
         "end_session_endpoint": e("logout"),
-        "scopes_supported": [*c.STANDARD_SCOPES, *EXTRA_SCOPES],
+        "scopes_supported": [*c.STANDARD_SCOPES, *EXTRA_SCOPES, AWS_SCOPE],
         "response_types_supported": [c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN],
         "response_modes_supported": list(c.RESPONSE_MODES),
         "grant_types_supported": [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN,

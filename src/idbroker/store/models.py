@@ -324,3 +324,27 @@ class SeenAssertion(Base):
 
 
 Index("ix_grants_user_client", Grant.user_id, Grant.client_id)
+
+
+class RoleRule(Base):
+    """A rule of `idbroker roles`: users whose ID-token claim `claim` equals (or, for a list, holds)
+    `match` - every user when `claim` is None - may get AWS credentials for `role_arn`, from the
+    clients listed (any client when empty). Lower `priority` first; ties by id."""
+
+    __tablename__ = "role_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    role_arn: Mapped[str] = mapped_column(String(2048))
+    claim: Mapped[str | None] = mapped_column(String(255))
+    match: Mapped[str | None] = mapped_column(String(1024))
+    clients: Mapped[list[str]]
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    created_at: Mapped[datetime]
+
+
+class RoleDefault(Base):
+    """One row (id 1) at most: the role for a user no rule matches; `role_arn` None denies."""
+
+    __tablename__ = "role_default"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role_arn: Mapped[str | None] = mapped_column(String(2048))
+    updated_at: Mapped[datetime]
