@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import audit
 from ..accounts.password_ways import PasswordOutcome
-from ..accounts.users import PROFILE_FIELDS, UserError, normalise_email
+from ..accounts.users import MAX_PASSWORD, PROFILE_FIELDS, UserError, normalise_email
 from .legacy import MUST_CHANGE, UNAVAILABLE, LegacyUser, SourceUnavailable
 
 if TYPE_CHECKING:
@@ -69,12 +69,15 @@ class LazyMigration:
 
     # -- the password way -----------------------------------------------------------------------
     def authenticate(self, login: str, password: str) -> PasswordOutcome | None:
-        if not login or not password or "\x00" in login:
+        if not login or not password or "\x00" in login or len(password) > MAX_PASSWORD:
             return None
         down: list[str] = []
         for source_id, source in self.sources.enabled():
             try:
                 legacy = source.verify(login, password)
+                if legacy is not None and normalise_email(legacy.email) != normalise_email(login):
+                    log.warning("source %s answered for another address than the one typed; ignored", source_id)
+                    legacy = None
                 user = self._create(source_id, legacy, None if legacy.must_change_password else password) \
                     if legacy is not None else None
             except SourceUnavailable as exc:
