@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -250,12 +251,24 @@ def test_wrong_passwords_and_unknown_addresses_get_the_local_wrong_password_page
     assert events(provider, audit.MIGRATION_SOURCE_UNAVAILABLE) == []
 
 
-@pytest.mark.parametrize("garbage", [False, True], ids=["down", "garbage"])
+@pytest.fixture
+def hung() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/never-answers"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("fault", ["down", "hung", "garbage"])
 def test_a_source_that_cannot_answer_says_try_again_creates_nothing_and_counts_toward_the_lock(
-        http, provider, webhook, garbage):
-    email = "garbage@example.org" if garbage else ERIN
-    url = webhook.url if garbage else dead_url()
-    provider.migration_sources.add("hook", "webhook", {"url": url, "secret": HOOK_SECRET, "timeout": "2"})
+        http, provider, webhook, hung, fault):
+    email = "garbage@example.org" if fault == "garbage" else ERIN
+    url = {"down": dead_url(), "hung": hung, "garbage": webhook.url}[fault]
+    provider.migration_sources.add("hook", "webhook", {"url": url, "secret": HOOK_SECRET, "timeout": "1"})
     for _ in range(3):  # lockout_threshold
         answer = login(http, email, ERIN_PASSWORD)
         assert answer.status_code == 503
@@ -304,3 +317,19 @@ def test_forgot_password_creates_the_account_from_the_source_and_mails_it(http, 
     assert forgot(http, "other@example.org").text.replace("other@example.org", "X") == unknown.text.replace(
         "nobody@example.org", "X")
     assert [e.detail["during"] for e in events(provider, audit.MIGRATION_SOURCE_UNAVAILABLE)] == ["forgot-password"]
+
+
+def test_forgot_password_asks_the_webhook_and_the_directory_without_a_password(
+        http, provider, webhook, directory, smtp):
+    provider.migration_sources.add("hook", "webhook", {"url": webhook.url, "secret": HOOK_SECRET})
+    provider.migration_sources.add("dir", "ldap", ldap_options(directory))
+    webhook.requests.clear()
+    forgot(http, ERIN)
+    forgot(http, "alice@example.org")
+    assert webhook.requests[0] == {"action": "lookup", "login": ERIN}
+    erin, alice = user(provider, ERIN), user(provider, "alice@example.org")
+    assert erin is not None and erin.password_hash is None and erin.groups == ["ops", "staff"]
+    assert alice is not None and alice.password_hash is None and alice.given_name == "Alice"
+    for address in (ERIN, "alice@example.org"):
+        assert "/reset-password?" in smtp.text(smtp.wait_for(address)[-1])
+    assert [e.detail["source"] for e in events(provider, audit.USER_MIGRATED)] == ["hook", "dir"]
