@@ -1,6 +1,7 @@
 """A real SAML 2.0 IdP for the upstream tests: pysaml2's own `saml2.server.Server`, with keys made
 here, answering the AuthnRequests our SP sends and able to answer them wrongly on purpose (unsigned,
-SHA-1, expired, for another audience or request, encrypted)."""
+SHA-1, expired, for another audience or request, encrypted); and single logout: it answers our
+LogoutRequests (Redirect or POST, signed or not, tampered on purpose) and starts logouts itself."""
 
 from __future__ import annotations
 
@@ -25,15 +26,17 @@ from cryptography.x509.oid import NameOID
 
 with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's deprecated CFB mode on import
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-    from saml2 import BINDING_HTTP_REDIRECT, time_util
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp, time_util
     from saml2.config import IdPConfig
     from saml2.metadata import create_metadata_string
+    from saml2.s_utils import deflate_and_base64_encode
     from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
     from saml2.server import Server
     from saml2.sigver import verify_redirect_signature
     from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 IDP_ENTITY_ID = "https://idp.example.test/saml"
+IDP_SLO = IDP_ENTITY_ID + "/slo"
 PASSWORD_CONTEXT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 
 
@@ -73,13 +76,14 @@ def _clock_shifted(seconds: float) -> Iterator[None]:
 class SamlIdp:
     """The IdP, configured with our SP's metadata (as an operator would paste it)."""
 
-    def __init__(self, sp_metadata: str | None = None):
+    def __init__(self, sp_metadata: str | None = None, *, slo: bool = True):
         self.dir = Path(tempfile.mkdtemp(prefix="saml-idp-"))
         key, cert = keypair("test idp")
         (self.dir / "idp.key").write_text(key)
         (self.dir / "idp.crt").write_text(cert)
         self.cert_pem = cert
         self.sp_metadata = sp_metadata
+        self.slo = slo
         self.server = self._server(sp_metadata)
 
     def _server(self, sp_metadata: str | None) -> Server:
@@ -91,7 +95,9 @@ class SamlIdp:
             "signing_algorithm": SIG_RSA_SHA256,
             "digest_algorithm": DIGEST_SHA256,
             "service": {"idp": {
-                "endpoints": {"single_sign_on_service": [(IDP_ENTITY_ID + "/sso", BINDING_HTTP_REDIRECT)]},
+                "endpoints": {"single_sign_on_service": [(IDP_ENTITY_ID + "/sso", BINDING_HTTP_REDIRECT)],
+                              **({"single_logout_service": [(IDP_SLO, BINDING_HTTP_REDIRECT),
+                                                            (IDP_SLO, BINDING_HTTP_POST)]} if self.slo else {})},
                 "name_id_format": [NAMEID_FORMAT_PERSISTENT],
                 "policy": {"default": {"lifetime": {"minutes": 5}, "name_form": NAME_FORMAT_URI,
                                        "attribute_restrictions": None}},
@@ -152,3 +158,62 @@ class SamlIdp:
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+
+    # -- single logout --------------------------------------------------------------------------
+    def receive_logout(self, location: str) -> tuple[Any, str]:
+        """The SP's LogoutRequest in a Redirect-binding URL, its query signature checked with the
+        SP's certificate from metadata: (request, relay state)."""
+        assert location.startswith(IDP_SLO + "?"), location
+        query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        assert query["SigAlg"] == SIG_RSA_SHA256
+        request = self.server.parse_logout_request(query["SAMLRequest"], BINDING_HTTP_REDIRECT)
+        sp = request.message.issuer.text
+        certs = self.server.metadata.certs(sp, "spsso", "signing")
+        assert any(verify_redirect_signature(query, self.server.sec.sec_backend, cert=c[1]) for c in certs), \
+            "the LogoutRequest's Redirect-binding signature does not verify"
+        return request.message, query.get("RelayState", "")
+
+    def answer_logout(self, location: str, *, binding: str = BINDING_HTTP_REDIRECT, sign: bool = True,
+                      status: str | None = None, in_response_to: str | None = None, destination: str | None = None,
+                      tamper: tuple[str, str] | None = None) -> tuple[str, dict[str, str]]:
+        """The LogoutResponse to the request in `location`: (the SP address, the query or form)."""
+        request, relay_state = self.receive_logout(location)
+        sp_slo = self.server.metadata.single_logout_service(request.issuer.text, binding, "spsso")[0]["location"]
+        post = binding == BINDING_HTTP_POST
+        response = self.server._status_response(
+            samlp.LogoutResponse, self.server._issuer(),
+            samlp.Status(status_code=samlp.StatusCode(value=status)) if status else None,
+            sign and post, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
+            in_response_to=in_response_to or request.id, destination=destination or sp_slo)
+        return sp_slo, self._encode(str(response), "SAMLResponse", relay_state, binding, sign, tamper)
+
+    def start_logout(self, sp_slo: str, subject: str, session_index: str | None, *,
+                     binding: str = BINDING_HTTP_REDIRECT, sign: bool = True,
+                     tamper: tuple[str, str] | None = None) -> dict[str, str]:
+        """An IdP-initiated LogoutRequest for the SP's `sp_slo`: the query or form to send there."""
+        post = binding == BINDING_HTTP_POST
+        _, request = self.server.create_logout_request(
+            sp_slo, self.sp_entity_id(), name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=subject),
+            session_indexes=[session_index] if session_index else None, sign=sign and post,
+            sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256, expire=time_util.in_a_while(minutes=5))
+        return self._encode(str(request), "SAMLRequest", "idp-relay", binding, sign, tamper)
+
+    def sp_entity_id(self) -> str:
+        return next(iter(self.server.metadata.service_providers()))
+
+    def _encode(self, xml: str, kind: str, relay_state: str, binding: str, sign: bool,
+                tamper: tuple[str, str] | None) -> dict[str, str]:
+        """The message over `binding`, signed as it says; `tamper` changes the XML after signing."""
+        tampered = xml
+        if tamper:
+            assert tamper[0] in xml, xml
+            tampered = xml.replace(tamper[0], tamper[1])
+        if binding == BINDING_HTTP_POST:
+            return {kind: base64.b64encode(tampered.encode()).decode(), "RelayState": relay_state}
+        info = self.server.apply_binding(BINDING_HTTP_REDIRECT, xml, IDP_SLO, relay_state,
+                                         response=kind == "SAMLResponse", sign=sign, sigalg=SIG_RSA_SHA256)
+        location = dict(info["headers"])["Location"]
+        query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        if tamper:
+            query[kind] = deflate_and_base64_encode(tampered).decode()
+        return query

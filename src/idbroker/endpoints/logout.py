@@ -1,4 +1,5 @@
-"""OIDC RP-Initiated Logout 1.0 and Back-Channel Logout 1.0."""
+"""OIDC RP-Initiated Logout 1.0 and Back-Channel Logout 1.0; a session begun through a SAML upstream
+with a SingleLogoutService goes on to the IdP's logout (pages/single_logout.py) once it ended here."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from ..oauth2 import constants as c
 from ..oauth2.errors import OAuth2Error
 from ..pages.hosted import FORM_EXPIRED
+from ..pages.single_logout import SingleLogout
 from ..text import N_
 from ..web.body import BodyError, read_form
 from .common import unique_params
@@ -52,6 +54,7 @@ class Logout:
         self.journey = journey
         self.provider = provider
         self.csrf = csrf
+        self.single_logout = SingleLogout(provider, journey)
 
     def _parse(self, params: dict[str, str]) -> LogoutRequest:
         p = self.provider
@@ -117,8 +120,15 @@ class Logout:
         if found is not None:
             signout = self.provider.signout
             task = BackgroundTask(signout.notify, await run_in_threadpool(signout.end, [found[0].sid], found[1].sub))
-        if req.redirect_uri:
-            response: Response = RedirectResponse(_with_state(req.redirect_uri, req.state), status_code=303)
+        after = _with_state(req.redirect_uri, req.state) if req.redirect_uri else None
+        upstream = None
+        if found is not None and found[0].idp:
+            upstream = await self.single_logout.start(found[0].sid, after=after,
+                                                      client_id=req.client.client_id if req.client else None)
+        if upstream is not None:
+            response: Response = upstream
+        elif after:
+            response = RedirectResponse(after, status_code=303)
         else:
             response = self.journey.pages.render(request, "login/logged_out.html", client=req.client)
         response.delete_cookie(self.journey.session_cookie, path="/")

@@ -54,7 +54,25 @@ authnmethodsreferences ``multipleauthn``) sets `mfa`. SAML has no email_verified
 mail attribute is its directory's and counts as verified; linking by it still needs the provider
 marked ``trust_email``.
 
-Not yet: single logout (SP-initiated LogoutRequest), encrypted attributes and NameIDs.
+Single logout (Profiles §4.4, front channel only):
+
+* `finish` leaves the NameID (as received, XML) and the SessionIndex of the assertion in
+  ``ctx.state[STATE_LOGIN]``; the sign-in page keeps them with the browser session
+  (federation/saml_sessions.py), as a LogoutRequest must name both (Core §3.7.1).
+* `logout_request` makes our signed LogoutRequest for them, sent over the HTTP-Redirect binding
+  (query signed, rsa-sha256) to the IdP's SingleLogoutService; None when its metadata has no
+  Redirect SLO endpoint (then only the local session ends).
+* `logout_response` accepts the IdP's LogoutResponse at ``{issuer}/idp/{id}/slo`` (Redirect or
+  POST) only when: it is signed by a key of the IdP's metadata (Redirect: the query signature,
+  Bindings §3.4.4.1; POST: an XML signature on the response, Bindings §3.5.5.2) with an
+  algorithm of SHA-256 strength or more; its Issuer is the IdP; its Destination is our SLO URL
+  (Bindings §3.4.5.2, required of signed messages); its InResponseTo is our request's ID; and
+  its status is Success (Core §3.7.3.2). RelayState must equal the one we sent.
+* `logout_request_received` accepts an IdP-initiated LogoutRequest under the same signature,
+  Issuer and Destination rules, not past its NotOnOrAfter (with SKEW); `logout_answer` makes
+  our signed LogoutResponse for it (Redirect when the IdP has such an endpoint, else POST).
+
+Not yet: encrypted attributes and NameIDs, the SOAP binding for logout.
 """
 
 from __future__ import annotations
@@ -85,13 +103,14 @@ from defusedxml import ElementTree
 
 with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's CFB mode (unused here) on import
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, time_util
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, samlp, time_util
     from saml2.client import Saml2Client
     from saml2.config import SPConfig
     from saml2.extension import algsupport
     from saml2.metadata import entity_descriptor, sign_entity_descriptor
     from saml2.response import StatusError
-    from saml2.sigver import security_context
+    from saml2.s_utils import decode_base64_and_inflate
+    from saml2.sigver import security_context, verify_redirect_signature
     from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from ..security import is_loopback_host
@@ -114,6 +133,7 @@ METADATA_REFRESH = 86400        # seconds, unless the provider's `metadata_refre
 METADATA_TIMEOUT = 10.0
 STATE_REQUEST_ID = "saml_request_id"
 STATE_RELAY = "saml_relay_state"
+STATE_LOGIN = "saml_login"      # {"name_id": NameID XML, "session_index": str | None}, set by `finish`
 
 DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
 ALLOWED_SIGNATURE_METHODS = frozenset({
@@ -236,6 +256,7 @@ class SamlUpstream:
         self.config = config
         self.entity_id = f"{issuer.rstrip('/')}/idp/{config.id}/metadata"
         self.acs_url = f"{issuer.rstrip('/')}/idp/{config.id}/acs"
+        self.slo_url = f"{issuer.rstrip('/')}/idp/{config.id}/slo"
         self._http = http
         self._replay = replay or MemoryReplayCache()
         self._url = options.get("idp_metadata_url")
@@ -293,7 +314,9 @@ class SamlUpstream:
             "accepted_time_diff": SKEW,
             "allow_unknown_attributes": True,
             "service": {"sp": {
-                "endpoints": {"assertion_consumer_service": [(self.acs_url, BINDING_HTTP_POST)]},
+                "endpoints": {"assertion_consumer_service": [(self.acs_url, BINDING_HTTP_POST)],
+                              "single_logout_service": [(self.slo_url, BINDING_HTTP_REDIRECT),
+                                                        (self.slo_url, BINDING_HTTP_POST)]},
                 "authn_requests_signed": True,
                 "want_assertions_signed": False,
                 "want_response_signed": False,
@@ -377,7 +400,12 @@ class SamlUpstream:
         _check_algorithms(xml)
         client = await self._saml_client()
         response = await asyncio.to_thread(self._parse, client, encoded, request_id)
-        return self._identity(response, request_id)
+        identity = self._identity(response, request_id)
+        statements = response.assertion.authn_statement
+        ctx.state[STATE_LOGIN] = {"name_id": str(response.name_id),
+                                  "session_index": next((a.session_index for a in statements if a.session_index),
+                                                        None)}
+        return identity
 
     @staticmethod
     def _parse(client: Saml2Client, encoded: str, request_id: str) -> Any:
@@ -450,3 +478,124 @@ class SamlUpstream:
         return ExternalIdentity(provider_id=self.config.id, subject=subject, email=email,
                                 email_verified=email is not None, claims=claims, groups=groups,
                                 amr=("mfa",) if mfa else (), mfa=mfa)
+
+    # -- single logout ------------------------------------------------------------------------------
+    def _idp_slo(self, client: Saml2Client, binding: str) -> str | None:
+        try:
+            services = client.metadata.single_logout_service(self._idp_entity_id, binding, "idpsso")
+        except Exception:   # pysaml2 raises for an entity without the descriptor
+            return None
+        return next((s.get("location") for s in services or () if s.get("location")), None)
+
+    async def logout_request(self, name_id_xml: str, session_index: str | None) -> tuple[str, str, str] | None:
+        """(the IdP address to send the browser to, the request ID, the RelayState) for our signed
+        LogoutRequest, or None when the IdP has no HTTP-Redirect SingleLogoutService."""
+        client = await self._saml_client()
+        destination = self._idp_slo(client, BINDING_HTTP_REDIRECT)
+        if destination is None:
+            return None
+        name_id = saml.name_id_from_string(name_id_xml)
+        if name_id is None:
+            raise UpstreamError(REJECTED, "the kept NameID is not readable")
+        request_id, request = client.create_logout_request(
+            destination, self._idp_entity_id, name_id=name_id, sign=False,
+            session_indexes=[session_index] if session_index else None,
+            expire=time_util.in_a_while(minutes=10))
+        relay_state = secrets.token_urlsafe(24)
+        info = client.apply_binding(BINDING_HTTP_REDIRECT, str(request), destination, relay_state,
+                                    sign=True, sigalg=SIG_RSA_SHA256)
+        return dict(info["headers"])["Location"], request_id, relay_state
+
+    async def _verified(self, params: Mapping[str, str], binding: str, kind: str) -> Any:
+        """The message `kind` (SAMLRequest / SAMLResponse) of `params`, its signature checked
+        with the IdP's metadata keys; the parsed samlp object."""
+        encoded = params.get(kind) or ""
+        if not encoded or len(encoded) > MAX_RESPONSE_BYTES:
+            raise UpstreamError(REJECTED, f"no {kind}, or one too large")
+        client = await self._saml_client()
+        msgtype = "logout_request" if kind == "SAMLRequest" else "logout_response"
+        if binding == BINDING_HTTP_REDIRECT:
+            sigalg, signature = params.get("SigAlg"), params.get("Signature")
+            if not sigalg or not signature:
+                raise UpstreamError(REJECTED, f"the {kind} is not signed")
+            if sigalg not in ALLOWED_SIGNATURE_METHODS:
+                raise UpstreamError(REJECTED, f"SAML SigAlg {sigalg!r} refused")
+            signed = {k: str(params[k]) for k in (kind, "RelayState", "SigAlg", "Signature") if k in params}
+            certs = client.metadata.certs(self._idp_entity_id, "idpsso", "signing")
+
+            def check(cert: str) -> bool:
+                try:
+                    return verify_redirect_signature(signed, client.sec.sec_backend, cert=cert)
+                except Exception:
+                    return False
+            if not any(check(c[1]) for c in certs):
+                raise UpstreamError(REJECTED, f"the {kind} query signature does not verify")
+            try:
+                xml = decode_base64_and_inflate(encoded)
+            except Exception:
+                raise UpstreamError(REJECTED, f"the {kind} is not deflated base64") from None
+            _check_algorithms(xml)
+            message = getattr(samlp, f"{msgtype}_from_string")(xml)
+        else:
+            try:
+                xml = base64.b64decode(encoded, validate=False)
+            except (binascii.Error, ValueError):
+                raise UpstreamError(REJECTED, f"the {kind} is not base64") from None
+            _check_algorithms(xml)
+            try:
+                message = await asyncio.to_thread(client.sec.correctly_signed_message, xml.decode(), msgtype, True)
+            except Exception as e:
+                raise UpstreamError(REJECTED, f"the {kind} signature: {type(e).__name__}: {e}") from None
+        if message is None:
+            raise UpstreamError(REJECTED, f"the {kind} is not a {msgtype}")
+        issuer = (message.issuer.text or "").strip() if message.issuer is not None else ""
+        if issuer != self._idp_entity_id:
+            raise UpstreamError(REJECTED, f"{kind} Issuer {issuer!r}")
+        if message.destination != self.slo_url:
+            raise UpstreamError(REJECTED, f"{kind} Destination {message.destination!r}")
+        return message
+
+    async def logout_response(self, params: Mapping[str, str], binding: str, request_id: str,
+                              relay_state: str) -> None:
+        """Returns when the IdP's LogoutResponse answers our request `request_id` with Success;
+        raises UpstreamError otherwise (the module docstring lists the checks)."""
+        if not hmac.compare_digest(str(params.get("RelayState") or ""), relay_state):
+            raise UpstreamError(REJECTED, "SAML RelayState does not match the logout request")
+        message = await self._verified(params, binding, "SAMLResponse")
+        if message.in_response_to != request_id:
+            raise UpstreamError(REJECTED, f"LogoutResponse InResponseTo {message.in_response_to!r}")
+        code = message.status.status_code.value if message.status and message.status.status_code else None
+        if code != samlp.STATUS_SUCCESS:
+            raise UpstreamError(REFUSED, f"LogoutResponse status {code!r}")
+
+    async def logout_request_received(self, params: Mapping[str, str], binding: str) -> tuple[str, str, list[str]]:
+        """(request ID, NameID value, session indexes) of an IdP-initiated LogoutRequest that
+        passed the checks of the module docstring."""
+        message = await self._verified(params, binding, "SAMLRequest")
+        if message.not_on_or_after and _timegm(message.not_on_or_after) + SKEW < time.time():
+            raise UpstreamError(REJECTED, "LogoutRequest expired")
+        if message.name_id is None or not (message.name_id.text or "").strip():
+            raise UpstreamError(REJECTED, "LogoutRequest names no NameID")
+        indexes = [(i.text or "").strip() for i in message.session_index if (i.text or "").strip()]
+        return message.id, message.name_id.text.strip(), indexes
+
+    async def logout_answer(self, request_id: str, relay_state: str | None, *, success: bool = True
+                            ) -> tuple[str, str]:
+        """Our signed LogoutResponse to the IdP's request: ("redirect", url) or ("post", html form)."""
+        client = await self._saml_client()
+        status = None if success else samlp.Status(status_code=samlp.StatusCode(value=samlp.STATUS_RESPONDER))
+        for binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
+            destination = self._idp_slo(client, binding)
+            if destination:
+                break
+        else:
+            raise UpstreamError(REJECTED, "the IdP's metadata has no SingleLogoutService")
+        post = binding == BINDING_HTTP_POST
+        response = client._status_response(
+            samlp.LogoutResponse, client._issuer(), status, post, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
+            in_response_to=request_id, destination=destination)
+        info = client.apply_binding(binding, str(response), destination, relay_state or "", response=True,
+                                    sign=not post, sigalg=SIG_RSA_SHA256)
+        if post:
+            return "post", info["data"]
+        return "redirect", dict(info["headers"])["Location"]

@@ -12,6 +12,8 @@
   address); the sign-in ends in the one door (flow/door.py) with amr ``fed``, method
   ``idp:{id}`` and the provider id for the `idp` claim.
 - ``GET /idp/{id}/metadata``: the SP metadata of a SAML provider (its kind's `metadata()`).
+- ``GET|POST /idp/{id}/slo``: SAML single logout, both ways (pages/single_logout.py); a SAML
+  sign-in keeps its NameID and SessionIndex with the new session for it.
 - ``GET /account/identities``, ``POST /idp/{id}/unlink``: the linked identities; unlinking never
   removes the last way in.
 
@@ -45,12 +47,15 @@ from starlette.routing import Route
 from ..federation.base import StartContext, UpstreamError
 from ..federation.linking import IDENTITY_LINKED, IDENTITY_UNLINKED, UPSTREAM_FAILED, LinkRefused, session_methods
 from ..federation.registry import SAML_KINDS
+from ..federation.saml import STATE_LOGIN
+from ..federation.saml_sessions import SamlSessions
 from ..flow.door import Authenticated
 from ..flow.journey import EXPIRED
 from ..security import derive_key
 from ..text import N_
 from ..web.navigation import local_path
 from .hosted import HostedPages
+from .single_logout import SingleLogout
 
 if TYPE_CHECKING:
     from ..federation.base import ExternalIdentity
@@ -76,6 +81,8 @@ class UpstreamViews(HostedPages):
         self.audit = provider.audit
         self._key = OctKey.import_key(derive_key(provider.settings.secret_bytes(), "idbroker upstream state"))
         self.cookie = f"{provider.settings.cookie_name}_upstream"
+        self.single_logout = SingleLogout(provider, journey)
+        self.saml_sessions = SamlSessions(provider.db)
 
     def routes(self) -> list[Route]:
         return [
@@ -83,6 +90,7 @@ class UpstreamViews(HostedPages):
             Route("/idp/{id}/callback", self.callback, methods=["GET", "POST"]),
             Route("/idp/{id}/acs", self.callback, methods=["POST"]),
             Route("/idp/{id}/metadata", self.metadata, methods=["GET"]),
+            Route("/idp/{id}/slo", self.single_logout.endpoint, methods=["GET", "POST"]),
             Route("/idp/{id}/link", self.link, methods=["POST"]),
             Route("/idp/{id}/unlink", self.unlink, methods=["POST"]),
             Route("/account/identities", self.identities, methods=["GET"]),
@@ -154,10 +162,12 @@ class UpstreamViews(HostedPages):
         except UpstreamError as err:
             return await self._failed(request, row.id, interaction, err.message, err.detail, 400, name=row.name)
         identity = dataclasses.replace(identity, provider_id=row.id)  # ours, whatever the kind said
-        return self._forget(await run_in_threadpool(self._finish, request, row, identity, interaction, req, state))
+        return self._forget(await run_in_threadpool(self._finish, request, row, identity, interaction, req, state,
+                                                    ctx.state.get(STATE_LOGIN)))
 
     def _finish(self, request: Request, row: UpstreamProvider, identity: ExternalIdentity,
-                interaction: Interaction | None, req: Any, state: dict[str, Any]) -> Response:
+                interaction: Interaction | None, req: Any, state: dict[str, Any],
+                saml_login: dict[str, Any] | None = None) -> Response:
         config = self.upstreams.config(row)
         signup = self.settings.signup_enabled
         if req is not None and req.client.signup_enabled is not None:
@@ -175,9 +185,14 @@ class UpstreamViews(HostedPages):
         if state.get("l") is not None:  # linking from the account page: already signed in
             return self.redirect("/account/identities?" + urlencode({"linked": row.id}))
         amr, acr = session_methods(identity, config)
-        return self.journey.door.finish_login(
+        login = self.journey.door.begin(
             request, Authenticated(user, amr, acr, f"idp:{row.id}", detail={"idp": row.id}, idp=row.id),
             interaction=interaction, req=req, landing=state.get("n") or "", answer_here=True)
+        with self.journey.door.db.session() as s:
+            login.write(s)
+            if saml_login and login.session is not None:   # for single logout (pages/single_logout.py)
+                self.saml_sessions.remember(login.session.sid, row.id, saml_login, identity.subject, session=s)
+        return login.response()
 
     async def metadata(self, request: Request) -> Response:
         found = await run_in_threadpool(self.upstreams.get, request.path_params["id"])

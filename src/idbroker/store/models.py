@@ -348,3 +348,20 @@ class RoleDefault(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     role_arn: Mapped[str | None] = mapped_column(String(2048))
     updated_at: Mapped[datetime]
+
+
+class SamlSession(Base):
+    """What a browser session that began through a SAML upstream needs for single logout: the
+    NameID (as received, XML) and the SessionIndex a LogoutRequest must name (SAML 2.0 Core
+    §3.7.1), and `subject` (the NameID's value) to find the sessions an IdP's LogoutRequest ends."""
+
+    __tablename__ = "saml_sessions"
+    sid: Mapped[str] = mapped_column(ForeignKey("sessions.sid", ondelete="CASCADE"), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("upstream_providers.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(255))
+    name_id: Mapped[str] = mapped_column(Text)
+    session_index: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+Index("ix_saml_sessions_subject", SamlSession.provider_id, SamlSession.subject)
