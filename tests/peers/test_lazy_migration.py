@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import socket
 import threading
@@ -192,10 +193,12 @@ def events(provider: Any, kind: str) -> list[AuditEvent]:
 
 
 # -- the tests ------------------------------------------------------------------------------------
-def test_a_cognito_user_is_created_on_first_sign_in_then_signs_in_without_the_pool(http, provider, cognito):
+def test_a_cognito_user_is_created_on_first_sign_in_then_signs_in_without_the_pool(http, provider, cognito, caplog):
     provider.migration_sources.add("pool", "cognito", cognito)
     assert user(provider, CAROL) is None
-    assert login(http, CAROL, CAROL_PASSWORD).status_code == 303
+    with caplog.at_level(logging.DEBUG):
+        assert login(http, CAROL, CAROL_PASSWORD).status_code == 303
+    assert "InitiateAuth" in caplog.text and CAROL_PASSWORD not in caplog.text  # botocore logs its params
     carol = user(provider, CAROL)
     assert carol is not None and carol.email_verified and carol.given_name == "Carol"
     assert carol.family_name == "Danvers" and carol.groups == ["pilots"]

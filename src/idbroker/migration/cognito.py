@@ -53,6 +53,24 @@ NEW_PASSWORD_REQUIRED = "NEW_PASSWORD_REQUIRED"
 POOL_ID_RE = re.compile(r"\A[\w-]+_[0-9a-zA-Z]+\Z")
 
 
+class _NoSecretsInDebugLogs(logging.Filter):
+    """botocore logs each request's parameters and each answer's body at DEBUG: the typed
+    password (InitiateAuth) and the pool's tokens. Such records are dropped, whoever turned
+    DEBUG on; the filter only runs for records the logger would emit."""
+
+    MARKERS = ("PASSWORD", "SECRET_HASH", "AccessToken", "IdToken", "RefreshToken")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            return True
+        text = record.getMessage()
+        return not any(marker in text for marker in self.MARKERS)
+
+
+for _name in ("botocore.endpoint", "botocore.parsers"):
+    logging.getLogger(_name).addFilter(_NoSecretsInDebugLogs())
+
+
 def secret_hash(client_secret: str, username: str, client_id: str) -> str:
     mac = hmac.new(client_secret.encode(), (username + client_id).encode(), hashlib.sha256).digest()
     return base64.b64encode(mac).decode()
