@@ -111,3 +111,21 @@ def test_first_start_says_what_it_created_and_what_next(tmp_path: Path) -> None:
         again = log.read_text()
     assert "First start" not in again and "back it up" not in again, again
     assert "serving issuer" in again, again
+
+
+def test_demo_registers_its_clients_again_and_again(tmp_path: Path) -> None:
+    env = scratch_env(tmp_path, free_port())
+    for _ in range(2):  # a second run updates what the first created
+        done = subprocess.run([str(IDBROKER), "demo", "--register-only", "--port", "3999", "--user",
+                               "dee@example.com", "--password-stdin"], env=env, input="correct horse battery staple\n",
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "demo-rp" in done.stdout and "demo-spa" in done.stdout and "http://localhost:3999" in done.stdout
+    assert "password set" in done.stdout, done.stdout
+    shown = subprocess.run([str(IDBROKER), "clients", "show", "demo-rp", "--json"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert "http://localhost:3999/callback" in shown.stdout, shown.stdout + shown.stderr
+
+    wrong = subprocess.run([str(IDBROKER), "demo", "--register-only", "--password", "x"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1 and wrong.stderr.strip() == "error: --password needs --user", wrong.stderr

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import context as ctx
 from .clients_cmd import clients_app
+from .demo_cmd import demo
 from .credentials_cmd import credentials_app
 from .idp_cmd import idp_app
 from .roles_cmd import roles_app
@@ -31,6 +32,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.command()(demo)
 
 
 @app.callback()
