@@ -5,13 +5,14 @@ checks (expired, revoked, no scope)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sts_server import StsError, TestSts
 from support import ISSUER
-from sqlalchemy import select
 
 from idbroker.audit import AWS_CREDENTIALS_ISSUED, AWS_CREDENTIALS_REFUSED
 from idbroker.store.models import AuditEvent, User
@@ -215,3 +216,108 @@ def test_unknown_parameter_and_discovery(http, provider, token, sts):
     r = ask(http, token, role="x")
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
     assert "aws.credentials" in http.get("/.well-known/openid-configuration").json()["scopes_supported"]
+
+
+# -- the credential_process helper against a real `idbroker serve` ---------------------------------
+def _sign_in_through_pages(url: str, callback_prefix: str) -> None:
+    """What the user does in the browser: the login form, the consent page, then the redirect
+    to the helper's loopback listener."""
+    import httpx
+    from broker_process import PASSWORD as BROKER_PASSWORD
+    from support import form_fields
+
+    with httpx.Client(timeout=30.0, follow_redirects=False) as browser:
+        r = browser.get(url)
+        for _ in range(12):
+            if r.status_code in (302, 303):
+                location = str(r.headers["location"])
+                target = location if location.startswith("http") else str(r.url.join(location))
+                r = browser.get(target)
+                if target.startswith(callback_prefix):
+                    assert r.status_code == 200 and b"close this window" in r.content
+                    return
+            elif 'autocomplete="current-password"' in r.text:
+                r = browser.post(str(r.url.join("/login")), data={**form_fields(r.text), "username": "bob@example.com",
+                                                                   "password": BROKER_PASSWORD})
+            elif 'action="/consent"' in r.text:
+                r = browser.post(str(r.url.join("/consent")), data={**form_fields(r.text), "decision": "allow"})
+            else:
+                raise AssertionError(f"unexpected page {r.status_code}: {r.text[:500]}")
+    raise AssertionError("the sign-in never reached the helper")
+
+
+def test_botocore_credential_process_gets_credentials_from_the_test_sts(tmp_path, monkeypatch):
+    import stat
+    import subprocess
+
+    import botocore.session
+    import httpx
+    from broker_process import IDBROKER, Broker
+    from broker_process import PASSWORD as BROKER_PASSWORD
+
+    data_dir = tmp_path / "broker"
+    data_dir.mkdir()
+    broker = Broker("sqlite", data_dir, None)
+    sts = TestSts(broker.issuer, lambda: httpx.get(f"{broker.issuer}/.well-known/jwks.json", timeout=5).json())
+    sts.trust[DEV] = {"amr": "pwd"}
+    broker.env.update(IDBROKER_AWS_STS_ENDPOINT=sts.url, IDBROKER_ARGON2_MEMORY_KIB="8192")
+    helper = None
+    try:
+        broker.cli("users", "add", "--email", "bob@example.com", "--password", BROKER_PASSWORD)
+        broker.cli("clients", "add", "--client-id", "aws-cli", "--public", "--redirect-uri",
+                   "http://127.0.0.1/callback", "--scope", "openid", "--scope", "offline_access",
+                   "--scope", "aws.credentials")
+        broker.cli("roles", "add", "--role-arn", DEV)
+        broker.start()
+        cache = tmp_path / "cache"
+        command = [str(IDBROKER), "credentials", "aws", "--issuer", broker.issuer, "--client-id", "aws-cli",
+                   "--cache-dir", str(cache), "--no-browser", "--timeout", "60"]
+        # First run: the browser step (the loopback listener, PKCE), driven through the real pages.
+        helper = subprocess.Popen(command, env=broker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  stdin=subprocess.DEVNULL)
+        line = helper.stderr.readline()
+        assert "http" in line, line
+        url = line[line.index("http"):].strip()
+        query = dict(httpx.URL(url).params)
+        assert query["code_challenge_method"] == "S256" and query["redirect_uri"].startswith("http://127.0.0.1:")
+        _sign_in_through_pages(url, query["redirect_uri"])
+        out, err = helper.communicate(timeout=60)
+        assert helper.returncode == 0, err
+        first = json.loads(out)
+        assert first["Version"] == 1 and first["RoleArn"] == DEV and first["AccessKeyId"].startswith("ASIA")
+        [cached] = list(cache.iterdir())
+        assert stat.S_IMODE(cached.stat().st_mode) == 0o600 and "refresh_token" in cached.read_text()
+
+        # Then botocore runs the helper as credential_process: the cached refresh token, no browser.
+        config = tmp_path / "aws-config"
+        config.write_text("[profile dev]\ncredential_process = " + " ".join(command[:-2] + ["--timeout", "1"]) + "\n")
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        for key, value in broker.env.items():
+            if key.startswith("IDBROKER_"):
+                monkeypatch.setenv(key, value)
+        calls = len(sts.calls)
+        creds = botocore.session.Session(profile="dev").get_credentials().get_frozen_credentials()
+        assert creds.access_key.startswith("ASIA") and creds.access_key != first["AccessKeyId"]
+        assert creds.secret_key and creds.token and len(sts.calls) == calls + 1
+        assert sts.calls[-1]["claims"]["sub"] == sts.calls[0]["claims"]["sub"]
+    finally:
+        if helper is not None and helper.poll() is None:
+            helper.kill()
+            helper.wait()
+        broker.stop()
+        sts.stop()
+
+
+def test_helper_failures_are_one_line(tmp_path):
+    import subprocess
+
+    from broker_process import IDBROKER, free_port
+
+    done = subprocess.run([str(IDBROKER), "credentials", "aws", "--issuer", f"http://127.0.0.1:{free_port()}",
+                           "--client-id", "aws-cli", "--cache-dir", str(tmp_path), "--no-browser"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: cannot reach") and len(done.stderr.strip().splitlines()) == 1

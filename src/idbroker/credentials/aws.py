@@ -41,8 +41,8 @@ from starlette.concurrency import run_in_threadpool
 from ..keys.keystore import KeyStore
 from ..security import random_token
 from ..settings import CredentialSettings
-from .values import CredentialRefused, CredentialRequest, CredentialUnavailable, IssuedCredential
 from .roles import ROLE_ARN_RE, RoleRules
+from .values import CredentialRefused, CredentialRequest, CredentialUnavailable, IssuedCredential
 
 log = logging.getLogger("idbroker.credentials")
 

@@ -258,7 +258,8 @@ class Journey:
         client = self.clients.get(interaction.client_id)
         if client is None:
             raise BadAuthorizationRequest(UNKNOWN_CLIENT)
-        if kept["redirect_uri"] not in client.redirect_uris:
+        if kept["redirect_uri"] not in client.redirect_uris and \
+                not authorize_checks.loopback_match(kept["redirect_uri"], client.redirect_uris):
             raise BadAuthorizationRequest(UNKNOWN_REDIRECT_URI)
         return AuthorizationRequest.unparked(kept, client)
 

@@ -100,6 +100,22 @@ def check_client(clients: ClientRegistry, req: AuthorizationRequest) -> None:
         raise BadAuthorizationRequest(UNKNOWN_CLIENT)
 
 
+def loopback_match(uri: str, registered: list[str]) -> bool:
+    """RFC 8252 §7.3: for an http loopback IP literal redirect URI the port is not compared (a
+    native app listens on whatever port the system gives it); everything else still must match."""
+    from urllib.parse import urlsplit
+
+    def portless(value: str) -> str | None:
+        parts = urlsplit(value)
+        if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "::1"):
+            return None
+        host = "[::1]" if parts.hostname == "::1" else parts.hostname
+        return parts._replace(netloc=host).geturl()
+
+    mine = portless(uri)
+    return mine is not None and any(portless(r) == mine for r in registered)
+
+
 def check_redirect_uri(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     """RFC 6749 §3.1.2.3 / OIDC Core §3.1.2.1: exact match against a registered URI."""
     assert req.client is not None
@@ -109,7 +125,7 @@ def check_redirect_uri(clients: ClientRegistry, req: AuthorizationRequest) -> No
         if c.SCOPE_OPENID in req.params.get("scope", "").split() or len(registered) != 1:
             raise BadAuthorizationRequest(NO_REDIRECT_URI)
         uri = registered[0]
-    if uri not in registered:
+    if uri not in registered and not loopback_match(uri, registered):
         raise BadAuthorizationRequest(UNKNOWN_REDIRECT_URI)
     req.redirect_uri = uri
     # Errors from here on are redirected; pick the mode they travel in.
