@@ -20,8 +20,15 @@ STATE: dict[str, str | None] = {"config": None}
 
 
 def settings() -> Settings:
+    """The settings; without a configured issuer, the one `idbroker serve` picks (first_run.py)."""
+    from .first_run import issuer_configured, local_issuer
+
     try:
-        return load_settings(STATE["config"])
+        loaded = load_settings(STATE["config"])
+        STATE["local_issuer"] = None if issuer_configured(loaded) else "yes"
+        if issuer_configured(loaded):
+            return loaded
+        return load_settings(STATE["config"], issuer=local_issuer("127.0.0.1", loaded.port))
     except SettingsError as exc:
         err_console.print("[bold red]Invalid configuration:[/]")
         for problem in exc.problems:
@@ -35,6 +42,12 @@ def provider() -> Provider:
     p = Provider(settings())
     upgrade(p.db.engine)
     return p
+
+
+def uses_local_issuer() -> bool:
+    """No issuer is configured: the broker is `http://localhost:PORT` (see first_run.py)."""
+    settings()
+    return bool(STATE.get("local_issuer"))
 
 
 def set_config(path: str | None) -> None:

@@ -20,7 +20,7 @@ from ..accounts.users import UserError
 from ..clients.metadata import ClientMetadata, InvalidClientMetadata
 from ..oauth2 import constants as c
 from . import context as ctx
-from .first_run import effective_issuer
+from .first_run import local_issuer
 from .users_cmd import Password, PasswordStdin, _password
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -55,7 +55,7 @@ def demo(port: Annotated[int, typer.Option(help="Port of the demo application.")
     if not (rp_dir / "app.py").is_file():
         ctx.fail(f"the demo application is not here ({rp_dir}): `idbroker demo` runs from a source checkout")
     settings = ctx.settings()
-    issuer = effective_issuer(settings, port=broker_port)
+    issuer = local_issuer("127.0.0.1", broker_port or settings.port) if ctx.uses_local_issuer() else settings.issuer
     base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::', '::1') else host}:{port}"
     if user is not None:
         secret = _password(password, password_stdin)

@@ -4,7 +4,8 @@ and what it created (database, secret key, signing keys) with the next step.
 Without a configured issuer the broker on a loopback address calls itself ``http://localhost:PORT``,
 not ``http://127.0.0.1:PORT``: browsers treat ``localhost`` as a secure context and accept it as a
 WebAuthn relying-party id, but refuse an IP address (WebAuthn §5.1.3), so passkeys work with the
-defaults. ``idbroker demo`` derives the same issuer, so the two agree without configuration.
+defaults. The other commands (cli/context.py) and ``idbroker demo`` derive the same issuer, so they agree
+with the server without configuration.
 """
 
 from __future__ import annotations
@@ -28,15 +29,9 @@ def local_issuer(host: str, port: int) -> str:
     return f"http://{name}:{port}"
 
 
-def effective_issuer(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> str:
-    if issuer_configured(settings):
-        return settings.issuer
-    return local_issuer(host, port or settings.port)
-
-
 @dataclass
 class FirstStart:
-    """What exists before the services are built; `created()` compares with afterwards."""
+    """What exists before the services are built; `report()` says what was created since."""
 
     settings: Settings
     secret_path: Path | None = None

@@ -15,6 +15,7 @@ from . import context as ctx
 from .clients_cmd import clients_app
 from .demo_cmd import demo
 from .credentials_cmd import credentials_app
+from .demo_cmd import demo
 from .idp_cmd import idp_app
 from .roles_cmd import roles_app
 from .sources_cmd import sources_app
@@ -33,6 +34,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command()(demo)
+app.command()(demo)
 
 
 @app.callback()
@@ -49,14 +51,14 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
     """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
     from ..server import exec_server
-    from .first_run import FirstStart, effective_issuer, issuer_configured
+    from .first_run import FirstStart, local_issuer
 
     settings = ctx.settings()
     port = port or settings.port
-    if not issuer_configured(settings):
+    if ctx.uses_local_issuer():
         # No issuer configured: the local address is the issuer (development); `localhost` so that
         # passkeys work (browsers refuse an IP address as a WebAuthn RP id).
-        os.environ["IDBROKER_ISSUER"] = effective_issuer(settings, host, port)
+        os.environ["IDBROKER_ISSUER"] = local_issuer(host, port)
     # Share the cores among the workers' password hashing.
     os.environ.setdefault("IDBROKER_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
     first = FirstStart.before(settings)
