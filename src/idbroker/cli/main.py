@@ -13,7 +13,6 @@ from rich.table import Table
 
 from . import context as ctx
 from .clients_cmd import clients_app
-from .demo_cmd import demo
 from .credentials_cmd import credentials_app
 from .demo_cmd import demo
 from .idp_cmd import idp_app
@@ -33,7 +32,6 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
-app.command()(demo)
 app.command()(demo)
 
 
