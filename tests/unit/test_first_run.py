@@ -70,6 +70,7 @@ def test_readme_walkthrough_runs_as_pasted(tmp_path: Path) -> None:
             stop_group(proc)
     output = log.read_text(errors="replace")
     assert code == 0, f"the walkthrough failed ({code}):\n{output}"
+    assert "run: starting idbroker serve" in output, output  # ./run says what it does
     assert f'"issuer": "http://localhost:{port}"' in output, output  # the discovery document was printed
     assert "client_secret" in output and "alice@example.com" in output, output
     assert (tmp_path / "data" / "idbroker.db").exists()  # IDBROKER_DATA_DIR was honoured, not ./data
