@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -423,9 +424,12 @@ class Summary:
                 "rejected": self.rejected, "rejects": [{"line": n, "reason": r} for n, r in self.rejects]}
 
 
+# Every column a new row gets when the record does not give it (the column's own scalar default, so
+# a column added to User later needs nothing here).
 INSERT_DEFAULTS: dict[str, Any] = {
-    "password_hash": None, "email_verified": False, "phone_number_verified": False, "disabled": False,
-    "address": None, "custom_attributes": None, **{name: None for name in STRING_FIELDS}}
+    **{c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+       for c in USERS.columns if c.name != "id"},
+    "email_verified": False, "phone_number_verified": False, "disabled": False}
 
 
 class Importer:
@@ -438,6 +442,12 @@ class Importer:
         self.update = on_conflict == "update"
         self.dry_run = dry_run
         self.batch = batch
+        self._statement: str | None = None
+        self._dialect: Any = None
+        self._values: Any = None
+        self._processed: list[tuple[int, Any]] = []
+        self._inserted = 0
+        self._analysed_at = 0
 
     def run(self, records: Iterable[tuple[int, dict[str, Any] | Rejected]],
             progress: Callable[[int], None] | None = None) -> Summary:
@@ -491,14 +501,15 @@ class Importer:
                 if "sub" in row:
                     taken[row["sub"]] = email
                 full = {**INSERT_DEFAULTS, "groups": [], "created_at": now, **row}
-                full.setdefault("sub", random_token(16))
-                full.setdefault("updated_at", full["created_at"])
+                full["sub"] = full["sub"] or random_token(16)
+                full["updated_at"] = full["updated_at"] or full["created_at"]
                 inserts[email] = full
                 summary.created += 1
             if self.dry_run:
                 return
             if inserts:
-                s.execute(USERS.insert(), list(inserts.values()))
+                self._insert(s.connection(), list(inserts.values()))
+                self._inserted += len(inserts)
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for values in updates.values():
                 by_columns.setdefault(tuple(sorted(values)), []).append(values)
@@ -506,6 +517,50 @@ class Importer:
                 statement = USERS.update().where(USERS.c.id == bindparam("b_id")).values(
                     {c: bindparam(c) for c in columns if c != "b_id"})
                 s.execute(statement, rows)
+        self._keep_statistics()
+
+    def _keep_statistics(self) -> None:
+        """PostgreSQL plans each batch's email lookup from the table's statistics, which autovacuum
+        refreshes only now and then: planned for the small table it was, the lookup scans the
+        whole table, and every batch takes longer than the one before. ANALYZE whenever the
+        import has doubled the rows since the last one keeps the plan on the email index."""
+        if self.db.url.startswith("postgresql") and self._inserted >= max(2 * self._analysed_at, self.batch):
+            with self.db.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE users")
+                conn.commit()
+            self._analysed_at = self._inserted
+
+
+    def _insert(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        """One executemany on the driver's cursor: the statement is built once, and each value goes
+        through its column type's own bind processor (the one SQLAlchemy would apply), without
+        SQLAlchemy's per-row parameter handling, which costs more than the insert itself. On
+        PostgreSQL, COPY (psycopg's `cursor.copy`) instead: one round trip for the batch, where
+        executemany pays the server one statement a row."""
+        if self._statement is None or self._dialect is not conn.dialect:
+            self._dialect = conn.dialect
+            names = [c.name for c in USERS.columns if c.name != "id"]
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            preparer = conn.dialect.identifier_preparer
+            target = f"{preparer.format_table(USERS)} ({', '.join(preparer.quote(n) for n in names)})"
+            self._statement = f"COPY {target} FROM STDIN" if conn.dialect.name == "postgresql" else \
+                f"INSERT INTO {target} VALUES ({', '.join([mark] * len(names))})"
+            self._values = operator.itemgetter(*names)
+            processors = [USERS.c[n].type._cached_bind_processor(conn.dialect) for n in names]
+            self._processed = [(i, f) for i, f in enumerate(processors) if f is not None]
+        params = []
+        for row in rows:
+            values = list(self._values(row))
+            for i, process in self._processed:
+                if values[i] is not None:
+                    values[i] = process(values[i])
+            params.append(tuple(values))
+        if conn.dialect.name != "postgresql":
+            conn.exec_driver_sql(self._statement, params)
+            return
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(self._statement) as copy:
+            for values in params:
+                copy.write_row(values)
 
 
 def reader_for(format_name: str, options: FormatOptions | None = None) -> Reader:
