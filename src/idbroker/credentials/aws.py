@@ -52,7 +52,7 @@ TAGS_CLAIM = "https://aws.amazon.com/tags"
 WEB_IDENTITY_TTL = 300
 MIN_DURATION = 900            # STS's shortest DurationSeconds
 SIGNING_ALG = "RS256"         # accepted by every STS; ES256 is too, but RS256 is the lowest common one
-_SESSION_NAME_BAD = re.compile(r"[^\w+=,.@-]")
+_SESSION_NAME_BAD = re.compile(r"[^\w+=,.@-]", re.ASCII)
 _TAG_VALUE_BAD = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)
 MAX_SESSION_TAGS = 50
 
