@@ -175,9 +175,10 @@ class SamlIdp:
 
     def answer_logout(self, location: str, *, binding: str = BINDING_HTTP_REDIRECT, sign: bool = True,
                       status: str | None = None, in_response_to: str | None = None, destination: str | None = None,
-                      tamper: tuple[str, str] | None = None) -> tuple[str, dict[str, str]]:
+                      tamper: tuple[str, str] | None = None, sigalg: str = SIG_RSA_SHA256,
+                      relay_state: str | None = None) -> tuple[str, dict[str, str]]:
         """The LogoutResponse to the request in `location`: (the SP address, the query or form)."""
-        request, relay_state = self.receive_logout(location)
+        request, sent_relay_state = self.receive_logout(location)
         sp_slo = self.server.metadata.single_logout_service(request.issuer.text, binding, "spsso")[0]["location"]
         post = binding == BINDING_HTTP_POST
         response = self.server._status_response(
@@ -185,24 +186,25 @@ class SamlIdp:
             samlp.Status(status_code=samlp.StatusCode(value=status)) if status else None,
             sign and post, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
             in_response_to=in_response_to or request.id, destination=destination or sp_slo)
-        return sp_slo, self._encode(str(response), "SAMLResponse", relay_state, binding, sign, tamper)
+        relay_state = sent_relay_state if relay_state is None else relay_state
+        return sp_slo, self._encode(str(response), "SAMLResponse", relay_state, binding, sign, tamper, sigalg)
 
     def start_logout(self, sp_slo: str, subject: str, session_index: str | None, *,
                      binding: str = BINDING_HTTP_REDIRECT, sign: bool = True,
-                     tamper: tuple[str, str] | None = None) -> dict[str, str]:
+                     tamper: tuple[str, str] | None = None, expires_in: float = 300) -> dict[str, str]:
         """An IdP-initiated LogoutRequest for the SP's `sp_slo`: the query or form to send there."""
         post = binding == BINDING_HTTP_POST
         _, request = self.server.create_logout_request(
             sp_slo, self.sp_entity_id(), name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=subject),
             session_indexes=[session_index] if session_index else None, sign=sign and post,
-            sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256, expire=time_util.in_a_while(minutes=5))
+            sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256, expire=time_util.in_a_while(seconds=int(expires_in)))
         return self._encode(str(request), "SAMLRequest", "idp-relay", binding, sign, tamper)
 
     def sp_entity_id(self) -> str:
         return next(iter(self.server.metadata.service_providers()))
 
     def _encode(self, xml: str, kind: str, relay_state: str, binding: str, sign: bool,
-                tamper: tuple[str, str] | None) -> dict[str, str]:
+                tamper: tuple[str, str] | None, sigalg: str = SIG_RSA_SHA256) -> dict[str, str]:
         """The message over `binding`, signed as it says; `tamper` changes the XML after signing."""
         tampered = xml
         if tamper:
@@ -211,7 +213,7 @@ class SamlIdp:
         if binding == BINDING_HTTP_POST:
             return {kind: base64.b64encode(tampered.encode()).decode(), "RelayState": relay_state}
         info = self.server.apply_binding(BINDING_HTTP_REDIRECT, xml, IDP_SLO, relay_state,
-                                         response=kind == "SAMLResponse", sign=sign, sigalg=SIG_RSA_SHA256)
+                                         response=kind == "SAMLResponse", sign=sign, sigalg=sigalg)
         location = dict(info["headers"])["Location"]
         query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         if tamper:

@@ -138,6 +138,8 @@ def test_hosted_sign_out_without_a_client_ends_on_the_signed_out_page(http: Any,
     {"in_response_to": "id-not-ours"},
     {"destination": "https://other-sp.example/slo"},
     {"status": "urn:oasis:names:tc:SAML:2.0:status:Responder"},
+    {"sigalg": "http://www.w3.org/2000/09/xmldsig#rsa-sha1"},               # SHA-1 query signature
+    {"relay_state": "forged"},
 ])
 def test_refused_logout_response_leaves_the_user_signed_out_with_a_clear_page(
         http: Any, provider: Any, register: Any, idp: SamlIdp, wrong: dict[str, Any]) -> None:
@@ -206,6 +208,7 @@ def test_idp_initiated_logout_ends_the_session_and_is_answered(
     {"sign": False, "binding": POST},
     {"binding": POST, "tamper": (">u-123<", ">u-999<")},
     {"tamper": (">u-123<", ">u-999<")},
+    {"expires_in": -120},                                                   # past NotOnOrAfter and the skew
 ])
 def test_unverified_idp_logout_request_ends_nothing(http: Any, provider: Any, idp: SamlIdp,
                                                    wrong: dict[str, Any]) -> None:
