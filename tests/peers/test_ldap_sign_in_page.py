@@ -8,7 +8,6 @@ login that is not an address is not routed to the directory."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest

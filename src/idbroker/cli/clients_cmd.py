@@ -27,6 +27,26 @@ Signup = Annotated[bool | None, typer.Option("--signup/--no-signup", help="Allow
 Mfa = Annotated[str | None, typer.Option(help="Second-factor policy for this client: off, optional or required "
                                          "(default: the global mfa_policy).")]
 Ttl = Annotated[int | None, typer.Option(help="Lifetime in seconds for this client (default: global setting).")]
+Idps = Annotated[list[str] | None, typer.Option("--idp", help="An upstream provider (`idp` id) its sign-in page "
+                                                "offers (repeat; replaces the list; '' for every one).")]
+AllIdps = Annotated[bool, typer.Option("--all-idps", help="Offer every upstream provider (the default).")]
+Local = Annotated[bool | None, typer.Option("--local-accounts/--no-local-accounts", help="Offer the password form, "
+                                            "sign-up and reset (default), or upstream providers only.")]
+
+
+def _idps(idp: list[str] | None, all_idps: bool) -> list[str] | None | bool:
+    """The client's `idps` from --idp/--all-idps: a list, None for every provider, False for no change.
+    Each id must be a configured provider."""
+    if all_idps or idp == [""]:
+        return None
+    if idp is None:
+        return False
+    wanted = list(dict.fromkeys(i for i in idp if i))
+    known = {r.id for r in ctx.provider().upstreams.list()}
+    unknown = [i for i in wanted if i not in known]
+    if unknown:
+        ctx.fail(f"no upstream provider {', '.join(map(repr, unknown))} (see: idbroker idp list)")
+    return wanted
 
 
 def _client_row(row: Any, secret: str | None = None) -> dict[str, Any]:
@@ -45,6 +65,8 @@ def _print_client(data: dict[str, Any], as_json: bool) -> None:
     for key, value in data.items():
         if key == "client_secret":
             continue
+        if key == "idps" and value is None:
+            value = "(every provider)"
         table.add_row(f"[bold]{key}[/]", escape(", ".join(value) if isinstance(value, list) else str(value)))
     ctx.console.print(table)
     if data.get("client_secret"):
@@ -93,10 +115,11 @@ def clients_add(
     id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
-    signup: Signup = None, mfa: Mfa = None,
+    signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a client. Confidential clients get a generated secret, printed once."""
+    idps = _idps(idp, all_idps)
     method = auth_method or (c.AUTH_NONE if public else c.AUTH_BASIC)
     if public and method != c.AUTH_NONE:
         ctx.fail("a public client authenticates with 'none'")
@@ -116,6 +139,8 @@ def clients_add(
                           mfa_policy=mfa)
     if scope:
         meta.scopes = list(scope)
+    meta.idps = None if idps is False else idps  # type: ignore[assignment]
+    meta.local_accounts = local_accounts is not False
     try:
         row, secret = ctx.provider().clients.create(meta)
     except InvalidClientMetadata as exc:
@@ -142,7 +167,7 @@ def clients_update(
     id_token_alg: Annotated[str | None, typer.Option()] = None,
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
-    signup: Signup = None, mfa: Mfa = None,
+    signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -155,7 +180,10 @@ def clients_update(
         "token_endpoint_auth_method": auth_method, "jwks": _jwks(jwks_file),
         "id_token_signed_response_alg": id_token_alg, "access_token_ttl": access_token_ttl,
         "id_token_ttl": id_token_ttl, "refresh_token_ttl": refresh_token_ttl,
-        "signup_enabled": signup, "mfa_policy": mfa}.items() if v is not None}
+        "signup_enabled": signup, "mfa_policy": mfa, "local_accounts": local_accounts}.items() if v is not None}
+    idps = _idps(idp, all_idps)
+    if idps is not False:
+        changes["idps"] = idps
     current = ctx.provider().clients.get(client_id)
     if current is not None and (primary_color or background_color or theme is not None):
         changes["branding"] = _branding(dict(current.branding or {}), primary_color, background_color, theme)

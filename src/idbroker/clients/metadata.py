@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..oauth2 import constants as c
@@ -13,6 +14,7 @@ GRANT_TYPES = (c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN, c.GRANT_CLIENT
                c.GRANT_IMPLICIT)
 RESPONSE_TYPES = (c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+IDP_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")  # federation/registry.py ID_RE
 
 
 class InvalidClientMetadata(ValueError):
@@ -44,6 +46,8 @@ class ClientMetadata:
     hidden_from_dashboard: bool = False
     signup_enabled: bool | None = None
     mfa_policy: str | None = None  # off, optional, required; None: the global setting
+    idps: list[str] | None = None  # the upstream providers offered (`idbroker idp` ids); None: every one
+    local_accounts: bool = True    # False: no password form, sign-up or reset; upstream providers only
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -95,8 +99,20 @@ class ClientMetadata:
         problems += _check_branding(self.branding)
         if self.mfa_policy not in (None, "off", "optional", "required"):
             problems.append("mfa_policy must be off, optional or required")
+        for idp in self.idps or []:
+            if not IDP_ID_RE.match(idp):
+                problems.append(f"idp {idp!r} is not a provider id")
+        if not self.local_accounts and self.idps == []:
+            problems.append("a client without local accounts needs at least one upstream provider")
         if problems:
             raise InvalidClientMetadata(problems)
+
+
+def offers(client: Any, provider_id: str) -> bool:
+    """Whether `client` (a row or metadata; None: no client, the broker's own pages) lets its
+    users sign in through the upstream provider `provider_id` (its `idps`; None: every one)."""
+    idps = getattr(client, "idps", None)
+    return idps is None or provider_id in idps
 
 
 def _is_web_url(value: str) -> bool:

@@ -1,4 +1,20 @@
-"""The login and consent pages (the signed-in pages are in dashboard.py and account.py)."""
+"""The login and consent pages (the signed-in pages are in dashboard.py and account.py).
+
+Which ways of signing in the login page offers, and which its POST accepts, are decided here, for
+the client of the parked request (`clients update ID --idp ... --no-local-accounts`):
+
+- the buttons: the upstream providers that redirect the browser, those the client allows
+  (every one when it names none);
+- home-realm discovery: an address whose domain is a provider's (`idp update ID --domain ...`)
+  goes to that provider - a redirecting one (oidc, oauth2, saml) by sending the browser to
+  ``/idp/{id}/start`` with the address as login_hint, before any password is read (so the
+  password field may be left empty); a directory (ldap) by checking the typed password here
+  (federation/realm.py, the first password way). A provider the client does not allow is refused
+  with a clear message, never silently passed over to the local pool;
+- the password form: shown when the client takes local accounts, or allows a directory; sign-up
+  and password reset only with local accounts. A client without local accounts refuses a
+  password for any address that is not a directory's it allows.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..accounts.password_ways import PasswordOutcome
+from ..accounts.users import EMAIL_RE
+from ..clients.metadata import offers
 from ..flow.door import Authenticated, Login
 from ..flow.journey import EXPIRED
 from ..oauth2 import constants as c
@@ -36,8 +54,12 @@ SCOPE_TEXT = {
     "phone": N_("Your phone number"),
     "address": N_("Your postal address"),
     "offline_access": N_("Stay connected when you are not using it"),
+    "groups": N_("The groups you belong to"),
 }
 LOGIN_FAILED = N_("Incorrect email or password.")
+NO_LOCAL_ACCOUNTS = N_("This application does not accept a password for this address. Use one of the other ways "
+                       "to sign in.")
+NOT_FOR_THIS_CLIENT = N_("This sign-in option is not available.")  # the words of pages/upstream_sign_in.py
 SIGN_IN_FIRST = N_("Please sign in.")
 
 
@@ -62,7 +84,17 @@ class LoginViews:
 
     def _login_context(self, request: Request, interaction: Interaction | None, req: Any,
                        found: tuple[BrowserSession, User] | None) -> dict[str, Any]:
+        client = req.client if req else None
+        offered = [r for r in self.provider.upstreams.list() if offers(client, r.id)]
+        redirecting = [r for r in offered if r.id in {b.id for b in self.provider.upstreams.buttons()}]
+        directories = [r for r in offered if r not in redirecting and r.domains]
+        local = client is None or client.local_accounts
         return {
+            "upstreams": redirecting,
+            "local_accounts": local,
+            "password_form": local or bool(directories),
+            # An address of a redirecting provider's domain is sent there without a password.
+            "password_optional": any(r.domains for r in redirecting),
             "interaction": interaction.id if interaction else "",
             "client": req.client if req else None,
             "login_hint": req.params.get("login_hint", "") if req else "",
@@ -83,6 +115,8 @@ class LoginViews:
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
         hint = req.params.get("idp_hint") if req is not None else None
+        if hint and interaction is not None and not offers(req.client, hint):
+            return self.journey.error_page(request, NOT_FOR_THIS_CLIENT, 403)
         if hint and interaction is not None and self.provider.upstreams.row(hint) is not None:
             # idp_hint (Keycloak's kc_idp_hint, Cognito's identity_provider): straight to that provider.
             return RedirectResponse(self.provider.issuer + f"/idp/{hint}/start?" + urlencode(
@@ -112,6 +146,12 @@ class LoginViews:
         password = str(form.get("password") or "")
         # "Keep me signed in" (flow/door.py Authenticated.remember).
         remember = form.get("remember") == "1"
+        refused = self._home_realm(request, interaction, req, form, email)
+        if isinstance(refused, str):
+            context["login_hint"] = email
+            return self._page(request, "login/login.html", 403, found=found, error=refused, **context)
+        if refused is not None:
+            return refused
 
         # With the authorization request parked in this browser, the sign-in answers it at once
         # (what /oauth2/authorize/resume would do next): one write for the whole sign-in, and no
@@ -141,6 +181,30 @@ class LoginViews:
             return self._page(request, "login/login.html", 401, found=found, error=LOGIN_FAILED, **context)
         login: Login = checked.result
         return login.response()
+
+    def _home_realm(self, request: Request, interaction: Interaction | None, req: Any, form: FormData,
+                    email: str) -> Response | str | None:
+        """Home-realm discovery (the module docstring): the redirect to the provider of the
+        address's domain, a message id when the client does not take this sign-in, or None to
+        check the password (a directory's, or the local pool's)."""
+        client = req.client if req is not None else None
+        realm = self.provider.upstreams.for_domain(email) if EMAIL_RE.match(email) else None
+        if realm is not None:
+            if not offers(client, realm.id):
+                return NOT_FOR_THIS_CLIENT
+            if realm.id in {b.id for b in self.provider.upstreams.buttons()}:
+                query = {"login_hint": email}
+                if interaction is not None:
+                    query["interaction"] = interaction.id
+                elif form.get("next"):
+                    query["next"] = local_path(str(form.get("next")), "")
+                return RedirectResponse(self.provider.issuer + f"/idp/{realm.id}/start?" + urlencode(query),
+                                        status_code=303)
+            if self.provider.upstreams.get(realm.id) is not None:
+                return None  # a directory: the password way of federation/realm.py answers
+        if client is not None and not client.local_accounts:
+            return NO_LOCAL_ACCOUNTS
+        return None
 
     # -- consent -------------------------------------------------------------------------------
     async def consent_form(self, request: Request) -> Response:

@@ -44,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ..clients.metadata import offers
 from ..federation.base import StartContext, UpstreamError
 from ..federation.linking import IDENTITY_LINKED, IDENTITY_UNLINKED, UPSTREAM_FAILED, LinkRefused, session_methods
 from ..federation.registry import SAML_KINDS
@@ -102,7 +103,11 @@ class UpstreamViews(HostedPages):
         interaction, req = await run_in_threadpool(self.journey.parked, value, request) if value else (None, None)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
-        hint = req.params.get("login_hint") if req is not None else None
+        if req is not None and not offers(req.client, request.path_params["id"]):  # clients update --idp
+            return self._unattributed(request, request.path_params["id"], interaction, UNKNOWN_PROVIDER,
+                                      "not offered to this client", 403)
+        # Home-realm discovery (pages/sign_in.py) passes the typed address.
+        hint = request.query_params.get("login_hint") or (req.params.get("login_hint") if req is not None else None)
         return await self._go(request, request.path_params["id"], interaction=interaction, login_hint=hint,
                               next_path=local_path(request.query_params.get("next"), ""))
 

@@ -53,6 +53,9 @@ class Client(Base):
     mfa_policy: Mapped[str | None] = mapped_column(String(16))     # None: the global setting
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The upstream providers (`idbroker idp` ids) its sign-in page offers; None: every one.
+    idps: Mapped[list[str] | None] = mapped_column(JSON)
+    local_accounts: Mapped[bool] = mapped_column(Boolean, default=True)  # the password form, sign-up
 
     @property
     def public(self) -> bool:
