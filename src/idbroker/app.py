@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from .endpoints.common import read_form, unique_params
 from .endpoints.introspect import introspect_endpoint
 from .endpoints.logout import Logout
+from .endpoints.monitoring import metrics_endpoint, readyz_endpoint
 from .endpoints.revoke import revoke_endpoint
 from .endpoints.token import token_endpoint
 from .endpoints.aws_credentials import aws_credentials_endpoint
@@ -50,7 +51,9 @@ from .store.housekeeping import purge_if_first
 from .text import match
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
+from .web.metrics import ObservedRequests, mark_dead_workers, watch_pool
 from .web.navigation import local_path
+from .web.proxies import ProxyHeaders
 from .web.templating import Pages
 from .web.theme import LayeredStaticFiles, theme_css
 
@@ -194,9 +197,16 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/themes/{name}/{path:path}", theme_asset, methods=["GET"]),
         Route("/language", choose_language, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", readyz_endpoint, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     routes.append(Mount("/static", LayeredStaticFiles(pages.static_dirs), name="static"))
-    app = Starlette(routes=routes, middleware=[Middleware(CorsMiddleware)], lifespan=lifespan)
+    watch_pool(provider.db.engine)
+    mark_dead_workers()
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[
+        Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),  # web/proxies.py: the real client
+        Middleware(ObservedRequests, access_log=settings.observability.access_log_on),  # request id, metrics
+        Middleware(CorsMiddleware)])
     app.state.provider = provider
     app.state.body_read_timeout = settings.body_read_timeout
     app.state.journey = journey

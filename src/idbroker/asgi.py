@@ -4,30 +4,28 @@ environment (``IDBROKER_*``, ``IDBROKER_CONFIG``)."""
 from __future__ import annotations
 
 import ctypes
-import logging
 
 from .app import create_app
 from .settings import load_settings
 from .web.limits import InProgressLimit
+from .web.proxies import ProxyHeaders
+from .web.request_log import configure as configure_logging
 
 
-def create() -> InProgressLimit:
-    """The application, behind a cap on requests in progress per client address (web/limits.py)."""
+def create() -> ProxyHeaders:
+    """The application, behind a cap on requests in progress per client address (web/limits.py) -
+    the real client's address when trusted proxies forward it (web/proxies.py)."""
     release_large_buffers()
     settings = load_settings()
-    log_to_stderr(settings.log_level)
-    return InProgressLimit(create_app(settings), limit=settings.max_requests_per_address)
+    log_to_stderr(settings.log_level, settings.log_format)
+    return ProxyHeaders(InProgressLimit(create_app(settings), limit=settings.max_requests_per_address),
+                        settings.trusted_proxies)
 
 
-def log_to_stderr(level: str) -> None:
-    """The broker's own log lines (`idbroker.*`) on standard error, one line each, beside Granian's."""
-    logger = logging.getLogger("idbroker")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(levelname)s] %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(level.upper())
+def log_to_stderr(level: str, log_format: str = "text") -> None:
+    """The broker's own log lines (`idbroker.*`) on standard error, one line each (text, or one JSON
+    object a line), beside Granian's."""
+    configure_logging(level, log_format)
 
 
 def release_large_buffers() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
@@ -92,8 +92,11 @@ class MailTexts(Protocol):
 
 class Audit:
     def __init__(self, db: Database, mailer: Mailer, texts: MailTexts, *, issuer: str,
-                 method_labels: Mapping[str, str]):
-        """`method_labels`: second-factor kind -> message id of its name, for the mails that name one."""
+                 method_labels: Mapping[str, str],
+                 on_record: Callable[[str, Mapping[str, Any]], None] | None = None):
+        """`method_labels`: second-factor kind -> message id of its name, for the mails that name one.
+        `on_record(kind, detail)`: told of every event (the metrics count them; it must not raise)."""
+        self.on_record = on_record
         self.db = db
         self.mailer = mailer
         self.texts = texts
@@ -115,6 +118,8 @@ class Audit:
         row = dict(user_id=user_id, kind=kind, ip=ip, user_agent=(user_agent or "")[:512] or None,
                    detail=detail or None, created_at=now)
         mail = (kind in NOTIFY if notify is None else notify) and user_id is not None and kind in MAILS
+        if self.on_record is not None:
+            self.on_record(kind, detail)
         if session is not None:
             session.connection().execute(_INSERT, row)
             log.info("security event %s user=%s", kind, user_id)

@@ -40,6 +40,7 @@ from .oidc.id_token import IdTokens
 from .security import KeyedHasher, derive_key
 from .settings import Settings
 from .store.db import Database
+from .web import metrics
 from .web.mail_texts import MailTexts
 
 
@@ -106,7 +107,8 @@ class Provider:
     @cached_property
     def audit(self) -> Audit:
         labels = {kind: factor.label for kind, factor in FACTORS.items()}
-        return Audit(self.db, self.mailer, MailTexts(self.settings.look), issuer=self.issuer, method_labels=labels)
+        return Audit(self.db, self.mailer, MailTexts(self.settings.look), issuer=self.issuer, method_labels=labels,
+                     on_record=metrics.audit_event)
 
     @cached_property
     def mfa(self) -> MfaService:
@@ -156,7 +158,7 @@ class Provider:
         """The configured upstream providers; a kind's class takes what it names of these."""
         import httpx
 
-        offered = {"http": httpx.AsyncClient(timeout=10.0, follow_redirects=False),
+        offered = {"http": httpx.AsyncClient(timeout=10.0, follow_redirects=False, transport=metrics.TimedTransport()),
                    "replay": SeenAssertions(self.db), "issuer": self.issuer}
         return UpstreamRegistry(self.db, self.settings.secret_bytes(), offered)
 

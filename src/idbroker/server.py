@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from .settings import ServerSettings, load_settings
 
 BACKLOG = 2048
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's variable
 HEADER_READ_TIMEOUT = ServerSettings.header_read_timeout  # default seconds (Granian's own is 30)
 
 
@@ -34,6 +37,16 @@ def command(host: str, port: int, workers: int, access_log: bool) -> list[str]:
     """The argv that starts this module with these settings."""
     argv = [sys.executable, "-m", "idbroker.server", "--host", host, "--port", str(port), "--workers", str(workers)]
     return argv + (["--access-log"] if access_log else [])
+
+
+def prepare_metrics_dir(data_dir: str) -> str:
+    """This run's directory of metric files (web/metrics.py), emptied: the workers' values from an
+    earlier run must not be added to this one's. Set before any worker imports prometheus_client,
+    which chooses at import whether its values live in files."""
+    path = Path(data_dir).resolve() / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
-    header_read_timeout = load_settings().header_read_timeout  # the same settings the workers read
+    settings = load_settings()  # the same settings the workers read
+    header_read_timeout = settings.header_read_timeout
+    try:
+        os.environ[MULTIPROC_ENV] = prepare_metrics_dir(settings.data_dir)
+    except OSError as exc:
+        sys.exit(f"idbroker: cannot prepare the metrics directory under data_dir: {exc.strerror or exc}")
     Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
             interface=Interfaces.ASGI, log_access=args.access_log, backlog=BACKLOG,
             http1_settings=HTTP1Settings(header_read_timeout=header_read_timeout * 1000),

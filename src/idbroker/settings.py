@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -405,10 +406,41 @@ class CredentialSettings(Section):
         return out
 
 
+@dataclass
+class ObservabilitySettings(Section):
+    """Logs, metrics and the reverse proxies in front (web/request_log.py, web/metrics.py, web/proxies.py)."""
+
+    name: ClassVar[str] = "observability"
+    log_format: str = "text"             # text, or json: one JSON object a line
+    access_log: str = "auto"             # auto (on with log_format json), on or off
+    # Who may read /metrics without a token (CIDRs); others need a Bearer token with scope idbroker:metrics.
+    metrics_allow: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # Reverse proxies whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (CIDRs).
+    trusted_proxies: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def access_log_on(self) -> bool:
+        return self.access_log == "on" or (self.access_log == "auto" and self.log_format == "json")
+
+    def problems(self, settings: Settings) -> list[str]:
+        out = []
+        if self.log_format not in ("text", "json"):
+            out.append("log_format must be text or json")
+        if self.access_log not in ("auto", "on", "off"):
+            out.append("access_log must be auto, on or off")
+        for option in ("metrics_allow", "trusted_proxies"):
+            for item in getattr(self, option):
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    out.append(f"{option}: {item!r} is not an IP address or CIDR network")
+        return out
+
+
 SECTIONS: tuple[type[Section], ...] = (
     ServerSettings, KeySettings, TokenSettings, SessionSettings, PasswordSettings, MailSettings, SignupSettings,
     MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings, HousekeepingSettings,
-    CredentialSettings,
+    CredentialSettings, ObservabilitySettings,
 )
 # Arrays of tables, by their dotted TOML path, and the attribute of Settings that keeps them.
 TABLE_LISTS = {"upstreams": "upstreams", "migration.sources": "migration_sources"}

@@ -30,6 +30,7 @@ from ..oauth2.errors import (
     OAuth2Error,
     TemporarilyUnavailableError,
 )
+from ..web.proxies import client_ip
 from .common import json_response, log, provider_of, read_form
 
 OPTIONS = ("role_arn", "duration_seconds")
@@ -60,7 +61,7 @@ def _bearer(request: Request) -> str | None:
 
 async def aws_credentials_endpoint(request: Request) -> Response:
     provider = provider_of(request)
-    ip = request.client.host if request.client else None
+    ip = client_ip(request)
     user_id = client_id = asked = None
 
     def record(kind: str, **detail: object) -> None:

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth2.errors import InvalidRequestError, OAuth2Error, UnsupportedGrantTypeError
+from ..web.metrics import token_issued
 from .common import error_response, json_response, provider_of, read_form
 
 
@@ -23,6 +24,7 @@ async def token_endpoint(request: Request) -> Response:
         # Client authentication is CPU only while the registry has the client cached (a few seconds).
         client = provider.client_auth.authenticate(request.headers.get("authorization"), form).client
         body = await handler.handle(client, form)
+        token_issued(grant_type)
     except OAuth2Error as err:
         return error_response(err)
     return json_response(body)

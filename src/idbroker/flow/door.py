@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from .. import audit
 from ..mfa.policy import requirement as mfa_requirement
 from ..web.navigation import local_path
+from ..web.proxies import client_ip
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -113,7 +114,7 @@ class Login:
         settings = door.settings
         ttl = None if who.remember is None else \
             settings.session_ttl if who.remember else min(settings.short_session_ttl, settings.session_ttl)
-        ip = request.client.host if request.client else None
+        ip = client_ip(request)
         user_agent = request.headers.get("user-agent")
         self.cookie, session = door.sessions.create(who.user, list(who.amr), who.acr, user_agent=user_agent,
                                                     ip=ip, ttl=ttl, idp=who.idp, session=s)

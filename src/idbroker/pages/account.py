@@ -39,6 +39,7 @@ from ..notify.mail import MailError
 from ..notify.sms import SmsError
 from ..store.db import aware
 from ..text import N_, SUPPORTED
+from ..web.proxies import client_ip
 from .hosted import HostedPages, field
 from .sign_in import SCOPE_TEXT
 
@@ -209,7 +210,7 @@ class AccountViews(HostedPages):
         if not user.phone_number or user.phone_number_verified:
             return self._done("profile")
         refused = await run_in_threadpool(self.provider.limiter.hit_all, send_rules(
-            "phone", user.phone_number, account=user.id, ip=request.client.host if request.client else None,
+            "phone", user.phone_number, account=user.id, ip=client_ip(request),
             interval=self.settings.resend_interval))
         if refused is not None:
             wait = refused[1]
@@ -262,7 +263,7 @@ class AccountViews(HostedPages):
         if errors:
             return await self._render(request, session, user, 400, errors=errors, new_email=submitted)
         refused = await run_in_threadpool(self.provider.limiter.hit_all, send_rules(
-            "email-change", new_email, account=user.id, ip=request.client.host if request.client else None,
+            "email-change", new_email, account=user.id, ip=client_ip(request),
             interval=self.settings.resend_interval))
         token = await run_in_threadpool(self.accounts.start_email_change, user, new_email) if refused is None \
             else None
@@ -335,7 +336,7 @@ class AccountViews(HostedPages):
         deliveries = await run_in_threadpool(self.accounts.change_password, user.id, new, keep_sid=session.sid,
                                              keep_apps=keep_apps)
         await run_in_threadpool(self.provider.audit.record, audit.PASSWORD_CHANGED, user_id=user.id, notify=True,
-                                ip=request.client.host if request.client else None,
+                                ip=client_ip(request),
                                 user_agent=request.headers.get("user-agent"), method="change")
         return self._done("password", deliveries, kept_apps=keep_apps)
 

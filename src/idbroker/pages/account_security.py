@@ -25,6 +25,7 @@ from ..mfa.factors import FACTORS
 from ..mfa.policy import has_second_factor
 from ..store.db import aware
 from ..text import N_, SUPPORTED
+from ..web.proxies import client_ip
 from .account import done_redirect, keeps_apps, notices
 from .hosted import HostedPages, field
 from .lifecycle_pages import Problem
@@ -86,7 +87,7 @@ class SecurityViews(HostedPages):
         return form, found[0], found[1]
 
     def _record(self, request: Request, kind: str, user: User, **detail: Any) -> None:
-        self.provider.audit.record(kind, user_id=user.id, ip=request.client.host if request.client else None,
+        self.provider.audit.record(kind, user_id=user.id, ip=client_ip(request),
                                    user_agent=request.headers.get("user-agent"), **detail)
 
     # -- the page ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from .. import audit
 from ..accounts.throttle import LIMITS, subject
 from ..text import N_, SUPPORTED
+from ..web.proxies import client_ip as client_ip  # the one function naming the client address
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -43,8 +44,6 @@ class PasswordCheck:
     status: int = 401           # the page's status: 503 when a way could not be asked, 403 refused
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def check_password(provider: Provider, email: str, password: str, ip: str | None, user_agent: str | None,

@@ -31,6 +31,7 @@ from ..mfa.policy import effective_policy, has_second_factor
 from ..mfa.policy import requirement as mfa_requirement
 from ..text import N_
 from ..web.navigation import local_path
+from ..web.proxies import client_ip
 from .hosted import FORM_EXPIRED
 from .lifecycle_pages import LifecyclePages, Problem, text_field
 
@@ -124,11 +125,11 @@ class MfaViews(LifecyclePages):
 
         fields = {k: v for k, v in (form or {}).items() if isinstance(v, str)}
         return Attempt(visit.user, factor, fields, mail_lang, render_text, translations.gettext,
-                       ip=request.client.host if request.client else None,
+                       ip=client_ip(request),
                        user_agent=request.headers.get("user-agent"))
 
     def record(self, request: Request, kind: str, user: User, **detail: Any) -> None:
-        self.provider.audit.record(kind, user_id=user.id, ip=request.client.host if request.client else None,
+        self.provider.audit.record(kind, user_id=user.id, ip=client_ip(request),
                                    user_agent=request.headers.get("user-agent"), **detail)
 
     # -- the page ----------------------------------------------------------------------------------

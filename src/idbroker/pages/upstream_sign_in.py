@@ -55,6 +55,7 @@ from ..flow.journey import EXPIRED
 from ..security import derive_key
 from ..text import N_
 from ..web.navigation import local_path
+from ..web.proxies import client_ip
 from .hosted import HostedPages
 from .single_logout import SingleLogout
 
@@ -183,7 +184,7 @@ class UpstreamViews(HostedPages):
             self._record_failure(request, row.id, f"link refused: {refused.message}")
             return self._failure_page(request, interaction, refused.message, 403, refused.params)
         user = resolved.user
-        ip = request.client.host if request.client else None
+        ip = client_ip(request)
         if resolved.linked:
             self.audit.record(IDENTITY_LINKED, user_id=user.id, ip=ip, user_agent=request.headers.get("user-agent"),
                               idp=row.id, created=resolved.created)
@@ -239,7 +240,7 @@ class UpstreamViews(HostedPages):
         except LinkRefused as refused:
             return self._identities(request, refused.message, 400)
         if removed:
-            self.audit.record(IDENTITY_UNLINKED, user_id=user.id, ip=request.client.host if request.client else None,
+            self.audit.record(IDENTITY_UNLINKED, user_id=user.id, ip=client_ip(request),
                               user_agent=request.headers.get("user-agent"), idp=provider_id)
         return self.redirect("/account/identities")
 
@@ -260,7 +261,7 @@ class UpstreamViews(HostedPages):
         return self._forget(self._failure_page(request, interaction, message, status, {"provider": provider_id}))
 
     def _record_failure(self, request: Request, provider_id: str, detail: str) -> None:
-        self.audit.record(UPSTREAM_FAILED, ip=request.client.host if request.client else None,
+        self.audit.record(UPSTREAM_FAILED, ip=client_ip(request),
                           user_agent=request.headers.get("user-agent"), idp=provider_id[:64], reason=detail[:500])
 
     def _failure_page(self, request: Request, interaction: Interaction | None, message: str, status: int,

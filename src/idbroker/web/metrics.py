@@ -1,0 +1,220 @@
+"""Prometheus metrics (prometheus-client), and the middleware that counts every request.
+
+Across Granian workers. ``idbroker serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a directory of its
+own run under data_dir, emptied before the workers start (server.py `prepare_metrics_dir`); each worker
+then keeps its values in files there, and a scrape, served by whichever worker, adds up the files of
+all of them (`render`). A worker that died leaves its files: counters and histograms keep counting
+what it did (they are totals), its live gauges (pool use) are dropped - each worker, when it starts,
+marks the workers that are gone as dead (`mark_dead_workers`), since Granian replaces them without
+telling anyone. Without the variable (tests, other servers) the metrics live in this process.
+
+What is counted - the names are the documentation (README "Monitoring"):
+
+* ``idbroker_http_requests_total{route,method,status}`` and ``idbroker_http_request_duration_seconds``
+  by route template (``/idp/{id}/callback``, never the URL: bounded labels, no query strings);
+* ``idbroker_audit_events_total{kind}`` - every audit event kind (audit.py calls `audit_event`), and
+  from them ``idbroker_logins_total{method}``, ``idbroker_login_failures_total{method}``,
+  ``idbroker_mfa_events_total{event}``, ``idbroker_account_locks_total``;
+* ``idbroker_tokens_issued_total{grant}`` (the token endpoint);
+* ``idbroker_upstream_requests_total{host,outcome}`` and ``idbroker_upstream_request_duration_seconds``
+  (the httpx client of the upstream providers, `TimedTransport`);
+* ``idbroker_db_pool_checked_out`` - connections in use, summed over the live workers (`watch_pool`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import request_log
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+HTTP_REQUESTS = Counter("idbroker_http_requests", "HTTP requests answered, by route template and status",
+                        ["route", "method", "status"])
+HTTP_LATENCY = Histogram("idbroker_http_request_duration_seconds", "Time to answer an HTTP request",
+                         ["route", "method"],
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+AUDIT_EVENTS = Counter("idbroker_audit_events", "Security events recorded in the audit trail", ["kind"])
+LOGINS = Counter("idbroker_logins", "Successful sign-ins, by method", ["method"])
+LOGIN_FAILURES = Counter("idbroker_login_failures", "Failed sign-ins, by method", ["method"])
+MFA_EVENTS = Counter("idbroker_mfa_events", "Second-factor events (enrolled, removed, recovery codes)", ["event"])
+LOCKS = Counter("idbroker_account_locks", "Accounts whose sign-in was paused after failed attempts")
+TOKENS_ISSUED = Counter("idbroker_tokens_issued", "Token responses issued by the token endpoint, by grant",
+                        ["grant"])
+UPSTREAM_REQUESTS = Counter("idbroker_upstream_requests", "HTTP requests to upstream identity providers",
+                            ["host", "outcome"])
+UPSTREAM_LATENCY = Histogram("idbroker_upstream_request_duration_seconds",
+                             "Time for an upstream identity provider to answer", ["host"])
+POOL_CHECKED_OUT = Gauge("idbroker_db_pool_checked_out", "Database connections in use",
+                         multiprocess_mode="livesum")
+
+_LOGIN_SUCCEEDED, _LOGIN_FAILED, _LOCKED = "login.succeeded", "login.failed", "login.locked"
+
+
+# -- counting -------------------------------------------------------------------------------------
+def audit_event(kind: str, detail: Mapping[str, Any]) -> None:
+    """audit.py's hook: called for every recorded event (never raises)."""
+    try:
+        AUDIT_EVENTS.labels(kind=kind).inc()
+        method = str(detail.get("method") or "password")[:32]
+        if kind == _LOGIN_SUCCEEDED:
+            LOGINS.labels(method=method).inc()
+        elif kind == _LOGIN_FAILED:
+            LOGIN_FAILURES.labels(method=method).inc()
+        elif kind == _LOCKED:
+            LOCKS.inc()
+        elif kind.startswith("mfa."):
+            MFA_EVENTS.labels(event=kind[4:]).inc()
+    except Exception:  # noqa: BLE001 - counting must never break what is counted
+        pass
+
+
+def token_issued(grant_type: str) -> None:
+    TOKENS_ISSUED.labels(grant=grant_type[:64]).inc()
+
+
+def watch_pool(engine: Any) -> None:
+    """Keep ``idbroker_db_pool_checked_out`` at the pool's count on every checkout and checkin."""
+    from sqlalchemy import event
+
+    pool = engine.pool
+
+    def update(*_: Any) -> None:
+        checked = getattr(pool, "checkedout", None)
+        if checked is not None:
+            POOL_CHECKED_OUT.set(checked())
+
+    if not event.contains(pool, "checkout", update):
+        event.listen(pool, "checkout", update)
+        event.listen(pool, "checkin", update)
+
+
+class TimedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that times and counts each request to an upstream identity provider;
+    a request that got no answer (refused, timed out) counts as an error."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None):
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host or "-"
+        started = time.perf_counter()
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception:
+            UPSTREAM_REQUESTS.labels(host=host, outcome="error").inc()
+            raise
+        finally:
+            UPSTREAM_LATENCY.labels(host=host).observe(time.perf_counter() - started)
+        UPSTREAM_REQUESTS.labels(host=host, outcome="error" if response.status_code >= 500 else "ok").inc()
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# -- several processes ----------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def mark_dead_workers() -> None:
+    """Drop the live gauges of worker processes that are gone (Granian replaced them)."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder or not os.path.isdir(folder):
+        return
+    pids = set()
+    for name in os.listdir(folder):
+        stem = name.rsplit(".", 1)[0]
+        tail = stem.rsplit("_", 1)[-1]
+        if tail.isdigit():
+            pids.add(int(tail))
+    for pid in pids:
+        if pid != os.getpid() and not _alive(pid):
+            multiprocess.mark_process_dead(pid, folder)
+
+
+def render() -> bytes:
+    """The exposition: every worker's values when they share a directory, else this process's."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder and os.path.isdir(folder):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, folder)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+# -- every request --------------------------------------------------------------------------------
+def route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
+
+
+class ObservedRequests:
+    """ASGI middleware: the request id (in and out), the request's log fields, the access log line
+    (when on), and the request counters and latency."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool = False):
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for key, value in scope.get("headers", []):
+            if key.lower() == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = request_log.request_id_from(incoming)
+        method = scope.get("method", "GET")
+        token = request_log.begin(request_id, method)
+        client = scope.get("client")
+        request_log.note(client_ip=client[0] if client else None)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": headers + [(b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = route_of(scope)
+            try:
+                HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+                HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - counting must never break the answer
+                pass
+            if self.access_log:
+                request_log.access(route, method, status, started)
+            request_log.end(token)

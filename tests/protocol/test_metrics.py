@@ -1,0 +1,172 @@
+"""/metrics (issue 13, Observability): Prometheus text through HTTP, the counters move with what
+happens, access by address (metrics_allow) or a Bearer token with scope idbroker:metrics, and - with a
+real ``idbroker serve --workers 2`` - every worker's counts added up whichever worker is scraped."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+from support import ISSUER, PASSWORD, Flow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+
+LOOPBACK = ("127.0.0.1", 40000)
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples `name` whose labels include `labels` (0 when there are none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+@pytest.fixture
+def local(app: Any):  # type: ignore[no-untyped-def]
+    """A browser and scraper on the loopback address (allowed by the default metrics_allow)."""
+    with TestClient(app, base_url=ISSUER, follow_redirects=False, client=LOOPBACK) as client:
+        yield client
+
+
+def scrape(http: Any, **headers: str) -> str:
+    r = http.get("/metrics", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    return r.text
+
+
+def test_counters_move_after_a_login_a_failure_and_a_token(local, register, user):
+    client = register()
+    before = scrape(local)
+    flow = Flow(local)
+    q, verifier = flow.code_flow(client)
+    r = local.post("/oauth2/token", auth=client.basic, data={
+        "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
+        "code_verifier": verifier})
+    assert r.status_code == 200, r.text
+    local.cookies.clear()
+    page = local.get("/login")
+    from support import form_fields
+    bad = local.post("/login", data={**form_fields(page.text), "username": "alice@example.com",
+                                     "password": PASSWORD + "x"})
+    assert bad.status_code in (200, 401), bad.status_code
+    after = scrape(local)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("idbroker_tokens_issued_total", grant="authorization_code") == 1
+    assert moved("idbroker_http_requests_total", route="/oauth2/token", method="POST", status="200") == 1
+    assert moved("idbroker_http_request_duration_seconds_count", route="/oauth2/token", method="POST") == 1
+    assert moved("idbroker_audit_events_total", kind="login.succeeded") == 1
+    assert moved("idbroker_audit_events_total", kind="login.failed") == 1
+    assert moved("idbroker_logins_total") == 1
+    assert moved("idbroker_login_failures_total", method="password") == 1
+    # Route templates, never URLs: the query string of /oauth2/authorize is not a label.
+    assert "code_challenge" not in after and q["code"] not in after
+    assert value(after, "idbroker_http_requests_total", route="/oauth2/authorize") >= 1
+    assert "idbroker_db_pool_checked_out" in after
+
+
+def test_a_lock_is_counted(local, user):
+    from support import form_fields
+    before = scrape(local)
+    for _ in range(6):
+        page = local.get("/login")
+        local.post("/login", data={**form_fields(page.text), "username": "alice@example.com", "password": "wrong!"})
+    after = scrape(local)
+    assert value(after, "idbroker_account_locks_total") - value(before, "idbroker_account_locks_total") == 1
+
+
+def test_other_addresses_need_a_token_with_the_metrics_scope(http, register, app):
+    # The test client's peer ("testclient") is no loopback address.
+    r = http.get("/metrics")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert "idbroker_" not in r.text
+    assert http.get("/metrics", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+    assert http.get("/metrics", headers={"Authorization": "Basic eDp5"}).status_code == 401
+
+    plain = register("plain", grant_types=["client_credentials"], response_types=[], redirect_uris=[],
+                     post_logout_redirect_uris=[], scopes=["api"])
+    token = http.post("/oauth2/token", auth=plain.basic, data={"grant_type": "client_credentials"}).json()
+    r = http.get("/metrics", headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert r.status_code == 403 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
+
+    scraper = register("scraper", grant_types=["client_credentials"], response_types=[], redirect_uris=[],
+                       post_logout_redirect_uris=[], scopes=["idbroker:metrics"])
+    token = http.post("/oauth2/token", auth=scraper.basic,
+                      data={"grant_type": "client_credentials", "scope": "idbroker:metrics"}).json()
+    r = http.get("/metrics", headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert r.status_code == 200 and "idbroker_http_requests_total" in r.text
+
+    # A revoked token no longer reads them.
+    assert http.post("/oauth2/revoke", auth=scraper.basic, data={"token": token["access_token"]}).status_code == 200
+    assert http.get("/metrics", headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 401
+
+
+def test_loopback_is_allowed_by_default_and_spoofed_forwarding_does_not_open_it(app):
+    with TestClient(app, base_url=ISSUER, client=LOOPBACK) as local:
+        assert local.get("/metrics").status_code == 200
+    with TestClient(app, base_url=ISSUER, client=("192.0.2.7", 1)) as outside:
+        # No trusted proxies: the forwarding headers of anyone are ignored.
+        assert outside.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1",
+                                                "Forwarded": "for=127.0.0.1"}).status_code == 401
+
+
+@pytest.mark.parametrize("settings_overrides", [{"metrics_allow": ["10.0.0.0/8"]}], indirect=False)
+def test_metrics_allow_names_the_networks(app, settings_overrides):
+    with TestClient(app, base_url=ISSUER, client=("10.1.2.3", 1)) as inside:
+        assert inside.get("/metrics").status_code == 200
+    with TestClient(app, base_url=ISSUER, client=LOOPBACK) as local:  # loopback no longer listed
+        assert local.get("/metrics").status_code == 401
+
+
+# -- several worker processes -----------------------------------------------------------------------
+def _per_file_counts(folder: Path, route: str) -> dict[str, float]:
+    """idbroker_http_requests_total for `route`, per worker file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    out = {}
+    for path in sorted(folder.glob("counter_*.db")):
+        read = MultiProcessCollector._read_metrics([str(path)])
+        metrics = MultiProcessCollector._accumulate_metrics(read, True)
+        out[path.name] = sum(s.value for m in metrics for s in m.samples
+                             if s.name == "idbroker_http_requests_total" and s.labels.get("route") == route)
+    return out
+
+
+def test_two_workers_counts_are_added_up(tmp_path):
+    from broker_process import Broker
+
+    broker = Broker("sqlite", tmp_path, None, workers=2)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_999999.db").write_bytes(b"left over from an earlier run")
+    broker.start()
+    try:
+        folder = tmp_path / "metrics"
+        assert not (folder / "counter_999999.db").exists()  # emptied at start
+        made = 0
+        # New connections until both workers have answered some (the kernel hands connections out).
+        for _ in range(400):
+            with httpx.Client(timeout=5.0) as http:
+                assert http.get(f"{broker.issuer}/readyz").status_code == 200
+            made += 1
+            counts = _per_file_counts(folder, "/readyz")
+            if made >= 10 and sum(1 for v in counts.values() if v > 0) >= 2:
+                break
+        counts = _per_file_counts(folder, "/readyz")
+        assert sum(1 for v in counts.values() if v > 0) >= 2, (counts, broker.log())
+        with httpx.Client(timeout=5.0) as http:
+            text = http.get(f"{broker.issuer}/metrics").text
+        assert value(text, "idbroker_http_requests_total", route="/readyz", status="200") == made == sum(
+            counts.values())
+    finally:
+        broker.stop()
