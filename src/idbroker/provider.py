@@ -34,6 +34,7 @@ from .notify.sms import SmsSender, make_sms_sender
 from .oauth2.client_auth import ClientAuthenticator
 from .oauth2.grant_store import GrantStore
 from .oauth2.grants import AuthorizationCodeGrant, ClientCredentialsGrant, GrantHandler, RefreshTokenGrant
+from .oauth2.grants.token_exchange import TokenExchangeGrant
 from .oauth2.tokens import AccessTokens
 from .oidc.backchannel import SignOut
 from .oidc.id_token import IdTokens
@@ -141,7 +142,9 @@ class Provider:
         tokens = self.settings.tokens
         user = (self.grants, self.users, self.access_tokens, self.id_tokens, tokens)
         built: list[GrantHandler] = [AuthorizationCodeGrant(*user), RefreshTokenGrant(*user),
-                                     ClientCredentialsGrant(self.access_tokens, tokens)]
+                                     ClientCredentialsGrant(self.access_tokens, tokens),
+                                     TokenExchangeGrant(self.access_tokens, self.id_tokens, self.keys, self.clients,
+                                                        self.db, self.audit, tokens, issuer=self.issuer)]
         return {g.grant_type: g for g in built}
 
     @cached_property

@@ -169,6 +169,9 @@ def clients_update(
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
+    exchange_audience: Annotated[list[str] | None, typer.Option(
+        help="An audience this client may exchange tokens into (RFC 8693; repeat; replaces the list).")] = None,
+    no_exchange: Annotated[bool, typer.Option("--no-exchange", help="Clear its token-exchange audiences.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Change a client's settings (list options replace the whole list)."""
@@ -184,6 +187,10 @@ def clients_update(
     idps = _idps(idp, all_idps)
     if idps is not False:
         changes["idps"] = idps
+    if exchange_audience and no_exchange:
+        ctx.fail("--exchange-audience and --no-exchange exclude each other")
+    if exchange_audience or no_exchange:
+        changes["exchange_audiences"] = list(dict.fromkeys(exchange_audience or []))
     current = ctx.provider().clients.get(client_id)
     if current is not None and (primary_color or background_color or theme is not None):
         changes["branding"] = _branding(dict(current.branding or {}), primary_color, background_color, theme)

@@ -11,7 +11,7 @@ from ..oauth2 import constants as c
 
 AUTH_METHODS = (c.AUTH_NONE, c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT)
 GRANT_TYPES = (c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN, c.GRANT_CLIENT_CREDENTIALS,
-               c.GRANT_IMPLICIT)
+               c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE)
 RESPONSE_TYPES = (c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 IDP_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")  # federation/registry.py ID_RE
@@ -46,6 +46,7 @@ class ClientMetadata:
     hidden_from_dashboard: bool = False
     signup_enabled: bool | None = None
     mfa_policy: str | None = None  # off, optional, required; None: the global setting
+    exchange_audiences: list[str] = field(default_factory=list)  # RFC 8693 targets it may exchange into
     idps: list[str] | None = None  # the upstream providers offered (`idbroker idp` ids); None: every one
     local_accounts: bool = True    # False: no password form, sign-up or reset; upstream providers only
 
@@ -65,6 +66,12 @@ class ClientMetadata:
         public = self.token_endpoint_auth_method == c.AUTH_NONE
         if public and c.GRANT_CLIENT_CREDENTIALS in self.grant_types:
             problems.append("a public client cannot use client_credentials")
+        if public and c.GRANT_TOKEN_EXCHANGE in self.grant_types:
+            # RFC 8693 §5: the exchange is policy about *which client* asks; only one that authenticates.
+            problems.append("a public client cannot use token exchange")
+        for aud in self.exchange_audiences:
+            if not aud or len(aud) > 2048 or not aud.isprintable() or " " in aud or "#" in aud:
+                problems.append(f"invalid exchange audience {aud!r} (printable, no spaces or fragment)")
         if c.RESPONSE_CODE in self.response_types and c.GRANT_AUTHORIZATION_CODE not in self.grant_types:
             problems.append("response type 'code' needs the authorization_code grant type")
         implicit = [r for r in self.response_types if r != c.RESPONSE_CODE]

@@ -13,7 +13,8 @@ from ..store.db import aware, utcnow
 from .common import error_response, json_response, provider_of, read_form
 
 INACTIVE = {"active": False}
-AT_FIELDS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "auth_time", "acr", "amr", "sid")
+AT_FIELDS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "auth_time", "acr", "amr", "sid",
+             "act")  # RFC 8693 §4.1 (exchanged tokens)
 
 
 async def introspect_endpoint(request: Request) -> Response:

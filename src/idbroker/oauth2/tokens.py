@@ -39,7 +39,8 @@ class AccessTokens:
 
     def issue(self, *, client_id: str, sub: str, scope: str, ttl: int, audience: str | list[str] | None = None,
               grant_id: str | None = None, auth_time: int | None = None, acr: str | None = None,
-              amr: list[str] | None = None, sid: str | None = None, idp: str | None = None) -> IssuedAccessToken:
+              amr: list[str] | None = None, sid: str | None = None, idp: str | None = None,
+              act: dict[str, Any] | None = None) -> IssuedAccessToken:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer, "sub": sub, "aud": audience or self.issuer, "client_id": client_id,
@@ -59,6 +60,8 @@ class AccessTokens:
             claims["sid"] = sid
         if idp:
             claims["idp"] = idp  # the upstream provider of the sign-in (oidc/claims.py IDP_CLAIM)
+        if act:
+            claims["act"] = act  # RFC 8693 §4.1: who acts for the subject (token exchange)
         return IssuedAccessToken(self.keys.sign(claims, typ=c.TYP_ACCESS_TOKEN), ttl, claims)
 
     def claims(self, token: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]
         "response_types_supported": [c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN],
         "response_modes_supported": list(c.RESPONSE_MODES),
         "grant_types_supported": [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN,
-                                  c.GRANT_CLIENT_CREDENTIALS, c.GRANT_IMPLICIT],
+                                  c.GRANT_CLIENT_CREDENTIALS, c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256"],
         "userinfo_signing_alg_values_supported": ["none"],

@@ -25,9 +25,9 @@ class IdTokens:
     def issue(self, *, client_id: str, alg: str, sub: str, ttl: int, auth_time: int,
               nonce: str | None = None, sid: str | None = None, acr: str | None = None,
               amr: list[str] | None = None, access_token: str | None = None, code: str | None = None,
-              extra: dict[str, Any] | None = None) -> str:
+              extra: dict[str, Any] | None = None, audience: str | list[str] | None = None) -> str:
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.issuer, "sub": sub, "aud": client_id, "azp": client_id,
+        claims: dict[str, Any] = {"iss": self.issuer, "sub": sub, "aud": audience or client_id, "azp": client_id,
                                   "iat": now, "exp": now + ttl, "auth_time": auth_time}
         if nonce is not None:
             claims["nonce"] = nonce

@@ -42,7 +42,7 @@ class Client(Base):
     logback_uri: Mapped[str | None] = mapped_column(String(2048))
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # for private_key_jwt
-    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="ES256")
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     access_token_ttl: Mapped[int | None] = mapped_column(Integer)
     id_token_ttl: Mapped[int | None] = mapped_column(Integer)
     refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
@@ -56,6 +56,14 @@ class Client(Base):
     # The upstream providers (`idbroker idp` ids) its sign-in page offers; None: every one.
     idps: Mapped[list[str] | None] = mapped_column(JSON)
     local_accounts: Mapped[bool] = mapped_column(Boolean, default=True)  # the password form, sign-up
+    # RFC 8693: the audiences this client may exchange tokens into (oauth2/grants/token_exchange.py).
+    exchange_audiences: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # OIDC Registration §2 / Core §8.1 / Front-Channel Logout §2 (migration 0010).
+    userinfo_signed_response_alg: Mapped[str | None] = mapped_column(String(16))  # None: plain JSON
+    subject_type: Mapped[str] = mapped_column(String(16), default="public")      # public or pairwise
+    sector_identifier_uri: Mapped[str | None] = mapped_column(String(2048))
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
 
     @property
     def public(self) -> bool:

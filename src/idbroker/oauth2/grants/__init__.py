@@ -9,11 +9,13 @@ from .authorization_code import AuthorizationCodeGrant
 from .base import GrantHandler
 from .client_credentials import ClientCredentialsGrant
 from .refresh_token import RefreshTokenGrant
+from .token_exchange import TokenExchangeGrant
 
 GRANTS: dict[str, type[GrantHandler]] = {
     c.GRANT_AUTHORIZATION_CODE: AuthorizationCodeGrant,
     c.GRANT_REFRESH_TOKEN: RefreshTokenGrant,
     c.GRANT_CLIENT_CREDENTIALS: ClientCredentialsGrant,
+    c.GRANT_TOKEN_EXCHANGE: TokenExchangeGrant,
 }
 
 __all__ = ["GRANTS", "GrantHandler"]
