@@ -115,6 +115,15 @@ def test_directory_password_signs_in_with_the_idp_claim_and_groups(http: Any, pr
         assert [link.provider_id for link in links] == ["corp"]
     login = events(provider, "login.succeeded")[-1]
     assert login.detail["method"] == "ldap" and login.detail["idp"] == "corp"
+    # The directory is the truth about groups: the next sign-in brings them up to date.
+    with provider.db.session() as s:
+        s.scalars(select(User).where(User.email == "alice@example.org")).one().groups = ["stale"]
+    http.cookies.clear()
+    page, _ = login_page(http, app_client)
+    assert submit(http, page, "alice@example.org", PASSWORD).status_code in (302, 303)
+    with provider.db.session(write=False) as s:
+        again = s.scalars(select(User).where(User.email == "alice@example.org")).one()
+        assert again.groups == ["admins", "everyone", "staff"] and again.id == user.id
 
 
 def test_wrong_password_is_the_same_401_as_a_local_one(http: Any, provider: Any, corp: Any,
@@ -153,6 +162,15 @@ def test_an_existing_local_account_is_not_taken_over(http: Any, provider: Any, c
     # Nor does the local password open the directory's domain: the directory alone answers.
     r = submit(http, page, "alice@example.org", "a local password 123")
     assert r.status_code == 401 and WRONG in r.text
+
+
+def test_a_directory_that_cannot_be_built_is_unavailable_not_the_local_pool(
+        http: Any, provider: Any, corp: Any, app_client: Any, monkeypatch: Any) -> None:
+    provider.users.create("alice@example.org", "a local password 123", email_verified=True)
+    monkeypatch.setattr(provider.upstreams, "get", lambda provider_id: None)
+    page, _ = login_page(http, app_client)
+    r = submit(http, page, "alice@example.org", "a local password 123")
+    assert r.status_code == 503 and DOWN in r.text
 
 
 def test_a_login_that_is_not_an_address_is_not_routed_to_the_directory(http: Any, provider: Any, corp: Any,

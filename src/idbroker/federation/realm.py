@@ -25,7 +25,9 @@ How (`DirectoryPasswords.authenticate`):
    trusts the directory's verified addresses - else refused as a takeover, `PasswordOutcome.refused`).
    Sign-up rules: a directory is the operator's own list of people, so an entry of it gets an
    account whatever the public sign-up setting says.
-4. The session's methods are `linking.session_methods`' plus ``pwd`` (a password was typed here):
+4. The account's groups are the directory's, brought up to date at every sign-in (the `groups`
+   claim, oidc/claims.py).
+5. The session's methods are `linking.session_methods`' plus ``pwd`` (a password was typed here):
    amr ``pwd`` + ``fed``; the provider's id is the session's `idp` (the `idp` claim).
 """
 
@@ -36,7 +38,10 @@ from typing import TYPE_CHECKING
 
 from ..accounts.password_ways import PasswordOutcome
 from ..accounts.users import EMAIL_RE
+from ..store.db import utcnow
+from ..store.models import User
 from .base import UNAVAILABLE, UpstreamUnavailable
+from .kinds import UPSTREAMS
 from .linking import LinkRefused, session_methods
 
 if TYPE_CHECKING:
@@ -59,13 +64,14 @@ class DirectoryPasswords:
         if not EMAIL_RE.match(login):
             return None  # not an address: not routed by domain (the module docstring, 1.)
         row = self.upstreams.for_domain(login)
-        if row is None:
-            return None
-        found = self.upstreams.get(row.id)
-        if found is None or not hasattr(found[1], "authenticate"):
-            return None  # a redirecting provider: the page sends the browser there first
-        authority = found[1]
+        if row is None or not hasattr(UPSTREAMS.get(row.kind), "authenticate"):
+            return None  # no provider, or a redirecting one: the page sends the browser there first
         detail = {"idp": row.id}
+        found = self.upstreams.get(row.id)
+        if found is None:  # its configuration no longer builds: the directory cannot be asked
+            return PasswordOutcome(None, unavailable=UNAVAILABLE, idp=row.id, method=METHOD,
+                                   detail={**detail, "error": "provider cannot be built"})
+        authority = found[1]
         try:
             identity = authority.authenticate(login, password)  # type: ignore[union-attr]
         except UpstreamUnavailable as err:
@@ -80,6 +86,20 @@ class DirectoryPasswords:
         except LinkRefused as refused:
             return PasswordOutcome(None, refused=refused.message, refused_params=dict(refused.params), idp=row.id,
                                    method=METHOD, detail={**detail, "error": "link refused"})
+        user = self._sync_groups(resolved.user, list(identity.groups))
         amr, acr = session_methods(identity, config)
-        return PasswordOutcome(resolved.user, amr=tuple(dict.fromkeys(["pwd", *amr])), acr=acr, idp=row.id,
+        return PasswordOutcome(user, amr=tuple(dict.fromkeys(["pwd", *amr])), acr=acr, idp=row.id,
                                method=METHOD, detail=detail)
+
+    def _sync_groups(self, user: User, groups: list[str]) -> User:
+        """The directory is the truth about its people's groups: each sign-in brings the account's
+        `groups` (the `groups` claim) up to date with it."""
+        if list(user.groups or []) == groups:
+            return user
+        with self.linking.db.session() as s:
+            row = s.get(User, user.id)
+            if row is None:
+                return user
+            row.groups = groups
+            row.updated_at = utcnow()
+        return row

@@ -200,8 +200,7 @@ class LoginViews:
                     query["next"] = local_path(str(form.get("next")), "")
                 return RedirectResponse(self.provider.issuer + f"/idp/{realm.id}/start?" + urlencode(query),
                                         status_code=303)
-            if self.provider.upstreams.get(realm.id) is not None:
-                return None  # a directory: the password way of federation/realm.py answers
+            return None  # a directory: the password way of federation/realm.py answers
         if client is not None and not client.local_accounts:
             return NO_LOCAL_ACCOUNTS
         return None
