@@ -212,6 +212,13 @@ def test_bearer_token_checks(http, provider, flow, register, alice, cli_client, 
     assert not [c for c in sts.calls if c["claims"]["sub"] != alice.sub]
 
 
+def test_disabled_user_gets_nothing(http, provider, alice, token, sts):
+    provider.role_rules.add(DEV)
+    provider.users.set_disabled(alice.email)
+    r = ask(http, token)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token" and not sts.calls
+
+
 def test_unknown_parameter_and_discovery(http, provider, token, sts):
     r = ask(http, token, role="x")
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
