@@ -569,28 +569,61 @@ def reader_for(format_name: str, options: FormatOptions | None = None) -> Reader
 
 # -- export -------------------------------------------------------------------------------------
 
-def _iso(value: datetime | None) -> str | None:
-    return aware(value).isoformat().replace("+00:00", "Z") if value is not None else None
+JSON_FIELDS = ("address", "groups", "custom_attributes")
+
+
+def _time_json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):  # SQLite: "YYYY-MM-DD HH:MM:SS[.ffffff]", UTC
+        return f'"{value[:10]}T{value[11:19]}Z"'
+    return f'"{aware(value).astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat()}Z"'
+
+
+def _json_json(value: Any) -> str:
+    if isinstance(value, str):  # SQLite keeps JSON as its text: written out as it is
+        return value
+    return "null" if value is None else _DUMPS(value)
+
+
+def _bool_json(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _string_json(value: Any) -> str:
+    return "null" if value is None else _ENCODE_STRING(value)
+
+
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ENCODE_STRING = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_ENCODERS = [(name, _time_json if name in TIME_FIELDS else _json_json if name in JSON_FIELDS
+              else _bool_json if name in BOOL_FIELDS else _string_json) for name in JSONL_FIELDS]
+
+
+def export_lines(db: Database) -> Iterator[str]:
+    """Every user as one jsonl line (with its newline), in id order, streamed (a server-side cursor
+    on PostgreSQL). The driver's own cursor and a per-column encoder: SQLAlchemy's row processing
+    would decode each JSON and date value only for it to be encoded again."""
+    preparer = db.engine.dialect.identifier_preparer
+    statement = (f"SELECT {', '.join(preparer.quote(n) for n in JSONL_FIELDS)} FROM "
+                 f"{preparer.format_table(USERS)} ORDER BY {preparer.quote('id')}")
+    keys = [(f'"{name}":', encode) for name, encode in _ENCODERS]
+    with db.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=BATCH).exec_driver_sql(statement)
+        for rows in result.partitions(BATCH):
+            for row in rows:
+                yield "{" + ",".join(key + encode(v) for (key, encode), v in zip(keys, row, strict=True)) + "}\n"
 
 
 def export_records(db: Database) -> Iterator[dict[str, Any]]:
-    """Every user in the jsonl shape, in id order, streamed from a server-side cursor."""
-    columns = [USERS.c[name] for name in JSONL_FIELDS]
-    with db.engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
-            select(*columns).order_by(USERS.c.id))
-        for row in result:
-            record = row._asdict()
-            for name in TIME_FIELDS:
-                record[name] = _iso(record[name])
-            yield record
+    """Every user in the jsonl shape (what `export` writes), in id order."""
+    for line in export_lines(db):
+        yield json.loads(line)
 
 
 def export(db: Database, out: IO[str]) -> int:
     count = 0
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    for record in export_records(db):
-        out.write(dumps(record))
-        out.write("\n")
+    for line in export_lines(db):
+        out.write(line)
         count += 1
     return count
