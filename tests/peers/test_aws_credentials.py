@@ -328,3 +328,33 @@ def test_helper_failures_are_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: cannot reach") and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_wiring_against_motos_sts(provider, alice, sts):
+    """Moto's STS checks nothing, but its answers are the real service's shapes: the issuer's
+    boto3 call, unsigned, parses them into the same credential_process JSON."""
+    from moto.server import ThreadedMotoServer
+    from support import free_port, run_coroutine
+
+    from idbroker.credentials.aws import AwsCredentials
+    from idbroker.credentials.base import CredentialRequest, Subject
+    from idbroker.credentials.roles import claims_of
+    from idbroker.settings import CredentialSettings
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        provider.role_rules.add(DEV, claim="groups", match="dev")
+        issuer = AwsCredentials(provider.role_rules, provider.keys,
+                                CredentialSettings(aws_sts_endpoint=f"http://127.0.0.1:{port}"), issuer=ISSUER)
+        with provider.db.session(write=False) as s:
+            claims = claims_of(s.get(User, alice.id))
+        subject = Subject(sub=alice.sub, client_id="cli", scopes=frozenset({"aws.credentials"}),
+                          claims={**claims, "amr": ["pwd"]})
+        issued = run_coroutine(issuer.issue(CredentialRequest(subject, options={"duration_seconds": "900"})))
+    finally:
+        server.stop()
+    body = issued.body
+    assert body["Version"] == 1 and body["RoleArn"] == DEV and body["AccessKeyId"] and body["SessionToken"]
+    assert body["Expiration"].endswith("Z") and 0 < issued.expires_in <= 900
