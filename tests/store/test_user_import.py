@@ -185,7 +185,8 @@ def test_keycloak(cli, database, tmp_path):  # noqa: F811
     assert summary["created"] == 3 and [r["line"] for r in summary["rejects"]] == [4, 5]
     kim = users(database)["kim@example.com"]
     assert kim.groups == ["staff", "staff/ops"] and kim.custom_attributes == {"dept": "7"}
-    assert kim.preferred_username == "kim" and kim.created_at.year == 2020 and users(database)["lee@example.com"].disabled
+    assert kim.preferred_username == "kim" and kim.created_at.year == 2020
+    assert users(database)["lee@example.com"].disabled
     assert signs_in("kim@example.com", PASSWORD) and signs_in("old@example.com", PASSWORD)
     assert not signs_in("old@example.com", "wrong")
 
@@ -283,3 +284,19 @@ def test_export_import_round_trip(cli, database, tmp_path):  # noqa: F811
     again = cli("users", "export", "-").output
     assert [json.loads(line) for line in again.splitlines()] == first
     assert signs_in("own@example.com", "an own password")
+
+
+def test_standard_input_and_help(cli, database):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from idbroker.cli import app
+
+    lines = json.dumps({"email": "in@example.com", "password_hash": BCRYPT}) + "\n" + "nope\n"
+    result = CliRunner().invoke(app, ["users", "import", "-", "--json"], input=lines)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["created"] == 1 and summary["rejects"] == [{"line": 2, "reason": "not valid JSON"}]
+    assert signs_in("in@example.com", PASSWORD)
+    for command in ("import", "export"):
+        text = " ".join(cli("users", command, "--help").output.split())
+        assert "Usage" in text and "--format" in text

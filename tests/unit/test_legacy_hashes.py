@@ -105,7 +105,8 @@ def test_tampered_hash_refused(pw, scheme, encoded, password):
 
 
 @pytest.mark.parametrize("encoded", [
-    "", "plaintext", "$2b$04$short", "$2b$99$" + "a" * 53, "$argon2i$m=1,t=1,p=1$x$y", "$scrypt$ln=30,r=8,p=1$c2FsdA$" + "A" * 43,
+    "", "plaintext", "$2b$04$short", "$2b$99$" + "a" * 53, "$argon2i$m=1,t=1,p=1$x$y",
+    "$scrypt$ln=30,r=8,p=1$c2FsdA$" + "A" * 43,
     "pbkdf2_sha256$0$salt$" + "A" * 44, "pbkdf2_sha256$999999999$salt$" + "A" * 44, "pbkdf2_md5$10$s$" + "A" * 24,
     "$pbkdf2-sha256$1000$!!$" + "A" * 43, "{SSHA}" + _b64(b"short"), "{SHA}" + _b64(b"x" * 21), "{MD5}" + "A" * 24,
     "$6$rounds=1$salt$" + "a" * 86, "$7$whatever", "$md5$zz", "$firebase-scrypt$r=8,m=14$$Bw==$c2FsdA==$AAAA",
