@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         sys.exit(f"idbroker: cannot prepare the metrics directory under data_dir: {exc.strerror or exc}")
     Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
-            interface=Interfaces.ASGI, log_access=args.access_log, backlog=BACKLOG,
+            interface=Interfaces.ASGI, log_access=args.access_log and settings.log_format != "json", backlog=BACKLOG,
             http1_settings=HTTP1Settings(header_read_timeout=header_read_timeout * 1000),
             respawn_failed_workers=True).serve()
 

@@ -59,12 +59,11 @@ the key's last failure; `purge` (run now and then by `attempt`) deletes such row
 
 Client addresses
 ----------------
-The address is ``request.client.host``. Behind a reverse proxy or load balancer that is the
-proxy's address, so every client would share one address: the operator must make the server take
-the client address from ``X-Forwarded-For`` as set by the trusted proxies only - with uvicorn,
-``--proxy-headers --forwarded-allow-ips=<proxy addresses>``; with Granian, wrap the application
-with ``granian.utils.proxies.wrap_asgi_with_proxy_headers(app, trusted_hosts=[...])``. Trusting
-the header from any client would let an attacker choose a new address for every attempt.
+The address is the client's as web/proxies.py `client_ip` names it. Behind a reverse proxy or load
+balancer the connection's peer is the proxy, so every client would share one address: the operator
+lists the proxies in `trusted_proxies`, and only from those peers are ``X-Forwarded-For`` and
+``Forwarded`` believed. Trusting the header from any client would let an attacker choose a new
+address for every attempt.
 """
 
 from __future__ import annotations

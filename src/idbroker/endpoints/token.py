@@ -27,7 +27,7 @@ async def token_endpoint(request: Request) -> Response:
         # Client authentication is CPU only while the registry has the client cached (a few seconds).
         client = provider.client_auth.authenticate(request.headers.get("authorization"), form).client
         body = await handler.handle(client, form)
-        token_issued(grant_type)
+        token_issued(grant_type, client.client_id)
     except OAuth2Error as err:
         return error_response(err)
     return json_response(body)

@@ -66,6 +66,7 @@ UPSTREAM_LATENCY = Histogram("idbroker_upstream_request_duration_seconds",
 POOL_CHECKED_OUT = Gauge("idbroker_db_pool_checked_out", "Database connections in use",
                          multiprocess_mode="livesum")
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LOGIN_SUCCEEDED, _LOGIN_FAILED, _LOCKED = "login.succeeded", "login.failed", "login.locked"
 
 
@@ -87,8 +88,10 @@ def audit_event(kind: str, detail: Mapping[str, Any]) -> None:
         pass
 
 
-def token_issued(grant_type: str) -> None:
+def token_issued(grant_type: str, client_id: str | None = None) -> None:
+    """The token endpoint answered `client_id` with tokens (the client_id also goes to the log fields)."""
     TOKENS_ISSUED.labels(grant=grant_type[:64]).inc()
+    request_log.note(client_id=client_id)
 
 
 def watch_pool(engine: Any) -> None:
@@ -192,6 +195,7 @@ class ObservedRequests:
                 break
         request_id = request_log.request_id_from(incoming)
         method = scope.get("method", "GET")
+        method = method if method in _METHODS else "other"  # bounded labels
         token = request_log.begin(request_id, method)
         client = scope.get("client")
         request_log.note(client_ip=client[0] if client else None)
