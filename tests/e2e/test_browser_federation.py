@@ -7,8 +7,10 @@ token carries our ``sub``, the ``idp`` claim and amr ``fed``.
 Covered: the provider's button on our sign-in page and ``idp_hint``; a second sign-in after the
 upstream rotated its signing key; a forged state on the callback; the upstream stopped in the
 middle of a sign-in (a page in the user's language with the way back to the sign-in page, never
-a 500); the SAML IdP's button; the account's linked providers page. One broker and one upstream
-for the module; each test has a fresh browser profile.
+a 500); the SAML IdP's button; the account's linked providers page (reached from the account
+navigation, the last way in kept, another provider linked and unlinked). One broker and one
+upstream for the module; each test has a fresh browser profile. The test that stops the upstream
+runs last: the broker refetches an upstream's keys at most once a minute.
 """
 
 from __future__ import annotations
@@ -101,6 +103,13 @@ def at_the_upstream(page: Any, upstream: UpstreamProcess) -> None:
     page.get_by_role("button", name="Continue").click()
 
 
+def signed_in_without_an_application(page: Any, broker: Broker, upstream: UpstreamProcess) -> None:
+    """Through the upstream straight from /idp/up1/start: back here, signed in, on our own page."""
+    page.goto(broker.issuer + "/idp/up1/start")
+    at_the_upstream(page, upstream)
+    page.wait_for_url(re.compile("^" + re.escape(broker.issuer) + r"/(?!idp/)"))
+
+
 def back_at_the_application(page: Any, broker: Broker, app: Client, rp: RelyingParty,
                             auth: Authorization) -> dict[str, Any]:
     page.wait_for_url(app.redirect_uri + "?*")
@@ -137,8 +146,7 @@ def test_idp_hint_goes_straight_to_the_upstream(page: Any, broker: Broker, upstr
 
 def test_linked_providers_page_from_the_account_navigation(page: Any, broker: Broker, upstream: UpstreamProcess,
                                                            app: Client, rp: RelyingParty) -> None:
-    page.goto(broker.issuer + "/idp/up1/start")
-    at_the_upstream(page, upstream)
+    signed_in_without_an_application(page, broker, upstream)
     page.goto(broker.issuer + "/account")
     page.get_by_role("navigation").get_by_role("link", name="Sign-in providers").click()
     page.wait_for_url(broker.issuer + "/account/identities")
@@ -192,34 +200,6 @@ def test_forged_state_on_the_callback_is_a_clear_page(page: Any, broker: Broker,
     page.get_by_role("link", name="Continue with Example OP").wait_for()
 
 
-def test_upstream_down_is_a_page_in_the_users_language(browser: Any, broker: Broker, upstream: UpstreamProcess,
-                                                       app: Client) -> None:
-    """The browser comes back with our state, but the upstream stopped meanwhile, so its code
-    cannot be redeemed: our page, in French for a French browser, with the way back to the
-    sign-in page."""
-    context = browser.new_context(locale="fr-FR")
-    context.set_default_timeout(WAIT_SECONDS * 1000)
-    try:
-        context.route("https://fonts.googleapis.com/**", lambda route: route.abort())
-        page = context.new_page()
-        page.goto(authorization(broker, app).url)
-        sent = to_the_upstream(page, broker, "Continuer avec Example OP")
-        page.wait_for_url(re.compile("^" + re.escape(upstream.issuer) + "/interaction/"))
-        upstream.stop()
-        response = page.goto(f"{broker.issuer}/idp/up1/callback?"
-                             + urlencode({"code": "a-code", "state": sent["state"], "iss": upstream.issuer}))
-        assert response.status == 400, response.status
-        assert page.locator("html").get_attribute("lang") == "fr"
-        page.get_by_role("heading", name="Nous n’avons pas pu vous connecter").wait_for()
-        assert "injoignable" in page.get_by_role("alert").inner_text()
-        page.get_by_role("link", name="Retour à la connexion").click()
-        page.wait_for_url(re.compile(re.escape(broker.issuer) + r"/login\?interaction="))
-        page.get_by_role("heading", name="Se connecter").wait_for()
-    finally:
-        context.close()
-        upstream.start("k3")  # up again for whatever runs next
-
-
 # -- SAML 2.0 IdP -----------------------------------------------------------------------------------------
 class SamlLoginPage:
     """The pysaml2 IdP behind a login page on loopback: GET /sso with our signed AuthnRequest
@@ -229,6 +209,7 @@ class SamlLoginPage:
         from peers.saml_idp import IDP_ENTITY_ID, SamlIdp
 
         self.idp: Any = None
+        self.subject = "u-123"  # the NameID of the IdP's user
         self.entity_sso = IDP_ENTITY_ID + "/sso"
         self.make_idp = SamlIdp
         login = self
@@ -239,7 +220,7 @@ class SamlLoginPage:
                 if parts.path != "/sso" or login.idp is None:
                     self.send_error(404)
                     return
-                form = login.idp.respond(f"{login.entity_sso}?{parts.query}")
+                form = login.idp.respond(f"{login.entity_sso}?{parts.query}", subject=login.subject)
                 fields = "".join(f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in form.items())
                 body = (f'<!doctype html><html lang="en"><title>Corporate IdP</title><h1>Corporate IdP</h1>'
                         f'<form method="post" action="{escape(acs)}">{fields}'
@@ -311,3 +292,58 @@ def test_sign_in_with_the_saml_idps_button(page: Any, broker: Broker, saml: Saml
     page.wait_for_url(saml.sso + "?*")
     page.get_by_role("button", name="Continue to the application").click()
     assert_federated(broker, back_at_the_application(page, broker, app, rp, auth), SAML_EMAIL, "corp")
+
+
+def test_link_another_provider_then_unlink_it(page: Any, broker: Broker, upstream: UpstreamProcess,
+                                              saml: SamlLoginPage) -> None:
+    """Signed in through the OpenID provider, the user links the SAML IdP's account from the
+    linked providers page, then unlinks it (the other link is still a way in)."""
+    saml.resolve(page.context)
+    signed_in_without_an_application(page, broker, upstream)
+    page.goto(broker.issuer + "/account/identities")
+    saml.subject = "u-linked"
+    try:
+        page.get_by_role("button", name="Link Corporate SSO").click()
+        page.get_by_role("button", name="Continue to the application").click()
+    finally:
+        saml.subject = "u-123"
+    page.wait_for_url(broker.issuer + "/account/identities?linked=corp")
+    assert "Corporate SSO is now linked to your account." in page.get_by_role("status").inner_text()
+    linked = page.locator("#linked-identities li")
+    assert linked.count() == 2
+    assert linked.nth(1).locator("img").get_attribute("src") == "/static/idp/generic.svg"
+    page.get_by_role("button", name="Unlink Corporate SSO").click()
+    page.wait_for_url(broker.issuer + "/account/identities")
+    assert page.locator("#linked-identities li").count() == 1
+    page.get_by_role("button", name="Link Corporate SSO").wait_for()  # offered again
+
+
+# -- last: the upstream stops ------------------------------------------------------------------------------
+def test_upstream_down_is_a_page_in_the_users_language(browser: Any, broker: Broker, upstream: UpstreamProcess,
+                                                       app: Client) -> None:
+    """The browser comes back with our state, but the upstream stopped meanwhile, so its code
+    cannot be redeemed: our page, in French for a French browser, with the way back to the
+    sign-in page."""
+    context = browser.new_context(locale="fr-FR")
+    context.set_default_timeout(WAIT_SECONDS * 1000)
+    try:
+        context.route("https://fonts.googleapis.com/**", lambda route: route.abort())
+        page = context.new_page()
+        page.goto(authorization(broker, app).url)
+        sent = to_the_upstream(page, broker, "Continuer avec Example OP")
+        page.wait_for_url(re.compile("^" + re.escape(upstream.issuer) + "/interaction/"))
+        upstream.stop()
+        response = page.goto(f"{broker.issuer}/idp/up1/callback?"
+                             + urlencode({"code": "a-code", "state": sent["state"], "iss": upstream.issuer}))
+        assert response.status == 400, response.status
+        assert page.locator("html").get_attribute("lang") == "fr"
+        page.get_by_role("heading", name="Nous n’avons pas pu vous connecter").wait_for()
+        assert "injoignable" in page.get_by_role("alert").inner_text()
+        page.get_by_role("link", name="Retour à la connexion").click()
+        page.wait_for_url(re.compile(re.escape(broker.issuer) + r"/login\?interaction="))
+        page.get_by_role("heading", name="Se connecter").wait_for()
+    finally:
+        context.close()
+        # Up again, under a new key the broker may not fetch yet (one JWKS refetch a minute):
+        # this test comes last.
+        upstream.start("k3")
