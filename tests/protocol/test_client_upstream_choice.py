@@ -45,6 +45,12 @@ def fake_kind(monkeypatch: Any) -> None:
 
 
 @pytest.fixture
+def passkeys_on(provider: Any) -> None:
+    """The passkey button as on a real host name (the tests' issuer is an address, no RP id)."""
+    provider.passkeys.available = True
+
+
+@pytest.fixture
 def upstreams(provider: Any) -> None:
     provider.upstreams.add("up1", "fake", "First Upstream", domains=["corp.example"])
     provider.upstreams.add("up2", "fake", "Second Upstream", domains=["other.example"])
@@ -72,13 +78,14 @@ def post_login(http: Any, page: Any, username: str, password: str = "") -> Any:
                                      "username": username, "password": password})
 
 
-def test_the_page_offers_only_the_clients_providers(http: Any, upstreams: None, register: Any) -> None:
+def test_the_page_offers_only_the_clients_providers(passkeys_on: None, http: Any, upstreams: None,
+                                                    register: Any) -> None:
     register("some", first_party=True, idps=["up1"])
     register("every", first_party=True)
     page = login_page(http, "some")
     assert page.status_code == 200
     assert 'id="idp-up1"' in page.text and 'id="idp-up2"' not in page.text
-    assert 'name="password"' in page.text and "/forgot-password" in page.text
+    assert 'name="password"' in page.text and "/forgot-password" in page.text and "/login/passkey" in page.text
     every = login_page(http, "every")
     assert 'id="idp-up1"' in every.text and 'id="idp-up2"' in every.text
 
@@ -120,13 +127,14 @@ def test_home_realm_sends_the_address_to_its_provider_without_a_password(http: A
     assert ok.status_code == 303 and ok.headers["location"].startswith("https://app.example/cb")
 
 
-def test_without_local_accounts_no_password_is_taken(http: Any, upstreams: None, register: Any,
-                                                     user: Any) -> None:
+def test_without_local_accounts_no_password_is_taken(passkeys_on: None, http: Any, upstreams: None,
+                                                     register: Any, user: Any) -> None:
     register("fed-only", first_party=True, idps=["up1"], local_accounts=False)
     page = login_page(http, "fed-only")
     assert page.status_code == 200
     assert 'name="password"' not in page.text
     assert "/forgot-password" not in page.text and "/signup" not in page.text
+    assert "/login/passkey" not in page.text  # a passkey is a local account's too
     assert 'id="idp-up1"' in page.text
     r = post_login(http, page, "alice@example.com", PASSWORD)  # a local account's right password
     assert r.status_code == 403 and NO_LOCAL in r.text
