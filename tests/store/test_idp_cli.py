@@ -114,3 +114,43 @@ def test_a_preset_is_its_kind_with_the_providers_defaults(cli):  # noqa: F811
     assert out["kind"] == "oidc" and out["options"]["issuer"] == "https://accounts.google.com"
     assert out["options"]["preset"] == "google" and out["options"]["client_id"] == "abc.apps.example"
     assert out["secrets"] == ["client_secret"] and "s3cret" not in json.dumps(out)
+
+
+def test_named_flags_set_the_kinds_options(cli, tmp_path):  # noqa: F811
+    """The issue's own flags (--issuer --client-id --client-secret --scope --claim; --url --bind-dn ...;
+    --metadata-file) set the same options as --option/--secret, secrets still encrypted."""
+    out = json.loads(cli("idp", "add", "--id", "op", "--kind", "oidc", "--name", "OP", "--issuer",
+                         "https://op.example", "--client-id", "rp", "--client-secret", "s3cret", "--scope",
+                         "openid email", "--scope", "groups", "--claim", "groups=roles", "--claim",
+                         "nickname=profile.nick", "--json").output)
+    assert out["options"] == {"issuer": "https://op.example", "client_id": "rp",
+                              "scopes": ["openid", "email", "groups"],
+                              "claims": {"groups": "roles", "nickname": "profile.nick"}}
+    assert out["secrets"] == ["client_secret"] and "s3cret" not in json.dumps(out)
+    out = json.loads(cli("idp", "update", "op", "--scope", "openid", "--json").output)
+    assert out["options"]["scopes"] == ["openid"] and out["options"]["client_id"] == "rp"
+    assert "--claim" in cli("idp", "add", "--id", "x", "--kind", "oidc", "--name", "X", "--issuer",
+                            "https://op.example", "--claim", "nope", ok=False).output
+
+    out = json.loads(cli("idp", "add", "--id", "ad", "--kind", "ldap", "--name", "AD", "--url",
+                         "ldap://dc.example.com", "--start-tls", "--bind-dn", "cn=svc,dc=example,dc=com",
+                         "--bind-password", "pw", "--base-dn", "dc=example,dc=com", "--user-filter",
+                         "(sAMAccountName={login})", "--json").output)
+    assert out["options"]["start_tls"] is True and out["options"]["user_filter"] == "(sAMAccountName={login})"
+    assert out["secrets"] == ["bind_password"]
+
+    missing = cli("idp", "add", "--id", "s", "--kind", "saml", "--name", "S", "--metadata-file",
+                  str(tmp_path / "absent.xml"), ok=False)
+    assert missing.exit_code == 1 and "absent.xml" in missing.output and "Traceback" not in missing.output
+
+
+def test_a_provider_changed_twice_within_the_clock_tick_is_rebuilt(provider):
+    """The built class follows the stored configuration even when two writes share updated_at."""
+    registry = provider.upstreams
+    registry.add("tick", "stub", "Tick", options={"issuer": "https://a.example"})
+    first = registry.get("tick")[1]
+    assert first.config.options["issuer"] == "https://a.example"
+    with provider.db.session() as s:  # the same updated_at, another configuration
+        row = s.get(UpstreamProvider, "tick")
+        row.options = {"issuer": "https://b.example"}
+    assert registry.get("tick")[1].config.options["issuer"] == "https://b.example"

@@ -23,6 +23,49 @@ Domains = Annotated[list[str] | None, typer.Option("--domain", help="Addresses i
                                                    "(repeat).")]
 
 
+Text = Annotated[str | None, typer.Option()]
+Issuer = Annotated[str | None, typer.Option(help="oidc: the issuer (discovery at {issuer}/.well-known/...).")]
+ClientId = Annotated[str | None, typer.Option(help="oidc/oauth2: our client id at the provider.")]
+ClientSecret = Annotated[str | None, typer.Option(help="oidc/oauth2: our client secret there (stored encrypted).")]
+Scopes = Annotated[list[str] | None, typer.Option("--scope", help="oidc/oauth2: a scope to ask for (repeat; "
+                                                  "replaces the preset's).")]
+Claims = Annotated[list[str] | None, typer.Option("--claim", help="LOCAL=UPSTREAM claim (SAML: attribute) "
+                                                  "mapping; dotted paths reach nested values (repeat).")]
+LdapUrl = Annotated[str | None, typer.Option("--url", help="ldap: ldaps://host or ldap://host with --start-tls.")]
+StartTls = Annotated[bool | None, typer.Option("--start-tls/--no-start-tls", help="ldap: StartTLS on ldap://.")]
+BindPassword = Annotated[str | None, typer.Option(help="ldap: the service account's password (stored encrypted).")]
+UserFilter = Annotated[str | None, typer.Option(help="ldap: e.g. (|(uid={login})(mail={login})).")]
+MetadataUrl = Annotated[str | None, typer.Option(help="saml: the IdP's metadata URL (refreshed).")]
+MetadataFile = Annotated[str | None, typer.Option(help="saml: the IdP's metadata file (its content is stored).")]
+
+
+def _typed(kind: str, *, issuer: str | None, client_id: str | None, client_secret: str | None,
+           scope: list[str] | None, claim: list[str] | None, url: str | None, start_tls: bool | None,
+           bind_dn: str | None, bind_password: str | None, base_dn: str | None, user_filter: str | None,
+           group_base_dn: str | None, metadata_url: str | None, metadata_file: str | None
+           ) -> tuple[dict[str, Any], dict[str, str]]:
+    """(options, secrets) from the named flags: the same keys `--option`/`--secret` would set."""
+    options: dict[str, Any] = {key: value for key, value in (
+        ("issuer", issuer), ("client_id", client_id), ("url", url), ("bind_dn", bind_dn), ("base_dn", base_dn),
+        ("user_filter", user_filter), ("group_base_dn", group_base_dn), ("idp_metadata_url", metadata_url))
+        if value is not None}
+    if start_tls is not None:
+        options["start_tls"] = start_tls
+    if scope:
+        options["scopes"] = [s for item in scope for s in item.split()]
+    if claim:
+        options["attributes" if kind == "saml" else "claims"] = _pairs(claim, "--claim")
+    if metadata_file is not None:
+        try:
+            with open(metadata_file, encoding="utf-8") as f:
+                options["idp_metadata"] = f.read()
+        except OSError as exc:
+            ctx.fail(f"--metadata-file {metadata_file}: {exc.strerror or exc}")
+    secrets = {key: value for key, value in (("client_secret", client_secret), ("bind_password", bind_password))
+               if value is not None}
+    return options, secrets
+
+
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or []:
@@ -58,6 +101,10 @@ def idp_add(
     provider_id: Annotated[str, typer.Option("--id", help="Our id: in {issuer}/idp/{id}/... and the idp claim.")],
     kind: Annotated[str, typer.Option(help="oidc, oauth2, saml, ldap, or a preset (google, github, ...).")],
     name: Annotated[str, typer.Option(help="Shown on the sign-in button.")],
+    issuer: Issuer = None, client_id: ClientId = None, client_secret: ClientSecret = None, scope: Scopes = None,
+    claim: Claims = None, url: LdapUrl = None, start_tls: StartTls = None, bind_dn: Text = None,
+    bind_password: BindPassword = None, base_dn: Text = None, user_filter: UserFilter = None,
+    group_base_dn: Text = None, metadata_url: MetadataUrl = None, metadata_file: MetadataFile = None,
     option: KeyValues = None, secret: SecretValues = None, domain: Domains = None,
     trust_email: Annotated[bool, typer.Option(help="Its verified addresses may link to existing accounts.")] = False,
     trust_mfa: Annotated[bool, typer.Option(help="Its multi-factor sign-in stands in for ours.")] = False,
@@ -65,10 +112,15 @@ def idp_add(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Add an upstream provider; prints the redirect URI to register there."""
+    named, named_secrets = _typed(
+        kind, issuer=issuer, client_id=client_id, client_secret=client_secret, scope=scope, claim=claim, url=url,
+        start_tls=start_tls, bind_dn=bind_dn, bind_password=bind_password, base_dn=base_dn, user_filter=user_filter,
+        group_base_dn=group_base_dn, metadata_url=metadata_url, metadata_file=metadata_file)
     try:
-        row = ctx.provider().upstreams.add(provider_id, kind, name, options=_pairs(option, "--option"),
-                                           secrets=_pairs(secret, "--secret"), logo_uri=logo_uri,
-                                           trust_email=trust_email, trust_mfa=trust_mfa, domains=domain)
+        row = ctx.provider().upstreams.add(provider_id, kind, name, options={**_pairs(option, "--option"), **named},
+                                           secrets={**_pairs(secret, "--secret"), **named_secrets},
+                                           logo_uri=logo_uri, trust_email=trust_email, trust_mfa=trust_mfa,
+                                           domains=domain)
     except InvalidUpstream as exc:
         ctx.fail(str(exc))
     _print_idp(row, as_json)
@@ -78,6 +130,10 @@ def idp_add(
 def idp_update(
     provider_id: Annotated[str, typer.Argument(help="The provider to change.")],
     name: Annotated[str | None, typer.Option()] = None,
+    issuer: Issuer = None, client_id: ClientId = None, client_secret: ClientSecret = None, scope: Scopes = None,
+    claim: Claims = None, url: LdapUrl = None, start_tls: StartTls = None, bind_dn: Text = None,
+    bind_password: BindPassword = None, base_dn: Text = None, user_filter: UserFilter = None,
+    group_base_dn: Text = None, metadata_url: MetadataUrl = None, metadata_file: MetadataFile = None,
     option: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, merged; KEY= removes it (repeat).")] = None,
     secret: SecretValues = None, domain: Domains = None,
     no_domains: Annotated[bool, typer.Option("--no-domains", help="Remove every domain.")] = False,
@@ -87,9 +143,17 @@ def idp_update(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Change a provider (options and secrets are merged; --domain replaces the list)."""
+    current = ctx.provider().upstreams.row(provider_id)
+    if current is None:
+        ctx.fail(f"no provider {provider_id!r}")
+    named, named_secrets = _typed(
+        current.kind, issuer=issuer, client_id=client_id, client_secret=client_secret, scope=scope, claim=claim,
+        url=url, start_tls=start_tls, bind_dn=bind_dn, bind_password=bind_password, base_dn=base_dn,
+        user_filter=user_filter, group_base_dn=group_base_dn, metadata_url=metadata_url, metadata_file=metadata_file)
     try:
         row = ctx.provider().upstreams.update(
-            provider_id, name=name, options=_pairs(option, "--option"), secrets=_pairs(secret, "--secret"),
+            provider_id, name=name, options={**_pairs(option, "--option"), **named},
+            secrets={**_pairs(secret, "--secret"), **named_secrets},
             logo_uri=logo_uri, trust_email=trust_email, trust_mfa=trust_mfa,
             domains=[] if no_domains else domain)
     except InvalidUpstream as exc:

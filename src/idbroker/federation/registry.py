@@ -78,11 +78,18 @@ def _looks_like_url(value: Any) -> bool:
     return isinstance(value, str) and bool(re.match(r"\A[a-z][a-z0-9+.-]*://", value, re.I))
 
 
+def _fingerprint(row: UpstreamProvider) -> str:
+    """What a built class depends on: two writes within the clock's resolution have the same
+    updated_at, so the configuration itself says whether the built class is still current."""
+    return json.dumps([row.kind, row.name, row.options, row.secrets, row.domains, row.trust_email, row.trust_mfa,
+                       row.updated_at.isoformat() if row.updated_at else None], sort_keys=True, default=str)
+
+
 def redirect_uris(issuer: str, provider_id: str, kind: str) -> dict[str, str]:
     """What the operator registers at the upstream."""
     base = f"{issuer}/idp/{provider_id}"
     if kind in SAML_KINDS:
-        return {"acs": base + "/acs", "metadata": base + "/metadata"}
+        return {"acs": base + "/acs", "metadata": base + "/metadata", "slo": base + "/slo"}
     return {"redirect_uri": base + "/callback"}
 
 
@@ -91,7 +98,7 @@ class UpstreamRegistry:
         self.db = db
         self._key = OctKey.import_key(derive_key(master_secret, "idbroker upstream secrets"))
         self.collaborators = dict(collaborators or {})
-        self._built: dict[str, tuple[datetime, Upstream | PasswordAuthority]] = {}
+        self._built: dict[str, tuple[str, Upstream | PasswordAuthority]] = {}
         self._lock = threading.Lock()
 
     # -- writes -----------------------------------------------------------------------------------
@@ -194,9 +201,10 @@ class UpstreamRegistry:
             return None
         with self._lock:
             built = self._built.get(row.id)
-            if built is None or built[0] != row.updated_at:
+            version = _fingerprint(row)
+            if built is None or built[0] != version:
                 try:
-                    built = (row.updated_at, self._build(row))
+                    built = (version, self._build(row))
                 except (ValueError, KeyError, TypeError):  # configured before its kind checked this
                     log.exception("upstream provider %s cannot be built", row.id)
                     return None
