@@ -57,7 +57,8 @@ LINKED_ELSEWHERE = N_("This %(provider)s account is already linked to another ac
 NO_EMAIL = N_("%(provider)s did not share an email address, which a new account needs.")
 NO_SIGNUP = N_("There is no account for you here, and new accounts cannot be created.")
 DISABLED = N_("This account is disabled.")
-LAST_WAY_IN = N_("This is the only way to sign in to your account: set a password before removing it.")
+LAST_WAY_IN = N_("This is the only way to sign in to your account: set a password or add a passkey before "
+                "removing it.")
 
 # Profile claims (OIDC Core §5.1) an upstream may fill in a new account, with their column sizes.
 PROFILE_CLAIMS = {"given_name": 255, "family_name": 255, "middle_name": 255, "nickname": 255,
