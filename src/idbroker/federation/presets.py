@@ -18,7 +18,9 @@ claim mapping (LOCAL=UPSTREAM) and the quirk flags the kinds understand:
 - ``subject_claim``: OAuth 2.0 profiles name the user's id differently (``id``, ``user_id``).
 
 What the operator gives always wins over the preset (a self-hosted GitLab's issuer, more scopes);
-claim mappings are merged, the operator's entries last.
+claim mappings are merged, the operator's entries last. The preset's name is kept as the option
+``preset``: the sign-in button shows its mark (web/static/idp/<preset>.svg, one per preset,
+checked by tests/unit/test_idp_marks.py) when the provider has no logo of its own.
 """
 
 from __future__ import annotations
