@@ -86,55 +86,72 @@ def _time(value: Any, name: str) -> datetime:
     raise Rejected(f"{name} is not an ISO 8601 date and time")
 
 
+def _bool(name: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise Rejected(f"{name} must be true or false")
+    return value
+
+
+def _string(name: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or len(value) > 2048):
+        raise Rejected(f"{name} must be a string")
+    return value
+
+
+def _object(name: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise Rejected(f"{name} must be an object")
+    return value
+
+
+def _groups(name: str, value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
+        raise Rejected("groups must be a list of strings")
+    return value
+
+
+def _password_hash(name: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or len(value) > 512 or not recognised(value)):
+        raise Rejected("password_hash is not in an encoding idbroker verifies")
+    return value
+
+
+def _sub(name: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 64 or not set(value) <= SUB_CHARS):
+        raise Rejected("sub must be 1 to 64 URL-safe characters")
+    return value
+
+
+def _when(name: str, value: Any) -> Any:
+    return None if value is None else _time(value, name)
+
+
+# field -> its check (returns the value to store); `email` is checked apart, it is the key.
+CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    **{n: _bool for n in BOOL_FIELDS}, **{n: _string for n in STRING_FIELDS},
+    "address": _object, "custom_attributes": _object, "groups": _groups, "password_hash": _password_hash,
+    "sub": _sub, **{n: _when for n in TIME_FIELDS}}
+
+
 def validate(record: Any) -> dict[str, Any]:
     """The columns to write for one record in the jsonl shape (only the fields it gives, and
     `email`), or Rejected. No side effects."""
     if not isinstance(record, dict):
         raise Rejected("not a JSON object")
-    unknown = set(record) - set(JSONL_FIELDS)
-    if unknown:
-        raise Rejected(f"unknown field {sorted(unknown)[0]!r}")
     email = record.get("email")
-    if not isinstance(email, str) or not EMAIL_RE.match(normalise_email(email)) or len(email) > 320:
+    if not isinstance(email, str) or len(email) > 320 or not EMAIL_RE.match(email := normalise_email(email)):
         raise Rejected("email missing or not an email address")
-    row: dict[str, Any] = {"email": normalise_email(email)}
-    for name in BOOL_FIELDS:
-        if name in record:
-            if not isinstance(record[name], bool):
-                raise Rejected(f"{name} must be true or false")
-            row[name] = record[name]
-    for name in STRING_FIELDS:
-        value = record.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > 2048):
-            raise Rejected(f"{name} must be a string")
-        if name in record:
-            row[name] = value
-    if "address" in record:
-        if record["address"] is not None and not isinstance(record["address"], dict):
-            raise Rejected("address must be an object")
-        row["address"] = record["address"]
-    if "groups" in record:
-        groups = record["groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
-            raise Rejected("groups must be a list of strings")
-        row["groups"] = groups
-    if "custom_attributes" in record:
-        if record["custom_attributes"] is not None and not isinstance(record["custom_attributes"], dict):
-            raise Rejected("custom_attributes must be an object")
-        row["custom_attributes"] = record["custom_attributes"]
-    if "password_hash" in record:
-        encoded = record["password_hash"]
-        if encoded is not None and (not isinstance(encoded, str) or len(encoded) > 512 or not recognised(encoded)):
-            raise Rejected("password_hash is not in an encoding idbroker verifies")
-        row["password_hash"] = encoded
-    if record.get("sub") is not None:
-        sub = record["sub"]
-        if not isinstance(sub, str) or not 1 <= len(sub) <= 64 or not set(sub) <= SUB_CHARS:
-            raise Rejected("sub must be 1 to 64 URL-safe characters")
-        row["sub"] = sub
-    for name in TIME_FIELDS:
-        if record.get(name) is not None:
-            row[name] = _time(record[name], name)
+    row: dict[str, Any] = {}
+    for name, value in record.items():
+        check = CHECKS.get(name)
+        if check is not None:
+            row[name] = check(name, value)
+        elif name != "email":
+            raise Rejected(f"unknown field {name!r}")
+    row["email"] = email
+    for name in ("sub", *TIME_FIELDS):  # null: as if absent
+        if name in row and row[name] is None:
+            del row[name]
     return row
 
 
