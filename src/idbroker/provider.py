@@ -61,7 +61,7 @@ class Provider:
                                       cache_seconds=settings.cache_seconds)
         self.grants = GrantStore(self.db)
         self.access_tokens = AccessTokens(self.issuer, self.keys, self.grants)
-        self.id_tokens = IdTokens(self.issuer, self.keys)
+        self.id_tokens = IdTokens(self.issuer, self.keys, derive_key(master, "idbroker pairwise subjects"))
         self.client_auth = ClientAuthenticator(self.clients, self.endpoint("token"), self.issuer)
 
     def endpoint(self, name: str) -> str:

@@ -26,7 +26,8 @@ def test_discovery_document(http):
     assert "ES256" in m["id_token_signing_alg_values_supported"]
     assert m["authorization_response_iss_parameter_supported"] is True
     assert m["backchannel_logout_supported"] and m["backchannel_logout_session_supported"]
-    assert set(m["response_types_supported"]) == {"code", "id_token", "id_token token"}
+    assert set(m["response_types_supported"]) == {"code", "id_token", "id_token token", "code id_token",
+                                                  "code token", "code id_token token"}
     assert {"openid", "offline_access"} <= set(m["scopes_supported"])
 
 

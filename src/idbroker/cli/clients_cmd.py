@@ -32,6 +32,44 @@ Idps = Annotated[list[str] | None, typer.Option("--idp", help="An upstream provi
 AllIdps = Annotated[bool, typer.Option("--all-idps", help="Offer every upstream provider (the default).")]
 Local = Annotated[bool | None, typer.Option("--local-accounts/--no-local-accounts", help="Offer the password form, "
                                             "sign-up and reset (default), or upstream providers only.")]
+# OIDC Registration §2 / Core §8.1 / Front-Channel Logout 1.0 (issue 15).
+SubjectType = Annotated[str | None, typer.Option(help="public (default) or pairwise: a per-sector `sub` "
+                                                 "(OIDC Core §8.1).")]
+SectorUri = Annotated[str | None, typer.Option(help="https URL of a JSON array listing every redirect URI; its "
+                                               "host is the pairwise sector ('' to clear).")]
+FrontUri = Annotated[str | None, typer.Option(help="Front-channel logout URI, loaded in an iframe with iss and "
+                                              "sid when the user signs out ('' to clear).")]
+UserinfoAlg = Annotated[str | None, typer.Option(help="Sign userinfo responses (RS256 or ES256; 'none' for "
+                                                 "plain JSON, the default).")]
+
+# RFC 9126 §6, RFC 9101 §10.5, RFC 9449 §5.2 (issue 15).
+RequirePar = Annotated[bool | None, typer.Option("--require-par/--no-require-par", help="Accept its authorization "
+                                                 "requests only through the PAR endpoint (/oauth2/par).")]
+RequireSigned = Annotated[bool | None, typer.Option("--require-signed-request-object/--no-require-signed-request-"
+                                                    "object", help="Accept only signed request objects.")]
+DpopBound = Annotated[bool | None, typer.Option("--dpop-bound/--no-dpop-bound", help="Require a DPoP proof on "
+                                                "every token request (RFC 9449).")]
+
+
+def _sender_options(require_par: bool | None, require_signed: bool | None, dpop_bound: bool | None) -> dict[str, Any]:
+    return {k: v for k, v in {"require_par": require_par, "require_signed_request_object": require_signed,
+                              "dpop_bound": dpop_bound}.items() if v is not None}
+
+
+def _standards(subject_type: str | None, sector_uri: str | None, front_uri: str | None,
+               userinfo_alg: str | None) -> dict[str, Any]:
+    """The issue-15 client options given, as metadata changes ('' clears a URI)."""
+    out: dict[str, Any] = {}
+    if subject_type is not None:
+        out["subject_type"] = subject_type
+    if sector_uri is not None:
+        out["sector_identifier_uri"] = sector_uri or None
+    if front_uri is not None:
+        out["frontchannel_logout_uri"] = front_uri or None
+        out["frontchannel_logout_session_required"] = bool(front_uri)
+    if userinfo_alg is not None:
+        out["userinfo_signed_response_alg"] = None if userinfo_alg.lower() == "none" else userinfo_alg
+    return out
 
 
 def _idps(idp: list[str] | None, all_idps: bool) -> list[str] | None | bool:
@@ -112,7 +150,10 @@ def clients_add(
     scope: Annotated[list[str] | None, typer.Option(help="Allowed scope (repeat).")] = None,
     auth_method: Annotated[str | None, typer.Option(help="Token endpoint auth method.")] = None,
     jwks_file: Annotated[str | None, typer.Option(help="Public JWKS file for private_key_jwt.")] = None,
-    id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (ES256 or RS256).")] = "ES256",
+    id_token_alg: Annotated[str, typer.Option(help="ID token signing algorithm (RS256, the default, or "
+                                              "ES256).")] = c.ID_TOKEN_DEFAULT_ALG,
+    subject_type: SubjectType = None, sector_identifier_uri: SectorUri = None,
+    frontchannel_logout_uri: FrontUri = None, userinfo_alg: UserinfoAlg = None,
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
@@ -141,6 +182,8 @@ def clients_add(
         meta.scopes = list(scope)
     meta.idps = None if idps is False else idps  # type: ignore[assignment]
     meta.local_accounts = local_accounts is not False
+    for key, value in _standards(subject_type, sector_identifier_uri, frontchannel_logout_uri, userinfo_alg).items():
+        setattr(meta, key, value)
     try:
         row, secret = ctx.provider().clients.create(meta)
     except InvalidClientMetadata as exc:
@@ -165,6 +208,8 @@ def clients_update(
     auth_method: Annotated[str | None, typer.Option()] = None,
     jwks_file: Annotated[str | None, typer.Option()] = None,
     id_token_alg: Annotated[str | None, typer.Option()] = None,
+    subject_type: SubjectType = None, sector_identifier_uri: SectorUri = None,
+    frontchannel_logout_uri: FrontUri = None, userinfo_alg: UserinfoAlg = None,
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
@@ -187,6 +232,7 @@ def clients_update(
     idps = _idps(idp, all_idps)
     if idps is not False:
         changes["idps"] = idps
+    changes |= _standards(subject_type, sector_identifier_uri, frontchannel_logout_uri, userinfo_alg)
     if exchange_audience and no_exchange:
         ctx.fail("--exchange-audience and --no-exchange exclude each other")
     if exchange_audience or no_exchange:

@@ -12,7 +12,8 @@ from ..oauth2 import constants as c
 AUTH_METHODS = (c.AUTH_NONE, c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT)
 GRANT_TYPES = (c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN, c.GRANT_CLIENT_CREDENTIALS,
                c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE)
-RESPONSE_TYPES = (c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
+RESPONSE_TYPES = c.RESPONSE_TYPES  # code, implicit and hybrid
+SIGNING_ALGS = ("RS256", "ES256")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 IDP_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")  # federation/registry.py ID_RE
 
@@ -38,7 +39,7 @@ class ClientMetadata:
     logback_uri: str | None = None
     backchannel_logout_uri: str | None = None
     jwks: dict | None = None
-    id_token_signed_response_alg: str = "ES256"
+    id_token_signed_response_alg: str = c.ID_TOKEN_DEFAULT_ALG
     access_token_ttl: int | None = None
     id_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
@@ -49,6 +50,11 @@ class ClientMetadata:
     exchange_audiences: list[str] = field(default_factory=list)  # RFC 8693 targets it may exchange into
     idps: list[str] | None = None  # the upstream providers offered (`idbroker idp` ids); None: every one
     local_accounts: bool = True    # False: no password form, sign-up or reset; upstream providers only
+    userinfo_signed_response_alg: str | None = None  # OIDC Registration §2; None: userinfo as plain JSON
+    subject_type: str = c.SUBJECT_PUBLIC             # OIDC Core §8: public or pairwise
+    sector_identifier_uri: str | None = None         # OIDC Registration §5 (fetched by the registry)
+    frontchannel_logout_uri: str | None = None       # Front-Channel Logout 1.0 §2
+    frontchannel_logout_session_required: bool = False
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -72,13 +78,15 @@ class ClientMetadata:
         for aud in self.exchange_audiences:
             if not aud or len(aud) > 2048 or not aud.isprintable() or " " in aud or "#" in aud:
                 problems.append(f"invalid exchange audience {aud!r} (printable, no spaces or fragment)")
-        if c.RESPONSE_CODE in self.response_types and c.GRANT_AUTHORIZATION_CODE not in self.grant_types:
-            problems.append("response type 'code' needs the authorization_code grant type")
+        coded = [r for r in self.response_types if c.RESPONSE_CODE in r.split()]
+        if coded and c.GRANT_AUTHORIZATION_CODE not in self.grant_types:
+            # OIDC Registration §2: code and the hybrid types need the authorization_code grant.
+            problems.append(f"response type {coded[0]!r} needs the authorization_code grant type")
         implicit = [r for r in self.response_types if r != c.RESPONSE_CODE]
         if implicit and c.GRANT_IMPLICIT not in self.grant_types:
             self.grant_types.append(c.GRANT_IMPLICIT)  # OIDC Registration §2: implied by the response types
         if c.GRANT_IMPLICIT in self.grant_types and not implicit:
-            problems.append("the implicit grant needs response type 'id_token' or 'id_token token'")
+            problems.append("the implicit grant needs a response type with 'id_token' or 'token'")
         redirecting = bool(self.response_types)
         if redirecting and not self.redirect_uris:
             problems.append("at least one redirect URI is required for clients with response types")
@@ -86,7 +94,7 @@ class ClientMetadata:
             problems += _check_redirect(uri, implicit=bool(implicit))
         for uri in self.post_logout_redirect_uris:
             problems += _check_redirect(uri, implicit=False, what="post-logout redirect URI")
-        for name in ("logo_uri", "logback_uri", "backchannel_logout_uri"):
+        for name in ("logo_uri", "logback_uri", "backchannel_logout_uri", "frontchannel_logout_uri"):
             value = getattr(self, name)
             if value and not _is_web_url(value):
                 problems.append(f"{name} must be an absolute http(s) URL")
@@ -94,8 +102,15 @@ class ClientMetadata:
             problems.append("logo_uri must be an https URL (the pages load images over https only)")
         if self.token_endpoint_auth_method == c.AUTH_PRIVATE_KEY_JWT and not self.jwks:
             problems.append("private_key_jwt needs the client's public keys (jwks)")
-        if self.id_token_signed_response_alg not in ("ES256", "RS256"):
-            problems.append("id_token_signed_response_alg must be ES256 or RS256")
+        if self.id_token_signed_response_alg not in SIGNING_ALGS:
+            problems.append("id_token_signed_response_alg must be RS256 or ES256")
+        if self.userinfo_signed_response_alg not in (None, *SIGNING_ALGS):
+            problems.append("userinfo_signed_response_alg must be RS256 or ES256")
+        problems += self._check_subject_type()
+        if self.frontchannel_logout_uri and _is_web_url(self.frontchannel_logout_uri) and \
+                _origin(self.frontchannel_logout_uri) not in {_origin(u) for u in self.redirect_uris}:
+            # Front-Channel Logout 1.0 §2: same scheme, host and port as a registered redirect URI.
+            problems.append("frontchannel_logout_uri must have the scheme, host and port of a redirect URI")
         for s in self.scopes:
             if not s or any(ch in s for ch in ' "\\') or not s.isprintable():
                 problems.append(f"invalid scope token {s!r} (RFC 6749 §3.3)")
@@ -113,6 +128,42 @@ class ClientMetadata:
             problems.append("a client without local accounts needs at least one upstream provider")
         if problems:
             raise InvalidClientMetadata(problems)
+
+
+    def _check_subject_type(self) -> list[str]:
+        """OIDC Core §8.1 / Registration §5: a pairwise client's sector is the host of its
+        sector_identifier_uri, or of its redirect URIs when they all share one."""
+        if self.subject_type not in (c.SUBJECT_PUBLIC, c.SUBJECT_PAIRWISE):
+            return ["subject_type must be public or pairwise"]
+        uri = self.sector_identifier_uri
+        if uri:
+            parts = urlsplit(uri)
+            if not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)) \
+                    or not parts.hostname or len(uri) > 2048:
+                return ["sector_identifier_uri must be an https URL"]
+        elif self.subject_type == c.SUBJECT_PAIRWISE and len(redirect_hosts(self.redirect_uris)) > 1:
+            return ["a pairwise client with redirect URIs on several hosts needs a sector_identifier_uri"]
+        return []
+
+
+def redirect_hosts(uris: list[str]) -> set[str]:
+    return {urlsplit(u).hostname or "" for u in uris}
+
+
+def sector_of(client: Any) -> str:
+    """The sector identifier (a host) of a pairwise client (OIDC Core §8.1)."""
+    if client.sector_identifier_uri:
+        return urlsplit(client.sector_identifier_uri).hostname or ""
+    return min(redirect_hosts(client.redirect_uris) or {client.client_id})
+
+
+def _origin(uri: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, parts.hostname, port
 
 
 def offers(client: Any, provider_id: str) -> bool:

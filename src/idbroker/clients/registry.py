@@ -14,6 +14,7 @@ from ..security import KeyedHasher, random_token
 from ..store.db import Database, utcnow
 from ..store.models import Client
 from .metadata import ClientMetadata, InvalidClientMetadata
+from .sector import Fetch, check_sector, fetch_json
 
 FIELDS = [f.name for f in dataclasses.fields(ClientMetadata)]
 
@@ -27,7 +28,8 @@ class ClientNotFound(LookupError):
 
 
 class ClientRegistry:
-    def __init__(self, db: Database, hasher: KeyedHasher, cache_seconds: int = 5):
+    def __init__(self, db: Database, hasher: KeyedHasher, cache_seconds: int = 5, fetch: Fetch = fetch_json):
+        self.fetch = fetch  # reads sector_identifier_uri documents
         self.db = db
         self.hasher = hasher
         self.cache_seconds = cache_seconds
@@ -37,6 +39,7 @@ class ClientRegistry:
     def create(self, meta: ClientMetadata) -> tuple[Client, str | None]:
         """Registers a client. Returns it and, for confidential clients, the secret (shown once)."""
         meta.validate()
+        self._check_sector(meta, None)
         secret = None
         if meta.token_endpoint_auth_method in (c.AUTH_BASIC, c.AUTH_POST):
             secret = random_token(32)
@@ -62,7 +65,9 @@ class ClientRegistry:
             meta = metadata_of(row)
             for key, value in changes.items():
                 setattr(meta, key, value)
+            before = metadata_of(row)
             meta.validate()
+            self._check_sector(meta, before)
             for key in FIELDS:
                 setattr(row, key, getattr(meta, key))
             secret = None
@@ -75,6 +80,17 @@ class ClientRegistry:
             row.updated_at = utcnow()
         self.forget(client_id)
         return row, secret
+
+    def _check_sector(self, meta: ClientMetadata, before: ClientMetadata | None) -> None:
+        """OIDC Registration §5: every redirect URI listed at the sector_identifier_uri, fetched
+        when it or the redirect URIs are new."""
+        uri = meta.sector_identifier_uri
+        if not uri or (before is not None and before.sector_identifier_uri == uri
+                       and before.redirect_uris == meta.redirect_uris):
+            return
+        problems = check_sector(uri, meta.redirect_uris, self.fetch)
+        if problems:
+            raise InvalidClientMetadata(problems)
 
     def remove(self, client_id: str) -> None:
         with self.db.session() as s:

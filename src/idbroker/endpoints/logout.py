@@ -1,4 +1,6 @@
-"""OIDC RP-Initiated Logout 1.0 and Back-Channel Logout 1.0; a session begun through a SAML upstream
+"""OIDC RP-Initiated Logout 1.0, Back-Channel Logout 1.0 and Front-Channel Logout 1.0 (the
+signed-out page holds an iframe per client of the session with a frontchannel_logout_uri, with
+`iss` and `sid`, §3; a post_logout_redirect_uri is followed once they loaded); a session begun through a SAML upstream
 with a SingleLogoutService goes on to the IdP's logout (pages/single_logout.py) once it ended here."""
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..pages.hosted import FORM_EXPIRED
 from ..pages.single_logout import SingleLogout
 from ..text import N_
 from ..web.body import BodyError, read_form
+from ..web.templating import PAGE_HEADERS
 from .common import unique_params
 
 if TYPE_CHECKING:
@@ -117,7 +120,9 @@ class Logout:
             self.csrf.set_cookie(response, fresh)
             return response
         task = None
+        frames: list[str] = []
         if found is not None:
+            frames = await run_in_threadpool(self._frontchannel, found[0].sid)
             signout = self.provider.signout
             task = BackgroundTask(signout.notify, await run_in_threadpool(signout.end, [found[0].sid], found[1].sub))
         after = _with_state(req.redirect_uri, req.state) if req.redirect_uri else None
@@ -127,13 +132,39 @@ class Logout:
                                                       client_id=req.client.client_id if req.client else None)
         if upstream is not None:
             response: Response = upstream
-        elif after:
+        elif after and not frames:
             response = RedirectResponse(after, status_code=303)
         else:
-            response = self.journey.pages.render(request, "login/logged_out.html", client=req.client)
+            origins = " ".join(sorted({_origin(u) for u in frames})) or "'none'"
+            response = self.journey.pages.render(
+                request, "login/logged_out.html", client=req.client, frontchannel=frames, after=after,
+                headers={"Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"] + f"; frame-src {origins}"})
         response.delete_cookie(self.journey.session_cookie, path="/")
         response.background = task
         return response
+
+
+    def _frontchannel(self, sid: str) -> list[str]:
+        """Front-Channel Logout 1.0 §3: the frontchannel_logout_uri of each client of the session,
+        with iss and sid (§2: an RP may require them; we always send them)."""
+        out = []
+        for client_id in self.provider.sessions.clients_of(sid):
+            client = self.provider.clients.get(client_id)
+            if client is not None and client.frontchannel_logout_uri:
+                out.append(_with_params(client.frontchannel_logout_uri,
+                                        {"iss": self.provider.issuer, "sid": sid}))
+        return out
+
+
+def _origin(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _with_params(uri: str, params: dict[str, str]) -> str:
+    parts = urlsplit(uri)
+    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def _with_state(uri: str, state: str | None) -> str:

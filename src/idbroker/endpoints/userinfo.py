@@ -1,12 +1,19 @@
-"""OIDC Core §5.3 UserInfo endpoint, Bearer token per RFC 6750 (header or form body)."""
+"""OIDC Core §5.3 UserInfo endpoint, Bearer token per RFC 6750 (header or form body).
+
+The answer is JSON, or, for a client registered with userinfo_signed_response_alg (OIDC
+Registration §2), a JWT signed with that algorithm carrying iss and aud (§5.3.2), served as
+`application/jwt`. Its `sub` is the one the client sees (pairwise subjects, §8.1)."""
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth2.errors import InsufficientScopeError, InvalidRequestError, InvalidTokenError, OAuth2Error
-from ..oidc.claims import upstream_claims, user_claims
+from ..oidc.claims import requested_claims, upstream_claims, user_claims
+from ..store.db import Database
+from ..store.models import Grant
 from .common import json_response, provider_of, read_form
 
 
@@ -43,7 +50,21 @@ async def userinfo_endpoint(request: Request) -> Response:
         if "openid" not in scopes:
             raise InsufficientScopeError("the access token lacks the openid scope")
         body = user_claims(claims["_user"], scopes) | upstream_claims(claims.get("idp"))
+        if claims.get("gid"):  # OIDC Core §5.5: claims the authorization asked for here
+            asked = await run_in_threadpool(_claims_request, provider.db, claims["gid"])
+            body |= requested_claims(claims["_user"], asked, "userinfo", scopes)
+        client = provider.clients.get(claims.get("client_id", ""))
+        body["sub"] = provider.id_tokens.subject(client, body["sub"])
     except OAuth2Error as err:
         status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) else 400
         return json_response(err.as_dict(), status, {"WWW-Authenticate": _challenge(err)})
+    if client is not None and client.userinfo_signed_response_alg:
+        return Response(provider.id_tokens.sign_userinfo(client, body), media_type="application/jwt",
+                        headers={"Cache-Control": "no-store"})
     return json_response(body)
+
+
+def _claims_request(db: Database, grant_id: str) -> dict | None:
+    with db.session(write=False) as s:
+        grant = s.get(Grant, grant_id)
+        return grant.claims if grant is not None else None

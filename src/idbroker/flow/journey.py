@@ -23,7 +23,7 @@ from ..oauth2.errors import (
     OAuth2Error,
 )
 from ..oauth2.grants.base import ttl
-from ..oidc.claims import id_token_claims, upstream_claims, user_claims
+from ..oidc.claims import id_token_claims, requested_claims, upstream_claims, user_claims
 from ..store.db import aware
 from ..text import N_
 from .consents import Consents
@@ -102,6 +102,8 @@ class Journey:
         assert req.client is not None
         found = self.current(request)
         logged_in_here = found is not None and interaction is not None and interaction.login_sid == found[0].sid
+        if not logged_in_here and "create" in req.prompt and interaction is None and self._signup_open(req):
+            return self.park(req, interaction, "signup")  # OIDC Prompt Create 1.0 §4: straight to sign-up
         if not logged_in_here:
             if "none" in req.prompt:
                 if found is None or self._needs_fresh_login(req, found[0]):
@@ -150,6 +152,13 @@ class Journey:
             return "consent", ConsentRequiredError("the user has not consented")
         return None
 
+    def _signup_open(self, req: AuthorizationRequest) -> bool:
+        """Whether the client's users may sign up here (else prompt=create shows the sign-in page)."""
+        client = req.client
+        assert client is not None
+        enabled = self.settings.signup_enabled if client.signup_enabled is None else client.signup_enabled
+        return bool(enabled) and client.local_accounts
+
     def _needs_fresh_login(self, req: AuthorizationRequest, session: BrowserSession) -> bool:
         if req.max_age is None:
             return False
@@ -181,9 +190,10 @@ class Journey:
             auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr, idp=session.idp,
             ttl=max(ttl(self.settings.tokens, client, "refresh_token_ttl") if offline else 0,
                     ttl(self.settings.tokens, client, "access_token_ttl"), self.settings.code_ttl), session=s)
+        grant.claims = req.claims or None  # OIDC Core §5.5: for the token endpoint and userinfo
         s.flush()  # the grant before its code: the models have no relationship to order them by
         self.sessions.add_client(session.sid, client.client_id, session=s)
-        if req.response_type == c.RESPONSE_CODE:
+        if req.returns(c.RESPONSE_CODE):
             out["code"] = self.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
                                                nonce=req.nonce, code_challenge=req.code_challenge,
                                                ttl=self.settings.code_ttl, session=s)
@@ -194,12 +204,13 @@ class Journey:
     def respond(self, request: Request, req: AuthorizationRequest, session: BrowserSession, user: User,
                 interaction: Interaction | None, grant: Grant, out: dict[str, str]) -> Response:
         """The answer to the client, once `record_grant` is committed: tokens of the implicit
-        flow added, in the request's response mode; the interaction cookie goes."""
+        and hybrid flows added (OIDC Core §3.2.2.5, §3.3.2.5), in the request's response mode;
+        the interaction cookie goes."""
         client = req.client
         assert client is not None
         access_token = None
         auth_time = int(aware(session.auth_time).timestamp())
-        if req.response_type == c.RESPONSE_ID_TOKEN_TOKEN:
+        if req.returns("token"):
             at = self.access_tokens.issue(client_id=client.client_id, sub=user.sub, scope=req.scope,
                                        ttl=ttl(self.settings.tokens, client, "access_token_ttl"), grant_id=grant.id,
                                        auth_time=auth_time, acr=session.acr, amr=list(session.amr),
@@ -207,14 +218,19 @@ class Journey:
             access_token = at.token
             out.update(access_token=at.token, token_type="Bearer", expires_in=str(at.expires_in),
                        scope=req.scope)
-        if req.implicit:
+        if req.returns(c.RESPONSE_ID_TOKEN):
             # OIDC Core §5.4: with no access token to fetch userinfo, the claims go in the ID token.
-            extra: dict[str, Any] = {} if access_token else user_claims(user, req.scopes)
-            extra.update(upstream_claims(session.idp) | id_token_claims(user, req.scopes))
+            alone = req.response_type == c.RESPONSE_ID_TOKEN
+            extra: dict[str, Any] = user_claims(user, req.scopes) if alone else {}
+            extra.update(upstream_claims(session.idp) | id_token_claims(user, req.scopes)
+                         | requested_claims(user, req.claims, "id_token", req.scopes))
+            extra.pop("sub", None)
             out["id_token"] = self.id_tokens.issue(
-                client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
+                client_id=client.client_id, alg=client.id_token_signed_response_alg,
+                sub=self.id_tokens.subject(client, user.sub),
                 ttl=ttl(self.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,
-                sid=session.sid, acr=session.acr, amr=list(session.amr), access_token=access_token, extra=extra)
+                sid=session.sid, acr=session.acr, amr=list(session.amr), access_token=access_token,
+                code=out.get("code"), extra=extra)
         response = authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
                                           issuer=self.settings.issuer, state=req.state)
         if interaction is not None:

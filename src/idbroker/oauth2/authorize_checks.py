@@ -51,6 +51,7 @@ class AuthorizationRequest:
     max_age: int | None = None
     code_challenge: str | None = None
     acr_values: list[str] = field(default_factory=list)
+    claims: dict[str, Any] = field(default_factory=dict)  # OIDC Core §5.5, checked by check_claims
 
     @property
     def scope(self) -> str:
@@ -58,7 +59,12 @@ class AuthorizationRequest:
 
     @property
     def implicit(self) -> bool:
-        return self.response_type in (c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN)
+        """Tokens in the front channel: the implicit and hybrid flows."""
+        return bool(self.response_type) and self.response_type != c.RESPONSE_CODE
+
+    def returns(self, kind: str) -> bool:
+        """Whether the response carries `kind` (code, id_token, token; OIDC Core §3.3)."""
+        return kind in self.response_type.split()
 
     def parked(self) -> dict[str, Any]:
         """The request as validated, to keep with its interaction (JSON): read back with
@@ -157,7 +163,7 @@ def check_response_type(clients: ClientRegistry, req: AuthorizationRequest) -> N
     if not raw:
         raise InvalidRequestError("response_type is required")
     normalised = " ".join(sorted(raw.split(), key=lambda t: {"code": 0, "id_token": 1, "token": 2}.get(t, 3)))
-    if normalised not in (c.RESPONSE_CODE, c.RESPONSE_ID_TOKEN, c.RESPONSE_ID_TOKEN_TOKEN):
+    if normalised not in c.RESPONSE_TYPES:
         raise UnsupportedResponseTypeError(f"response_type {raw!r} is not supported")
     if normalised not in req.client.response_types:
         raise UnauthorizedClientError(f"this client may not use response_type {normalised!r}")
@@ -185,7 +191,7 @@ def check_scope(clients: ClientRegistry, req: AuthorizationRequest) -> None:
         raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")
     if req.implicit and c.SCOPE_OPENID not in asked:
         raise InvalidScopeError("the openid scope is required for this response_type")
-    if c.SCOPE_OFFLINE in asked and (req.response_type != c.RESPONSE_CODE
+    if c.SCOPE_OFFLINE in asked and (not req.returns(c.RESPONSE_CODE)
                                      or c.GRANT_REFRESH_TOKEN not in req.client.grant_types):
         asked.remove(c.SCOPE_OFFLINE)  # OIDC Core §11: ignored when no code is returned
     req.scopes = asked
@@ -193,13 +199,14 @@ def check_scope(clients: ClientRegistry, req: AuthorizationRequest) -> None:
 
 def check_nonce(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     req.nonce = req.params.get("nonce")
-    if req.implicit and not req.nonce:
-        raise InvalidRequestError("nonce is required for the implicit flow (OIDC Core §3.2.2.1)")
+    if req.returns(c.RESPONSE_ID_TOKEN) and not req.nonce:
+        # OIDC Core §3.2.2.1, §3.3.2.11: an ID token in the front channel needs a nonce.
+        raise InvalidRequestError("nonce is required when the response carries an ID token (OIDC Core §3.2.2.1)")
 
 
 def check_pkce(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     assert req.client is not None
-    if req.response_type != c.RESPONSE_CODE:
+    if not req.returns(c.RESPONSE_CODE):
         return
     challenge = req.params.get("code_challenge")
     pkce.check_challenge(challenge, req.params.get("code_challenge_method"), required=req.client.public)
@@ -230,6 +237,33 @@ def check_acr_values(clients: ClientRegistry, req: AuthorizationRequest) -> None
     req.acr_values = req.params.get("acr_values", "").split()
 
 
+def check_claims(clients: ClientRegistry, req: AuthorizationRequest) -> None:
+    """OIDC Core §5.5: the claims parameter, a JSON object with `userinfo` and `id_token` members,
+    each naming claims as null or {essential, value, values}. An `acr` asked for with values
+    (§5.5.1.1) is honoured like acr_values."""
+    import json
+
+    raw = req.params.get("claims")
+    if raw is None:
+        return
+    try:
+        asked = json.loads(raw)
+    except ValueError:
+        raise InvalidRequestError("claims must be a JSON object (OIDC Core §5.5)") from None
+    if not isinstance(asked, dict) or set(asked) - {"userinfo", "id_token"}:
+        raise InvalidRequestError("claims must be a JSON object with userinfo and id_token members")
+    for where, members in asked.items():
+        if not isinstance(members, dict) or not all(
+                request is None or (isinstance(request, dict) and isinstance(request.get("essential", False), bool)
+                                    and isinstance(request.get("values", []), list))
+                for request in members.values()):
+            raise InvalidRequestError(f"claims.{where} must map claim names to null or a request object")
+    req.claims = asked
+    acr = (asked.get("id_token") or {}).get("acr") or {}
+    wanted = [acr["value"]] if isinstance(acr.get("value"), str) else acr.get("values", [])
+    req.acr_values = list(dict.fromkeys([*req.acr_values, *[v for v in wanted if isinstance(v, str)]]))
+
+
 # Spec order. Registering a check here is the only way to add one.
 CHECKS: tuple[Check, ...] = (
     check_parameters,
@@ -245,6 +279,7 @@ CHECKS: tuple[Check, ...] = (
     check_prompt,
     check_max_age,
     check_acr_values,
+    check_claims,
 )
 
 

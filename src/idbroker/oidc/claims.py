@@ -55,6 +55,22 @@ def user_claims(user: User, scopes: list[str] | set[str]) -> dict[str, Any]:
     return out
 
 
+def requested_claims(user: User, request: dict[str, Any] | None, where: str, scopes: list[str] | set[str]
+                     ) -> dict[str, Any]:
+    """OIDC Core §5.5: the claims the `claims` parameter asked for in `where` (id_token or
+    userinfo), each released only when a granted scope covers it (what the user consented to);
+    `essential` is a hint, a claim we cannot release is left out (§5.5.1)."""
+    names = (request or {}).get(where) or {}
+    covered = {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
+    out: dict[str, Any] = {}
+    for name in names:
+        if name in covered:
+            value = _value(user, name)
+            if value is not None and value != "":
+                out[name] = value
+    return out
+
+
 def _value(user: User, claim: str) -> Any:
     if claim == "name":
         parts = [p for p in (user.given_name, user.middle_name, user.family_name) if p]

@@ -156,6 +156,8 @@ class Grant(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # OIDC Core §5.5: the claims request parameter of its authorization (migration 0010).
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AuthorizationCode(Base):

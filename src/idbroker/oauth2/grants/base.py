@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ...oidc.claims import id_token_claims, upstream_claims
+from ...oidc.claims import id_token_claims, requested_claims, upstream_claims
 from ...store.db import aware
 from .. import constants as c
 from ..errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError
@@ -88,10 +88,12 @@ class UserGrant:
                                 "scope": scope}
         if c.SCOPE_OPENID in scope.split():
             body["id_token"] = self.id_tokens.issue(
-                client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub,
+                client_id=client.client_id, alg=client.id_token_signed_response_alg,
+                sub=self.id_tokens.subject(client, user.sub),
                 ttl=ttl(self.settings, client, "id_token_ttl"), auth_time=auth_time, nonce=nonce, sid=grant.sid,
                 acr=grant.acr, amr=grant.amr, access_token=at.token,
-                extra=upstream_claims(grant.idp) | id_token_claims(user, scope.split()))
+                extra=upstream_claims(grant.idp) | id_token_claims(user, scope.split())
+                | requested_claims(user, grant.claims, "id_token", scope.split()))
         if refresh_token:
             body["refresh_token"] = refresh_token
         return body
