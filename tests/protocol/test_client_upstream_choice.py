@@ -144,6 +144,28 @@ def test_without_local_accounts_no_password_is_taken(passkeys_on: None, http: An
     assert r.status_code == 303 and "/idp/up1/start?" in r.headers["location"]
 
 
+def test_without_local_accounts_the_local_endpoints_refuse_too(http: Any, upstreams: None, register: Any,
+                                                               user: Any, provider: Any) -> None:
+    """Hidden links are not enough: sign-up, forgot-password and a passkey sign-in reached directly
+    for that client's parked request are refused, and nothing is created or mailed."""
+    register("fed-only", first_party=True, idps=["up1"], local_accounts=False)
+    page = login_page(http, "fed-only")
+    interaction = interaction_of(page)
+    r = http.get("/signup", params={"interaction": interaction})
+    assert r.status_code == 403
+    r = http.post("/signup", data={"csrf_token": csrf(page.text), "interaction": interaction,
+                                   "email": "new@example.com", "password": PASSWORD})
+    assert r.status_code == 403 and provider.users.by_email("new@example.com") is None
+    r = http.get("/forgot-password", params={"interaction": interaction})
+    assert r.status_code == 403 and NOT_AVAILABLE in r.text
+    r = http.post("/forgot-password", data={"csrf_token": csrf(page.text), "interaction": interaction,
+                                            "email": "alice@example.com"})
+    assert r.status_code == 403 and NOT_AVAILABLE in r.text
+    r = http.post("/login/passkey", json={"interaction": interaction, "credential": {}},
+                  headers={"x-csrf-token": csrf(page.text)})
+    assert r.status_code == 403 and "idbroker_session" not in r.headers.get("set-cookie", "")
+
+
 @pytest.fixture
 def cli(database: Any, tmp_path: Any, monkeypatch: Any) -> Any:
     monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))

@@ -92,6 +92,8 @@ class LifecyclePages(HostedPages):
         return form, interaction, req
 
     def signup_allowed(self, client: Client | None) -> bool:
+        if client is not None and not client.local_accounts:  # upstream providers only
+            return False
         if client is not None and client.signup_enabled is not None:
             return bool(client.signup_enabled)
         return self.settings.signup_enabled

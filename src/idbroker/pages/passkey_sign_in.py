@@ -34,6 +34,7 @@ from ..oauth2 import constants as c
 from ..security import loads_bounded
 from ..web.body import MAX_BODY, BodyError, read_body
 from .hosted import FORM_EXPIRED
+from .sign_in import NOT_FOR_THIS_CLIENT
 
 if TYPE_CHECKING:
     from ..flow.journey import Journey
@@ -107,6 +108,8 @@ class PasskeyLoginViews:
         interaction, req = self.journey.parked(value if isinstance(value, str) else None)
         if value and interaction is None:
             return self._error(request, EXPIRED, 400)
+        if req is not None and not req.client.local_accounts:  # upstream providers only
+            return self._error(request, NOT_FOR_THIS_CLIENT, 403)
         try:
             ceremony = self.passkeys.ceremony(request.cookies.get(self.cookie), LOGIN)
             done = await run_in_threadpool(self.passkeys.authenticate, ceremony, data.get("credential"))

@@ -29,6 +29,7 @@ from ..text import N_
 from .hosted import FORM_EXPIRED
 from .lifecycle_pages import BAD_FORM, LifecyclePages, Problem, check_email, link, text_field
 from .protection import TOO_MANY, client_ip, limit, wait_words
+from .sign_in import NOT_FOR_THIS_CLIENT
 
 if TYPE_CHECKING:
     from ..oauth2.authorize_checks import AuthorizationRequest
@@ -54,6 +55,8 @@ class RecoveryViews(LifecyclePages):
         interaction, req = self.journey.parked(value)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
+        if req is not None and not req.client.local_accounts:  # upstream providers only: no password here
+            return self.journey.error_page(request, NOT_FOR_THIS_CLIENT, 403)
         return self._forgot_page(request, interaction, req)
 
     async def forgot_submit(self, request: Request) -> Response:
@@ -61,6 +64,8 @@ class RecoveryViews(LifecyclePages):
         if isinstance(posted, Response):
             return posted
         form, interaction, req = posted
+        if req is not None and not req.client.local_accounts:
+            return self.journey.error_page(request, NOT_FOR_THIS_CLIENT, 403)
         email, problem = check_email(text_field(form, "email"))
         if not self.csrf.valid(request, text_field(form, "csrf_token")):
             return self._forgot_page(request, interaction, req, 400, email=email, error=Problem(FORM_EXPIRED))
