@@ -170,3 +170,58 @@ def test_two_workers_counts_are_added_up(tmp_path):
             counts.values())
     finally:
         broker.stop()
+
+
+def test_upstream_calls_are_timed_and_counted(receiver):
+    """The upstream providers' httpx client (provider.py) goes through TimedTransport."""
+    from support import free_port, run_coroutine
+
+    from idbroker.web import metrics
+
+    base, _, _ = receiver
+    host = "127.0.0.1"
+    dead = f"http://127.0.0.1:{free_port()}/token"  # nothing listens there
+
+    def counted(outcome: str) -> float:
+        return metrics.UPSTREAM_REQUESTS.labels(host=host, outcome=outcome)._value.get()
+
+    ok, errors = counted("ok"), counted("error")
+    timed = metrics.UPSTREAM_LATENCY.labels(host=host)._sum.get()
+
+    async def calls() -> None:
+        async with httpx.AsyncClient(transport=metrics.TimedTransport(), timeout=5.0) as http:
+            assert (await http.post(f"{base}/token", data={"a": "b"})).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                await http.get(dead)
+
+    run_coroutine(calls())
+    assert counted("ok") - ok == 1 and counted("error") - errors == 1
+    assert metrics.UPSTREAM_LATENCY.labels(host=host)._sum.get() > timed
+
+
+def test_the_upstream_client_is_timed(provider):
+    from idbroker.web.metrics import TimedTransport
+
+    assert isinstance(provider.upstreams.collaborators["http"]._transport, TimedTransport)
+
+
+def test_pool_use_is_a_gauge(app, provider):
+    with TestClient(app, base_url=ISSUER, client=LOOPBACK) as local:
+        before = value(scrape(local), "idbroker_db_pool_checked_out")
+        with provider.db.engine.connect():
+            held = value(scrape(local), "idbroker_db_pool_checked_out")
+        after = value(scrape(local), "idbroker_db_pool_checked_out")
+    assert before >= 0 and held == before + 1 and after == before
+
+
+def test_dead_workers_live_gauges_are_dropped(tmp_path, monkeypatch):
+    from idbroker.web import metrics
+
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    for name in (f"gauge_livesum_{dead}.db", f"counter_{dead}.db", f"gauge_livesum_{__import__('os').getpid()}.db"):
+        (tmp_path / name).write_bytes(b"")
+    metrics.mark_dead_workers()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert f"gauge_livesum_{dead}.db" not in left  # its connections are no longer in use
+    assert f"counter_{dead}.db" in left            # what it counted still counts

@@ -95,19 +95,26 @@ def token_issued(grant_type: str, client_id: str | None = None) -> None:
 
 
 def watch_pool(engine: Any) -> None:
-    """Keep ``idbroker_db_pool_checked_out`` at the pool's count on every checkout and checkin."""
+    """``idbroker_db_pool_checked_out``: one up at each checkout from the engine's pool, one down at
+    its checkin (SQLAlchemy fires checkin for invalidated connections too)."""
     from sqlalchemy import event
 
     pool = engine.pool
+    if not event.contains(pool, "checkout", _checked_out):
+        event.listen(pool, "checkout", _checked_out)
+        event.listen(pool, "checkin", _checked_in)
 
-    def update(*_: Any) -> None:
-        checked = getattr(pool, "checkedout", None)
-        if checked is not None:
-            POOL_CHECKED_OUT.set(checked())
 
-    if not event.contains(pool, "checkout", update):
-        event.listen(pool, "checkout", update)
-        event.listen(pool, "checkin", update)
+def _checked_out(dbapi_connection: Any, record: Any, *_: Any) -> None:
+    record.info["idbroker_counted"] = True
+    POOL_CHECKED_OUT.inc()
+
+
+def _checked_in(dbapi_connection: Any, record: Any) -> None:
+    # Only what was counted out: a connection checked out before the listener was added (the
+    # PostgreSQL change-feed listener's) would otherwise take the gauge below zero.
+    if record is not None and record.info.pop("idbroker_counted", False):
+        POOL_CHECKED_OUT.dec()
 
 
 class TimedTransport(httpx.AsyncBaseTransport):
