@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,6 +19,10 @@ from .idp_cmd import idp_app
 from .roles_cmd import roles_app
 from .sources_cmd import sources_app
 from .users_cmd import users_app
+
+if TYPE_CHECKING:
+    from ..provider import Provider
+    from ..settings import Settings
 
 app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -64,6 +68,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     algs_before = {k.alg for k, _ in p.keys.list()}
     p.keys.ensure()
     new_keys = sorted({k.alg for k, _ in p.keys.list()} - algs_before)
+    for line in _apply_declared(p, settings):
+        ctx.console.print(line, soft_wrap=True)
     for line in first.report(new_keys):
         ctx.console.print(line, soft_wrap=True)
     ctx.console.print(f"idbroker serving issuer [bold]{p.issuer}[/] on http://{host}:{port} "
@@ -136,6 +142,22 @@ def db_purge() -> None:
     counts = purge(p.db, p.settings.audit_retention_days)
     for table, deleted in counts.items():
         ctx.console.print(f"{table}: {deleted} deleted")
+
+
+def _apply_declared(p: Provider, settings: Settings) -> list[str]:
+    """The providers and sources the configuration file declares ([[upstreams]],
+    [[migration.sources]]), applied to the database; one line and exit 1 for a refused entry."""
+    from ..federation import declared as declared_upstreams
+    from ..federation.registry import InvalidUpstream
+    from ..migration import declared as declared_sources
+    from ..migration.sources import InvalidSource
+
+    try:
+        return [*declared_upstreams.apply(p.upstreams, settings.upstreams),
+                *declared_sources.apply(p.migration_sources, settings.migration_sources)]
+    except (InvalidUpstream, InvalidSource) as exc:
+        ctx.fail(str(exc))
+        raise  # not reached: fail exits
 
 
 def main() -> None:
