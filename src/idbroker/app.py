@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from .endpoints.admin.routes import admin_routes
 from .endpoints.common import read_form, unique_params
 from .endpoints.introspect import introspect_endpoint
 from .endpoints.logout import Logout
@@ -199,6 +200,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", readyz_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *admin_routes(),  # /admin/api/v1 (endpoints/admin/)
     ]
     routes.append(Mount("/static", LayeredStaticFiles(pages.static_dirs), name="static"))
     watch_pool(provider.db.engine)

@@ -50,6 +50,7 @@ AWS_CREDENTIALS_REFUSED = "credentials.aws_refused"    # detail: client_id, role
 USER_MIGRATED = "user.migrated"  # created from a lazy-migration source (migration/lazy.py)
 MIGRATION_SOURCE_UNAVAILABLE = "migration.source_unavailable"  # a source could not be asked
 TOKEN_EXCHANGED = "token.exchanged"  # RFC 8693 exchange at the token endpoint, issued or refused
+ADMIN_CALL = "admin.call"  # an admin API call: method, path (template), client_id, status
 NOTIFY = frozenset({MFA_ENROLLED, MFA_REMOVED, RECOVERY_CODE_USED, RECOVERY_CODES_REGENERATED, ACCOUNT_LOCKED})
 
 # kind -> (mail subject, mail template). PASSWORD_CHANGED mails only when asked (the reset page
