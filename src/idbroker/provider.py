@@ -150,7 +150,7 @@ class Provider:
     @cached_property
     def signout(self) -> SignOut:
         return SignOut(self.sessions, self.grants, self.clients, self.keys, issuer=self.issuer,
-                       timeout=self.settings.sessions.backchannel_timeout)
+                       timeout=self.settings.sessions.backchannel_timeout, subject=self.id_tokens.subject)
 
     @cached_property
     def mailer(self) -> Mailer:

@@ -21,8 +21,10 @@ Two settings guard the service as a whole:
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -49,6 +51,28 @@ def prepare_metrics_dir(data_dir: str) -> str:
     return str(path)
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server cannot listen on host:port, or None. Granian's workers each bind with
+    SO_REUSEPORT, so a second server on a port already served would bind too and share its
+    connections silently; a plain bind (SO_REUSEADDR only, which on Linux never joins a listening
+    socket) fails instead, and so does one on a port another program holds."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}"
+    for family, kind, proto, _name, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                probe.listen(1)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} on {host} is already in use (another idbroker or program is listening)"
+                return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="idbroker.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -61,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
+    busy = port_problem(args.host, args.port)  # checked again: the port may have been taken since
+    if busy:
+        sys.exit(f"idbroker: {busy}")
     settings = load_settings()  # the same settings the workers read
     header_read_timeout = settings.header_read_timeout
     try:
@@ -70,7 +97,19 @@ def main(argv: list[str] | None = None) -> None:
     Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
             interface=Interfaces.ASGI, log_access=args.access_log and settings.log_format != "json", backlog=BACKLOG,
             http1_settings=HTTP1Settings(header_read_timeout=header_read_timeout * 1000),
-            respawn_failed_workers=True).serve()
+            respawn_failed_workers=True, log_dictconfig=granian_log_config(settings.log_format)).serve()
+
+
+def granian_log_config(log_format: str) -> dict[str, object] | None:
+    """With log_format json, Granian's own lines are JSON objects too (web/request_log.py)."""
+    if log_format != "json":
+        return None
+    formatter = {"()": "idbroker.web.request_log.JsonFormatter"}
+    stream = {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {"version": 1, "disable_existing_loggers": False, "formatters": {"json": formatter},
+            "handlers": {"console": stream},
+            "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                        "granian.access": {"handlers": ["console"], "level": "INFO", "propagate": False}}}
 
 
 def exec_server(host: str, port: int, workers: int, access_log: bool) -> None:

@@ -77,6 +77,8 @@ def test_a_login_and_token_exchange_leave_no_secret_in_the_log(app, register, us
     assert token_line["status"] == 200 and token_line["method"] == "POST" and token_line["latency_ms"] >= 0
     assert token_line["client_id"] == client.client_id
     assert any(r["route"] == "/oauth2/authorize" for r in access)
+    signed_in = next(r for r in access if r["route"] == "/login" and r["status"] == 303)
+    assert signed_in["sub"] == user.sub
 
     secrets = [PASSWORD, PASSWORD + "!", q["code"], verifier, body["access_token"], body["refresh_token"],
                body["id_token"], client.secret, *cookies.values()]
@@ -106,3 +108,34 @@ def test_log_format_is_checked():
     assert not load_settings(env={"IDBROKER_LOG_FORMAT": "text"}).observability.access_log_on
     with pytest.raises(SettingsError, match="log_format"):
         load_settings(env={"IDBROKER_LOG_FORMAT": "xml"})
+
+
+def test_a_served_broker_writes_json_lines(tmp_path):
+    """`idbroker serve` with IDBROKER_LOG_FORMAT=json: after the command's own start-up lines, every
+    line - Granian's and the broker's - is a JSON object; access lines carry the request id."""
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+    from broker_process import Broker
+
+    broker = Broker("sqlite", tmp_path, None)
+    broker.env["IDBROKER_LOG_FORMAT"] = "json"
+    broker.start()
+    try:
+        with httpx.Client(timeout=5.0) as http:
+            r = http.get(f"{broker.issuer}/.well-known/openid-configuration", headers={"X-Request-Id": "served-1"})
+            assert r.headers["x-request-id"] == "served-1"
+    finally:
+        broker.stop()
+    lines = broker.log_path.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("{"))
+    records = []
+    for line in lines[first:]:
+        assert line.startswith("{"), line
+        records.append(json.loads(line))
+    assert any(r.get("request_id") == "served-1" and r.get("route") == "/.well-known/openid-configuration"
+               and r.get("status") == 200 for r in records), records
+    assert any(r["logger"] == "_granian" for r in records)

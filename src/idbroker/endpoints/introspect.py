@@ -33,6 +33,7 @@ async def introspect_endpoint(request: Request) -> Response:
                 body = INACTIVE
             else:
                 body = {"active": True, "token_type": "Bearer", **{k: claims[k] for k in AT_FIELDS if k in claims}}
+                body["sub"] = provider.id_tokens.subject(provider.clients.get(claims["client_id"]), claims["sub"])
         else:
             body = await run_in_threadpool(introspect_refresh_token, provider, token)
     except OAuth2Error as err:
@@ -51,5 +52,6 @@ def introspect_refresh_token(provider, token: str) -> dict[str, Any]:  # type: i
     if user is None or user.disabled:
         return INACTIVE
     return {"active": True, "token_type": "refresh_token", "scope": rt.scope, "client_id": rt.client_id,
-            "sub": user.sub, "iss": provider.issuer, "exp": int(aware(rt.expires_at).timestamp()),
+            "sub": provider.id_tokens.subject(provider.clients.get(rt.client_id), user.sub),
+            "iss": provider.issuer, "exp": int(aware(rt.expires_at).timestamp()),
             "iat": int(aware(rt.created_at).timestamp())}

@@ -110,7 +110,8 @@ class Logout:
         found = self.journey.current(request)
         confirmed = request.method == "POST" and params.get("confirm") == "yes" and \
             self.csrf.valid(request, params.get("csrf_token"))
-        hint_matches = bool(found and req.hint and req.hint.get("sub") == found[1].sub
+        hint_matches = bool(found and req.hint  # the sub the hinted client sees (pairwise, OIDC Core §8.1)
+                            and req.hint.get("sub") == self.provider.id_tokens.subject(req.client, found[1].sub)
                             and req.hint.get("sid") in (None, found[0].sid))
         if found is not None and not (confirmed or hint_matches):
             token, fresh = self.csrf.token(request)

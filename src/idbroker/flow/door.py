@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from .. import audit
 from ..mfa.policy import requirement as mfa_requirement
+from ..web import request_log
 from ..web.navigation import local_path
 from ..web.proxies import client_ip
 
@@ -115,6 +116,7 @@ class Login:
         ttl = None if who.remember is None else \
             settings.session_ttl if who.remember else min(settings.short_session_ttl, settings.session_ttl)
         ip = client_ip(request)
+        request_log.note(sub=who.user.sub)  # the log fields of this request (web/request_log.py)
         user_agent = request.headers.get("user-agent")
         self.cookie, session = door.sessions.create(who.user, list(who.amr), who.acr, user_agent=user_agent,
                                                     ip=ip, ttl=ttl, idp=who.idp, session=s)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +31,8 @@ Delivery = tuple[str, str]  # (backchannel_logout_uri, logout token)
 
 class SignOut:
     def __init__(self, sessions: SessionService, grants: GrantStore, clients: ClientRegistry, keys: KeyStore, *,
-                 issuer: str, timeout: float):
+                 issuer: str, timeout: float, subject: Callable[[Client, str], str] | None = None):
+        self.subject = subject or (lambda client, sub: sub)  # IdTokens.subject: pairwise subjects (OIDC Core §8.1)
         self.sessions = sessions
         self.grants = grants
         self.clients = clients
@@ -59,7 +61,8 @@ class SignOut:
         """Back-Channel Logout §2.4."""
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": client.client_id, "iat": now,
-                                  "exp": now + 120, "jti": random_token(16), "sub": sub, "sid": sid,
+                                  "exp": now + 120, "jti": random_token(16), "sid": sid,
+                                  "sub": self.subject(client, sub),
                                   "events": {c.BACKCHANNEL_LOGOUT_EVENT: {}}}
         return self.keys.sign(claims, typ=c.TYP_LOGOUT_TOKEN, alg=client.id_token_signed_response_alg)
 
