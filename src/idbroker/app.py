@@ -26,12 +26,13 @@ from .endpoints.common import read_form, unique_params
 from .endpoints.introspect import introspect_endpoint
 from .endpoints.logout import Logout
 from .endpoints.monitoring import metrics_endpoint, readyz_endpoint
+from .endpoints.pushed_authorization import par_endpoint
 from .endpoints.revoke import revoke_endpoint
 from .endpoints.token import token_endpoint
 from .endpoints.aws_credentials import aws_credentials_endpoint
 from .endpoints.userinfo import userinfo_endpoint
 from .flow.journey import Journey
-from .oauth2.errors import OAuth2Error
+from .oauth2.errors import BadAuthorizationRequest, OAuth2Error
 from .oidc.discovery import metadata_bytes
 from .pages.account import AccountViews
 from .pages.account_security import SecurityViews
@@ -121,6 +122,12 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
                 params = unique_params(list(request.query_params.multi_items()))
         except OAuth2Error as err:
             return journey.error_page(request, err.description, 400)
+        try:  # RFC 9126 pushed requests and RFC 9101 request objects (oauth2/pushed_requests.py)
+            params = await run_in_threadpool(provider.authorization_requests.resolve, params)
+        except BadAuthorizationRequest as bad:
+            return journey.error_page(request, bad.message, bad.status_code, bad.params)
+        except OAuth2Error as err:
+            return journey.redirect_error(request, err.request, err)  # type: ignore[attr-defined]
         return await run_in_threadpool(journey.start, request, params)
 
     async def resume(request: Request) -> Response:
@@ -172,6 +179,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/oauth2/userInfo", userinfo_endpoint, methods=["GET", "POST"]),
         Route("/oauth2/revoke", revoke_endpoint, methods=["POST"]),
         Route("/oauth2/introspect", introspect_endpoint, methods=["POST"]),
+        Route("/oauth2/par", par_endpoint, methods=["POST"]),
         Route("/credentials/aws", aws_credentials_endpoint, methods=["POST"]),
         Route("/oauth2/logout", logout.endpoint, methods=["GET", "POST"]),
         Route("/login", views.login_form, methods=["GET"]),

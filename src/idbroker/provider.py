@@ -14,6 +14,7 @@ from .accounts.sessions import SessionService
 from .accounts.throttle import LoginThrottle, RateLimiter
 from .accounts.users import UserService
 from .audit import Audit
+from .clients.registration import DynamicRegistration, RegistrationPolicy
 from .clients.registry import ClientRegistry
 from .credentials.aws import AwsCredentials
 from .credentials.roles import RoleRules
@@ -32,10 +33,14 @@ from .mfa.webauthn import Passkeys, WebAuthnFactor
 from .notify.mail import Mailer, make_mailer
 from .notify.sms import SmsSender, make_sms_sender
 from .oauth2.client_auth import ClientAuthenticator
+from .oauth2.dpop import DpopProofs
 from .oauth2.grant_store import GrantStore
 from .oauth2.grants import AuthorizationCodeGrant, ClientCredentialsGrant, GrantHandler, RefreshTokenGrant
 from .oauth2.grants.token_exchange import TokenExchangeGrant
+from .oauth2.pushed_requests import AuthorizationRequests
+from .oauth2.request_objects import RequestObjects
 from .oauth2.tokens import AccessTokens
+from .oauth2.used_jtis import UsedJtis
 from .oidc.backchannel import SignOut
 from .oidc.id_token import IdTokens
 from .security import KeyedHasher, derive_key
@@ -66,6 +71,15 @@ class Provider:
 
     def endpoint(self, name: str) -> str:
         return self.issuer + ENDPOINTS[name]
+
+    @cached_property
+    def registration(self) -> DynamicRegistration:
+        """RFC 7591 / 7592 dynamic client registration (POST /oauth2/register)."""
+        s = self.settings
+        policy = RegistrationPolicy.from_settings(s.registration_allowed_scopes, s.registration_software_statement_jwks)
+        return DynamicRegistration(self.db, self.clients, self.clients.hasher, policy,
+                                   lambda client_id: f"{self.endpoint('register')}/{client_id}",
+                                   fetch=lambda uri: self.clients.fetch(uri))
 
     @cached_property
     def passwords(self) -> Passwords:
@@ -199,6 +213,22 @@ class Provider:
         return AwsCredentials(self.role_rules, self.keys, self.settings.credentials, issuer=self.issuer)
 
     @cached_property
+    def used_jtis(self) -> UsedJtis:
+        return UsedJtis(self.db)
+
+    @cached_property
+    def authorization_requests(self) -> AuthorizationRequests:
+        """PAR (RFC 9126) and request objects (RFC 9101) before the authorization checks."""
+        return AuthorizationRequests(self.db, self.clients, RequestObjects(self.issuer, self.used_jtis),
+                                     par_required=self.settings.par_required)
+
+    @cached_property
+    def dpop(self) -> DpopProofs:
+        """DPoP proofs (RFC 9449); nonces only with the `dpop_nonce` setting."""
+        key = derive_key(self.settings.secret_bytes(), "idbroker dpop nonces") if self.settings.dpop_nonce else None
+        return DpopProofs(self.used_jtis, key)
+
+    @cached_property
     def sessions(self) -> SessionService:
         return SessionService(self.db, self.settings.session_ttl)
 
@@ -209,6 +239,8 @@ ENDPOINTS = {
     "userinfo": "/oauth2/userinfo",
     "revoke": "/oauth2/revoke",
     "introspect": "/oauth2/introspect",
+    "par": "/oauth2/par",
+    "register": "/oauth2/register",  # RFC 7591 §3 (on when the setting `registration` is open or token)
     "logout": "/oauth2/logout",
     "jwks": "/.well-known/jwks.json",
     "discovery": "/.well-known/openid-configuration",

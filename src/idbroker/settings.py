@@ -89,6 +89,11 @@ class ServerSettings(Section):
     body_read_timeout: float = 10.0
     # Requests one client address may have in progress per worker; more get 429 (web/limits.py).
     max_requests_per_address: int = 64
+    # RFC 9126: every client must push its authorization requests (/oauth2/par), not only those
+    # registered with --require-par.
+    par_required: bool = False
+    # RFC 9449 §8: DPoP proofs must carry a nonce the broker provides (DPoP-Nonce header).
+    dpop_nonce: bool = False
 
     def problems(self, settings: Settings) -> list[str]:
         out: list[str] = []
@@ -437,10 +442,39 @@ class ObservabilitySettings(Section):
         return out
 
 
+@dataclass
+class RegistrationSettings(Section):
+    """Dynamic client registration, RFC 7591 / 7592 (clients/registration.py, POST /oauth2/register)."""
+
+    name: ClassVar[str] = "client_registration"
+    # off: no registration endpoint; open: anyone may register a client; token: only with an initial
+    # access token from `idbroker clients registration-token`.
+    registration: str = "off"
+    # The scopes a dynamically registered client may ask for (never the broker's own idbroker:* ones).
+    registration_allowed_scopes: list[str] = dataclasses.field(
+        default_factory=lambda: ["openid", "profile", "email", "phone", "address", "offline_access"])
+    # A JWKS file whose keys sign the software statements accepted (RFC 7591 §2.3); empty: none are.
+    registration_software_statement_jwks: str = ""
+
+    def problems(self, settings: Settings) -> list[str]:
+        out = []
+        if self.registration not in ("off", "open", "token"):
+            out.append(f"registration must be off, open or token, got {self.registration!r}")
+        for scope in self.registration_allowed_scopes:
+            if scope.startswith("idbroker:") or scope == "aws.credentials":
+                out.append(f"registration_allowed_scopes: {scope!r} is never given to a registered client")
+            elif not scope or any(ch in scope for ch in ' "\\') or not scope.isprintable():
+                out.append(f"registration_allowed_scopes: {scope!r} is not a scope token")
+        path = self.registration_software_statement_jwks
+        if path and not Path(path).is_file():
+            out.append(f"registration_software_statement_jwks: no file {path}")
+        return out
+
+
 SECTIONS: tuple[type[Section], ...] = (
     ServerSettings, KeySettings, TokenSettings, SessionSettings, PasswordSettings, MailSettings, SignupSettings,
     MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings, HousekeepingSettings,
-    CredentialSettings, ObservabilitySettings,
+    CredentialSettings, ObservabilitySettings, RegistrationSettings,
 )
 # Arrays of tables, by their dotted TOML path, and the attribute of Settings that keeps them.
 TABLE_LISTS = {"upstreams": "upstreams", "migration.sources": "migration_sources"}
@@ -577,7 +611,8 @@ def _b64decode(value: str) -> bytes:
         raise ValueError(str(exc)) from exc
 
 
-def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
+def _coerce(name: str, raw: Any, problems: list[str], source: str = "") -> Any:
+    """`raw` as the option's type; a problem naming the option (and `source`, where it was set)."""
     kind = type(_OWNER[name][1])
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
@@ -604,7 +639,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
             raise ValueError(raw)
         return str(raw)
     except (TypeError, ValueError, OverflowError):
-        problems.append(f"{name} must be {kind.__name__}, got {raw!r}")
+        problems.append(f"{name} must be {kind.__name__}, got {raw!r}" + (f" (from {source})" if source else ""))
         return None
 
 
@@ -656,7 +691,7 @@ def load_settings(config_file: str | None = None, env: dict[str, str] | None = N
         if name not in _OWNER:
             problems.append(f"unknown environment variable {key}")
             continue
-        values[name] = _coerce(name, value, problems)
+        values[name] = _coerce(name, value, problems, key)
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**lists, **{k: v for k, v in values.items() if v is not None})
     try:

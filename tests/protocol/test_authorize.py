@@ -59,7 +59,7 @@ def _redirect_error(r, client):
     ({"prompt": "none login"}, "invalid_request"),
     ({"prompt": "bogus"}, "invalid_request"),
     ({"max_age": "-1"}, "invalid_request"),
-    ({"request": "eyJ.x.y"}, "request_not_supported"),
+    ({"request": "eyJ.x.y"}, "invalid_request_object"),
     ({"request_uri": "https://app.example/r"}, "request_uri_not_supported"),
     ({"response_mode": "bogus"}, "invalid_request"),
 ])

@@ -157,6 +157,8 @@ def clients_add(
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
+    require_par: RequirePar = None, require_signed_request_object: RequireSigned = None,
+    dpop_bound: DpopBound = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a client. Confidential clients get a generated secret, printed once."""
@@ -183,6 +185,8 @@ def clients_add(
     meta.idps = None if idps is False else idps  # type: ignore[assignment]
     meta.local_accounts = local_accounts is not False
     for key, value in _standards(subject_type, sector_identifier_uri, frontchannel_logout_uri, userinfo_alg).items():
+        setattr(meta, key, value)
+    for key, value in _sender_options(require_par, require_signed_request_object, dpop_bound).items():
         setattr(meta, key, value)
     try:
         row, secret = ctx.provider().clients.create(meta)
@@ -213,6 +217,8 @@ def clients_update(
     access_token_ttl: Ttl = None, id_token_ttl: Ttl = None, refresh_token_ttl: Ttl = None,
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
+    require_par: RequirePar = None, require_signed_request_object: RequireSigned = None,
+    dpop_bound: DpopBound = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
     exchange_audience: Annotated[list[str] | None, typer.Option(
         help="An audience this client may exchange tokens into (RFC 8693; repeat; replaces the list).")] = None,
@@ -233,6 +239,7 @@ def clients_update(
     if idps is not False:
         changes["idps"] = idps
     changes |= _standards(subject_type, sector_identifier_uri, frontchannel_logout_uri, userinfo_alg)
+    changes |= _sender_options(require_par, require_signed_request_object, dpop_bound)
     if exchange_audience and no_exchange:
         ctx.fail("--exchange-audience and --no-exchange exclude each other")
     if exchange_audience or no_exchange:

@@ -55,6 +55,13 @@ class ClientMetadata:
     sector_identifier_uri: str | None = None         # OIDC Registration §5 (fetched by the registry)
     frontchannel_logout_uri: str | None = None       # Front-Channel Logout 1.0 §2
     frontchannel_logout_session_required: bool = False
+    require_par: bool = False      # RFC 9126 §6: authorization requests only through /oauth2/par
+    require_signed_request_object: bool = False  # RFC 9101 §10.5: only signed request objects
+    dpop_bound: bool = False       # RFC 9449 §5.2: every token request carries a DPoP proof
+    client_uri: str | None = None  # RFC 7591 §2: the client's home page, its terms and policy, whom to ask
+    policy_uri: str | None = None
+    tos_uri: str | None = None
+    contacts: list[str] | None = None
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -94,7 +101,8 @@ class ClientMetadata:
             problems += _check_redirect(uri, implicit=bool(implicit))
         for uri in self.post_logout_redirect_uris:
             problems += _check_redirect(uri, implicit=False, what="post-logout redirect URI")
-        for name in ("logo_uri", "logback_uri", "backchannel_logout_uri", "frontchannel_logout_uri"):
+        for name in ("logo_uri", "logback_uri", "backchannel_logout_uri", "frontchannel_logout_uri",
+                     "client_uri", "policy_uri", "tos_uri"):
             value = getattr(self, name)
             if value and not _is_web_url(value):
                 problems.append(f"{name} must be an absolute http(s) URL")
@@ -119,6 +127,9 @@ class ClientMetadata:
             if value is not None and value <= 0:
                 problems.append(f"{name} must be positive")
         problems += _check_branding(self.branding)
+        if self.contacts is not None and (len(self.contacts) > 20 or not all(
+                isinstance(x, str) and 0 < len(x) <= 320 and x.isprintable() for x in self.contacts)):
+            problems.append("contacts must be at most 20 printable e-mail addresses (RFC 7591 §2)")
         if self.mfa_policy not in (None, "off", "optional", "required"):
             problems.append("mfa_policy must be off, optional or required")
         for idp in self.idps or []:
@@ -178,6 +189,11 @@ def _is_web_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def check_redirect(uri: str, *, implicit: bool, what: str = "redirect URI") -> list[str]:
+    """The problems of one redirect URI (RFC 6749 §3.1.2, RFC 8252 §7); empty: allowed."""
+    return _check_redirect(uri, implicit=implicit, what=what)
+
+
 def _check_redirect(uri: str, *, implicit: bool, what: str = "redirect URI") -> list[str]:
     if len(uri) > c.MAX_REDIRECT_URI:
         return [f"{what} must be at most {c.MAX_REDIRECT_URI} characters"]
@@ -192,10 +208,12 @@ def _check_redirect(uri: str, *, implicit: bool, what: str = "redirect URI") -> 
     elif parts.scheme == "https":
         if not parts.netloc:
             return [f"{what} {uri!r} has no host"]
-    elif "." not in parts.scheme or implicit:
-        # RFC 8252 §7.1: private-use schemes are reverse domain names; never for implicit.
-        return [f"{what} {uri!r}: custom schemes must be reverse-DNS names (RFC 8252 §7.1) "
-                f"and are not allowed for implicit clients"]
+    elif implicit:
+        return [f"{what} {uri!r} must use https: an implicit client's tokens travel in the URI"]
+    elif "." not in parts.scheme:
+        # RFC 8252 §7.1: private-use schemes are reverse domain names.
+        return [f"{what} {uri!r} must use https (http only on a loopback address), or an app's own "
+                f"scheme named in reverse-DNS form such as com.example.app:/callback (RFC 8252 §7.1)"]
     return []
 
 

@@ -14,7 +14,7 @@ from .common import error_response, json_response, provider_of, read_form
 
 INACTIVE = {"active": False}
 AT_FIELDS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "auth_time", "acr", "amr", "sid",
-             "act")  # RFC 8693 §4.1 (exchanged tokens)
+             "act", "cnf")  # RFC 8693 §4.1 (exchanged tokens); RFC 9449 §6.2 (DPoP-bound)
 
 
 async def introspect_endpoint(request: Request) -> Response:
@@ -32,7 +32,8 @@ async def introspect_endpoint(request: Request) -> Response:
             except InvalidTokenError:
                 body = INACTIVE
             else:
-                body = {"active": True, "token_type": "Bearer", **{k: claims[k] for k in AT_FIELDS if k in claims}}
+                body = {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer",
+                        **{k: claims[k] for k in AT_FIELDS if k in claims}}
                 body["sub"] = provider.id_tokens.subject(provider.clients.get(claims["client_id"]), claims["sub"])
         else:
             body = await run_in_threadpool(introspect_refresh_token, provider, token)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..oauth2.dpop import BOUND_KEY
+from ..oauth2.dpop import TOKEN_TYPE as DPOP_TOKEN_TYPE
 from ..oauth2.errors import InvalidRequestError, OAuth2Error, UnsupportedGrantTypeError
 from ..web.metrics import token_issued
 from .common import error_response, json_response, provider_of, read_pairs, unique_params
+from .dpop_headers import nonce_headers, token_request_key
 
 
 async def token_endpoint(request: Request) -> Response:
@@ -26,8 +29,17 @@ async def token_endpoint(request: Request) -> Response:
 
         # Client authentication is CPU only while the registry has the client cached (a few seconds).
         client = provider.client_auth.authenticate(request.headers.get("authorization"), form).client
-        body = await handler.handle(client, form)
+        jkt = await token_request_key(request, provider, client)  # RFC 9449: tokens bound to this key
+        bound = BOUND_KEY.set(jkt)
+        try:
+            body = await handler.handle(client, form)
+        finally:
+            BOUND_KEY.reset(bound)
+        if jkt and "access_token" in body:
+            body["token_type"] = DPOP_TOKEN_TYPE  # RFC 9449 §5
         token_issued(grant_type, client.client_id)
     except OAuth2Error as err:
-        return error_response(err)
-    return json_response(body)
+        response = error_response(err)
+        response.headers.update(nonce_headers(provider))
+        return response
+    return json_response(body, headers=nonce_headers(provider))

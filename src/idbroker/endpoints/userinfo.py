@@ -15,6 +15,7 @@ from ..oidc.claims import requested_claims, upstream_claims, user_claims
 from ..store.db import Database
 from ..store.models import Grant
 from .common import json_response, provider_of, read_form
+from .dpop_headers import check_binding
 
 
 def _challenge(err: OAuth2Error | None) -> str:
@@ -27,13 +28,13 @@ def _challenge(err: OAuth2Error | None) -> str:
 async def userinfo_endpoint(request: Request) -> Response:
     provider = provider_of(request)
     try:
-        token = None
+        token, dpop = None, False
         header = request.headers.get("authorization")
         if header:
             scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise InvalidRequestError("the Authorization header must use the Bearer scheme")
-            token = value.strip()
+            if scheme.lower() not in ("bearer", "dpop") or not value.strip():
+                raise InvalidRequestError("the Authorization header must use the Bearer or DPoP scheme")
+            token, dpop = value.strip(), scheme.lower() == "dpop"
         if request.method == "POST" and request.headers.get("content-type", "").startswith(
                 "application/x-www-form-urlencoded"):
             form = await read_form(request)
@@ -46,6 +47,7 @@ async def userinfo_endpoint(request: Request) -> Response:
                                                       "Cache-Control": "no-store"})
 
         claims = await provider.access_tokens.check(token, load_user=True)
+        await check_binding(request, provider, token, claims, dpop)
         scopes = claims.get("scope", "").split()
         if "openid" not in scopes:
             raise InsufficientScopeError("the access token lacks the openid scope")
@@ -56,7 +58,8 @@ async def userinfo_endpoint(request: Request) -> Response:
         client = provider.clients.get(claims.get("client_id", ""))
         body["sub"] = provider.id_tokens.subject(client, body["sub"])
     except OAuth2Error as err:
-        status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) else 400
+        status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) \
+            or err.status_code == 401 else 400  # 401: a DPoP proof (endpoints/dpop_headers.py)
         return json_response(err.as_dict(), status, {"WWW-Authenticate": _challenge(err)})
     if client is not None and client.userinfo_signed_response_alg:
         return Response(provider.id_tokens.sign_userinfo(client, body), media_type="application/jwt",

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..keys.keystore import KeyStore
 from ..security import random_token
 from . import constants as c
+from .dpop import BOUND_KEY
 from .errors import InvalidTokenError
 from .grant_store import CACHE_ENTRIES, GrantStore, TokenState
 
@@ -62,6 +63,9 @@ class AccessTokens:
             claims["idp"] = idp  # the upstream provider of the sign-in (oidc/claims.py IDP_CLAIM)
         if act:
             claims["act"] = act  # RFC 8693 §4.1: who acts for the subject (token exchange)
+        jkt = BOUND_KEY.get()
+        if jkt:
+            claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the key of the request's DPoP proof
         return IssuedAccessToken(self.keys.sign(claims, typ=c.TYP_ACCESS_TOKEN), ttl, claims)
 
     def claims(self, token: str) -> dict[str, Any]:

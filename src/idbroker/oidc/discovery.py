@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..oauth2 import constants as c
+from ..oauth2.dpop import DPOP_ALGS
+from ..oauth2.request_objects import OBJECT_ALGS
 from ..text import SUPPORTED as SUPPORTED_LOCALES
 from ..credentials.aws import AWS_SCOPE
 from .claims import EXTRA_SCOPES, SUPPORTED_CLAIMS
@@ -46,8 +48,12 @@ def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]
         "code_challenge_methods_supported": [c.PKCE_S256],
         "claims_supported": SUPPORTED_CLAIMS,
         "claims_parameter_supported": True,
-        "request_parameter_supported": False,
+        "request_parameter_supported": True,  # RFC 9101 (oauth2/request_objects.py); request_uri: PAR's only
         "request_uri_parameter_supported": False,
+        "request_object_signing_alg_values_supported": ["none", *OBJECT_ALGS],
+        "pushed_authorization_request_endpoint": e("par"),  # RFC 9126 §5
+        "require_pushed_authorization_requests": server.par_required,
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
         "prompt_values_supported": list(c.PROMPTS),
         "acr_values_supported": [c.ACR_PASSWORD, c.ACR_MFA],
         "authorization_response_iss_parameter_supported": True,

@@ -64,6 +64,21 @@ class Client(Base):
     sector_identifier_uri: Mapped[str | None] = mapped_column(String(2048))
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
     frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 9126 §6 / RFC 9101 §10.5 / RFC 9449 §5.2 (oauth2/pushed_requests.py, request_objects.py, dpop.py).
+    require_par: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_signed_request_object: Mapped[bool] = mapped_column(Boolean, default=False)
+    dpop_bound: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 7591 / 7592 dynamic registration (clients/registration.py, migration 0012).
+    registered_dynamically: Mapped[bool] = mapped_column(Boolean, default=False)
+    registration_access_token_hash: Mapped[str | None] = mapped_column(String(128))
+    application_type: Mapped[str | None] = mapped_column(String(16))  # web or native (OIDC Registration §2)
+    client_uri: Mapped[str | None] = mapped_column(String(2048))
+    policy_uri: Mapped[str | None] = mapped_column(String(2048))
+    tos_uri: Mapped[str | None] = mapped_column(String(2048))
+    contacts: Mapped[list[str] | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2048))  # fetched into `jwks` at registration
+    software_id: Mapped[str | None] = mapped_column(String(255))
+    software_version: Mapped[str | None] = mapped_column(String(255))
 
     @property
     def public(self) -> bool:
@@ -156,6 +171,8 @@ class Grant(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # RFC 9449 §5: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
     # OIDC Core §5.5: the claims request parameter of its authorization (migration 0010).
     claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -378,3 +395,49 @@ class SamlSession(Base):
 
 
 Index("ix_saml_sessions_subject", SamlSession.provider_id, SamlSession.subject)
+
+
+class PushedRequest(Base):
+    """RFC 9126 pushed authorization requests: the validated parameters behind a request_uri,
+    for the client that pushed them, used once, until `expires_at`."""
+
+    __tablename__ = "pushed_requests"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the random part of the request_uri
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    params: Mapped[dict[str, Any]]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UsedJti(Base):
+    """jti values already accepted (DPoP proofs, RFC 9449 §11.1; request objects, RFC 9101 §10.8),
+    as a hash of kind, issuer and jti, kept until the proof or object could no longer be accepted:
+    a replay is refused on every worker and node."""
+
+    __tablename__ = "used_jtis"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RegistrationToken(Base):
+    """RFC 7591 §3 initial access tokens (`idbroker clients registration-token`), as a keyed hash:
+    each lets `max_uses` registrations (None: any number) until `expires_at` (None: never)."""
+
+    __tablename__ = "registration_tokens"
+    token_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ScimGroup(Base):
+    """A SCIM 2.0 Group (RFC 7643 §4.2) pushed by a provisioning tool. Its members are the users
+    whose `groups` list holds its display name (what tokens release as the `groups` claim), so
+    membership has one source; accounts/provisioning.py keeps both in step."""
+
+    __tablename__ = "groups"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(255), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
+
 from ...store.db import aware, utcnow
 from .. import constants as c
-from .. import pkce
+from .. import dpop, pkce
 from ..errors import InvalidGrantError
 from .base import UserGrant, ttl, wants_refresh_token
 
@@ -41,5 +43,8 @@ class AuthorizationCodeGrant(UserGrant):
         if redeemed.replayed:
             # RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
             raise InvalidGrantError("the authorization code was already used", detail="code replay")
+        jkt = dpop.BOUND_KEY.get()
+        if jkt and client.public and redeemed.refresh_token:  # RFC 9449 §5: bind the public client's refresh tokens
+            await run_in_threadpool(dpop.bind_grant, self.grant_store.db, redeemed.grant.id, jkt)
         return self.token_response(client, redeemed.grant, scope=redeemed.grant.scope, nonce=redeemed.code.nonce,
                                    refresh_token=redeemed.refresh_token, user=redeemed.user)

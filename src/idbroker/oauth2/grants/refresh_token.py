@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import constants as c
+from .. import dpop
 from ..errors import InvalidGrantError
 from .base import UserGrant, narrow_scope, ttl
 
@@ -18,10 +19,14 @@ class RefreshTokenGrant(UserGrant):
 
     async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         token = self.presented(client, form, "refresh_token")
+        jkt = dpop.BOUND_KEY.get()
 
         def check(current: RefreshToken, grant: Grant) -> str:
             if current.client_id != client.client_id:
                 raise InvalidGrantError("the refresh token was issued to another client")
+            bound = getattr(grant, "dpop_jkt", None)
+            if bound and bound != jkt:  # RFC 9449 §5: a proof with the key the token is bound to
+                raise InvalidGrantError("the refresh token is bound to another DPoP key")
             return narrow_scope(form.get("scope"), grant.scope)
 
         rotation = await self.grant_store.rotate_refresh_token(token, check=check,
