@@ -47,6 +47,7 @@ class FakeUpstream:
             raise UpstreamError(DENIED, "state mismatch")
         return ExternalIdentity(provider_id="whatever", subject=params["sub"], email=params.get("email"),
                                 email_verified=params.get("verified") == "1", claims={"given_name": "Gus"},
+                                groups=tuple(params.get("groups", "").split()), groups_asserted="groups" in params,
                                 amr=tuple(params.get("amr", "pwd").split()), mfa=params.get("mfa") == "1")
 
 
@@ -262,3 +263,21 @@ def test_registry_keeps_secrets_encrypted(provider: Any) -> None:
     assert provider.upstreams.for_domain("bob@example.com").id == "up2"
     built = provider.upstreams.get("up2")[1]
     assert isinstance(built, FakeUpstream) and built.config.options["client_secret"] == "s3cr3t"
+
+
+def test_the_accounts_groups_follow_what_the_upstream_asserts(http: Any, provider: Any, upstream: Any,
+                                                              app_client: Any) -> None:
+    """At each sign-in through a link, groups the upstream asserted replace the account's (a group
+    removed upstream is removed here: groups decide roles); an answer without groups keeps them."""
+    def sign_in(**answer: str) -> list[str]:
+        http.cookies.clear()
+        r, _ = authorize(http, app_client)
+        sent = to_upstream(http, button(follow(http, r)))
+        r = follow(http, come_back(http, sent, sub="u-g", email="grace@example.com", verified="1", **answer))
+        assert r.status_code == 303 and r.headers["location"].startswith(app_client.redirect_uri), r.text
+        return list(provider.users.by_email("grace@example.com").groups)
+
+    assert sign_in(groups="admins staff") == ["admins", "staff"]
+    assert sign_in(groups="staff") == ["staff"]
+    assert sign_in() == ["staff"]          # nothing said about groups: kept
+    assert sign_in(groups="") == []        # said: in none

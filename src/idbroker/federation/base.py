@@ -68,6 +68,9 @@ class ExternalIdentity:
     email_verified: bool = False
     claims: Mapping[str, Any] = field(default_factory=dict)   # mapped profile claims (OIDC Core §5.1 names)
     groups: tuple[str, ...] = ()
+    # The upstream said which groups the user is in (its groups claim or attribute was there, or a
+    # directory was asked): the account's groups follow it at each sign-in. Otherwise they are kept.
+    groups_asserted: bool = False
     amr: tuple[str, ...] = ()            # the upstream's own amr values, when it sent any
     mfa: bool = False                    # the upstream asserted multi-factor authentication
 

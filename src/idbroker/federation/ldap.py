@@ -271,4 +271,5 @@ class LdapAuthority:
         email = first("mail")
         return ExternalIdentity(provider_id=self.provider_id, subject=subject, email=email,
                                 email_verified=bool(email) and self.email_verified, claims=claims,
-                                groups=tuple(sorted({_first_rdn_value(dn) for dn in group_dns})))
+                                groups=tuple(sorted({_first_rdn_value(dn) for dn in group_dns})),
+                                groups_asserted=True)  # the directory was asked: its answer is the truth

@@ -101,7 +101,27 @@ class Linking:
     def resolve(self, identity: ExternalIdentity, provider: UpstreamConfig, *, signed_in: int | None = None,
                 signup_allowed: bool = True) -> Resolved:
         """The local account of an upstream sign-in (the module docstring's rules), or LinkRefused.
-        `signed_in`: the user who, signed in, asked to link this provider."""
+        `signed_in`: the user who, signed in, asked to link this provider. When the upstream said
+        which groups the user is in, the account's groups (the `groups` claim) follow it."""
+        resolved = self._resolve(identity, provider, signed_in=signed_in, signup_allowed=signup_allowed)
+        if identity.groups_asserted:
+            resolved = Resolved(self._follow_groups(resolved.user, list(identity.groups)), resolved.linked,
+                                resolved.created)
+        return resolved
+
+    def _follow_groups(self, user: User, groups: list[str]) -> User:
+        if list(user.groups or []) == groups:
+            return user
+        with self.db.session() as s:
+            row = s.get(User, user.id)
+            if row is None:
+                return user
+            row.groups = groups
+            row.updated_at = utcnow()
+        return row
+
+    def _resolve(self, identity: ExternalIdentity, provider: UpstreamConfig, *, signed_in: int | None,
+                 signup_allowed: bool) -> Resolved:
         name = {"provider": provider.name}
         link = self._link(provider.id, identity.subject)
         if link is not None:
@@ -133,7 +153,7 @@ class Linking:
             user = self.users.create(email, None, email_verified=identity.email_verified,
                                      groups=list(identity.groups), **profile)
         except UserError:  # created meanwhile by another request: the rules again, from the top
-            return self.resolve(identity, provider, signup_allowed=False)
+            return self._resolve(identity, provider, signed_in=None, signup_allowed=False)
         return Resolved(self._link_to(user, identity), True, True)
 
     def links(self, user_id: int) -> list[LinkedIdentity]:

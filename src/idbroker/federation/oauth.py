@@ -262,6 +262,7 @@ class OAuth2Upstream:
         mapping = {name: name for name in STANDARD_CLAIMS} | self.claims
         mapped = {local: value for local, path in mapping.items()
                   if (value := _lookup(claims, path)) is not None}
+        asserted = "groups" in mapped
         groups = _strings(mapped.pop("groups", None))
         email = mapped.pop("email", None)
         verified = as_bool(mapped.pop("email_verified", False))
@@ -269,7 +270,7 @@ class OAuth2Upstream:
             provider_id=self.config.id, subject=str(subject),
             email=email if isinstance(email, str) and email else None,
             email_verified=verified and isinstance(email, str), claims=mapped, groups=groups,
-            amr=amr, mfa=bool(MFA_AMR.intersection(amr)))
+            groups_asserted=asserted, amr=amr, mfa=bool(MFA_AMR.intersection(amr)))
 
     # -- HTTP ---------------------------------------------------------------------------------
     @staticmethod

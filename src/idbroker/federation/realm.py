@@ -38,8 +38,6 @@ from typing import TYPE_CHECKING
 
 from ..accounts.password_ways import PasswordOutcome
 from ..accounts.users import EMAIL_RE
-from ..store.db import utcnow
-from ..store.models import User
 from .base import UNAVAILABLE, UpstreamUnavailable
 from .kinds import UPSTREAMS
 from .linking import LinkRefused, session_methods
@@ -86,20 +84,7 @@ class DirectoryPasswords:
         except LinkRefused as refused:
             return PasswordOutcome(None, refused=refused.message, refused_params=dict(refused.params), idp=row.id,
                                    method=METHOD, detail={**detail, "error": "link refused"})
-        user = self._sync_groups(resolved.user, list(identity.groups))
+        user = resolved.user  # its groups follow the directory's (linking.py: groups_asserted)
         amr, acr = session_methods(identity, config)
         return PasswordOutcome(user, amr=tuple(dict.fromkeys(["pwd", *amr])), acr=acr, idp=row.id,
                                method=METHOD, detail=detail)
-
-    def _sync_groups(self, user: User, groups: list[str]) -> User:
-        """The directory is the truth about its people's groups: each sign-in brings the account's
-        `groups` (the `groups` claim) up to date with it."""
-        if list(user.groups or []) == groups:
-            return user
-        with self.linking.db.session() as s:
-            row = s.get(User, user.id)
-            if row is None:
-                return user
-            row.groups = groups
-            row.updated_at = utcnow()
-        return row

@@ -466,6 +466,7 @@ class SamlUpstream:
             if value is not None:
                 claims[claim] = value
         groups = tuple(dict.fromkeys(g for n in self._attributes.get("groups", ()) for g in attributes.get(n, ())))
+        groups_asserted = any(n in attributes for n in self._attributes.get("groups", ()))
         email = claims.get("email")
         if email is None and name_id.format == saml.NAMEID_FORMAT_EMAILADDRESS:
             email = claims["email"] = subject
@@ -477,7 +478,7 @@ class SamlUpstream:
         mfa = bool(contexts & MFA_CONTEXTS)
         return ExternalIdentity(provider_id=self.config.id, subject=subject, email=email,
                                 email_verified=email is not None, claims=claims, groups=groups,
-                                amr=("mfa",) if mfa else (), mfa=mfa)
+                                groups_asserted=groups_asserted, amr=("mfa",) if mfa else (), mfa=mfa)
 
     # -- single logout ------------------------------------------------------------------------------
     def _idp_slo(self, client: Saml2Client, binding: str) -> str | None:
