@@ -12,6 +12,8 @@ import typer
 from rich.table import Table
 
 from . import context as ctx
+from . import users_admin_cmd  # noqa: F401 - users search|delete|signout|reset-mfa on users_app
+from .audit_cmd import audit_app
 from .clients_cmd import clients_app
 from .credentials_cmd import credentials_app
 from .demo_cmd import demo
@@ -36,6 +38,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 app.command()(demo)
 
 
@@ -142,6 +145,43 @@ def db_purge() -> None:
     counts = purge(p.db, p.settings.audit_retention_days)
     for table, deleted in counts.items():
         ctx.console.print(f"{table}: {deleted} deleted")
+
+
+@db_app.command("backup")
+def db_backup(file: Annotated[str, typer.Argument(help="The backup file to write (must not exist).")]) -> None:
+    """Copy a SQLite database with SQLite's online backup API (safe while the broker serves); for
+    PostgreSQL, print the pg_dump command to run."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    from ..store.db import sqlite_path
+
+    url = ctx.settings().resolved_database_url
+    if url.startswith("postgresql"):
+        u = make_url(url)
+        host = f" -h {u.host}" if u.host else ""
+        port = f" -p {u.port}" if u.port else ""
+        user = f" -U {u.username}" if u.username else ""
+        ctx.console.print("PostgreSQL: back up with pg_dump (the password from PGPASSWORD or ~/.pgpass):",
+                          soft_wrap=True)
+        ctx.console.print(f"  pg_dump -Fc{host}{port}{user} -d {u.database} -f {file}", soft_wrap=True, markup=False)
+        return
+    source = sqlite_path(url)
+    if source is None or not os.path.isfile(source):
+        ctx.fail(f"no SQLite database file at {source or url}")
+    if os.path.exists(file):
+        ctx.fail(f"{file} exists: choose a new file name")
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(file) as dest:
+            src.backup(dest)
+        dest.close()
+        src.close()
+    except (sqlite3.Error, OSError) as exc:
+        if os.path.exists(file) and os.path.getsize(file) == 0:
+            os.unlink(file)
+        ctx.fail(f"backup failed: {exc}")
+    ctx.console.print(f"backed up {source} to {file}")
 
 
 def _apply_declared(p: Provider, settings: Settings) -> list[str]:
