@@ -225,3 +225,25 @@ def test_dead_workers_live_gauges_are_dropped(tmp_path, monkeypatch):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert f"gauge_livesum_{dead}.db" not in left  # its connections are no longer in use
     assert f"counter_{dead}.db" in left            # what it counted still counts
+
+
+def test_second_steps_are_counted(local, register, user, clock):
+    from mfa_helpers import authorize, code_at, enrol_totp, login_page, sign_in, submit_code
+
+    sign_in(local)
+    secret, _, _ = enrol_totp(local, clock)
+    local.cookies.clear()
+    clock.step()  # the enrolment's code is spent
+    before = scrape(local)
+    page, _ = authorize(local, register())
+    page = login_page(local, page)
+    assert submit_code(local, page, "000000" if code_at(secret, clock()) != "000000" else "111111").status_code == 400
+    assert submit_code(local, page, code_at(secret, clock())).status_code == 303
+    after = scrape(local)
+
+    def moved(**labels: str) -> float:
+        return value(after, "idbroker_mfa_verifications_total", **labels) - value(
+            before, "idbroker_mfa_verifications_total", **labels)
+
+    assert moved(factor="totp", outcome="failed") == 1 and moved(factor="totp", outcome="ok") == 1
+    assert value(after, "idbroker_mfa_events_total", event="enrolled") >= 1

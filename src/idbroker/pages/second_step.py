@@ -30,6 +30,7 @@ from ..mfa.factors import FACTORS
 from ..mfa.policy import effective_policy, has_second_factor
 from ..mfa.policy import requirement as mfa_requirement
 from ..text import N_
+from ..web.metrics import mfa_verified
 from ..web.navigation import local_path
 from ..web.proxies import client_ip
 from .hosted import FORM_EXPIRED
@@ -217,6 +218,7 @@ class MfaViews(LifecyclePages):
                 return await self.verify_page(request, visit, factors, "", 400, Problem(CODE_WRONG))
             ok = await run_in_threadpool(impl.verify, self.attempt(request, visit, chosen, form))
             amr, error = impl.amr, getattr(impl, "wrong", CODE_WRONG)  # a kind may word it (passkeys)
+        mfa_verified(chosen.kind if chosen is not None else RECOVERY, ok)
         if not ok:
             await run_in_threadpool(self.provider.mfa.failed, visit.user.id)
             return await self.verify_page(request, visit, factors, chosen_id, 400, Problem(error))

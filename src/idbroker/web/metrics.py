@@ -15,6 +15,7 @@ What is counted - the names are the documentation (README "Monitoring"):
 * ``idbroker_audit_events_total{kind}`` - every audit event kind (audit.py calls `audit_event`), and
   from them ``idbroker_logins_total{method}``, ``idbroker_login_failures_total{method}``,
   ``idbroker_mfa_events_total{event}``, ``idbroker_account_locks_total``;
+* ``idbroker_mfa_verifications_total{factor,outcome}`` (the second step, pages/second_step.py);
 * ``idbroker_tokens_issued_total{grant}`` (the token endpoint);
 * ``idbroker_upstream_requests_total{host,outcome}`` and ``idbroker_upstream_request_duration_seconds``
   (the httpx client of the upstream providers, `TimedTransport`);
@@ -56,6 +57,8 @@ AUDIT_EVENTS = Counter("idbroker_audit_events", "Security events recorded in the
 LOGINS = Counter("idbroker_logins", "Successful sign-ins, by method", ["method"])
 LOGIN_FAILURES = Counter("idbroker_login_failures", "Failed sign-ins, by method", ["method"])
 MFA_EVENTS = Counter("idbroker_mfa_events", "Second-factor events (enrolled, removed, recovery codes)", ["event"])
+MFA_VERIFICATIONS = Counter("idbroker_mfa_verifications", "Second steps of sign-ins, by factor kind and outcome",
+                            ["factor", "outcome"])
 LOCKS = Counter("idbroker_account_locks", "Accounts whose sign-in was paused after failed attempts")
 TOKENS_ISSUED = Counter("idbroker_tokens_issued", "Token responses issued by the token endpoint, by grant",
                         ["grant"])
@@ -86,6 +89,11 @@ def audit_event(kind: str, detail: Mapping[str, Any]) -> None:
             MFA_EVENTS.labels(event=kind[4:]).inc()
     except Exception:  # noqa: BLE001 - counting must never break what is counted
         pass
+
+
+def mfa_verified(factor: str, ok: bool) -> None:
+    """The second step of a sign-in was tried with a factor of this kind (or a recovery code)."""
+    MFA_VERIFICATIONS.labels(factor=factor[:32], outcome="ok" if ok else "failed").inc()
 
 
 def token_issued(grant_type: str, client_id: str | None = None) -> None:
