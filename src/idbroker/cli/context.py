@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..provider import Provider
 from ..settings import Settings, SettingsError, load_settings
@@ -38,10 +41,44 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def provider() -> Provider:
-    """Services on a migrated store (every command may be the first one run)."""
-    p = Provider(settings())
-    upgrade(p.db.engine)
+    """Services on a migrated store (every command may be the first one run). A data_dir that
+    cannot be used or a database that cannot be reached is one line and exit status 1."""
+    loaded = settings()
+    problem = data_dir_problem(loaded)
+    if problem:
+        fail(problem)
+    p = Provider(loaded)
+    try:
+        upgrade(p.db.engine)
+    except OperationalError as exc:
+        fail(database_problem(exc, p.db.engine.url))
     return p
+
+
+def data_dir_problem(loaded: Settings) -> str | None:
+    """Why `data_dir` cannot hold the broker's files (created when missing), or None. Checked
+    only when it is used: for the SQLite database or the generated secret key."""
+    if loaded.database_url and loaded.secret_key:
+        return None
+    path = Path(loaded.data_dir).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"data_dir {path} is a file, not a directory"
+    except OSError as exc:
+        return f"data_dir {path} cannot be created: {exc.strerror or exc}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"data_dir {path} is not writable by this user"
+    return None
+
+
+def database_problem(exc: DBAPIError, url: URL | str | None = None) -> str:
+    """One line for a database that cannot be used: the driver's first line (connection
+    refused, authentication failed, no such database), without the password."""
+    shown = url.render_as_string(hide_password=True) if isinstance(url, URL) else (url or "")
+    lines = [line.strip() for line in str(exc.orig or exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    return f"cannot use the database{' ' + shown if shown else ''}: {reason}"
 
 
 def uses_local_issuer() -> bool:

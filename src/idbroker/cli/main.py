@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from . import context as ctx
 from . import users_admin_cmd  # noqa: F401 - users search|delete|signout|reset-mfa on users_app
@@ -32,9 +33,9 @@ keys_app = typer.Typer(help="List and rotate token signing keys.", no_args_is_he
 db_app = typer.Typer(help="Database schema migrations and housekeeping.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(idp_app, name="idp")
+app.add_typer(sources_app, name="sources")
 app.add_typer(roles_app, name="roles")
 app.add_typer(credentials_app, name="credentials")
-app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
@@ -55,11 +56,14 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           workers: Annotated[int, typer.Option(help="Worker processes (default: 1).")] = 1,
           access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
     """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
-    from ..server import exec_server
+    from ..server import exec_server, port_problem
     from .first_run import FirstStart, local_issuer
 
     settings = ctx.settings()
     port = port or settings.port
+    busy = port_problem(host, port)
+    if busy:
+        ctx.fail(busy)
     if ctx.uses_local_issuer():
         # No issuer configured: the local address is the issuer (development); `localhost` so that
         # passkeys work (browsers refuse an IP address as a WebAuthn RP id).
@@ -216,5 +220,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:  # end of input at a prompt
         ctx.error_line("aborted")
+        sys.exit(1)
+    except OperationalError as exc:  # a database that went away (ctx.provider() checks it first)
+        ctx.error_line(ctx.database_problem(exc))
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
