@@ -252,6 +252,11 @@ def test_audit_events_filter_and_page_and_every_call_is_audited(http, reader, wr
     assert {"method": "PATCH", "path": f"{API}/users/{{user_id}}", "client_id": "ops", "status": 200} in details
     assert {"method": "POST", "path": f"{API}/clients", "client_id": "ops", "status": 201} in details
     assert any(d["client_id"] == "viewer" and d["method"] == "GET" for d in details)
+    http.get(f"{API}/keys")  # no token: refused, and audited too
+    with provider.db.session(write=False) as s:
+        last = s.scalars(select(AuditEvent).where(AuditEvent.kind == "admin.call").order_by(AuditEvent.id.desc())
+                         ).first()
+    assert last.detail == {"method": "GET", "path": f"{API}/keys", "client_id": None, "status": 401}
     created = http.get(f"{API}/clients/sekrit", headers=reader)
     assert created.status_code == 200
     assert all("secret" not in str(d.values()) or d["path"].endswith("/secret") for d in details)
@@ -314,6 +319,8 @@ def test_openapi_document_matches_the_routes(http, app):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script" not in page.text and "/users/{user_id}/reset-mfa" in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert http.get(API).status_code == 200
+    assert http.head(f"{API}/users").status_code == 401  # HEAD is GET without a body, behind the same gate
 
 
 def _refs(value: Any) -> list[str]:

@@ -8,7 +8,7 @@ GET or ``idbroker:admin:write`` for everything else (write includes read). No to
 bare challenge (§3.1); a bad one: 401 invalid_token; a token without the scope: 403
 insufficient_scope naming it.
 
-Every call with a valid token is audited as ``admin.call`` (method, route template, client_id,
+Every call, refused or not, is audited as ``admin.call`` (method, route template, client_id,
 status); bodies never are, so no secret reaches the audit trail. Unexpected failures answer 500
 JSON without details (logged) - never a stack trace.
 """
@@ -89,10 +89,10 @@ def _endpoint(op: Operation) -> Any:
         except Exception:  # noqa: BLE001 - a JSON 500 without details, the cause in the log
             log.exception("admin API %s %s failed", op.method, op.path)
             response = json_answer({"error": "server_error"}, 500)
-        if client_id is not None:
-            await run_in_threadpool(provider.audit.record, ADMIN_CALL, ip=client_ip(request),
-                                    user_agent=request.headers.get("user-agent"), method=op.method,
-                                    path=spec.BASE + op.path, client_id=client_id, status=response.status_code)
+        # Every call, refused ones too (client_id null without a valid token); never a body.
+        await run_in_threadpool(provider.audit.record, ADMIN_CALL, ip=client_ip(request),
+                                user_agent=request.headers.get("user-agent"), method=op.method,
+                                path=spec.BASE + op.path, client_id=client_id, status=response.status_code)
         return response
 
     endpoint.__name__ = op.name
@@ -118,7 +118,8 @@ def admin_routes() -> list[Route]:
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
 
     routes = [Route(spec.BASE + "/openapi.json", openapi, methods=["GET"]),
-              Route(spec.BASE + "/", reference, methods=["GET"])]
+              Route(spec.BASE + "/", reference, methods=["GET"]),
+              Route(spec.BASE, reference, methods=["GET"])]
     paths: dict[str, list[Operation]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, []).append(op)
