@@ -26,8 +26,11 @@ from .endpoints.common import read_form, unique_params
 from .endpoints.introspect import introspect_endpoint
 from .endpoints.logout import Logout
 from .endpoints.monitoring import metrics_endpoint, readyz_endpoint
+from .endpoints.device_authorization import device_authorization_endpoint
 from .endpoints.pushed_authorization import par_endpoint
+from .endpoints.registration import client_configuration_endpoint, register_endpoint
 from .endpoints.revoke import revoke_endpoint
+from .endpoints.scim import scim_routes
 from .endpoints.token import token_endpoint
 from .endpoints.aws_credentials import aws_credentials_endpoint
 from .endpoints.userinfo import userinfo_endpoint
@@ -37,6 +40,7 @@ from .oidc.discovery import metadata_bytes
 from .pages.account import AccountViews
 from .pages.account_security import SecurityViews
 from .pages.dashboard import DashboardViews
+from .pages.device import DeviceViews
 from .pages.passkey_sign_in import PasskeyLoginViews
 from .pages.recovery import RecoveryViews
 from .pages.second_step import MfaViews
@@ -94,7 +98,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     verification = VerificationViews(provider, journey, csrf)
     recovery = RecoveryViews(provider, journey, csrf)
     logout = Logout(provider, journey, csrf)
-    discovery = metadata_bytes(settings.server, ENDPOINTS)
+    discovery = metadata_bytes(settings.server, ENDPOINTS, registration=settings.registration != "off")
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
@@ -180,6 +184,11 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/oauth2/revoke", revoke_endpoint, methods=["POST"]),
         Route("/oauth2/introspect", introspect_endpoint, methods=["POST"]),
         Route("/oauth2/par", par_endpoint, methods=["POST"]),
+        Route("/oauth2/device_authorization", device_authorization_endpoint, methods=["POST"]),
+        *DeviceViews(provider, journey, csrf).routes(),  # /device (RFC 8628 user code page)
+        Route("/oauth2/register", register_endpoint, methods=["POST"]),  # RFC 7591 §3
+        Route("/oauth2/register/{client_id}", client_configuration_endpoint,
+              methods=["GET", "PUT", "DELETE"]),  # RFC 7592 §2
         Route("/credentials/aws", aws_credentials_endpoint, methods=["POST"]),
         Route("/oauth2/logout", logout.endpoint, methods=["GET", "POST"]),
         Route("/login", views.login_form, methods=["GET"]),
@@ -209,6 +218,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/readyz", readyz_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *admin_routes(),  # /admin/api/v1 (endpoints/admin/)
+        *scim_routes(),  # /scim/v2 (endpoints/scim.py)
     ]
     routes.append(Mount("/static", LayeredStaticFiles(pages.static_dirs), name="static"))
     watch_pool(provider.db.engine)

@@ -10,6 +10,7 @@ from .accounts.one_time import OneTimeTokens
 from .accounts.password_ways import LocalAccounts, PasswordSignIn
 from .accounts.passwords import Passwords
 from .accounts.policy import PasswordPolicy
+from .accounts.provisioning import Provisioning
 from .accounts.sessions import SessionService
 from .accounts.throttle import LoginThrottle, RateLimiter
 from .accounts.users import UserService
@@ -33,9 +34,11 @@ from .mfa.webauthn import Passkeys, WebAuthnFactor
 from .notify.mail import Mailer, make_mailer
 from .notify.sms import SmsSender, make_sms_sender
 from .oauth2.client_auth import ClientAuthenticator
+from .oauth2.device_codes import DeviceCodes
 from .oauth2.dpop import DpopProofs
 from .oauth2.grant_store import GrantStore
 from .oauth2.grants import AuthorizationCodeGrant, ClientCredentialsGrant, GrantHandler, RefreshTokenGrant
+from .oauth2.grants.device_code import DeviceCodeGrant
 from .oauth2.grants.token_exchange import TokenExchangeGrant
 from .oauth2.pushed_requests import AuthorizationRequests
 from .oauth2.request_objects import RequestObjects
@@ -95,6 +98,11 @@ class Provider:
     def breached(self) -> BreachedPasswords:
         url = self.settings.breached_range_url
         return BreachedPasswords(online=RangeChecker(url) if url else None)
+
+    @cached_property
+    def provisioning(self) -> Provisioning:
+        """SCIM 2.0 users and groups (endpoints/scim.py)."""
+        return Provisioning(self.db, self.accounts)
 
     @cached_property
     def limiter(self) -> RateLimiter:
@@ -158,7 +166,8 @@ class Provider:
         built: list[GrantHandler] = [AuthorizationCodeGrant(*user), RefreshTokenGrant(*user),
                                      ClientCredentialsGrant(self.access_tokens, tokens),
                                      TokenExchangeGrant(self.access_tokens, self.id_tokens, self.keys, self.clients,
-                                                        self.db, self.audit, tokens, issuer=self.issuer)]
+                                                        self.db, self.audit, tokens, issuer=self.issuer),
+                                     DeviceCodeGrant(*user, devices=self.device_codes)]
         return {g.grant_type: g for g in built}
 
     @cached_property
@@ -213,6 +222,11 @@ class Provider:
         return AwsCredentials(self.role_rules, self.keys, self.settings.credentials, issuer=self.issuer)
 
     @cached_property
+    def device_codes(self) -> DeviceCodes:
+        """RFC 8628 device authorizations (/oauth2/device_authorization, /device)."""
+        return DeviceCodes(self.db, self.issuer + "/device")
+
+    @cached_property
     def used_jtis(self) -> UsedJtis:
         return UsedJtis(self.db)
 
@@ -240,6 +254,7 @@ ENDPOINTS = {
     "revoke": "/oauth2/revoke",
     "introspect": "/oauth2/introspect",
     "par": "/oauth2/par",
+    "device_authorization": "/oauth2/device_authorization",
     "register": "/oauth2/register",  # RFC 7591 §3 (on when the setting `registration` is open or token)
     "logout": "/oauth2/logout",
     "jwks": "/.well-known/jwks.json",

@@ -102,6 +102,8 @@ LIMITS = {
     "mfa-send": (10, 3600),           # second-factor codes by text or mail, per target and per account
     "mfa-send-ip": (30, 3600),
     "lock-mail": (1, 3600),           # "your account was locked" mails, per account
+    "device-code-ip": (20, 900),      # RFC 8628 user codes looked up on /device, per client address
+    "register-ip": (20, 3600),        # RFC 7591 client registrations, per client address (past it: 429)
 }
 
 

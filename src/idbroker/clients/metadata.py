@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..oauth2 import constants as c
+from ..oauth2.device_codes import GRANT_DEVICE_CODE
 
 AUTH_METHODS = (c.AUTH_NONE, c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT)
 GRANT_TYPES = (c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN, c.GRANT_CLIENT_CREDENTIALS,
-               c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE)
+               c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE, GRANT_DEVICE_CODE)
 RESPONSE_TYPES = c.RESPONSE_TYPES  # code, implicit and hybrid
 SIGNING_ALGS = ("RS256", "ES256")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..oauth2 import constants as c
+from ..oauth2.device_codes import GRANT_DEVICE_CODE
 from ..oauth2.dpop import DPOP_ALGS
 from ..oauth2.request_objects import OBJECT_ALGS
 from ..text import SUPPORTED as SUPPORTED_LOCALES
@@ -17,13 +18,14 @@ if TYPE_CHECKING:
     from ..settings import ServerSettings
 
 
-def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]:
-    """`paths`: endpoint name -> path under the issuer (the composition root's table)."""
+def metadata(server: ServerSettings, paths: Mapping[str, str], *, registration: bool = False) -> dict[str, Any]:
+    """`paths`: endpoint name -> path under the issuer (the composition root's table);
+    `registration`: dynamic client registration is on (RFC 7591, the setting `registration`)."""
     def e(name: str) -> str:
         return server.issuer + paths[name]
 
     auth_methods = [c.AUTH_BASIC, c.AUTH_POST, c.AUTH_PRIVATE_KEY_JWT, c.AUTH_NONE]
-    return {
+    out = {
         "issuer": server.issuer,
         "authorization_endpoint": e("authorize"),
         "token_endpoint": e("token"),
@@ -36,7 +38,8 @@ def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]
         "response_types_supported": list(c.RESPONSE_TYPES),  # code, implicit, hybrid
         "response_modes_supported": list(c.RESPONSE_MODES),
         "grant_types_supported": [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN,
-                                  c.GRANT_CLIENT_CREDENTIALS, c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE],
+                                  c.GRANT_CLIENT_CREDENTIALS, c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE,
+                                  GRANT_DEVICE_CODE],
         "subject_types_supported": [c.SUBJECT_PUBLIC, c.SUBJECT_PAIRWISE],
         # RS256 is the default of a client that registered none (OIDC Registration §2), ES256 on request.
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
@@ -54,6 +57,7 @@ def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]
         "pushed_authorization_request_endpoint": e("par"),  # RFC 9126 §5
         "require_pushed_authorization_requests": server.par_required,
         "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
+        "device_authorization_endpoint": e("device_authorization"),  # RFC 8628 §4
         "prompt_values_supported": list(c.PROMPTS),
         "acr_values_supported": [c.ACR_PASSWORD, c.ACR_MFA],
         "authorization_response_iss_parameter_supported": True,
@@ -64,7 +68,10 @@ def metadata(server: ServerSettings, paths: Mapping[str, str]) -> dict[str, Any]
         "ui_locales_supported": list(SUPPORTED_LOCALES),  # BCP 47 tags of the hosted pages
         "claim_types_supported": ["normal"],
     }
+    if registration:
+        out["registration_endpoint"] = e("register")  # OIDC Discovery §3 / RFC 8414 §2
+    return out
 
 
-def metadata_bytes(server: ServerSettings, paths: Mapping[str, str]) -> bytes:
-    return json.dumps(metadata(server, paths), separators=(",", ":")).encode()
+def metadata_bytes(server: ServerSettings, paths: Mapping[str, str], *, registration: bool = False) -> bytes:
+    return json.dumps(metadata(server, paths, registration=registration), separators=(",", ":")).encode()

@@ -13,7 +13,8 @@ What counts (each rule is one entry of `RULES`, run in that order):
   past their expiry;
 - SAML assertion ids past the end of their assertion's validity (a replay is refused by then anyway);
 - pushed authorization requests past their expiry, and used DPoP-proof and request-object jtis
-  past the time their proof or object would be refused anyway (oauth2/used_jtis.py);
+  past the time their proof or object would be refused anyway (oauth2/used_jtis.py), and device
+  codes (RFC 8628) past their expiry;
 - grants past their expiry, or revoked more than a day ago. A token whose grant row is gone counts
   as revoked (oauth2/grant_store.py), and its refresh tokens and codes go with it (ON DELETE
   CASCADE), so removing a revoked grant changes no answer;
@@ -51,6 +52,7 @@ from .models import (
     AuditEvent,
     AuthorizationCode,
     BrowserSession,
+    DeviceCode,
     Grant,
     Interaction,
     OneTimeToken,
@@ -106,6 +108,7 @@ RULES: tuple[Rule, ...] = (
     Rule("seen_assertions", SeenAssertion, SeenAssertion.id, lambda now, _: SeenAssertion.expires_at < now),
     Rule("pushed_requests", PushedRequest, PushedRequest.id, lambda now, _: PushedRequest.expires_at < now),
     Rule("used_jtis", UsedJti, UsedJti.key, lambda now, _: UsedJti.expires_at < now),
+    Rule("device_codes", DeviceCode, DeviceCode.device_code_hash, lambda now, _: DeviceCode.expires_at < now),
     THROTTLES,
     Rule("audit_events", AuditEvent, AuditEvent.id, lambda now, retention: AuditEvent.created_at < now - retention),
 )

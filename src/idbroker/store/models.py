@@ -441,3 +441,20 @@ class ScimGroup(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class DeviceCode(Base):
+    """RFC 8628 device authorizations: the device code (its hash), the user code typed on
+    /device, and where the user's decision stands (pending, approved with its grant, denied)."""
+
+    __tablename__ = "device_codes"
+    device_code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_code: Mapped[str] = mapped_column(String(16), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    grant_id: Mapped[str | None] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"))
+    interval: Mapped[int] = mapped_column(Integer)
+    last_polled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

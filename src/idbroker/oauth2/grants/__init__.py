@@ -8,6 +8,7 @@ from .. import constants as c
 from .authorization_code import AuthorizationCodeGrant
 from .base import GrantHandler
 from .client_credentials import ClientCredentialsGrant
+from .device_code import GRANT_DEVICE_CODE, DeviceCodeGrant
 from .refresh_token import RefreshTokenGrant
 from .token_exchange import TokenExchangeGrant
 
@@ -16,6 +17,7 @@ GRANTS: dict[str, type[GrantHandler]] = {
     c.GRANT_REFRESH_TOKEN: RefreshTokenGrant,
     c.GRANT_CLIENT_CREDENTIALS: ClientCredentialsGrant,
     c.GRANT_TOKEN_EXCHANGE: TokenExchangeGrant,
+    GRANT_DEVICE_CODE: DeviceCodeGrant,  # RFC 8628
 }
 
 __all__ = ["GRANTS", "GrantHandler"]
