@@ -51,6 +51,13 @@ USER_MIGRATED = "user.migrated"  # created from a lazy-migration source (migrati
 MIGRATION_SOURCE_UNAVAILABLE = "migration.source_unavailable"  # a source could not be asked
 TOKEN_EXCHANGED = "token.exchanged"  # RFC 8693 exchange at the token endpoint, issued or refused
 ADMIN_CALL = "admin.call"  # an admin API call: method, path (template), client_id, status
+# SCIM provisioning writes (endpoints/scim.py): detail client_id and the resource id (sub or group id)
+SCIM_USER_CREATED = "scim.user_created"
+SCIM_USER_UPDATED = "scim.user_updated"  # PUT or PATCH; detail deactivated=True when it ended the sessions
+SCIM_USER_DELETED = "scim.user_deleted"
+SCIM_GROUP_CREATED = "scim.group_created"
+SCIM_GROUP_UPDATED = "scim.group_updated"
+SCIM_GROUP_DELETED = "scim.group_deleted"
 NOTIFY = frozenset({MFA_ENROLLED, MFA_REMOVED, RECOVERY_CODE_USED, RECOVERY_CODES_REGENERATED, ACCOUNT_LOCKED})
 
 # kind -> (mail subject, mail template). PASSWORD_CHANGED mails only when asked (the reset page
