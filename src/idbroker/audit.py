@@ -58,6 +58,9 @@ SCIM_USER_DELETED = "scim.user_deleted"
 SCIM_GROUP_CREATED = "scim.group_created"
 SCIM_GROUP_UPDATED = "scim.group_updated"
 SCIM_GROUP_DELETED = "scim.group_deleted"
+CLIENT_REGISTERED = "client.registered"  # RFC 7591 dynamic registration: client_id, client_name
+CLIENT_UPDATED = "client.updated"        # RFC 7592 update by the client's registration access token
+CLIENT_DELETED = "client.deleted"        # RFC 7592 delete by the client's registration access token
 NOTIFY = frozenset({MFA_ENROLLED, MFA_REMOVED, RECOVERY_CODE_USED, RECOVERY_CODES_REGENERATED, ACCOUNT_LOCKED})
 
 # kind -> (mail subject, mail template). PASSWORD_CHANGED mails only when asked (the reset page

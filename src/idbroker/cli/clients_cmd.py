@@ -1,4 +1,4 @@
-"""Commands: clients add|update|list|show|remove."""
+"""Commands: clients add|update|list|show|remove|registration-token."""
 
 from __future__ import annotations
 
@@ -287,6 +287,21 @@ def clients_remove(client_id: str) -> None:
     except ClientNotFound:
         ctx.fail(f"no client {client_id!r}")
     ctx.console.print(f"removed client {escape(client_id)}")
+
+
+@clients_app.command("registration-token")
+def clients_registration_token(
+    expires_in: Annotated[int | None, typer.Option(help="Seconds the token is valid (default: until used up).")] = None,
+    max_uses: Annotated[int | None, typer.Option(help="Registrations it allows (default: any number).")] = None,
+) -> None:
+    """Create an initial access token for dynamic registration (RFC 7591 §3, setting registration = token)."""
+    if expires_in is not None and expires_in <= 0:
+        ctx.fail("--expires-in must be a positive number of seconds")
+    if max_uses is not None and max_uses <= 0:
+        ctx.fail("--max-uses must be a positive number")
+    token = ctx.provider().registration.issue_initial_token(expires_in, max_uses)
+    ctx.console.print("initial access token (shown once; send it as Authorization: Bearer to /oauth2/register):")
+    ctx.console.print(token, markup=False, highlight=False, soft_wrap=True)
 
 
 # -- idp -------------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from ..oauth2 import constants as c
 from ..security import KeyedHasher, random_token
 from ..store.db import Database, utcnow
-from ..store.models import Client
+from ..store.models import Client, Grant
 from .metadata import ClientMetadata, InvalidClientMetadata
 from .sector import Fetch, check_sector, fetch_json
 
@@ -36,8 +36,9 @@ class ClientRegistry:
         self._cache: dict[str, tuple[float, Client | None]] = {}
         self._lock = threading.Lock()
 
-    def create(self, meta: ClientMetadata) -> tuple[Client, str | None]:
-        """Registers a client. Returns it and, for confidential clients, the secret (shown once)."""
+    def create(self, meta: ClientMetadata, extra: dict[str, Any] | None = None) -> tuple[Client, str | None]:
+        """Registers a client. Returns it and, for confidential clients, the secret (shown once).
+        `extra`: columns outside the metadata (dynamic registration's, clients/registration.py)."""
         meta.validate()
         self._check_sector(meta, None)
         secret = None
@@ -48,13 +49,13 @@ class ClientRegistry:
             if s.get(Client, meta.client_id) is not None:
                 raise ClientExists(f"client {meta.client_id!r} already exists")
             row = Client(**dataclasses.asdict(meta), secret_hash=self.hasher.hash(secret) if secret else None,
-                         created_at=now, updated_at=now)
+                         created_at=now, updated_at=now, **(extra or {}))
             s.add(row)
         self.forget(meta.client_id)
         return row, secret
 
-    def update(self, client_id: str, changes: dict[str, Any], *, new_secret: bool = False
-               ) -> tuple[Client, str | None]:
+    def update(self, client_id: str, changes: dict[str, Any], *, new_secret: bool = False,
+               extra: dict[str, Any] | None = None) -> tuple[Client, str | None]:
         unknown = set(changes) - set(FIELDS)
         if unknown:
             raise InvalidClientMetadata([f"unknown client field {u!r}" for u in sorted(unknown)])
@@ -70,6 +71,8 @@ class ClientRegistry:
             self._check_sector(meta, before)
             for key in FIELDS:
                 setattr(row, key, getattr(meta, key))
+            for key, value in (extra or {}).items():
+                setattr(row, key, value)
             secret = None
             confidential = meta.token_endpoint_auth_method in (c.AUTH_BASIC, c.AUTH_POST)
             if confidential and (new_secret or not row.secret_hash):
@@ -93,7 +96,12 @@ class ClientRegistry:
             raise InvalidClientMetadata(problems)
 
     def remove(self, client_id: str) -> None:
+        """Deletes the client and (by the foreign keys) its grants. The grants are revoked first, in
+        the same transaction: a cascade is invisible to the change counter (store/changes.py), so
+        workers would go on answering from cached token states."""
         with self.db.session() as s:
+            s.execute(update(Grant).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
+                      .values(revoked_at=utcnow()))
             if s.execute(delete(Client).where(Client.client_id == client_id)).rowcount == 0:
                 raise ClientNotFound(client_id)
         self.forget(client_id)
