@@ -105,12 +105,13 @@ class Broker:
         return json.loads(done.stdout)
 
     def add_client(self, client_id: str, redirect_uri: str, post_logout_redirect_uri: str, *,
-                   first_party: bool, id_token_alg: str, backchannel_logout_uri: str | None = None
+                   first_party: bool, id_token_alg: str | None, backchannel_logout_uri: str | None = None
                    ) -> dict[str, Any]:
         args = ["clients", "add", "--client-id", client_id, "--name", f"Peer {client_id}",
                 "--redirect-uri", redirect_uri, "--post-logout-redirect-uri", post_logout_redirect_uri,
-                "--grant-type", "authorization_code", "--grant-type", "refresh_token",
-                "--id-token-alg", id_token_alg]
+                "--grant-type", "authorization_code", "--grant-type", "refresh_token"]
+        if id_token_alg:  # None: whatever the broker gives a client that names none
+            args += ["--id-token-alg", id_token_alg]
         if first_party:
             args.append("--first-party")
         if backchannel_logout_uri:

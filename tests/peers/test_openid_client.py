@@ -112,12 +112,15 @@ def assert_core_flow(summary: dict[str, Any], broker: Broker, client_id: str, al
     assert logout["prompt_none_error"] == "login_required"
 
 
-@pytest.mark.parametrize(("alg", "first_party"), [("ES256", True), ("RS256", False)],
-                         ids=["ES256-first-party", "RS256-consent"])
-def test_openid_client_full_flow(node: dict[str, str], broker: Broker, alg: str, first_party: bool) -> None:
+@pytest.mark.parametrize(("alg", "first_party", "registered"),
+                         [("ES256", True, "ES256"), ("RS256", False, "RS256"), ("RS256", True, None)],
+                         ids=["ES256-first-party", "RS256-consent", "RS256-by-default"])
+def test_openid_client_full_flow(node: dict[str, str], broker: Broker, alg: str, first_party: bool,
+                                 registered: str | None) -> None:
+    """`registered` None: the client names no algorithm and gets RS256 (OIDC Registration §2)."""
     rp = f"http://127.0.0.1:{free_port()}"  # nothing listens: the RP only reads the redirects
-    client_id = f"rp-{alg.lower()}-{'first' if first_party else 'third'}-party"
-    client = broker.add_client(client_id, f"{rp}/cb", f"{rp}/bye", first_party=first_party, id_token_alg=alg)
+    client_id = f"rp-{alg.lower()}-{'first' if first_party else 'third'}-party{'' if registered else '-default'}"
+    client = broker.add_client(client_id, f"{rp}/cb", f"{rp}/bye", first_party=first_party, id_token_alg=registered)
     assert client["id_token_signed_response_alg"] == alg
 
     summary = run_rp(node, broker, client, f"{rp}/cb", f"{rp}/bye", alg)
