@@ -329,3 +329,60 @@ def _refs(value: Any) -> list[str]:
     if isinstance(value, list):
         return [r for v in value for r in _refs(v)]
     return []
+
+
+def test_no_input_makes_a_server_error(http, writer, user, provider):
+    """Random JSON bodies and query values on every operation: always an answer below 500."""
+    import random
+
+    from idbroker.endpoints.admin.handlers import OPERATIONS
+
+    rng = random.Random(13)
+    http.post(f"{API}/clients", headers=writer, json={"client_id": "c1", "redirect_uris": ["https://c.example/cb"]})
+    ids = {"client_id": "c1", "user_id": user.sub, "sid": "nope", "upstream_id": "nope", "source_id": "nope"}
+    atoms: list[Any] = [None, True, 0, -1, 2**70, 1.5, "", "x", "\u00e9" * 300, "https://a.example/cb", [], {},
+                        ["x", 1], {"a": None}, "ES256", "oidc"]
+
+    def value(depth: int = 0) -> Any:
+        if depth < 2 and rng.random() < 0.2:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        if depth < 2 and rng.random() < 0.2:
+            return {rng.choice(["id", "kind", "name", "x"]): value(depth + 1) for _ in range(rng.randint(0, 3))}
+        return rng.choice(atoms)
+
+    fields = ["client_id", "email", "redirect_uris", "groups", "disabled", "alg",
+              "immediately", "id", "kind", "name", "options", "secrets", "position", "given_name", "address",
+              "scopes", "jwks", "branding", "idps", "access_token_ttl", "phone_number"]
+    for op in sorted(OPERATIONS, key=lambda o: o.method == "DELETE"):  # deletions last
+        path = API + op.path.format(**ids)
+        for _ in range(25):
+            if op.method == "GET":
+                params = {k: str(value()) for k in rng.sample(["email", "name", "group", "status", "cursor",
+                                                                "limit", "user", "kind", "since", "until"], 3)}
+                r = http.get(path, headers=writer, params=params)
+            else:
+                body = {k: value() for k in rng.sample(fields, rng.randint(0, 4))}
+                if op.path in ("/clients", "/users") and rng.random() < 0.5:
+                    body = {**body, "client_id": f"f{rng.randint(0, 10**6)}", "email": f"f{rng.random()}@e.example"}
+                r = http.request(op.method, path, headers=writer, json=body)
+            assert r.status_code < 500, (op.name, r.status_code, r.text)
+
+
+def test_values_the_store_cannot_hold_are_422_not_500(http, writer, user):
+    cases = [
+        ("POST", "/clients", {"client_id": "big", "redirect_uris": ["https://c.example/cb"], "access_token_ttl": 2**70},
+         "access_token_ttl"),
+        ("POST", "/clients", {"client_id": "long", "redirect_uris": ["https://c.example/cb"], "name": "n" * 300},
+         "name"),
+        ("POST", "/users", {"email": "z@example.com", "given_name": "x" * 1000}, "given_name"),
+        ("POST", "/users", {"email": "y@example.com", "groups": ["a\u0000"]}, "groups[0]"),
+        ("PATCH", f"/users/{user.sub}", {"birthdate": "x" * 100}, "birthdate"),
+        ("POST", "/migration-sources", {"id": "s", "kind": "webhook", "position": 2**70}, "position"),
+        ("PATCH", f"/users/{user.sub}", {"address": {"street\u0000": "x"}}, "address.street\u0000"),
+    ]
+    for method, path, body, where in cases:
+        r = http.request(method, API + path, headers=writer, json=body)
+        assert r.status_code == 422, (path, body, r.text)
+        assert where in [e["path"] for e in r.json()["errors"]], r.json()
+    r = http.get(f"{API}/users", headers=writer, params={"email": "\u0000"})
+    assert r.status_code == 400

@@ -145,6 +145,8 @@ def update_user_check(changes: dict[str, Any]) -> None:
     for key in set(PROFILE_FIELDS) - {"groups", "address", "custom_attributes"}:
         if key in changes and changes[key] is not None and not isinstance(changes[key], str):
             problems.append((key, "must be a string or null"))
+        elif isinstance(changes.get(key), str) and len(changes[key]) > User.__table__.columns[key].type.length:
+            problems.append((key, f"must be at most {User.__table__.columns[key].type.length} characters"))
     if problems:
         raise UserChangeError(problems)
 

@@ -76,9 +76,9 @@ class Call:
             raise ApiError(400, "invalid_request", "the request body is not JSON") from None
         if not isinstance(value, dict):
             raise ApiError(400, "invalid_request", "the request body must be a JSON object")
-        if any("\x00" in k or (isinstance(v, str) and "\x00" in v) for k, v in value.items()):
-            raise invalid([(next(k for k, v in value.items() if "\x00" in k or
-                                 (isinstance(v, str) and "\x00" in v)), "must not contain NUL")])
+        where = _nul_path(value, "")
+        if where is not None:  # PostgreSQL refuses NUL in text
+            raise invalid([(where, "must not contain NUL characters")])
         return value
 
     def check_if_match(self, current: str) -> None:
@@ -89,6 +89,32 @@ class Call:
         tags = [t.strip() for t in header.split(",")]
         if "*" not in tags and current not in tags and current.removeprefix("W/") not in tags:
             raise ApiError(412, "precondition_failed", "the resource changed since it was read (ETag)")
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first key or string holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return here
+        found = _nul_path(item, here)
+        if found is not None:
+            return found
+    return None
+
+
+def too_long(values: dict[str, Any], table: Any) -> list[tuple[str, str]]:
+    """Fields whose string is longer than the column that stores it."""
+    out = []
+    for name, value in values.items():
+        column = table.columns.get(name)
+        length = getattr(column.type, "length", None) if column is not None else None
+        if isinstance(value, str) and length and len(value) > length:
+            out.append((name, f"must be at most {length} characters"))
+    return out
 
 
 def etag(row: Any) -> str:

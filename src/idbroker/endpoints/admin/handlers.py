@@ -21,9 +21,9 @@ from ...clients.registry import FIELDS as CLIENT_FIELDS
 from ...clients.registry import ClientExists, ClientNotFound, metadata_of
 from ...federation.registry import InvalidUpstream, UpstreamNotFound
 from ...migration.sources import InvalidSource, SourceNotFound
-from ...store.models import Client, User
+from ...store.models import Client, LegacySource, UpstreamProvider, User
 from . import spec
-from .calls import Call, conflict, etag, int_param, invalid, json_answer, not_found
+from .calls import Call, conflict, etag, int_param, invalid, json_answer, not_found, too_long
 
 Handler = Callable[[Call], Awaitable[Response]]
 
@@ -75,8 +75,8 @@ def check_types(values: dict[str, Any], types: dict[str, str]) -> list[tuple[str
             problems.append((name, "must be a string"))
         elif base == "bool" and not isinstance(value, bool):
             problems.append((name, "must be true or false"))
-        elif base == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-            problems.append((name, "must be an integer"))
+        elif base == "int" and (not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**31):
+            problems.append((name, "must be an integer (32 bits)"))
         elif base == "dict" and not isinstance(value, dict):
             problems.append((name, "must be an object"))
         elif base == "list[str]":
@@ -136,7 +136,7 @@ async def clients_get(call: Call) -> Response:
 
 async def clients_create(call: Call) -> Response:
     values = await call.json()
-    problems = check_types(values, _TYPES)
+    problems = check_types(values, _TYPES) + too_long(values, Client.__table__)
     if "client_id" not in values:
         problems.append(("client_id", "is required"))
     if problems:
@@ -153,7 +153,8 @@ async def clients_create(call: Call) -> Response:
 
 async def clients_update(call: Call) -> Response:
     values = await call.json()
-    problems = check_types(values, {k: v for k, v in _TYPES.items() if k != "client_id"})
+    problems = check_types(values, {k: v for k, v in _TYPES.items() if k != "client_id"}) + \
+        too_long(values, Client.__table__)
     if problems:
         raise invalid(problems)
     current = await _client(call)
@@ -236,7 +237,7 @@ async def users_create(call: Call) -> Response:
     problems = [(k, "unknown field") for k in values if k not in _USER_INPUT and k not in PROFILE_FIELDS]
     problems += check_types({k: v for k, v in values.items() if k in _USER_INPUT}, _USER_INPUT)
     email = values.get("email")
-    if not isinstance(email, str) or not EMAIL_RE.match(email.strip().lower()):
+    if not isinstance(email, str) or len(email) > 320 or not EMAIL_RE.match(email.strip().lower()):
         problems.append(("email", "must be an email address"))
     profile = {k: v for k, v in values.items() if k in PROFILE_FIELDS}
     try:
@@ -361,7 +362,7 @@ async def upstreams_get(call: Call) -> Response:
 
 async def upstreams_create(call: Call) -> Response:
     values = await call.json()
-    problems = check_types(values, _UPSTREAM_INPUT)
+    problems = check_types(values, _UPSTREAM_INPUT) + too_long(values, UpstreamProvider.__table__)
     problems += [(k, "is required") for k in ("id", "kind", "name") if k not in values]
     if problems:
         raise invalid(problems)
@@ -379,7 +380,8 @@ async def upstreams_create(call: Call) -> Response:
 
 async def upstreams_update(call: Call) -> Response:
     values = await call.json()
-    problems = check_types(values, {k: v for k, v in _UPSTREAM_INPUT.items() if k not in ("id", "kind")})
+    problems = check_types(values, {k: v for k, v in _UPSTREAM_INPUT.items() if k not in ("id", "kind")}) + \
+        too_long(values, UpstreamProvider.__table__)
     if problems:
         raise invalid(problems)
     row = await _upstream(call)
@@ -426,7 +428,7 @@ async def sources_get(call: Call) -> Response:
 
 async def sources_create(call: Call) -> Response:
     values = await call.json()
-    problems = check_types(values, _SOURCE_INPUT)
+    problems = check_types(values, _SOURCE_INPUT) + too_long(values, LegacySource.__table__)
     problems += [(k, "is required") for k in ("id", "kind") if k not in values]
     if problems:
         raise invalid(problems)

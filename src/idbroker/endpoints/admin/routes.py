@@ -79,6 +79,8 @@ def _endpoint(op: Operation) -> Any:
         client_id = None
         try:
             client_id = await authorise(request, op.scope)
+            if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+                raise ApiError(400, "invalid_request", "query parameters must not contain NUL characters")
             call = Call(request, provider, client_id, {k: str(v) for k, v in request.path_params.items()})
             response = await op.handler(call)
         except _Refused as refused:
