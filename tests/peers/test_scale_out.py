@@ -1,0 +1,338 @@
+"""Two ``idbroker serve`` nodes on one PostgreSQL database behind Debian's nginx, all started here.
+
+A user signs in through node A and continues through node B (single sign-on, code exchange,
+refresh); what one node changes (a revoked token, a new signing key) the other sees; and a node
+killed with SIGKILL under mixed load loses nothing that was answered: every refresh rotation that
+a client received still works, every family is in the database exactly once. Every wait is bounded
+by a deadline; nothing asserts how fast.
+
+nginx runs in the foreground with a configuration, pid file and temporary paths of its own in a
+temporary directory, on a free port."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from broker_process import IDBROKER, PASSWORD, Broker, free_port
+from sqlalchemy import create_engine, text
+from support import TEST_SECRET, form_fields, wait_until_ready
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+WAIT = 30.0  # seconds: a bound on every wait, never reached when things work
+REDIRECT = "http://127.0.0.1:9/cb"
+EMAIL = "alice@example.com"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed (./test installs it)")
+
+
+def nginx_config(prefix: Path, port: int, upstreams: list[int]) -> str:
+    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    user = "user root;\n" if os.geteuid() == 0 else ""  # as root, workers would else drop to nobody
+    return f"""{user}worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream idbroker {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://idbroker;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_next_upstream error timeout http_502 non_idempotent;
+            proxy_next_upstream_tries 2;
+            proxy_connect_timeout 2s;
+        }}
+    }}
+}}
+"""
+
+
+class Cluster:
+    def __init__(self, a: Broker, b: Broker, proxy: str, database_url: str):
+        self.a, self.b, self.proxy, self.database_url = a, b, proxy, database_url
+        self.client: dict[str, Any] = {}
+        self.service: dict[str, Any] = {}
+
+    def base(self, node: Broker) -> str:
+        return f"http://127.0.0.1:{node.port}"
+
+    def scalar(self, sql: str) -> Any:
+        engine = create_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(sql)).scalar()
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    admin_url = os.environ.get("IDBROKER_TEST_POSTGRES_URL")
+    if not admin_url:
+        pytest.skip("IDBROKER_TEST_POSTGRES_URL is not set (./test sets it)")
+    created = f"idbroker_scale_{uuid.uuid4().hex[:12]}"
+    _admin(admin_url, f'CREATE DATABASE "{created}"')
+    database_url = admin_url.rsplit("/", 1)[0] + f"/{created}"
+    proxy_port = free_port()
+    proxy = f"http://127.0.0.1:{proxy_port}"
+    nodes = []
+    for name in ("a", "b"):
+        node = Broker("postgres", tmp_path_factory.mktemp(f"node-{name}"), database_url)
+        node.env.update(IDBROKER_ISSUER=proxy, IDBROKER_SECRET_KEY=TEST_SECRET, IDBROKER_CACHE_SECONDS="1",
+                        IDBROKER_TRUSTED_PROXIES="127.0.0.1/32", IDBROKER_ARGON2_MEMORY_KIB="8192")
+        nodes.append(node)
+    a, b = nodes
+    prefix = tmp_path_factory.mktemp("nginx")
+    (prefix / "nginx.conf").write_text(nginx_config(prefix, proxy_port, [a.port, b.port]))
+    nginx: subprocess.Popen[bytes] | None = None
+    try:
+        a.cli("users", "add", "--email", EMAIL, "--password", PASSWORD)
+        c = Cluster(a, b, proxy, database_url)
+        c.client = a.cli("clients", "add", "--client-id", "web", "--name", "Web", "--redirect-uri", REDIRECT,
+                         "--grant-type", "authorization_code", "--grant-type", "refresh_token", "--first-party")
+        c.service = a.cli("clients", "add", "--client-id", "svc", "--name", "Service",
+                          "--grant-type", "client_credentials")
+        a.start()
+        b.start()
+        with open(prefix / "nginx.out", "wb") as out:
+            nginx = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        with httpx.Client(timeout=2.0) as http:
+            wait_until_ready(nginx, lambda: http.get(f"{proxy}/healthz").status_code == 200, WAIT, "nginx",
+                             lambda: (prefix / "error.log").read_text(errors="replace"))
+        yield c
+    finally:
+        if nginx is not None and nginx.poll() is None:
+            nginx.send_signal(signal.SIGTERM)
+            try:
+                nginx.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(nginx.pid, signal.SIGKILL)
+                nginx.wait(timeout=15)
+        for node in nodes:
+            node.stop()
+            if node.proc is not None and node.proc.poll() is None:
+                os.killpg(node.proc.pid, signal.SIGKILL)
+        _admin(admin_url, f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
+
+
+def _admin(admin_url: str, statement: str) -> None:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def until(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {WAIT:.0f}s"
+        time.sleep(0.05)
+
+
+# -- a browser and a client -------------------------------------------------------------------------
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def on(node_base: str, location: str, proxy: str) -> str:
+    """A location the broker gave (on its issuer, the proxy), sent to one node instead."""
+    return node_base + location[len(proxy):] if location.startswith(proxy) else location
+
+
+def authorize(c: Cluster, browser: httpx.Client, node: Broker) -> tuple[str, str, bool]:
+    """An authorization request on `node` (signing in there when asked): (code, verifier, whether
+    the sign-in page was shown)."""
+    base = c.base(node)
+    verifier, challenge = pkce()
+    response = browser.get(f"{base}/oauth2/authorize", params=dict(
+        client_id="web", redirect_uri=REDIRECT, response_type="code", scope="openid email offline_access",
+        state="s", nonce="n", code_challenge=challenge, code_challenge_method="S256"))
+    signed_in = False
+    for _ in range(10):
+        if response.status_code in (302, 303) and response.headers["location"].startswith(REDIRECT):
+            return parse_qs(urlsplit(response.headers["location"]).query)["code"][0], verifier, signed_in
+        if response.status_code in (302, 303):
+            response = browser.get(on(base, response.headers["location"], c.proxy))
+        elif response.status_code == 200 and 'autocomplete="current-password"' in response.text:
+            signed_in = True
+            fields = form_fields(response.text)
+            action = f"{base}/login"
+            response = browser.post(action, data={**fields, "username": EMAIL, "password": PASSWORD})
+        else:
+            break
+    raise AssertionError(f"no code: {response.status_code} {response.text[:500]}")
+
+
+def token(c: Cluster, base: str, **form: str) -> httpx.Response:
+    auth = (c.client["client_id"], c.client["client_secret"])
+    return httpx.post(f"{base}/oauth2/token", data=form, auth=auth, timeout=10)
+
+
+# -- tests ------------------------------------------------------------------------------------------
+def test_sign_in_on_a_continues_on_b(cluster: Cluster) -> None:
+    c = cluster
+    with httpx.Client(timeout=10) as browser:
+        code, verifier, signed_in = authorize(c, browser, c.a)
+        assert signed_in
+        tokens = token(c, c.base(c.b), grant_type="authorization_code", code=code, redirect_uri=REDIRECT,
+                       code_verifier=verifier)
+        assert tokens.status_code == 200, tokens.text
+        # Single sign-on on node B: the session made on A, no sign-in page.
+        code2, verifier2, signed_in2 = authorize(c, browser, c.b)
+        assert not signed_in2
+        assert token(c, c.base(c.a), grant_type="authorization_code", code=code2, redirect_uri=REDIRECT,
+                     code_verifier=verifier2).status_code == 200
+    refreshed = token(c, c.base(c.b), grant_type="refresh_token", refresh_token=tokens.json()["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    # The rotated-away token is spent on node A too.
+    again = token(c, c.base(c.a), grant_type="refresh_token", refresh_token=tokens.json()["refresh_token"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_revocation_on_a_is_seen_by_b(cluster: Cluster) -> None:
+    c = cluster
+    with httpx.Client(timeout=10) as browser:
+        code, verifier, _ = authorize(c, browser, c.a)
+    tokens = token(c, c.base(c.a), grant_type="authorization_code", code=code, redirect_uri=REDIRECT,
+                   code_verifier=verifier).json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    for node in (c.a, c.b):  # both have checked (and cached) the token
+        assert httpx.get(f"{c.base(node)}/oauth2/userinfo", headers=bearer).status_code == 200
+    auth = (c.client["client_id"], c.client["client_secret"])
+    revoked = httpx.post(f"{c.base(c.a)}/oauth2/revoke", data={"token": tokens["refresh_token"]}, auth=auth)
+    assert revoked.status_code == 200
+    until(lambda: httpx.get(f"{c.base(c.b)}/oauth2/userinfo", headers=bearer).status_code == 401,
+          "node B refuses the access token of a grant revoked on node A")
+    assert token(c, c.base(c.b), grant_type="refresh_token",
+                 refresh_token=tokens["refresh_token"]).status_code == 400
+
+
+def test_key_rotation_is_seen_by_both(cluster: Cluster) -> None:
+    c = cluster
+    before = {k["kid"] for k in httpx.get(f"{c.base(c.a)}/.well-known/jwks.json").json()["keys"]}
+    for alg in ("RS256", "ES256"):  # whichever the ID token uses
+        done = subprocess.run([str(IDBROKER), "keys", "rotate", "--now", "--alg", alg], env=c.a.env,
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+
+    def published(node: Broker) -> set[str]:
+        return {k["kid"] for k in httpx.get(f"{c.base(node)}/.well-known/jwks.json").json()["keys"]} - before
+
+    until(lambda: len(published(c.a)) == 2 and published(c.a) == published(c.b), "both nodes publish the new keys")
+    after_a = published(c.a)
+    # And sign with it: an ID token minted on B carries the new kid.
+    def kid_b_signs_with() -> str:
+        with httpx.Client(timeout=10) as browser:
+            code, verifier, _ = authorize(c, browser, c.b)
+        id_token = token(c, c.base(c.b), grant_type="authorization_code", code=code, redirect_uri=REDIRECT,
+                         code_verifier=verifier).json()["id_token"]
+        header = id_token.split(".")[0]
+        return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+    until(lambda: kid_b_signs_with() in after_a, "node B signs with the key rotated through node A's store")
+
+
+def test_kill_9_of_a_node_under_load_loses_nothing_answered(cluster: Cluster) -> None:
+    c = cluster
+    families = 6
+    chains: list[str] = []
+    with httpx.Client(timeout=10) as browser:
+        for _ in range(families):
+            code, verifier, _ = authorize(c, browser, c.a)
+            answer = token(c, c.base(c.a), grant_type="authorization_code", code=code, redirect_uri=REDIRECT,
+                           code_verifier=verifier)
+            chains.append(answer.json()["refresh_token"])
+    families_before = c.scalar("SELECT count(DISTINCT grant_id) FROM refresh_tokens")
+    revoked_before = c.scalar("SELECT count(*) FROM grants WHERE revoked_at IS NOT NULL")
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def refresher(i: int) -> None:
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    r = http.post(f"{c.proxy}/oauth2/token", data={"grant_type": "refresh_token",
+                                                                    "refresh_token": chains[i]},
+                                  auth=(c.client["client_id"], c.client["client_secret"]))
+                except httpx.HTTPError:
+                    ok = False
+                else:
+                    ok = r.status_code == 200
+                    if ok:
+                        chains[i] = r.json()["refresh_token"]  # only an answered rotation counts
+                    else:
+                        assert r.status_code >= 500 or r.json().get("error") != "invalid_grant", r.text
+                with lock:
+                    counts["ok" if ok else "failed"] += 1
+
+    def service() -> None:
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    ok = http.post(f"{c.proxy}/oauth2/token", data={"grant_type": "client_credentials"},
+                                   auth=(c.service["client_id"], c.service["client_secret"])).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    counts["ok" if ok else "failed"] += 1
+
+    threads = [threading.Thread(target=refresher, args=(i,)) for i in range(families)]
+    threads += [threading.Thread(target=service) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        until(lambda: counts["ok"] >= 40, "load is being served")
+        with lock:
+            at_kill = dict(counts)
+        assert c.a.proc is not None
+        os.killpg(c.a.proc.pid, signal.SIGKILL)  # Granian and its workers, without warning
+        c.a.proc.wait(timeout=15)
+        until(lambda: counts["ok"] >= at_kill["ok"] + 40, "node B serves the load alone")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    total = counts["ok"] + counts["failed"]
+    print(f"\nkill -9 under load: {counts['failed']} of {total} requests failed "
+          f"({100.0 * counts['failed'] / max(total, 1):.1f}%), {counts['failed'] - at_kill['failed']} after the kill")
+    # Every family's last answered token still refreshes (through the surviving node).
+    for i in range(families):
+        r = token(c, c.base(c.b), grant_type="refresh_token", refresh_token=chains[i])
+        assert r.status_code == 200, (i, r.text)
+    assert c.scalar("SELECT count(DISTINCT grant_id) FROM refresh_tokens") == families_before
+    assert c.scalar("SELECT count(*) FROM grants WHERE revoked_at IS NOT NULL") == revoked_before  # no reuse seen
+    assert c.scalar(f"SELECT count(*) FROM users WHERE email = '{EMAIL}'") == 1
