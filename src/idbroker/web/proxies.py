@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -141,7 +140,3 @@ class ProxyHeaders:
                         [(b"host", host.encode("latin-1"))]
         await self.app(scope, receive, send)
 
-
-def peer_of(scope: dict[str, Any]) -> tuple[str, int] | None:
-    """The TCP peer of the connection, whatever the proxies said."""
-    return scope.get(_DONE, scope.get("client"))

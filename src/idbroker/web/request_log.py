@@ -7,9 +7,10 @@ back in the response's ``X-Request-Id`` and kept in a context variable for the r
 
 ``log_format = "json"`` writes one JSON object a line (`JsonFormatter`): time, level, logger,
 message and the request's fields. What never goes in a line: tokens, codes, passwords, cookies,
-Authorization headers, query strings (the access log names the route template, never the URL), and
-the exception text of records from third-party loggers is not special-cased - the broker's own
-code never puts secrets in a message.
+Authorization headers, query strings. The access line names the route template (``/idp/{id}/callback``),
+never the URL, so the query strings of /oauth2/authorize and the callbacks stay out; the request's
+fields are chosen here (`FIELDS`), never copied from headers. tests/unit/test_json_logs.py drives a
+whole sign-in and token exchange and looks for each secret in the lines.
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ def note(**fields: Any) -> None:
     current = _fields.get()
     if current is not None:
         current.update({k: v for k, v in fields.items() if v is not None})
-
-
-def current() -> dict[str, Any]:
-    return dict(_fields.get() or {})
 
 
 def current_request_id() -> str | None:
