@@ -221,11 +221,13 @@ def test_patch_in_okta_shape_and_deactivation_ends_sessions(scim: Any, provider:
     _, challenge = pkce_pair()
     page = flow.authorize(client_id=client.client_id, redirect_uri=client.redirect_uri, response_type="code",
                           scope="openid", state="s", code_challenge=challenge, code_challenge_method="S256")
-    page = flow.login(page, password=PASSWORD)
-    assert page.status_code != 303 or "code=" not in page.headers.get("location", "")
-    # Okta's reactivation.
+    refused = flow.login(page, password=PASSWORD)
+    assert refused.status_code == 401 and 'autocomplete="current-password"' in refused.text
+    # Okta's reactivation: the same sign-in goes through.
     r = scim.patch(f"/Users/{user.sub}", [{"op": "replace", "value": {"active": True}}])
-    assert r.status_code == 200 and r.json()["active"] is True
+    assert r.status_code == 200 and r.json()["active"] is True, (r.text, r.headers)
+    q, _ = flow.code_flow(client)
+    assert q["code"]
 
 
 def test_delete_ends_sessions(scim: Any, provider: Any, flow: Any, register: Any, user: Any) -> None:
@@ -249,6 +251,14 @@ def test_if_match(scim: Any) -> None:
     scim_error(scim.delete(f"/Users/{sub}", headers={"If-Match": tag}), 412)
     assert scim.get(f"/Users/{sub}").json()["nickName"] == "B"
     assert scim.delete(f"/Users/{sub}", headers={"If-Match": "*"}).status_code == 204
+    r = scim.post("/Groups", {"displayName": "Ops"})
+    gid, tag = r.json()["id"], r.headers["etag"]
+    r = scim.patch(f"/Groups/{gid}", [{"op": "replace", "path": "displayName", "value": "Operations"}],
+                   headers={"If-Match": tag})
+    assert r.status_code == 200 and r.json()["displayName"] == "Operations"
+    scim_error(scim.put(f"/Groups/{gid}", {"displayName": "X"}, headers={"If-Match": tag}), 412)
+    scim_error(scim.delete(f"/Groups/{gid}", headers={"If-Match": tag}), 412)
+    assert scim.delete(f"/Groups/{gid}", headers={"If-Match": r.headers["etag"]}).status_code == 204
 
 
 def test_groups_follow_users_and_the_groups_claim(scim: Any, provider: Any, http: Any, flow: Any, register: Any,

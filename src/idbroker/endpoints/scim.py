@@ -5,7 +5,8 @@ Authorisation (RFC 7644 §2, RFC 6750): a Bearer access token of the client_cred
 carrying ``idbroker:scim``, checked like UserInfo checks its tokens (``AccessTokens.check``).
 The discovery endpoints answer without a token. No or a bad token: 401; a token without the
 scope or of a user: 403 - both as SCIM errors (§3.12) with a WWW-Authenticate challenge.
-Answers are ``application/scim+json``; unexpected failures are a SCIM 500 without details (logged). Every write is audited (audit.SCIM_*).
+Answers are ``application/scim+json``; unexpected failures are a SCIM 500 without details
+(logged). Every write is audited (audit.SCIM_*).
 """
 
 from __future__ import annotations
