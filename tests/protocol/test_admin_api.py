@@ -50,10 +50,14 @@ def test_tokens_and_scopes_are_enforced(http, register, reader, writer, user, pr
     r = http.post(f"{API}/users/{user.sub}/reset-mfa", headers=reader)
     assert r.status_code == 403 and r.json()["error"] == "insufficient_scope"
     assert http.get(f"{API}/users", headers=writer).status_code == 200  # write includes read
-    # A revoked token stops working at once.
-    ops = provider.clients.get("ops")
-    assert ops is not None
     assert http.post(f"{API}/users/{user.sub}/reset-mfa", headers=writer).status_code == 200
+    # A revoked token stops working at once.
+    client = register("ops2", scopes=["idbroker:admin:write"], **CC)
+    token = http.post("/oauth2/token", auth=client.basic, data={"grant_type": "client_credentials",
+                                                                "scope": "idbroker:admin:write"}).json()["access_token"]
+    assert http.get(f"{API}/keys", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert http.post("/oauth2/revoke", auth=client.basic, data={"token": token}).status_code == 200
+    assert http.get(f"{API}/keys", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
 def test_a_user_token_is_not_an_admin_token(http, register, flow, user):

@@ -90,7 +90,7 @@ def test_audit_list_filters(cli, people):
     out = json.loads(cli("audit", "list", "--user", "u1@example.com", "--since", "1h", "--json").stdout)
     assert len(out) == 3 and {e["kind"] for e in out} == {"login.failed"} and out[0]["user"] == "u1@example.com"
     out = json.loads(cli("audit", "list", "--kind", "login.succeeded", "--json").stdout)
-    assert len(out) == 1
+    assert len(out) == 1 and out[0]["user"] == "u2@example.com"
     assert json.loads(cli("audit", "list", "--until", "2000-01-01T00:00:00", "--json").stdout) == []
     assert len(json.loads(cli("audit", "list", "--limit", "2", "--json").stdout)) == 2
     bad = cli("audit", "list", "--since", "last tuesday", ok=False)

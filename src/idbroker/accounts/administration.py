@@ -182,6 +182,11 @@ def reset_mfa(db: Database, user_id: int) -> int:
     return removed
 
 
+def emails_of(db: Database, user_ids: set[int]) -> dict[int, str]:
+    with db.session(write=False) as s:
+        return {row[0]: row[1] for row in s.execute(select(User.id, User.email).where(User.id.in_(user_ids)))}
+
+
 def find_user(db: Database, key: str) -> User | None:
     """By email address (as the CLI names users) or sub (as the API does)."""
     if "\x00" in key or len(key) > 320:

@@ -42,6 +42,9 @@ def audit_list(user: Annotated[str | None, typer.Option(help="The user's email a
             ctx.fail(f"no user {user!r}")
         user_id, emails = found.id, {found.id: found.email}
     page = admin.search_events(p.db, user_id=user_id, kind=kind, limit=limit, **moments)
+    others = {e.user_id for e in page.items if e.user_id is not None} - set(emails)
+    if others:
+        emails |= admin.emails_of(p.db, others)
     rows = [{"id": e.id, "time": aware(e.created_at).isoformat(), "kind": e.kind,
              "user": emails.get(e.user_id, e.user_id), "ip": e.ip, "detail": e.detail} for e in page.items]
     if as_json:
