@@ -162,6 +162,7 @@ def test_user_lifecycle_filters_paging_and_uniqueness(scim: Any, provider: Any) 
     scim_error(scim.get("/Users", params={"filter": 'userName zz "a"'}), 400, "invalidFilter")
     scim_error(scim.get("/Users", params={"filter": '(userName eq "a"'}), 400, "invalidFilter")
     scim_error(scim.get("/Users", params={"startIndex": "x"}), 400)
+    scim_error(scim.get("/Users", params={"filter": "(" * 300 + 'userName eq "a"' + ")" * 300}), 400, "invalidFilter")
 
     # PUT replaces: what is not sent is cleared.
     r = scim.put(f"/Users/{created['id']}", {"schemas": [USER], "userName": "barbara@example.com",

@@ -27,6 +27,7 @@ and parentheses, evaluated on the representation (case-insensitive except ``id``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -106,6 +107,8 @@ def parse_filter(text: str) -> Predicate:
     if len(text) > 2000:
         raise invalid("the filter is too long", "invalidFilter")
     tokens = _tokens(text)
+    if sum(t.lower() in ("(", "not") for t in tokens) > 32:  # bounds the recursion below
+        raise invalid("the filter nests too deeply", "invalidFilter")
     pos = 0
 
     def peek() -> str | None:
@@ -382,7 +385,7 @@ def apply_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
         op = str(operation.get("op", "")).lower()
         if op not in ("add", "replace", "remove"):
             raise invalid("op must be add, replace or remove", "invalidSyntax")
-        path, value = operation.get("path"), operation.get("value")
+        path, value = operation.get("path"), copy.deepcopy(operation.get("value"))  # no object shared by two ops
         if path is None or path == "":
             if op == "remove":
                 raise invalid("remove needs a path", "noTarget")
