@@ -390,3 +390,23 @@ def test_values_the_store_cannot_hold_are_422_not_500(http, writer, user):
         assert where in [e["path"] for e in r.json()["errors"]], r.json()
     r = http.get(f"{API}/users", headers=writer, params={"email": "\u0000"})
     assert r.status_code == 400
+
+
+def test_if_match_is_checked_again_in_the_writing_transaction(http, writer, user, provider, monkeypatch):
+    """A change landing between the API's read and its write is caught: 412, nothing written."""
+    from idbroker.accounts import administration
+
+    tag = http.get(f"{API}/users/{user.sub}", headers=writer).headers["etag"]
+    real = administration.find_user
+
+    def read_then_someone_else_writes(db, key):  # type: ignore[no-untyped-def]
+        row = real(db, key)
+        administration.update_user(db, row.id, {"nickname": "changed meanwhile"})
+        return row
+
+    monkeypatch.setattr(administration, "find_user", read_then_someone_else_writes)
+    r = http.patch(f"{API}/users/{user.sub}", headers={**writer, "If-Match": tag}, json={"given_name": "Mine"})
+    assert r.status_code == 412, r.text
+    monkeypatch.setattr(administration, "find_user", real)
+    after = http.get(f"{API}/users/{user.sub}", headers=writer).json()
+    assert after["given_name"] == "Alice" and after["nickname"] == "changed meanwhile"

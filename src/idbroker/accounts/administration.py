@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -151,13 +152,18 @@ def update_user_check(changes: dict[str, Any]) -> None:
         raise UserChangeError(problems)
 
 
-def update_user(db: Database, user_id: int, changes: dict[str, Any]) -> User | None:
-    """Changes profile fields, `email_verified` and `disabled`; None when there is no such user."""
+def update_user(db: Database, user_id: int, changes: dict[str, Any],
+                precondition: Callable[[User], None] | None = None) -> User | None:
+    """Changes profile fields, `email_verified` and `disabled`; None when there is no such user.
+    `precondition(row)` runs on the locked row inside the transaction and may raise to change
+    nothing (the admin API's If-Match: no other change can slip in between check and write)."""
     update_user_check(changes)
     with db.session() as s:
-        row = s.get(User, user_id)
+        row = s.get(User, user_id, with_for_update=True)
         if row is None:
             return None
+        if precondition is not None:
+            precondition(row)
         if "phone_number" in changes and changes["phone_number"] != row.phone_number:
             row.phone_number_verified = False
         for key, value in changes.items():

@@ -263,8 +263,9 @@ async def users_update(call: Call) -> Response:
     values = await call.json()
     user = await _user(call)
     call.check_if_match(_user_tag(user))
-    try:
-        row = await run(admin.update_user, call.provider.db, user.id, values)
+    try:  # and again on the locked row, in the writing transaction
+        row = await run(admin.update_user, call.provider.db, user.id, values,
+                        lambda locked: call.check_if_match(_user_tag(locked)))
     except admin.UserChangeError as exc:
         raise invalid(exc.problems) from None
     if row is None:
