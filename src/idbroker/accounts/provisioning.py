@@ -5,8 +5,8 @@ endpoints/scim.py; this module holds the mapping, the filter language and PATCH.
 Mapping (RFC 7643 §4.1 User): ``id`` is the user's ``sub``; ``userName`` is the email address (a
 userName that is not an address is kept as given and the primary email becomes the address);
 ``name.givenName|familyName|middleName``, ``nickName``, ``locale``, ``timezone`` (zoneinfo),
-``phoneNumbers[0]`` and ``active`` (= not disabled) are columns; ``externalId``, ``displayName``,
-a non-address ``userName`` and the enterprise extension are kept in
+``phoneNumbers[0]``, ``active`` (= not disabled) and ``externalId`` (``scim_external_id``, unique)
+are columns; ``displayName``, a non-address ``userName`` and the enterprise extension are kept in
 ``custom_attributes["scim"]``. ``groups`` is read-only (RFC 7643 §4.1.2): it follows Group
 membership.
 
@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..security import random_token
@@ -266,8 +267,8 @@ def user_resource(user: User, base: str, groups: dict[str, str]) -> dict[str, An
     body: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": user.sub,
                             "userName": extra.get("userName") or user.email, "active": not user.disabled,
                             "emails": [{"value": user.email, "type": "work", "primary": True}]}
-    if extra.get("externalId"):
-        body["externalId"] = extra["externalId"]
+    if user.scim_external_id:
+        body["externalId"] = user.scim_external_id
     if name:
         body["name"] = name
     display = extra.get("displayName") or name.get("formatted")
@@ -358,10 +359,9 @@ def user_values(doc: Any) -> UserValues:
     columns = {"given_name": _string(name, "givenName"), "family_name": _string(name, "familyName"),
                "middle_name": _string(name, "middleName"), "nickname": _string(doc, "nickName"),
                "locale": _string(doc, "locale", 35), "zoneinfo": _string(doc, "timezone", 64),
-               "phone_number": phone}
-    for key, name_ in (("externalId", "externalId"), ("displayName", "displayName")):
-        if (value := _string(doc, name_)) is not None:
-            extra[key] = value
+               "phone_number": phone, "scim_external_id": _string(doc, "externalId")}
+    if (display := _string(doc, "displayName")) is not None:
+        extra["displayName"] = display
     ent_key = _key(doc, ENTERPRISE_SCHEMA)
     if ent_key and doc[ent_key] is not None:
         if not isinstance(doc[ent_key], dict) or len(json.dumps(doc[ent_key])) > 8000:
@@ -515,6 +515,7 @@ def group_values(doc: Any) -> GroupValues:
     return GroupValues(display, _string(doc, "externalId"), subs)
 
 
+_BY_EXTERNAL_ID = re.compile(r'^\s*externalId\s+eq\s+("(?:[^"\\]|\\.)*")\s*$', re.IGNORECASE)
 _BY_ADDRESS = re.compile(r'^\s*(?:userName|emails(?:\.value)?)\s+eq\s+("(?:[^"\\]|\\.)*")\s*$', re.IGNORECASE)
 
 
@@ -530,6 +531,17 @@ class Changed:
 class Listed:
     total: int
     resources: list[dict[str, Any]]
+
+
+def _unique(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A write that lost a race to a concurrent one of the same userName, externalId or
+    displayName (the unique indexes refused it): 409, nothing written."""
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except IntegrityError:
+            raise ScimError(409, "the value is already in use", "uniqueness") from None
+    return wrapped
 
 
 class Provisioning:
@@ -568,21 +580,26 @@ class Provisioning:
             # userName (or email) that is an address is the email column (see user_values).
             m = _BY_ADDRESS.match(flt or "")
             address = normalise_email(json.loads(m[1])) if m else None
+            by_external = _BY_EXTERNAL_ID.match(flt or "")
+            rows: Iterator[User] | list[User]
             if address and EMAIL_RE.match(address):
-                rows: Iterator[User] | list[User] = list(s.scalars(select(User).where(User.email == address)))
+                rows = list(s.scalars(select(User).where(User.email == address)))
+            elif by_external:
+                rows = list(s.scalars(select(User).where(User.scim_external_id == json.loads(by_external[1]))))
             else:
                 rows = self._users(s)
             resources = (user_resource(u, base, groups) for u in rows)
             found = [r for r in resources if predicate is None or predicate(r)]
         return Listed(len(found), found[start - 1:start - 1 + count])
 
+    @_unique
     def create_user(self, doc: Any, base: str) -> dict[str, Any]:
         values = user_values(doc)
         now = utcnow()
         with self.db.session() as s:
             if s.scalar(select(User.id).where(User.email == values.email)) is not None:
                 raise ScimError(409, f"a user with userName {values.email} exists", "uniqueness")
-            self._check_external_id(s, values.extra.get("externalId"), None)
+            self._check_external_id(s, values.columns["scim_external_id"], None)
             user = User(sub=random_token(16), email=values.email, email_verified=True, password_hash=None,
                         groups=[], custom_attributes={"scim": values.extra} if values.extra else None,
                         disabled=values.disabled, created_at=now, updated_at=now, **values.columns)
@@ -593,10 +610,11 @@ class Provisioning:
     def _check_external_id(self, s: Session, external_id: str | None, sub: str | None) -> None:
         if not external_id:
             return
-        for user in self._users(s):
-            if user.sub != sub and _scim_extra(user).get("externalId") == external_id:
-                raise ScimError(409, "another user has this externalId", "uniqueness")
+        holder = s.scalar(select(User.sub).where(User.scim_external_id == external_id))
+        if holder is not None and holder != sub:
+            raise ScimError(409, "another user has this externalId", "uniqueness")
 
+    @_unique
     def replace_user(self, sub: str, doc: Any, base: str, if_match: str | None) -> Changed:
         """PUT, and PATCH through apply_patch. A user deactivated here is signed out everywhere
         (sessions ended, grants revoked); the deliveries are for signout.notify."""
@@ -609,7 +627,7 @@ class Provisioning:
             _check_version(user_resource(user, base, groups), if_match)
             if values.email != user.email and s.scalar(select(User.id).where(User.email == values.email)):
                 raise ScimError(409, f"a user with userName {values.email} exists", "uniqueness")
-            self._check_external_id(s, values.extra.get("externalId"), sub)
+            self._check_external_id(s, values.columns["scim_external_id"], sub)
             was_active = not user.disabled
             if values.email != user.email:
                 user.email, user.email_verified = values.email, True
@@ -670,6 +688,7 @@ class Provisioning:
                      if predicate is None or predicate(r)]
         return Listed(len(found), found[start - 1:start - 1 + count])
 
+    @_unique
     def create_group(self, doc: Any, base: str) -> dict[str, Any]:
         values = group_values(doc)
         now = utcnow()
@@ -701,6 +720,7 @@ class Provisioning:
                 user.groups = new
                 user.updated_at = utcnow()
 
+    @_unique
     def replace_group(self, group_id: str, doc: Any, base: str, if_match: str | None) -> dict[str, Any]:
         values = group_values(doc)
         with self.db.session() as s:

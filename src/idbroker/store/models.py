@@ -113,6 +113,8 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # RFC 7643 §3.1 externalId of a user pushed by a provisioning tool (accounts/provisioning.py)
+    scim_external_id: Mapped[str | None] = mapped_column(String(255), index=True, unique=True)
 
 
 class BrowserSession(Base):

@@ -1,4 +1,4 @@
-"""SCIM groups: id, display name (unique), external id
+"""SCIM groups (id, display name unique, external id) and users' SCIM externalId
 
 Revision ID: 0013
 Revises: 0012
@@ -23,7 +23,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('display_name')
     )
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('scim_external_id', sa.String(length=255), nullable=True))
+        batch_op.create_index(batch_op.f('ix_users_scim_external_id'), ['scim_external_id'], unique=True)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_users_scim_external_id'))
+        batch_op.drop_column('scim_external_id')
     op.drop_table('groups')
