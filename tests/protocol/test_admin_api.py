@@ -410,3 +410,23 @@ def test_if_match_is_checked_again_in_the_writing_transaction(http, writer, user
     monkeypatch.setattr(administration, "find_user", real)
     after = http.get(f"{API}/users/{user.sub}", headers=writer).json()
     assert after["given_name"] == "Alice" and after["nickname"] == "changed meanwhile"
+
+
+def test_client_if_match_is_checked_again_in_the_writing_transaction(http, writer, provider, monkeypatch):
+    from idbroker.endpoints.admin import handlers
+
+    http.post(f"{API}/clients", headers=writer, json={"client_id": "race", "redirect_uris": ["https://r.example/cb"]})
+    tag = http.get(f"{API}/clients/race", headers=writer).headers["etag"]
+    real = handlers._client
+
+    async def read_then_someone_else_writes(call):  # type: ignore[no-untyped-def]
+        row = await real(call)
+        provider.clients.update("race", {"name": "changed meanwhile"})
+        return row
+
+    monkeypatch.setattr(handlers, "_client", read_then_someone_else_writes)
+    assert http.patch(f"{API}/clients/race", headers={**writer, "If-Match": tag}, json={"name": "Mine"}
+                      ).status_code == 412
+    assert http.delete(f"{API}/clients/race", headers={**writer, "If-Match": tag}).status_code == 412
+    monkeypatch.setattr(handlers, "_client", real)
+    assert http.get(f"{API}/clients/race", headers=writer).json()["name"] == "changed meanwhile"

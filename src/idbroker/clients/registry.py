@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -55,14 +56,18 @@ class ClientRegistry:
         return row, secret
 
     def update(self, client_id: str, changes: dict[str, Any], *, new_secret: bool = False,
-               extra: dict[str, Any] | None = None) -> tuple[Client, str | None]:
+               extra: dict[str, Any] | None = None, precondition: Callable[[Client], None] | None = None
+               ) -> tuple[Client, str | None]:
+        """`precondition(row)` runs on the locked row in the transaction and may raise (If-Match)."""
         unknown = set(changes) - set(FIELDS)
         if unknown:
             raise InvalidClientMetadata([f"unknown client field {u!r}" for u in sorted(unknown)])
         with self.db.session() as s:
-            row = s.get(Client, client_id)
+            row = s.get(Client, client_id, with_for_update=precondition is not None)
             if row is None:
                 raise ClientNotFound(client_id)
+            if precondition is not None:
+                precondition(row)
             meta = metadata_of(row)
             for key, value in changes.items():
                 setattr(meta, key, value)
@@ -95,11 +100,16 @@ class ClientRegistry:
         if problems:
             raise InvalidClientMetadata(problems)
 
-    def remove(self, client_id: str) -> None:
+    def remove(self, client_id: str, precondition: Callable[[Client], None] | None = None) -> None:
         """Deletes the client and (by the foreign keys) its grants. The grants are revoked first, in
         the same transaction: a cascade is invisible to the change counter (store/changes.py), so
-        workers would go on answering from cached token states."""
+        workers would go on answering from cached token states. `precondition`: as for update."""
         with self.db.session() as s:
+            if precondition is not None:
+                row = s.get(Client, client_id, with_for_update=True)
+                if row is None:
+                    raise ClientNotFound(client_id)
+                precondition(row)
             s.execute(update(Grant).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
                       .values(revoked_at=utcnow()))
             if s.execute(delete(Client).where(Client.client_id == client_id)).rowcount == 0:

@@ -160,7 +160,8 @@ async def clients_update(call: Call) -> Response:
     current = await _client(call)
     call.check_if_match(_client_tag(current))
     try:
-        row, secret = await run(call.provider.clients.update, current.client_id, values)
+        row, secret = await run(call.provider.clients.update, current.client_id, values,
+                                precondition=lambda locked: call.check_if_match(_client_tag(locked)))
     except ClientNotFound:
         raise not_found("client") from None
     except InvalidClientMetadata as exc:
@@ -175,7 +176,8 @@ async def clients_delete(call: Call) -> Response:
     current = await _client(call)
     call.check_if_match(_client_tag(current))
     try:
-        await run(call.provider.clients.remove, current.client_id)
+        await run(call.provider.clients.remove, current.client_id,
+                  lambda locked: call.check_if_match(_client_tag(locked)))
     except ClientNotFound:
         raise not_found("client") from None
     return Response(status_code=204)
@@ -186,7 +188,8 @@ async def clients_rotate_secret(call: Call) -> Response:
     call.check_if_match(_client_tag(current))
     if not current.secret_hash:
         raise conflict("this client authenticates without a secret")
-    row, secret = await run(call.provider.clients.update, current.client_id, {}, new_secret=True)
+    row, secret = await run(call.provider.clients.update, current.client_id, {}, new_secret=True,
+                            precondition=lambda locked: call.check_if_match(_client_tag(locked)))
     return json_answer({**client_json(row), "client_secret": secret}, headers={"ETag": _client_tag(row)})
 
 
