@@ -1,0 +1,94 @@
+"""Dynamic client registration (RFC 7591) with panva's openid-client against a running
+``idbroker serve`` with ``registration = token``: openid-client's own `dynamicClientRegistration`
+(discovery, then the registration request with an initial access token from
+``idbroker clients registration-token``), the RFC 7592 read with the registration access token,
+and the registered client through the whole code + PKCE flow of ``node/rp_flow.mjs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from broker_process import IDBROKER, NODE_DIR, PASSWORD, Broker
+from sqlalchemy import create_engine, text
+from test_openid_client import assert_core_flow, run_rp
+
+pytestmark = pytest.mark.peers
+
+REGISTER = NODE_DIR / "register_client.mjs"
+RP = "https://rp.example"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def registering_broker(request: pytest.FixtureRequest, node: dict[str, str],
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker with `registration = token` (the module-wide `broker` has registration off)."""
+    store = request.param
+    admin_url = os.environ.get("IDBROKER_TEST_POSTGRES_URL")
+    database_url = created = None
+    if store == "postgres":
+        if not admin_url:
+            pytest.skip("IDBROKER_TEST_POSTGRES_URL is not set (./test sets it)")
+        created = f"idbroker_peers_{uuid.uuid4().hex[:12]}"
+        _admin(admin_url, f'CREATE DATABASE "{created}"')
+        database_url = admin_url.rsplit("/", 1)[0] + f"/{created}"
+    b = Broker(store, tmp_path_factory.mktemp(f"registering-{store}"), database_url)
+    b.env["IDBROKER_REGISTRATION"] = "token"
+    try:
+        b.user = b.cli("users", "add", "--email", "alice@example.com", "--password", PASSWORD,
+                       "--given-name", "Alice", "--family-name", "Liddell")
+        b.start()
+        yield b
+    finally:
+        b.stop()
+        if created and admin_url:
+            _admin(admin_url, f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
+
+
+def _admin(admin_url: str, statement: str) -> None:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def initial_token(broker: Broker) -> str:
+    done = subprocess.run([str(IDBROKER), "clients", "registration-token", "--max-uses", "1"], env=broker.env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def register(node: dict[str, str], broker: Broker, token: str | None) -> subprocess.CompletedProcess[str]:
+    env = {**broker.env, "IDBROKER_TEST_NODE_MODULES": node["node_modules"], "RP_ISSUER": broker.issuer,
+           "RP_REDIRECT_URI": f"{RP}/cb", "RP_POST_LOGOUT_REDIRECT_URI": f"{RP}/bye"}
+    if token:
+        env["RP_INITIAL_ACCESS_TOKEN"] = token
+    return subprocess.run([node["node"], str(REGISTER)], env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, cwd=REGISTER.parent)
+
+
+def test_openid_client_registers_and_signs_in(node: dict[str, str], registering_broker: Broker) -> None:
+    broker = registering_broker
+    refused = register(node, broker, None)  # token mode: no initial access token, no client
+    assert refused.returncode != 0 and "invalid_token" in refused.stderr, refused.stderr
+    done = register(node, broker, initial_token(broker))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["registration_endpoint"] == broker.issuer + "/oauth2/register"
+    registered = summary["client"]
+    assert registered["client_secret"] and registered["redirect_uris"] == [f"{RP}/cb"]
+    assert registered["id_token_signed_response_alg"] == "RS256"
+    read = httpx.get(registered["registration_client_uri"],
+                     headers={"Authorization": f"Bearer {registered['registration_access_token']}"})
+    assert read.status_code == 200 and read.json()["client_id"] == registered["client_id"]
+    rp = run_rp(node, broker, registered, f"{RP}/cb", f"{RP}/bye", "RS256")
+    assert_core_flow(rp, broker, registered["client_id"], "RS256", first_party=False)
