@@ -166,6 +166,15 @@ def test_server_nonces(http: Any, flow: Any, client: Any, user: Any, settings_ov
     assert answer.status_code == 200 and answer.json()["token_type"] == "DPoP"
     wrong = code_tokens(http, flow, client, holder.proof(nonce="made-up"))
     assert wrong.json()["error"] == "use_dpop_nonce"
+    # At userinfo too: 401 with the DPoP challenge and the nonce to use (§9).
+    at = answer.json()["access_token"]
+    refused = http.get("/oauth2/userinfo", headers={"Authorization": f"DPoP {at}",
+                                                    "DPoP": holder.proof("GET", USERINFO_URL, access_token=at)})
+    assert refused.status_code == 401 and refused.json()["error"] == "use_dpop_nonce"
+    assert refused.headers["WWW-Authenticate"].startswith("DPoP ") and refused.headers["DPoP-Nonce"]
+    info = http.get("/oauth2/userinfo", headers={"Authorization": f"DPoP {at}", "DPoP": holder.proof(
+        "GET", USERINFO_URL, access_token=at, nonce=refused.headers["DPoP-Nonce"])})
+    assert info.status_code == 200, info.text
 
 
 def test_discovery_lists_dpop_algs(http: Any) -> None:

@@ -8,8 +8,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..oauth2.dpop import InvalidDpopProofError
+from ..oauth2.dpop import DPOP_ALGS, InvalidDpopProofError
 from ..oauth2.errors import InvalidTokenError, OAuth2Error
+
+
+def dpop_challenge(err: OAuth2Error) -> str:
+    """§7.1: the WWW-Authenticate challenge of the DPoP scheme, with the error."""
+    return f'DPoP algs="{" ".join(DPOP_ALGS)}", error="{err.error}", error_description="{err.safe_description}"'
 
 
 def nonce_headers(provider: Any) -> dict[str, str]:

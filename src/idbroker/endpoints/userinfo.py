@@ -15,7 +15,7 @@ from ..oidc.claims import requested_claims, upstream_claims, user_claims
 from ..store.db import Database
 from ..store.models import Grant
 from .common import json_response, provider_of, read_form
-from .dpop_headers import check_binding
+from .dpop_headers import check_binding, dpop_challenge, nonce_headers
 
 
 def _challenge(err: OAuth2Error | None) -> str:
@@ -60,7 +60,8 @@ async def userinfo_endpoint(request: Request) -> Response:
     except OAuth2Error as err:
         status = err.status_code if isinstance(err, InvalidTokenError | InsufficientScopeError) \
             or err.status_code == 401 else 400  # 401: a DPoP proof (endpoints/dpop_headers.py)
-        return json_response(err.as_dict(), status, {"WWW-Authenticate": _challenge(err)})
+        return json_response(err.as_dict(), status, {"WWW-Authenticate": dpop_challenge(err) if dpop else
+                                                     _challenge(err), **nonce_headers(provider)})
     if client is not None and client.userinfo_signed_response_alg:
         return Response(provider.id_tokens.sign_userinfo(client, body), media_type="application/jwt",
                         headers={"Cache-Control": "no-store"})
