@@ -39,10 +39,16 @@ def allow_lookups(provider: Any) -> None:
         s.execute(update(DeviceCode).values(last_polled_at=None))
 
 
+def login_next(page: str) -> str:
+    """The `next` of the sign-in form (the page's language selector has one too)."""
+    form = re.search(r'action="/login"[^>]*>(.*?)</form>', page, re.S).group(1)  # type: ignore[union-attr]
+    return re.search(r'name="next" value="([^"]*)"', form).group(1)  # type: ignore[union-attr]
+
+
 def enter_code(http: Any, flow: Any, user_code: str, decision: str = "allow") -> Any:
     page = flow.follow(http.get("/device", params={"user_code": user_code}))
     if 'autocomplete="current-password"' in page.text:  # the one door, then back to /device
-        back = re.search(r'name="next" value="([^"]*)"', page.text).group(1)  # type: ignore[union-attr]
+        back = login_next(page.text)
         assert back.startswith("/device?user_code="), back
         page = flow.follow(http.post("/login", data={**form_fields(page.text), "next": html.unescape(back),
                                                      "username": "alice@example.com", "password": PASSWORD}))
@@ -107,6 +113,20 @@ def test_unknown_code_and_rate_limit(http: Any, tv: Any) -> None:
         assert http.get("/device", params={"user_code": "BBBB-BBBB"}).status_code == 400
     limited = http.get("/device", params={"user_code": "BBBB-BBBB"})
     assert limited.status_code == 429 and "Retry-After" in limited.headers
+
+
+def test_confirming_counts_against_the_limit(http: Any, flow: Any, tv: Any, user: Any) -> None:
+    """Posting guessed codes straight to the confirmation is limited like typing them."""
+    started = start(http)
+    page = flow.follow(http.get("/device", params={"user_code": started["user_code"]}))
+    back = login_next(page.text)
+    page = flow.follow(http.post("/login", data={**form_fields(page.text), "next": html.unescape(back),
+                                                 "username": "alice@example.com", "password": PASSWORD}))
+    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page.text).group(1)  # type: ignore[union-attr]
+    answers = [http.post("/device", data={"csrf_token": csrf, "user_code": "BBBB-BBBB", "decision": "allow"})
+               for _ in range(20)]
+    assert {a.status_code for a in answers} == {400, 429}
+    assert answers[-1].status_code == 429
 
 
 def test_device_page_is_localised(http: Any, tv: Any) -> None:

@@ -74,6 +74,10 @@ class DeviceViews(HostedPages):
         if found is None:
             return self.redirect("/device")
         session, user = found
+        wait = limit(self.provider, "device-code-ip", client_ip(request) or "unknown")  # no guessing here either
+        if wait is not None:
+            return self.page(request, "device/enter.html", 429, user_code="", error=TOO_MANY,
+                             headers={"Retry-After": str(wait)})
         typed = normalise(field(form, "user_code", 32))  # type: ignore[arg-type]
         allow = field(form, "decision", 16) == "allow"  # type: ignore[arg-type]
         row = self.provider.device_codes.pending(typed)
