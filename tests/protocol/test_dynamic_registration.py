@@ -164,6 +164,7 @@ def test_missing_redirect_uris_is_invalid_redirect_uri(http: Any) -> None:
 
 @pytest.mark.parametrize("extra", [
     {"grant_types": ["password"]},
+    {"grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:token-exchange"]},
     {"grant_types": ["refresh_token"]},                          # code needs authorization_code
     {"grant_types": ["authorization_code", "client_credentials"], "token_endpoint_auth_method": "none"},
     {"token_endpoint_auth_method": "client_secret_jwt"},

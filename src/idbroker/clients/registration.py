@@ -9,7 +9,8 @@ token_endpoint_auth_method, algorithms, subject types, sector check), with a few
 stranger's client gets:
 
 * never first-party (consent is always asked), never the broker's own scopes (`idbroker:*`,
-  `aws.credentials`): only the scopes in `registration_allowed_scopes`;
+  `aws.credentials`): only the scopes in `registration_allowed_scopes`; never token exchange
+  (RFC 8693: which client may exchange into which audience is the operator's to say);
 * `application_type` (OIDC Registration §2): a web client's redirect URIs are https (http only on
   a loopback host, as for every client); a native client may also use its own reverse-DNS scheme
   (RFC 8252 §7.1) - what `clients add` allows any client;
@@ -266,6 +267,9 @@ class DynamicRegistration:
         fields.setdefault("token_endpoint_auth_method", c.AUTH_BASIC)      # RFC 7591 §2
         fields.setdefault("grant_types", [c.GRANT_AUTHORIZATION_CODE])     # RFC 7591 §2
         fields.setdefault("response_types", [c.RESPONSE_CODE])            # RFC 7591 §2
+        if c.GRANT_TOKEN_EXCHANGE in fields["grant_types"]:
+            # RFC 8693 §5: which client may exchange into which audience is the operator's policy.
+            raise RegistrationError(INVALID_CLIENT_METADATA, "token exchange is granted by the operator only")
         fields["scopes"] = self._scopes(body)
         fields["jwks"], extra["jwks_uri"] = self._keys(body, extra["jwks_uri"])
         app_type = extra["application_type"] = extra["application_type"] or "web"
