@@ -39,6 +39,7 @@ WAIT = 30.0  # seconds: a bound on every wait, never reached when things work
 REDIRECT = "http://127.0.0.1:9/cb"
 EMAIL = "alice@example.com"
 LOCKED = "bob@example.com"  # the account the lockout test locks
+IP_FAILURES = 5  # ip_failure_threshold on the nodes
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed (./test installs it)")
 
@@ -118,7 +119,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for name in ("a", "b"):
         node = Broker("postgres", tmp_path_factory.mktemp(f"node-{name}"), database_url)
         node.env.update(IDBROKER_ISSUER=proxy, IDBROKER_SECRET_KEY=TEST_SECRET, IDBROKER_CACHE_SECONDS="1",
-                        IDBROKER_TRUSTED_PROXIES="127.0.0.1/32", IDBROKER_ARGON2_MEMORY_KIB="8192")
+                        IDBROKER_TRUSTED_PROXIES="127.0.0.1/32", IDBROKER_ARGON2_MEMORY_KIB="8192",
+                        IDBROKER_IP_FAILURE_THRESHOLD=str(IP_FAILURES))
         nodes.append(node)
     a, b = nodes
     prefix = tmp_path_factory.mktemp("nginx")
@@ -277,9 +279,10 @@ def test_key_rotation_is_seen_by_both(cluster: Cluster) -> None:
     until(lambda: kid_b_signs_with() in after_a, "node B signs with the key rotated through node A's store")
 
 
-def sign_in(base: str, email: str, password: str) -> int:
-    """POST /login on one node without an authorization request: 303 signed in, 401 wrong, 429 locked."""
-    with httpx.Client(timeout=10) as browser:
+def sign_in(base: str, email: str, password: str, address: str) -> int:
+    """POST /login on one node without an authorization request, from `address` as a trusted proxy
+    names it: 303 signed in, 401 wrong, 429 locked."""
+    with httpx.Client(timeout=10, headers={"X-Forwarded-For": address}) as browser:
         page = browser.get(f"{base}/login")
         fields = form_fields(page.text)
         return browser.post(f"{base}/login", data={**fields, "username": email, "password": password}).status_code
@@ -289,12 +292,23 @@ def test_a_lockout_on_a_holds_on_b(cluster: Cluster) -> None:
     c = cluster
     answers = []
     for _ in range(20):
-        answers.append(sign_in(c.base(c.a), LOCKED, "not the password at all"))
+        answers.append(sign_in(c.base(c.a), LOCKED, "not the password at all", "198.51.100.1"))
         if answers[-1] == 429:
             break
     assert answers[-1] == 429 and set(answers) <= {401, 429}, answers
     # The right password on node B is not even checked while the account is locked.
-    assert sign_in(c.base(c.b), LOCKED, PASSWORD) == 429
+    assert sign_in(c.base(c.b), LOCKED, PASSWORD, "198.51.100.1") == 429
+
+
+def test_an_address_slowed_on_a_is_slowed_on_b(cluster: Cluster) -> None:
+    """Failed sign-ins from one address over many accounts (IP_FAILURES of them) on node A: node B
+    refuses that address too, at once, and still serves another address."""
+    c = cluster
+    answers = [sign_in(c.base(c.a), f"nobody{i}@example.com", "not the password", "203.0.113.7")
+               for i in range(IP_FAILURES + 1)]
+    assert answers[-1] == 429 and set(answers) <= {401, 429}, answers
+    assert sign_in(c.base(c.b), "someone.else@example.com", "not the password", "203.0.113.7") == 429
+    assert sign_in(c.base(c.b), "someone.else@example.com", "not the password", "203.0.113.8") == 401
 
 
 def listeners(c: Cluster) -> set[int]:
