@@ -83,3 +83,37 @@ def test_malformed_claims_are_refused(http, client, bad):
 
 def test_discovery_says_the_claims_parameter_is_supported(http):
     assert http.get("/.well-known/openid-configuration").json()["claims_parameter_supported"] is True
+
+
+def test_essential_acr_that_cannot_be_met_is_a_failed_authentication(http, flow, client, user):
+    asked = {"id_token": {"acr": {"essential": True, "values": ["urn:example:unknown"]}}}
+    r = flow.login(flow.authorize(
+        client_id=client.client_id, redirect_uri=client.redirect_uri, response_type="code", scope="openid",
+        state="s", code_challenge="x" * 43, code_challenge_method="S256", claims=json.dumps(asked)))
+    assert r.status_code == 303
+    assert query_of(r.headers["location"])["error"] == "access_denied"
+
+
+def test_essential_acr_password_level_is_stated_as_asked(http, flow, client, user, provider):
+    asked = {"id_token": {"acr": {"essential": True, "values": [c.ACR_PASSWORD]}}}
+    q, verifier = flow.code_flow(client, scope="openid", claims=json.dumps(asked))
+    assert _claims(provider, _redeem(http, client, q, verifier)["id_token"])["acr"] == c.ACR_PASSWORD
+
+
+def test_sub_asked_for_by_value_is_answered_only_for_that_user(http, flow, client, user, provider):
+    q, verifier = flow.code_flow(client, scope="openid",
+                                 claims=json.dumps({"id_token": {"sub": {"value": user.sub}}}))
+    assert _claims(provider, _redeem(http, client, q, verifier)["id_token"])["sub"] == user.sub
+    # Signed in as Alice, a request for another sub is not answered with her tokens.
+    r = http.get("/oauth2/authorize", params=dict(
+        client_id=client.client_id, redirect_uri=client.redirect_uri, response_type="code", scope="openid",
+        state="s", code_challenge="x" * 43, code_challenge_method="S256", prompt="none",
+        claims=json.dumps({"id_token": {"sub": {"value": "someone-else"}}})))
+    assert r.status_code == 303 and query_of(r.headers["location"])["error"] == "login_required"
+    # Without prompt=none she is asked to sign in (as the other user); signing in as herself again fails.
+    page = flow.authorize(
+        client_id=client.client_id, redirect_uri=client.redirect_uri, response_type="code", scope="openid",
+        state="s", code_challenge="x" * 43, code_challenge_method="S256",
+        claims=json.dumps({"id_token": {"sub": {"value": "someone-else"}}}))
+    r = flow.login(page)
+    assert r.status_code == 303 and query_of(r.headers["location"])["error"] == "login_required"

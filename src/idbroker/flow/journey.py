@@ -10,12 +10,13 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..mfa.policy import effective_policy
+from ..mfa.policy import effective_policy, session_acr
 from ..mfa.policy import requirement as mfa_requirement
 from ..oauth2 import authorize_checks
 from ..oauth2 import constants as c
 from ..oauth2.authorize_checks import UNKNOWN_CLIENT, UNKNOWN_REDIRECT_URI, AuthorizationRequest
 from ..oauth2.errors import (
+    AccessDeniedError,
     BadAuthorizationRequest,
     ConsentRequiredError,
     InteractionRequiredError,
@@ -31,6 +32,7 @@ from .door import Door
 from .interactions import Interactions
 from .responses import authorization_response
 
+RESUME = "oauth2/authorize/resume"  # a "prompt" that sends the browser back to `resume`, to be answered
 EXPIRED = N_("This sign-in request has expired. Go back to the application and start again.")
 
 if TYPE_CHECKING:
@@ -113,6 +115,11 @@ class Journey:
                 return self.park(req, interaction, "login")
         assert found is not None
         session, user = found
+        unmet = self.unmet_claims(req, user, session.acr)
+        if unmet is not None:
+            if isinstance(unmet, LoginRequiredError) and not logged_in_here and "none" not in req.prompt:
+                return self.park(req, interaction, "login")  # perhaps the user asked for signs in
+            return self.redirect_error(request, req, unmet)
         step = self.next_prompt(request, req, interaction, user, list(session.amr))
         if step is not None:
             prompt, refusal = step
@@ -129,6 +136,8 @@ class Journey:
         client gets its answer, with the error prompt=none gets instead; None when it may be
         answered. Reads only, and only what can change the answer."""
         assert req.client is not None
+        if self.unmet_claims(req, user, session_acr(amr)) is not None:
+            return RESUME, InteractionRequiredError("the claims request cannot be met")  # `proceed` answers
         # Account prompts between login and consent: the user's state decides, so coming back
         # after verifying or accepting simply passes them.
         settings = self.settings
@@ -151,6 +160,29 @@ class Journey:
         if consent_needed:
             return "consent", ConsentRequiredError("the user has not consented")
         return None
+
+    def unmet_claims(self, req: AuthorizationRequest, user: User, acr: str | None) -> OAuth2Error | None:
+        """What the claims parameter demands and this sign-in cannot give: a `sub` asked for by
+        value that is not this user's (OIDC Core §5.5.1: answered only for that user), or an
+        essential acr none of whose values can be met (§5.5.1.1: a failed authentication)."""
+        wanted = _asked(req, "sub").get("value")
+        if wanted is not None and wanted != self.id_tokens.subject(req.client, user.sub):
+            return LoginRequiredError("the signed-in user is not the one the claims request names")
+        if self._claimed_acr(req, acr) is None:
+            return AccessDeniedError("the essential acr cannot be met")
+        return None
+
+    @staticmethod
+    def _claimed_acr(req: AuthorizationRequest, acr: str | None) -> str | None:
+        """The acr to state (OIDC Core §5.5.1.1): with an essential acr asked for with values, one of
+        them (a second factor meets the password level too), None when none can be; else `acr`."""
+        asked = _asked(req, "acr")
+        values = [asked["value"]] if isinstance(asked.get("value"), str) else asked.get("values") or []
+        if not asked.get("essential") or not values or acr in values:
+            return acr
+        if acr == c.ACR_MFA and c.ACR_PASSWORD in values:
+            return c.ACR_PASSWORD
+        return None if c.ACR_MFA not in values else acr
 
     def _signup_open(self, req: AuthorizationRequest) -> bool:
         """Whether the client's users may sign up here (else prompt=create shows the sign-in page)."""
@@ -187,7 +219,8 @@ class Journey:
         out: dict[str, str] = {}
         grant = self.grants.create_grant(
             client_id=client.client_id, user_id=user.id, sid=session.sid, scope=req.scope,
-            auth_time=aware(session.auth_time), amr=list(session.amr), acr=session.acr, idp=session.idp,
+            auth_time=aware(session.auth_time), amr=list(session.amr), acr=self._claimed_acr(req, session.acr),
+            idp=session.idp,
             ttl=max(ttl(self.settings.tokens, client, "refresh_token_ttl") if offline else 0,
                     ttl(self.settings.tokens, client, "access_token_ttl"), self.settings.code_ttl), session=s)
         grant.claims = req.claims or None  # OIDC Core §5.5: for the token endpoint and userinfo
@@ -229,8 +262,8 @@ class Journey:
                 client_id=client.client_id, alg=client.id_token_signed_response_alg,
                 sub=self.id_tokens.subject(client, user.sub),
                 ttl=ttl(self.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,
-                sid=session.sid, acr=session.acr, amr=list(session.amr), access_token=access_token,
-                code=out.get("code"), extra=extra)
+                sid=session.sid, acr=self._claimed_acr(req, session.acr), amr=list(session.amr),
+                access_token=access_token, code=out.get("code"), extra=extra)
         response = authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
                                           issuer=self.settings.issuer, state=req.state)
         if interaction is not None:
@@ -282,3 +315,9 @@ class Journey:
     def resume_url(self, interaction_id: str) -> str:
         return self.settings.issuer + "/oauth2/authorize/resume?" + urlencode(
             {"interaction": interaction_id})
+
+
+def _asked(req: AuthorizationRequest, claim: str) -> dict[str, Any]:
+    """The request for `claim` in the ID token under the claims parameter ({} when none)."""
+    asked = (req.claims.get("id_token") or {}).get(claim)
+    return asked if isinstance(asked, dict) else {}
