@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -40,6 +41,7 @@ REDIRECT = "http://127.0.0.1:9/cb"
 EMAIL = "alice@example.com"
 LOCKED = "bob@example.com"  # the account the lockout test locks
 IP_FAILURES = 5  # ip_failure_threshold on the nodes
+SLOW_CLIENTS = 300  # per target: nginx, and node B directly
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed (./test installs it)")
 
@@ -367,6 +369,30 @@ def test_postgresql_connections_terminated_under_load(cluster: Cluster) -> None:
     # The last answered rotation is durable; the listeners came back on new connections.
     assert token(c, c.base(c.b), grant_type="refresh_token", refresh_token=chain[-1]).status_code == 200
     until(lambda: len(listeners(c)) >= 2 and not listeners(c) & before, "the change-feed listeners reconnect")
+
+
+def test_slow_clients_do_not_stop_others(cluster: Cluster) -> None:
+    """Hundreds of connections, to nginx and straight to node B, each sending a first part of its
+    request headers and then nothing: others are served meanwhile, through nginx and by node B.
+    (tests/peers/test_server_faults.py floods one node past its backlog.)"""
+    c = cluster
+    slow: list[socket.socket] = []
+    try:
+        for port in (int(urlsplit(c.proxy).port or 80), c.b.port):
+            for _ in range(SLOW_CLIENTS):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                s.sendall(b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                slow.append(s)
+        with httpx.Client(timeout=10) as http:
+            for _ in range(5):
+                assert http.get(f"{c.proxy}/.well-known/openid-configuration").status_code == 200
+                assert http.get(f"{c.base(c.b)}/.well-known/openid-configuration").status_code == 200
+            answer = http.post(f"{c.proxy}/oauth2/token", data={"grant_type": "client_credentials"},
+                               auth=(c.service["client_id"], c.service["client_secret"]))
+            assert answer.status_code == 200, answer.text
+    finally:
+        for s in slow:
+            s.close()
 
 
 def test_kill_9_of_a_node_under_load_loses_nothing_answered(cluster: Cluster) -> None:
