@@ -134,3 +134,24 @@ def test_pairwise_on_several_hosts_needs_a_sector_uri(register):
 
 def test_discovery_offers_pairwise(http):
     assert http.get("/.well-known/openid-configuration").json()["subject_types_supported"] == ["public", "pairwise"]
+
+
+def test_exchanged_id_token_carries_the_audiences_pairwise_sub(http, flow, register, user, provider):
+    grant = "urn:ietf:params:oauth:grant-type:token-exchange"
+    front = register("front", first_party=True, grant_types=["authorization_code", "refresh_token", grant],
+                     exchange_audiences=["pw-rp", "pw-other"])
+    rp = register("pw-rp", first_party=True, redirect_uris=["https://rp.example/cb"], subject_type="pairwise")
+    register("pw-other", first_party=True, redirect_uris=["https://other.example/cb"], subject_type="pairwise")
+    tokens = _tokens(http, flow, front)
+
+    def exchange(*audiences):
+        return http.post("/oauth2/token", auth=front.basic, data={
+            "grant_type": grant, "subject_token": tokens["access_token"], "scope": "openid",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token", "audience": list(audiences),
+            "requested_token_type": "urn:ietf:params:oauth:token-type:id_token"})
+
+    r = exchange("pw-rp")
+    assert r.status_code == 200, r.text
+    rp_sub = _sub(provider, _tokens(http, flow, rp)["id_token"])
+    assert _sub(provider, r.json()["access_token"]) == rp_sub != user.sub
+    assert exchange("pw-rp", "pw-other").json()["error"] == "invalid_request"  # two sectors, no one sub

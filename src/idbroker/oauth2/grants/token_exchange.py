@@ -131,9 +131,13 @@ class TokenExchangeGrant:
             # An ID token is for relying parties: only registered clients, only with openid.
             if c.SCOPE_OPENID not in scope.split() or any(self.clients.get(t) is None for t in targets):
                 raise InvalidRequestError("an ID token is issued only for registered clients with the openid scope")
+            # OIDC Core §8.1: the sub its audience sees (pairwise); one value for every audience.
+            subs = {self.id_tokens.subject(self.clients.get(t), user.sub) for t in targets}
+            if len(subs) != 1:
+                raise InvalidRequestError("these audiences see the user under different subjects (pairwise)")
             lifetime = max(1, min(ttl(self.settings, client, "id_token_ttl"), remaining))
             id_token = self.id_tokens.issue(
-                client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=user.sub, ttl=lifetime,
+                client_id=client.client_id, alg=client.id_token_signed_response_alg, sub=subs.pop(), ttl=lifetime,
                 auth_time=subject["auth_time"], sid=subject.get("sid"), acr=subject.get("acr"),
                 amr=subject.get("amr"), extra={"act": act} if act else None, audience=audience)
             # RFC 8693 §2.2.1: not an access token, so token_type N_A.
