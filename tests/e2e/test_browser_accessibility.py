@@ -1,0 +1,70 @@
+"""axe-core (the engine behind Lighthouse's and Deque's accessibility checks) run in Chromium on
+every hosted page the tour reaches (tests/e2e/page_tour.py), in English, French and Japanese, in
+the light and the dark colour scheme: no violation of the WCAG 2.0/2.1/2.2 level A and AA rules.
+
+axe-core comes from npm (tests/peers/node/package.json); the test skips when it is not
+installed, like the other tests that need tests/peers/node."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_helpers import WAIT_SECONDS, Broker, Client, MailSink
+from page_tour import anonymous_pages, signed_in_pages
+
+pytestmark = pytest.mark.browser
+
+NODE_MODULES = Path(os.environ.get("IDBROKER_TEST_NODE_MODULES",
+                                   Path(__file__).resolve().parent.parent / "peers" / "node" / "node_modules"))
+AXE = NODE_MODULES / "axe-core" / "axe.min.js"
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+RUN_AXE = """async tags => {
+  const result = await axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]});
+  return result.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.slice(0, 3).map(n => ({
+    target: n.target.join(" "), summary: n.failureSummary}))}));
+}"""
+LOCALES = {"en": "en-US", "fr": "fr-FR", "ja": "ja-JP"}
+
+
+class Axe:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.violations: dict[str, Any] = {}
+
+    def __call__(self, page: Any, name: str) -> None:
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate(RUN_AXE, WCAG_AA)
+        self.seen.append(name)
+        if found:
+            self.violations[f"{name} ({page.url})"] = found
+
+
+@pytest.fixture
+def axe_context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    if not AXE.is_file():
+        pytest.skip(f"axe-core is not installed ({AXE}; run npm install in tests/peers/node)")
+    lang, scheme = request.param
+    # bypass_csp: the pages forbid inline scripts, and axe is injected as one.
+    ctx = browser.new_context(locale=LOCALES[lang], color_scheme=scheme, bypass_csp=True)
+    ctx.set_default_timeout(WAIT_SECONDS * 1000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+CASES = [(lang, scheme) for lang in LOCALES for scheme in ("light", "dark")]
+
+
+@pytest.mark.parametrize("axe_context", CASES, ids=[f"{lang}-{scheme}" for lang, scheme in CASES], indirect=True)
+def test_hosted_pages_have_no_wcag_aa_violations(axe_context: Any, broker: Broker, client: Client,
+                                                  mail: MailSink) -> None:
+    axe = Axe()
+    anonymous_pages(axe_context.new_page(), broker, client, mail, axe)
+    signed_in_pages(axe_context, broker, client, axe)
+    assert len(axe.seen) >= 22, axe.seen
+    assert not axe.violations, "\n".join(f"{page}: {v}" for page, v in axe.violations.items())
