@@ -430,3 +430,60 @@ def test_client_if_match_is_checked_again_in_the_writing_transaction(http, write
     assert http.delete(f"{API}/clients/race", headers={**writer, "If-Match": tag}).status_code == 412
     monkeypatch.setattr(handlers, "_client", real)
     assert http.get(f"{API}/clients/race", headers=writer).json()["name"] == "changed meanwhile"
+
+
+@pytest.mark.parametrize("resource", ["upstreams", "migration-sources"])
+def test_registry_if_match_is_checked_again_in_the_writing_transaction(http, writer, provider, monkeypatch, resource):
+    """Upstream providers and migration sources: a change landing between the API's read and its
+    write (PATCH or DELETE) is 412 and nothing of the stale request is written."""
+    from idbroker.endpoints.admin import handlers
+
+    if resource == "upstreams":
+        body = {"id": "race", "kind": "oidc", "name": "Race",
+                "options": {"issuer": "https://race.example", "client_id": "b"}}
+        reader_name, change, mine = "_upstream", {"name": "changed meanwhile"}, {"name": "Mine"}
+        registry = provider.upstreams
+    else:
+        body = {"id": "race", "kind": "webhook", "options": {"url": "https://hook.example/verify", "secret": "x" * 32}}
+        reader_name, change, mine = "_source", {"enabled": False}, {"position": 1, "enabled": True}
+        registry = provider.migration_sources
+    assert http.post(f"{API}/{resource}", headers=writer, json=body).status_code == 201
+    tag = http.get(f"{API}/{resource}/race", headers=writer).headers["etag"]
+    real = getattr(handlers, reader_name)
+
+    async def read_then_someone_else_writes(call):  # type: ignore[no-untyped-def]
+        row = await real(call)
+        if resource == "upstreams":
+            registry.update("race", **change)
+        else:
+            registry.update("race", None, **change)
+        return row
+
+    monkeypatch.setattr(handlers, reader_name, read_then_someone_else_writes)
+    r = http.patch(f"{API}/{resource}/race", headers={**writer, "If-Match": tag}, json=mine)
+    assert r.status_code == 412, r.text
+    assert http.delete(f"{API}/{resource}/race", headers={**writer, "If-Match": tag}).status_code == 412
+    monkeypatch.setattr(handlers, reader_name, real)
+    after = http.get(f"{API}/{resource}/race", headers=writer)
+    assert after.status_code == 200
+    assert all(after.json()[k] == v for k, v in change.items())
+
+
+def test_user_delete_if_match_is_checked_again_before_anything_changes(http, writer, user, provider, monkeypatch):
+    from idbroker.accounts import administration
+
+    tag = http.get(f"{API}/users/{user.sub}", headers=writer).headers["etag"]
+    real = administration.find_user
+
+    def read_then_someone_else_writes(db, key):  # type: ignore[no-untyped-def]
+        row = real(db, key)
+        administration.update_user(db, row.id, {"nickname": "changed meanwhile"})
+        return row
+
+    monkeypatch.setattr(administration, "find_user", read_then_someone_else_writes)
+    assert http.delete(f"{API}/users/{user.sub}", headers={**writer, "If-Match": tag}).status_code == 412
+    monkeypatch.setattr(administration, "find_user", real)
+    after = http.get(f"{API}/users/{user.sub}", headers=writer)
+    assert after.status_code == 200 and after.json()["nickname"] == "changed meanwhile"
+    assert http.delete(f"{API}/users/{user.sub}", headers={**writer, "If-Match": after.headers["etag"]}
+                       ).status_code == 204

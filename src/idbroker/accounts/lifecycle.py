@@ -8,6 +8,7 @@ Messages are translatable ids (``N_``) with their ``%(name)s`` parameters, shown
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -316,18 +317,29 @@ class AccountService:
         return bool(forgot or revoked)
 
     # -- deletion -----------------------------------------------------------------------------
-    def delete_account(self, user: User) -> list[Delivery]:
+    def delete_account(self, user: User, precondition: Callable[[User], None] | None = None) -> list[Delivery]:
         """Signs the user out everywhere (telling the applications), then removes the user;
         sessions, grants (with their tokens), consents and one-time tokens go with it
-        (ON DELETE CASCADE)."""
+        (ON DELETE CASCADE). `precondition(row)` (If-Match) runs on the locked row before
+        anything is changed, and again in the deleting transaction; it may raise."""
+        if precondition is not None:
+            self._check_locked(user.id, precondition)
         deliveries = self.signout.end(self._live_sids(user.id), user.sub)
         user_id = user.id
         with self.db.session() as s:
+            if precondition is not None:
+                self._check_locked(user_id, precondition, s)
             sids = list(s.scalars(select(BrowserSession.sid).where(BrowserSession.user_id == user_id)))
             if sids:
                 s.execute(delete(SessionClient).where(SessionClient.sid.in_(sids)))
             s.execute(delete(User).where(User.id == user_id))
         return deliveries
+
+    def _check_locked(self, user_id: int, precondition: Callable[[User], None], session: Any = None) -> None:
+        with self.db.using(session) as s:
+            row = s.get(User, user_id, with_for_update=True)
+            if row is not None:
+                precondition(row)
 
 
 class _Taken(Exception):

@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,13 +126,17 @@ class UpstreamRegistry:
     def update(self, provider_id: str, *, name: str | None = None, options: Mapping[str, Any] | None = None,
                secrets: Mapping[str, str] | None = None, logo_uri: str | None = None,
                trust_email: bool | None = None, trust_mfa: bool | None = None,
-               domains: list[str] | None = None) -> UpstreamProvider:
+               domains: list[str] | None = None,
+               precondition: Callable[[UpstreamProvider], None] | None = None) -> UpstreamProvider:
         """Options and secrets given are merged into the stored ones (an empty value removes
-        one); domains replace the list; logo_uri '' removes it."""
+        one); domains replace the list; logo_uri '' removes it. `precondition(row)` runs on the
+        locked row in the writing transaction and may raise (If-Match)."""
         with self.db.session() as s:
-            row = s.get(UpstreamProvider, provider_id)
+            row = s.get(UpstreamProvider, provider_id, with_for_update=precondition is not None)
             if row is None:
                 raise UpstreamNotFound(provider_id)
+            if precondition is not None:
+                precondition(row)
             merged = {**row.options, **(options or {})}
             kept = {**self._decrypt(row.secrets), **(secrets or {})}
             self._apply(row, name=row.name if name is None else name,
@@ -148,9 +152,16 @@ class UpstreamRegistry:
             row.updated_at = utcnow()
         return row
 
-    def remove(self, provider_id: str) -> None:
-        """The provider and, with it, every link to it (ON DELETE CASCADE)."""
+    def remove(self, provider_id: str,
+               precondition: Callable[[UpstreamProvider], None] | None = None) -> None:
+        """The provider and, with it, every link to it (ON DELETE CASCADE). `precondition`: as
+        for update."""
         with self.db.session() as s:
+            if precondition is not None:
+                row = s.get(UpstreamProvider, provider_id, with_for_update=True)
+                if row is None:
+                    raise UpstreamNotFound(provider_id)
+                precondition(row)
             if not s.execute(delete(UpstreamProvider).where(UpstreamProvider.id == provider_id)).rowcount:
                 raise UpstreamNotFound(provider_id)
         with self._lock:

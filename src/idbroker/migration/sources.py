@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,13 +86,18 @@ class SourceRegistry:
         return row
 
     def update(self, source_id: str, options: Mapping[str, Any] | None = None, *, position: int | None = None,
-               enabled: bool | None = None) -> LegacySource:
-        """Options given are merged into the stored ones (an empty value removes one)."""
+               enabled: bool | None = None, precondition: Callable[[LegacySource], None] | None = None
+               ) -> LegacySource:
+        """Options given are merged into the stored ones (an empty value removes one).
+        `precondition(row)` runs on the locked row in the writing transaction and may raise (If-Match)."""
         with self.db.session() as s:
-            rows = list(s.scalars(select(LegacySource).order_by(LegacySource.position, LegacySource.id)))
+            query = select(LegacySource).order_by(LegacySource.position, LegacySource.id)
+            rows = list(s.scalars(query.with_for_update() if precondition else query))
             row = next((r for r in rows if r.id == source_id), None)
             if row is None:
                 raise SourceNotFound(source_id)
+            if precondition is not None:
+                precondition(row)
             if options:
                 merged = {**row.options, **self._decrypt(row.secrets), **options}
                 self._apply(row, {k: v for k, v in merged.items() if v != ""})
@@ -103,12 +108,16 @@ class SourceRegistry:
             row.updated_at = utcnow()
         return row
 
-    def remove(self, source_id: str) -> None:
+    def remove(self, source_id: str, precondition: Callable[[LegacySource], None] | None = None) -> None:
+        """`precondition`: as for update."""
         with self.db.session() as s:
-            rows = list(s.scalars(select(LegacySource).order_by(LegacySource.position, LegacySource.id)))
+            query = select(LegacySource).order_by(LegacySource.position, LegacySource.id)
+            rows = list(s.scalars(query.with_for_update() if precondition else query))
             row = next((r for r in rows if r.id == source_id), None)
             if row is None:
                 raise SourceNotFound(source_id)
+            if precondition is not None:
+                precondition(row)
             s.delete(row)
             for number, other in enumerate((r for r in rows if r is not row), start=1):
                 other.position = number

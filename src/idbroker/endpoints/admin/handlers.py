@@ -281,7 +281,8 @@ async def users_update(call: Call) -> Response:
 async def users_delete(call: Call) -> Response:
     user = await _user(call)
     call.check_if_match(_user_tag(user))
-    deliveries = await run(call.provider.accounts.delete_account, user)
+    deliveries = await run(call.provider.accounts.delete_account, user,
+                           lambda locked: call.check_if_match(_user_tag(locked)))
     await call.provider.signout.notify(deliveries)
     return Response(status_code=204)
 
@@ -393,7 +394,8 @@ async def upstreams_update(call: Call) -> Response:
     if "logo_uri" in values and values["logo_uri"] is None:
         values["logo_uri"] = ""
     try:
-        row = await run(call.provider.upstreams.update, row.id, **values)
+        row = await run(call.provider.upstreams.update, row.id, **values,
+                        precondition=lambda locked: call.check_if_match(etag(locked)))
     except UpstreamNotFound:
         raise not_found("upstream provider") from None
     except InvalidUpstream as exc:
@@ -406,7 +408,7 @@ async def upstreams_delete(call: Call) -> Response:
     row = await _upstream(call)
     call.check_if_match(etag(row))
     try:
-        await run(call.provider.upstreams.remove, row.id)
+        await run(call.provider.upstreams.remove, row.id, lambda locked: call.check_if_match(etag(locked)))
     except UpstreamNotFound:
         raise not_found("upstream provider") from None
     return Response(status_code=204)
@@ -456,7 +458,8 @@ async def sources_update(call: Call) -> Response:
     row = await _source(call)
     call.check_if_match(etag(row))
     try:
-        row = await run(call.provider.migration_sources.update, row.id, values.pop("options", None), **values)
+        row = await run(call.provider.migration_sources.update, row.id, values.pop("options", None), **values,
+                        precondition=lambda locked: call.check_if_match(etag(locked)))
     except SourceNotFound:
         raise not_found("migration source") from None
     except InvalidSource as exc:
@@ -469,7 +472,7 @@ async def sources_delete(call: Call) -> Response:
     row = await _source(call)
     call.check_if_match(etag(row))
     try:
-        await run(call.provider.migration_sources.remove, row.id)
+        await run(call.provider.migration_sources.remove, row.id, lambda locked: call.check_if_match(etag(locked)))
     except SourceNotFound:
         raise not_found("migration source") from None
     return Response(status_code=204)
