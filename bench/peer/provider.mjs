@@ -10,10 +10,12 @@
 //     and refresh tokens do not end with the browser session (same outcome as idbroker's offline_access);
 //   - devInteractions (DEV_INTERACTIONS=1): the stock login form; it accepts any password and hashes none;
 //   - userinfo (on by default) releases sub, email, email_verified for scope "openid email".
-// One process, default in-memory adapter, keys generated at start-up.
+// Alone: one process, default in-memory adapter, keys generated at start-up.
 //   PORT=3100 NODE_ENV=production DEV_INTERACTIONS=1 node provider.mjs
-import { generateKeyPairSync } from 'node:crypto';
+// Clustered (as deployed): `node cluster.mjs` forks workers = cores running this file, with the keys in
+// PEER_JWKS (one key set for all workers) and ADAPTER=redis (redis_adapter.mjs, shared store).
 import Provider, { errors } from 'oidc-provider';
+import { makeJwks } from './keys.mjs';
 
 const port = Number(process.env.PORT ?? 3100);
 const dev = process.env.DEV_INTERACTIONS === '1';
@@ -21,13 +23,8 @@ const svc1Secret = process.env.SVC1_SECRET ?? 'svc1-secret';
 const web1Secret = process.env.WEB1_SECRET ?? 'web1-secret';
 const redirectUri = process.env.WEB1_REDIRECT_URI ?? 'http://127.0.0.1:8080/cb';
 
-const jwk = (kp, extra) => ({ ...kp.privateKey.export({ format: 'jwk' }), use: 'sig', ...extra });
-const jwks = {
-  keys: [
-    jwk(generateKeyPairSync('ec', { namedCurve: 'P-256' }), { kid: 'es256-1', alg: 'ES256' }),
-    jwk(generateKeyPairSync('rsa', { modulusLength: 2048 }), { kid: 'rs256-1', alg: 'RS256' }),
-  ],
-};
+const jwks = process.env.PEER_JWKS ? JSON.parse(process.env.PEER_JWKS) : makeJwks();
+const adapter = process.env.ADAPTER === 'redis' ? (await import('./redis_adapter.mjs')).default : undefined;
 
 // Resource servers (RFC 8707 resource indicators) -> access token format per audience.
 const RS = {
@@ -43,6 +40,7 @@ const ACCOUNT = (sub) => ({
 
 const oidc = new Provider(`http://127.0.0.1:${port}`, {
   jwks,
+  ...(adapter ? { adapter } : {}),
   cookies: { keys: ['peerbench-cookie-key-0123456789abcdef'] },
   clients: [
     { // machine-to-machine client
@@ -95,5 +93,6 @@ const oidc = new Provider(`http://127.0.0.1:${port}`, {
 });
 
 oidc.listen(port, '127.0.0.1', () => {
-  console.log(`oidc-provider listening on ${oidc.issuer} pid=${process.pid} devInteractions=${dev} NODE_ENV=${process.env.NODE_ENV}`);
+  console.log(`oidc-provider listening on ${oidc.issuer} pid=${process.pid} devInteractions=${dev} `
+    + `NODE_ENV=${process.env.NODE_ENV} adapter=${adapter ? 'redis' : 'memory'}`);
 });
