@@ -22,7 +22,7 @@ TEXT_CONTRAST = 4.5
 # checks that they match the stylesheet.
 LIGHT = {"card": "#ffffff", "text": "#1b1f24", "tint": 0.09}
 DARK = {"bg": "#111318", "card": "#1c1f26", "text": "#e6e8eb", "tint": 0.18}
-_ON_BRAND = ("#ffffff", "#111111")
+_ON_BRAND = ("#ffffff", "#000000")
 
 
 class LayeredStaticFiles(StaticFiles):
@@ -67,15 +67,17 @@ def mix(a: str, b: str, weight: float) -> str:
     return hex_of(tuple(x * weight + y * (1 - weight) for x, y in zip(rgb(a), rgb(b), strict=True)))  # type: ignore[arg-type]
 
 
-def readable_on(color: str, background: str, minimum: float = TEXT_CONTRAST) -> str:
-    """``color`` itself when it reads on ``background``, else the least mix towards black or white
-    (whichever the background calls for) that does."""
-    if contrast(color, background) >= minimum:
+def readable_on(color: str, *backgrounds: str, minimum: float = TEXT_CONTRAST) -> str:
+    """``color`` itself when it reads on every background, else the least mix towards black or white
+    (whichever the first background calls for) that does."""
+    def reads(c: str) -> bool:
+        return all(contrast(c, bg) >= minimum for bg in backgrounds)
+    if reads(color):
         return hex_of(rgb(color))
-    towards = "#000000" if luminance(background) > 0.18 else "#ffffff"
+    towards = "#000000" if luminance(backgrounds[0]) > 0.18 else "#ffffff"
     for step in range(1, 101):
         candidate = mix(towards, color, step / 100)
-        if contrast(candidate, background) >= minimum:
+        if reads(candidate):
             return candidate
     return towards
 
@@ -85,12 +87,16 @@ def on_brand(brand: str) -> str:
 
 
 def text_on(background: str) -> str:
-    return max((LIGHT["text"], DARK["text"]), key=lambda c: contrast(c, background))
+    """The theme's own text colours when one reads on ``background``, else black or white."""
+    for text in (LIGHT["text"], DARK["text"]):
+        if contrast(text, background) >= TEXT_CONTRAST:
+            return text
+    return max(("#000000", "#ffffff"), key=lambda c: contrast(c, background))
 
 
 def link_color(brand: str, scheme: dict[str, Any]) -> str:
     """The brand as text: readable on the card and on the brand-tinted panels (``--ib-tint``)."""
-    return readable_on(brand, mix(brand, scheme["card"], scheme["tint"]))
+    return readable_on(brand, scheme["card"], mix(brand, scheme["card"], scheme["tint"]))
 
 
 def theme_css(settings: Settings, branding: dict[str, Any] | None = None, *extra_css: Path | None) -> str:
