@@ -79,6 +79,9 @@ class Client(Base):
     jwks_uri: Mapped[str | None] = mapped_column(String(2048))  # fetched into `jwks` at registration
     software_id: Mapped[str | None] = mapped_column(String(255))
     software_version: Mapped[str | None] = mapped_column(String(255))
+    # JARM (oauth2/jarm.py) and the FAPI 2.0 Security Profile switch (oauth2/fapi.py), migration 0014.
+    authorization_signed_response_alg: Mapped[str | None] = mapped_column(String(16))  # None: RS256
+    fapi2: Mapped[bool] = mapped_column(Boolean, default=False)
 
     @property
     def public(self) -> bool:
