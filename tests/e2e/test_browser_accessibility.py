@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import WAIT_SECONDS, Broker, Client, MailSink
+from browser_helpers import PASSWORD, WAIT_SECONDS, Broker, Client, MailSink, add_user, make_broker, running
 from page_tour import anonymous_pages, signed_in_pages
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -67,4 +68,32 @@ def test_hosted_pages_have_no_wcag_aa_violations(axe_context: Any, broker: Broke
     anonymous_pages(axe_context.new_page(), broker, client, mail, axe)
     signed_in_pages(axe_context, broker, client, axe)
     assert len(axe.seen) >= 22, axe.seen
+    assert not axe.violations, "\n".join(f"{page}: {v}" for page, v in axe.violations.items())
+
+
+@pytest.fixture(scope="module")
+def providers_broker(browser: Any, mail: MailSink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker of its own with upstream provider buttons (presets: nothing is contacted until a
+    button is pressed)."""
+    with running(make_broker(tmp_path_factory.mktemp("e2e-axe-providers"), mail)) as b:
+        for preset, name in (("google", "Google"), ("github", "GitHub"), ("microsoft", "Microsoft")):
+            b.cli("idp", "add", "--id", preset, "--kind", preset, "--name", name,
+                  "--client-id", f"{preset}-client", "--client-secret", "not-used")
+        add_user(b, "buttons@example.org")
+        yield b
+
+
+@pytest.mark.parametrize("axe_context", CASES, ids=[f"{lang}-{scheme}" for lang, scheme in CASES], indirect=True)
+def test_provider_buttons_have_no_wcag_aa_violations(axe_context: Any, providers_broker: Broker) -> None:
+    axe = Axe()
+    page = axe_context.new_page()
+    page.goto(providers_broker.issuer + "/login")
+    expect(page.locator(".idp-button")).to_have_count(3)
+    axe(page, "sign-in-with-providers")
+    page.locator("#username").fill("buttons@example.org")
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form:has(#password) button[type=submit]").click()
+    page.goto(providers_broker.issuer + "/account/identities")
+    expect(page.locator("h1")).to_be_visible()
+    axe(page, "account-identities")
     assert not axe.violations, "\n".join(f"{page}: {v}" for page, v in axe.violations.items())
