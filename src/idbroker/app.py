@@ -38,6 +38,7 @@ from .flow.journey import Journey
 from .oauth2.errors import BadAuthorizationRequest, OAuth2Error
 from .oidc.discovery import metadata_bytes
 from .pages.account import AccountViews
+from .pages.admin import AdminViews
 from .pages.account_security import SecurityViews
 from .pages.dashboard import DashboardViews
 from .pages.device import DeviceViews
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Route("/reset-password", recovery.reset_form, methods=["GET"]),
         Route("/reset-password", recovery.reset_submit, methods=["POST"]),
         *DashboardViews(provider, journey, csrf).routes(),  # "/" and /apps
+        *AdminViews(provider, journey, csrf).routes(),  # /admin (pages/admin.py)
         *AccountViews(provider, journey, csrf).routes(),
         *TermsViews(provider, journey, csrf).routes(),
         *MfaViews(provider, journey, csrf).routes(),       # /mfa, /mfa/enrol

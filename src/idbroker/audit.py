@@ -51,6 +51,7 @@ USER_MIGRATED = "user.migrated"  # created from a lazy-migration source (migrati
 MIGRATION_SOURCE_UNAVAILABLE = "migration.source_unavailable"  # a source could not be asked
 TOKEN_EXCHANGED = "token.exchanged"  # RFC 8693 exchange at the token endpoint, issued or refused
 ADMIN_CALL = "admin.call"  # an admin API call: method, path (template), client_id, status
+ADMIN_ACTION = "admin.action"  # an action on the admin pages (pages/admin.py): user_id the admin; action, target
 # SCIM provisioning writes (endpoints/scim.py): detail client_id and the resource id (sub or group id)
 SCIM_USER_CREATED = "scim.user_created"
 SCIM_USER_UPDATED = "scim.user_updated"  # PUT or PATCH; detail deactivated=True when it ended the sessions

@@ -471,10 +471,27 @@ class RegistrationSettings(Section):
         return out
 
 
+@dataclass
+class AdminPageSettings(Section):
+    """The admin pages under /admin (pages/admin.py)."""
+
+    name: ClassVar[str] = "admin_pages"
+    admin_group: str = "admin"            # users in this group may open /admin
+    # The second factor must have been passed at a sign-in at most this many seconds ago.
+    admin_step_up_max_age: int = 900
+
+    def problems(self, settings: Settings) -> list[str]:
+        out = self.positive(self, "admin_step_up_max_age")
+        if not self.admin_group.strip():
+            out.append("admin_group must not be empty")
+        return out
+
+
 SECTIONS: tuple[type[Section], ...] = (
     ServerSettings, KeySettings, TokenSettings, SessionSettings, PasswordSettings, MailSettings, SignupSettings,
     MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings, HousekeepingSettings,
     CredentialSettings, ObservabilitySettings, RegistrationSettings,
+    AdminPageSettings,
 )
 # Arrays of tables, by their dotted TOML path, and the attribute of Settings that keeps them.
 TABLE_LISTS = {"upstreams": "upstreams", "migration.sources": "migration_sources"}

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, or_, select
 
 from ..store.db import Database, utcnow
-from ..store.models import AuditEvent, MfaFactor, RecoveryCode, RememberedDevice, User
+from ..store.models import AuditEvent, LinkedIdentity, MfaFactor, RecoveryCode, RememberedDevice, User
 from .users import PROFILE_FIELDS, normalise_email
 
 MAX_LIMIT = 500
@@ -219,3 +219,18 @@ def parse_moment(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is neither an age like 1h or 7d nor an ISO 8601 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def linked_identities(db: Database, user_id: int) -> list[LinkedIdentity]:
+    """The upstream accounts that sign in as the user (the admin pages' user detail)."""
+    with db.session(write=False) as s:
+        return list(s.scalars(select(LinkedIdentity).where(LinkedIdentity.user_id == user_id)
+                              .order_by(LinkedIdentity.provider_id, LinkedIdentity.subject)))
+
+
+def set_disabled(db: Database, accounts: SignsOut, user: User, disabled: bool) -> tuple[User | None, list[Any]]:
+    """Disables or enables the user (as PATCH disabled does); disabling also signs them out
+    everywhere: a disabled user keeps no session or token. The row and the logouts to send."""
+    row = update_user(db, user.id, {"disabled": disabled})
+    deliveries = sign_out_everywhere(accounts, row) if row is not None and disabled and not user.disabled else []
+    return row, deliveries
