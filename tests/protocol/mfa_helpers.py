@@ -46,7 +46,9 @@ def sign_in(http: Any, email: str = "alice@example.com", password: str = PASSWOR
 
 
 def hidden(page_html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', page_html)
+    """A field of the page's own forms (in <main>: the language menu's `next` is outside it)."""
+    main = page_html[page_html.find("<main"):] if "<main" in page_html else page_html
+    found = re.search(rf'name="{name}" value="([^"]*)"', main)
     assert found, f"no {name} field"
     return html.unescape(found.group(1))
 
