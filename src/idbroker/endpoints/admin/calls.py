@@ -138,7 +138,7 @@ def _default(value: Any) -> Any:
 
 def int_param(call: Call, name: str, default: int, low: int, high: int) -> int:
     raw = call.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise ApiError(400, "invalid_request", f"{name} must be an integer from {low} to {high}",

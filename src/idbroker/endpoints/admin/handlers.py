@@ -214,7 +214,7 @@ async def _user(call: Call) -> User:
 
 async def users_search(call: Call) -> Response:
     q = call.query
-    status = q.get("status") or None
+    status = q.get("status")
     if status not in (None, *admin.STATUSES):
         raise invalid([("status", "must be active or disabled")])
     limit = int_param(call, "limit", admin.DEFAULT_LIMIT, 1, admin.MAX_LIMIT)
