@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 from anyio import to_thread
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -22,24 +23,24 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 
 from .endpoints.admin.routes import admin_routes
+from .endpoints.aws_credentials import aws_credentials_endpoint
 from .endpoints.common import read_form, unique_params
+from .endpoints.device_authorization import device_authorization_endpoint
 from .endpoints.introspect import introspect_endpoint
 from .endpoints.logout import Logout
 from .endpoints.monitoring import metrics_endpoint, readyz_endpoint
-from .endpoints.device_authorization import device_authorization_endpoint
 from .endpoints.pushed_authorization import par_endpoint
 from .endpoints.registration import client_configuration_endpoint, register_endpoint
 from .endpoints.revoke import revoke_endpoint
 from .endpoints.scim import scim_routes
 from .endpoints.token import token_endpoint
-from .endpoints.aws_credentials import aws_credentials_endpoint
 from .endpoints.userinfo import userinfo_endpoint
 from .flow.journey import Journey
 from .oauth2.errors import BadAuthorizationRequest, OAuth2Error
 from .oidc.discovery import metadata_bytes
 from .pages.account import AccountViews
-from .pages.admin import AdminViews
 from .pages.account_security import SecurityViews
+from .pages.admin import AdminViews
 from .pages.dashboard import DashboardViews
 from .pages.device import DeviceViews
 from .pages.passkey_sign_in import PasskeyLoginViews
@@ -55,7 +56,7 @@ from .security import TOKEN_RE
 from .settings import Settings
 from .store.db import Database
 from .store.housekeeping import purge_if_first
-from .text import match
+from .text import N_, match
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
 from .web.metrics import ObservedRequests, mark_dead_workers, watch_pool
@@ -65,6 +66,26 @@ from .web.templating import Pages
 from .web.theme import LayeredStaticFiles, theme_css
 
 log = logging.getLogger("idbroker")
+
+STORE_BUSY = N_("The service is busy for a moment. Please try again.")
+
+
+def store_unavailable(journey: Journey):
+    """The database went away under a request (restarted, connection terminated, failed over): the
+    pool has dropped the broken connection and the next request gets a new one. The client is told
+    to try again - 503 with Retry-After, an RFC 6749 error for APIs, a page for browsers - instead
+    of a 500."""
+    async def handler(request: Request, exc: Exception) -> Response:
+        log.warning("the store could not be reached during %s %s: %s", request.method, request.url.path,
+                    type(exc.__cause__ or exc).__name__)
+        headers = {"Retry-After": "1", "Cache-Control": "no-store"}
+        if "text/html" in request.headers.get("accept", ""):
+            response = journey.error_page(request, STORE_BUSY, 503)
+            response.headers.update(headers)
+            return response
+        return JSONResponse({"error": "temporarily_unavailable",
+                             "error_description": "the store is reconnecting; try again"}, 503, headers=headers)
+    return handler
 
 
 async def purge_periodically(db: Database, interval: int, retention_days: int) -> None:
@@ -225,10 +246,13 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     routes.append(Mount("/static", LayeredStaticFiles(pages.static_dirs), name="static"))
     watch_pool(provider.db.engine)
     mark_dead_workers()
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[
+    busy = store_unavailable(journey)
+    middleware = [
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),  # web/proxies.py: the real client
         Middleware(ObservedRequests, access_log=settings.observability.access_log_on),  # request id, metrics
-        Middleware(CorsMiddleware)])
+        Middleware(CorsMiddleware)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                    exception_handlers={OperationalError: busy, InterfaceError: busy})
     app.state.provider = provider
     app.state.body_read_timeout = settings.body_read_timeout
     app.state.journey = journey
