@@ -22,6 +22,10 @@ Environment (durations take 10s, 1500ms, 1m or plain seconds):
   BENCH_LOGIN_USERS         concurrent login flows (default: BENCH_CONNECTIONS)
   BENCH_WORKERS             idbroker workers (default: nproc)
   BENCH_BACKENDS=sqlite,postgres
+  BENCH_PEERS               comma list (default: all) of oidc-cluster (oidc-provider, node cluster with workers =
+                            cores, Redis adapter), oidc-single (one node process, in-memory adapter), dot-sqlite,
+                            dot-postgres (django-oauth-toolkit on Granian, workers = cores; bench/peer/dot)
+  BENCH_REDIS_URL=redis://127.0.0.1:6379/7   the clustered peer's store (a DB index of its own, flushed at start)
   BENCH_ENDPOINTS           comma list (default: all) of discovery,jwks,client_credentials,
                             introspection,userinfo,refresh,login
   BENCH_OUTPUT=docs/benchmarks.md   ('-' prints the report instead of writing it)
@@ -71,6 +75,13 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYCACHE = BENCH / ".pycache"  # bytecode for the venv and src/, as a pip install would have compiled
 IDBROKER = str(VENV_BIN / "idbroker")
 PEER_DIR = BENCH / "peer"
+DOT_DIR = PEER_DIR / "dot"
+DOT_PYTHON = BENCH / ".venv-dot" / "bin" / "python"
+DOT_GRANIAN = BENCH / ".venv-dot" / "bin" / "granian"
+PEERS = ["oidc-cluster", "oidc-single", "dot-sqlite", "dot-postgres"]
+PEER_LABEL = {"oidc-cluster": "oidc-provider (cluster, Redis)", "oidc-single": "oidc-provider (1 process, memory)",
+              "dot-sqlite": "django-oauth-toolkit (SQLite)", "dot-postgres": "django-oauth-toolkit (PostgreSQL)"}
+IDBROKER_LABEL = {"sqlite": "idbroker (SQLite)", "postgres": "idbroker (PostgreSQL)"}
 LUA = BENCH / "lua"
 REDIRECT_URI = "http://127.0.0.1:8080/cb"
 # One account per virtual user: real sign-ins come from different people, and the sign-in
@@ -81,11 +92,12 @@ RS_JWT = "https://api.example.com/jwt"
 RS_OPAQUE = "https://api.example.com/opaque"
 
 ENDPOINTS = ["discovery", "jwks", "client_credentials", "introspection", "userinfo", "refresh", "login"]
-TARGET_ENDPOINTS = ["client_credentials", "refresh", "introspection", "userinfo"]
-RATIO_TARGET = {"sqlite": 1.0, "postgres": 0.7}
+TARGET_ENDPOINTS = ["client_credentials", "refresh", "introspection", "userinfo", "discovery", "jwks"]
+RATIO_TARGET = {"sqlite": 1.0, "postgres": 1.0}  # × the clustered oidc-provider on Redis
+DOT_RATIO_TARGET = 3.0  # × django-oauth-toolkit on the same store
 LOGIN_FACTOR = 1.3
-RSS_LIMIT_MB = 120.0
-COLD_START_LIMIT_S = 2.0
+RSS_LIMIT_MB = 100.0
+COLD_START_LIMIT_S = 1.0
 
 
 def log(msg: str) -> None:
@@ -111,6 +123,7 @@ class Config:
     workers: int
     backends: list[str]
     endpoints: list[str]
+    peers: list[str]
     output: str
     keep: bool
     pg_admin_url: str | None
@@ -136,12 +149,18 @@ class Config:
         for e in endpoints:
             if e not in ENDPOINTS:
                 raise SystemExit(f"bench: unknown endpoint {e!r} ({', '.join(ENDPOINTS)})")
+        peers = [p for p in env.get("BENCH_PEERS", ",".join(PEERS)).split(",") if p]
+        for p in peers:
+            if p not in PEERS:
+                raise SystemExit(f"bench: unknown peer {p!r} ({', '.join(PEERS)})")
+        if "postgres" not in backends:
+            peers = [p for p in peers if p != "dot-postgres"]
         return cls(duration=duration, warmup=seconds(env.get("BENCH_WARMUP", "2s")),
                    hash_duration=seconds(env.get("BENCH_HASH_DURATION", str(duration))),
                    connections=connections, threads=threads,
                    login_users=int(env.get("BENCH_LOGIN_USERS", str(connections))),
                    workers=int(env.get("BENCH_WORKERS", str(os.cpu_count() or 1))),
-                   backends=backends, endpoints=endpoints,
+                   backends=backends, endpoints=endpoints, peers=peers,
                    output=env.get("BENCH_OUTPUT", str(ROOT / "docs" / "benchmarks.md")),
                    keep=env.get("BENCH_KEEP") == "1", pg_admin_url=env.get("BENCH_PG_ADMIN_URL") or None,
                    ref=env.get("BENCH_REF") or env.get("BENCH_SRC") or None,
@@ -241,12 +260,12 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_pids() -> list[int]:
+def postgres_pids(comm: str = "postgres") -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "postgres":
+                if (entry / "comm").read_text().strip() == comm:
                     out.append(int(entry.name))
             except OSError:
                 pass
@@ -311,6 +330,13 @@ class Server:
     rss: dict[str, Any] = field(default_factory=dict)
     cc_resource: str = RS_JWT
     introspect_resource: str = RS_JWT
+    kind: str = "idbroker"  # idbroker | oidc | dot
+    discovery_path: str = "/.well-known/openid-configuration"
+    expect: dict[str, str] = field(default_factory=dict)  # endpoint -> text a good response body holds
+
+    @property
+    def is_peer(self) -> bool:
+        return self.kind != "idbroker"
 
     @property
     def origin(self) -> str:
@@ -350,7 +376,7 @@ def start_idbroker(key: str, cfg: Config, tmp: Path, database_url: str | None) -
                IDBROKER_LOG_LEVEL="WARNING")
     if database_url:
         env["IDBROKER_DATABASE_URL"] = database_url
-    label = {"sqlite": "idbroker (SQLite)", "postgres": "idbroker (PostgreSQL)"}[key]
+    label = IDBROKER_LABEL[key]
     srv = Server(key=key, label=label, port=port, workdir=workdir, env=env)
     log(f"{label}: registering clients and the user (migrations run here)")
     srv.svc1_secret = idbroker_cli(env, "clients", "add", "--client-id", "svc1", "--grant-type", "client_credentials",
@@ -376,25 +402,81 @@ def start_idbroker(key: str, cfg: Config, tmp: Path, database_url: str | None) -
     return srv
 
 
-def start_peer(cfg: Config, tmp: Path) -> Server:
+def start_peer(key: str, cfg: Config, tmp: Path) -> Server:
+    """oidc-provider: `oidc-single` is provider.mjs alone (in-memory adapter); `oidc-cluster` is cluster.mjs
+    (workers = cores, all on the Redis adapter at BENCH_REDIS_URL, flushed at start)."""
     port = free_port()
-    workdir = tmp / "peer"
+    workdir = tmp / key
     workdir.mkdir()
-    srv = Server(key="peer", label="peer: oidc-provider", port=port, workdir=workdir,
+    srv = Server(key=key, label=PEER_LABEL[key], port=port, workdir=workdir, kind="oidc",
                  cc_resource=RS_JWT, introspect_resource=RS_OPAQUE)
     srv.svc1_secret, srv.web1_secret, srv.password = (secrets.token_urlsafe(24), secrets.token_urlsafe(24),
                                                       "any-password")
     env = dict(os.environ, PORT=str(port), NODE_ENV="production", DEV_INTERACTIONS="1",
                SVC1_SECRET=srv.svc1_secret, WEB1_SECRET=srv.web1_secret, WEB1_REDIRECT_URI=REDIRECT_URI)
+    script = "provider.mjs"
+    if key == "oidc-cluster":
+        script = "cluster.mjs"
+        env.update(WORKERS=str(cfg.workers), REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"))
     srv.env = env
-    log(f"peer: starting node provider.mjs on port {port}")
+    log(f"{key}: starting node {script} on port {port}")
     logf = open(workdir / "server.log", "wb")  # noqa: SIM115
     started = time.perf_counter()
-    srv.proc = subprocess.Popen(["node", str(PEER_DIR / "provider.mjs")], env=env, stdout=logf,
+    srv.proc = subprocess.Popen(["node", str(PEER_DIR / script)], env=env, stdout=logf,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=PEER_DIR)
     srv.cold_start_s = wait_ready(f"{srv.origin}/.well-known/openid-configuration", srv.proc, started)
-    log(f"peer: first 200 from discovery after {srv.cold_start_s:.2f} s")
+    if key == "oidc-cluster":
+        wait_workers(srv, cfg.workers)
+    log(f"{key}: first 200 from discovery after {srv.cold_start_s:.2f} s")
+    return srv
+
+
+def wait_workers(srv: Server, count: int) -> None:
+    """Every worker must be up before the load starts (the first 200 proves one of them)."""
+    assert srv.proc is not None
+    deadline = time.time() + 60
+    while len(proc_children(srv.proc.pid)) < count and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def start_dot(key: str, cfg: Config, tmp: Path, database_url: str | None) -> Server:
+    """django-oauth-toolkit (bench/peer/dot, its own venv bench/.venv-dot made by bench/run) on Granian,
+    WSGI, workers = cores; migrated and set up (clients, users) before the timed start."""
+    port = free_port()
+    workdir = tmp / key
+    (workdir / "data").mkdir(parents=True)
+    srv = Server(key=key, label=PEER_LABEL[key], port=port, workdir=workdir, kind="dot",
+                 discovery_path="/o/.well-known/openid-configuration",
+                 expect={"introspection": '"active": true'})
+    srv.svc1_secret, srv.web1_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    srv.password = "bench-" + secrets.token_urlsafe(12)
+    m, t, p = argon2_params(cfg)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDBROKER_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(DJANGO_SETTINGS_MODULE="dotpeer.settings", DOT_DATA_DIR=str(workdir / "data"),
+               DOT_ARGON2=f"{m},{t},{p}", DOT_SECRET_KEY=secrets.token_urlsafe(40))
+    if database_url:
+        env["DOT_DATABASE_URL"] = database_url
+    srv.env = env
+    log(f"{key}: migrating and creating clients and users")
+    for args in (["migrate", "-v0"],
+                 ["bench_setup", "--svc1-secret", srv.svc1_secret, "--web1-secret", srv.web1_secret,
+                  "--redirect-uri", REDIRECT_URI, "--username", USER_EMAIL, "--password", srv.password,
+                  "--users", str(max(cfg.login_users, cfg.connections))]):
+        out = subprocess.run([str(DOT_PYTHON), "manage.py", *args], env=env, cwd=DOT_DIR, capture_output=True,
+                             text=True, timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(f"{key}: manage.py {args[0]} failed: {out.stderr[-2000:]}")
+    log(f"{key}: starting granian (WSGI, {cfg.workers} workers) on port {port}")
+    logf = open(workdir / "server.log", "wb")  # noqa: SIM115
+    started = time.perf_counter()
+    srv.proc = subprocess.Popen([str(DOT_GRANIAN), "--interface", "wsgi", "--workers", str(cfg.workers),
+                                 "--host", "127.0.0.1", "--port", str(port), "--no-ws", "dotpeer.wsgi:application"],
+                                env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=DOT_DIR)
+    srv.cold_start_s = wait_ready(f"{srv.origin}{srv.discovery_path}", srv.proc, started)
+    wait_workers(srv, cfg.workers)
+    log(f"{key}: first 200 from discovery after {srv.cold_start_s:.2f} s")
     return srv
 
 
@@ -423,10 +505,12 @@ def pg_drop(admin_url: str, name: str) -> None:
 # -- per-server preparation ---------------------------------------------------------------------
 def prepare(srv: Server) -> None:
     """Endpoints from discovery; the client_credentials request body."""
-    status, body = http("GET", f"{srv.origin}/.well-known/openid-configuration")
+    status, body = http("GET", f"{srv.origin}{srv.discovery_path}")
     if status != 200:
         raise RuntimeError(f"{srv.label}: discovery answered {status}")
     srv.meta = json.loads(body)
+    if srv.kind == "dot":  # DOT serves introspection (RFC 7662) but does not list it in its discovery
+        srv.meta.setdefault("introspection_endpoint", f"{srv.origin}/o/introspect/")
     srv.meta["cc_body"] = urlencode({"grant_type": "client_credentials", "scope": "api:read api:write",
                                      "resource": srv.cc_resource})
 
@@ -504,7 +588,7 @@ def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: 
     m = srv.meta
     svc1 = basic("svc1", srv.svc1_secret)
     if endpoint == "discovery":
-        return wrk_result(wrk(f"{srv.origin}/.well-known/openid-configuration", "req.lua",
+        return wrk_result(wrk(f"{srv.origin}{srv.discovery_path}", "req.lua",
                               ["GET", '"issuer"'], duration, cfg, mark))
     if endpoint == "jwks":
         return wrk_result(wrk(m["jwks_uri"], "req.lua", ["GET", '"keys"'], duration, cfg, mark))
@@ -513,7 +597,7 @@ def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: 
                               duration, cfg, mark))
     if endpoint == "introspection":
         return wrk_result(wrk(m["introspection_endpoint"], "req.lua",
-                              ["POST", '"active":true', svc1,
+                              ["POST", srv.expect.get("introspection", '"active":true'), svc1,
                                urlencode({"token": client_credentials_token(srv, srv.introspect_resource)})],
                               duration, cfg, mark))
     if endpoint == "userinfo":
@@ -549,6 +633,8 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
         run_endpoint(srv, ep, cfg, cfg.warmup, tmp)
     assert srv.proc is not None
     pids = [srv.proc.pid, *proc_children(srv.proc.pid)]
+    if srv.key == "oidc-cluster":  # its store is part of it, as PostgreSQL is counted with idbroker's
+        pids += postgres_pids("redis-server")
     m: dict[str, float] = {}
 
     def mark() -> None:  # as the load starts (tokens are fetched by then)
@@ -565,7 +651,7 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
         f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}")
     if r.errors and ep == "login":
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
-    if srv.key != "peer":
+    if srv.kind != "oidc":
         srv.rss.setdefault("after", {})[ep] = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
     return r
 
@@ -698,7 +784,19 @@ def machine() -> dict[str, str]:
         "node": cmd_out("node", "--version"), "oidc-provider": peer_pkg["version"],
         "wrk": cmd_out("wrk", "--version").splitlines()[0].split(" [")[0] if cmd_out("wrk", "--version") else "?",
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "ioredis": _npm_version("ioredis"),
+        "redis": cmd_out("redis-server", "--version").partition("v=")[2].split(" ")[0] or "?",
+        "dot": (cmd_out(str(DOT_PYTHON), "-c", "import django, oauth2_provider; print(f'django-oauth-toolkit "
+                        "{oauth2_provider.__version__}, Django {django.get_version()}')")
+                if DOT_PYTHON.exists() else "?"),
     }
+
+
+def _npm_version(name: str) -> str:
+    try:
+        return json.loads((PEER_DIR / "node_modules" / name / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
 
 
 def _lscpu_summary() -> str:
@@ -733,38 +831,79 @@ def verdict(ok: bool) -> str:
 
 
 def evaluate(results: dict, servers: dict[str, Server], ceiling: dict | None, cfg: Config) -> list[dict]:
+    """Issue 14's targets: ≥ 1.0 × the clustered oidc-provider and ≥ 3 × django-oauth-toolkit on the same
+    store (req/s), p99 ≤ the clustered peer's p99, logins at the hashing limit, RSS, cold start."""
     checks = []
-    peer = results.get("peer", {})
     for key in cfg.backends:
         mine = results.get(key, {})
+        label = servers[key].label
         for ep in TARGET_ENDPOINTS:
-            if ep not in mine or ep not in peer:
+            if ep not in mine:
                 continue
-            ratio = mine[ep].rps / peer[ep].rps if peer[ep].rps else 0.0
-            errors = mine[ep].errors + peer[ep].errors
-            ok = ratio >= RATIO_TARGET[key] and errors == 0
-            checks.append({"target": f"{ep} on {servers[key].label}", "want": f"≥ {RATIO_TARGET[key]:.1f} × peer",
-                           "got": f"{ratio:.2f} ×" + (f" ({errors} errors)" if errors else ""), "ok": ok})
+            for peer_key, factor in (("oidc-cluster", RATIO_TARGET[key]), (f"dot-{key}", DOT_RATIO_TARGET)):
+                theirs = results.get(peer_key, {}).get(ep)
+                if theirs is None:
+                    continue
+                ratio = mine[ep].rps / theirs.rps if theirs.rps else 0.0
+                errors = mine[ep].errors + theirs.errors
+                checks.append({"target": f"{ep}: {label} ÷ {servers[peer_key].label}", "want": f"≥ {factor:.1f} ×",
+                               "got": f"{ratio:.2f} ×" + (f" ({errors} errors)" if errors else ""),
+                               "ok": ratio >= factor and errors == 0})
+            theirs = results.get("oidc-cluster", {}).get(ep)
+            if theirs is not None:
+                checks.append({"target": f"{ep} p99: {label} vs {servers['oidc-cluster'].label}",
+                               "want": "≤ the peer's p99", "got": f"{mine[ep].p99_ms:.1f} ms vs {theirs.p99_ms:.1f} ms",
+                               "ok": mine[ep].p99_ms <= theirs.p99_ms})
         if "login" in mine and ceiling:
             want = ceiling["per_s"] / LOGIN_FACTOR
             got = mine["login"].rps
-            checks.append({"target": f"password logins/s on {servers[key].label}",
+            checks.append({"target": f"password logins/s on {label}",
                            "want": f"≥ {fmt(want)}/s (ceiling {fmt(ceiling['per_s'])}/s ÷ {LOGIN_FACTOR})",
                            "got": f"{fmt(got)}/s = ceiling ÷ {ceiling['per_s'] / got:.2f}" if got else "0",
                            "ok": got >= want and mine["login"].errors == 0})
         srv = servers[key]
         if srv.rss.get("workers"):
             worst = max(w["rss_mb"] for w in srv.rss["workers"])
-            checks.append({"target": f"RSS per worker after the load, {srv.label}", "want": f"≤ {RSS_LIMIT_MB:.0f} MB",
+            checks.append({"target": f"RSS per worker after the load, {label}", "want": f"≤ {RSS_LIMIT_MB:.0f} MB",
                            "got": f"{worst:.0f} MB (largest worker)", "ok": worst <= RSS_LIMIT_MB})
-        checks.append({"target": f"cold start to first 200, {srv.label}", "want": f"≤ {COLD_START_LIMIT_S:.0f} s",
+        checks.append({"target": f"cold start to first 200, {label}", "want": f"≤ {COLD_START_LIMIT_S:.0f} s",
                        "got": f"{srv.cold_start_s:.2f} s", "ok": srv.cold_start_s <= COLD_START_LIMIT_S})
     return checks
 
 
+def summary_table(cfg: Config, servers: dict[str, Server], results: dict) -> list[str]:
+    """One column per server (req/s and p99), then idbroker ÷ each peer; Markdown."""
+    order = [k for k in [*cfg.backends, *cfg.peers] if k in servers]
+    L = ["| endpoint | " + " | ".join(servers[k].label for k in order) + " |",
+         "| --- |" + " ---: |" * len(order)]
+    for ep in cfg.endpoints:
+        cells = []
+        for k in order:
+            r = results.get(k, {}).get(ep)
+            cells.append("" if r is None else f"{fmt(r.rps)}/s, p99 {fmt(r.p99_ms, 1)} ms"
+                         + (f", **{r.errors} errors**" if r.errors else ""))
+        L.append(f"| {ep} | " + " | ".join(cells) + " |")
+    peers = [k for k in cfg.peers if k in servers]
+    if peers and cfg.backends:
+        L += ["", "| endpoint | " + " | ".join(f"{servers[b].label} ÷ {servers[p].label} (req/s; p99)"
+                                              for b in cfg.backends for p in peers) + " |",
+              "| --- |" + " ---: |" * (len(cfg.backends) * len(peers))]
+        for ep in cfg.endpoints:
+            cells = []
+            for b in cfg.backends:
+                for p in peers:
+                    mine, theirs = results.get(b, {}).get(ep), results.get(p, {}).get(ep)
+                    if mine is None or theirs is None or not theirs.rps or not theirs.p99_ms:
+                        cells.append("")
+                    else:
+                        cells.append(f"{mine.rps / theirs.rps:.2f} ×; {mine.p99_ms / theirs.p99_ms:.2f} ×")
+            L.append(f"| {ep} | " + " | ".join(cells) + " |")
+    return L
+
+
 def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dict[str, Server],
            results: dict, checks: list[dict], pg_info: dict | None, started: dt.datetime, elapsed: float) -> str:
-    order = [k for k in [*cfg.backends, "peer"] if k in servers]
+    order = [k for k in [*cfg.backends, *cfg.peers] if k in servers]
     L: list[str] = []
     L.append("# Benchmarks")
     L.append("")
@@ -789,37 +928,50 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
              + (f"PostgreSQL {pg_info['version']} on 127.0.0.1 (fsync={pg_info['fsync']}, "
                 f"synchronous_commit={pg_info['synchronous_commit']}, shared_buffers={pg_info['shared_buffers']}), "
                 f"psycopg {mach['psycopg']} |" if pg_info else "PostgreSQL not run |"))
-    L.append(f"| peer | oidc-provider {mach['oidc-provider']} on node {mach['node']}, one process, "
-             "NODE_ENV=production, in-memory adapter (`bench/peer/provider.mjs`) |")
+    if any(k.startswith("oidc-") for k in order):
+        L.append(f"| oidc-provider | {mach['oidc-provider']} on node {mach['node']}, NODE_ENV=production, "
+                 f"`bench/peer/provider.mjs`: clustered = `bench/peer/cluster.mjs`, {cfg.workers} workers (node "
+                 "cluster module) on the Redis adapter `bench/peer/redis_adapter.mjs` (ioredis "
+                 f"{mach['ioredis']}, Redis {mach['redis']}); single = one process, in-memory adapter |")
+    if any(k.startswith("dot-") for k in order):
+        L.append(f"| django-oauth-toolkit | {mach['dot']} (`bench/peer/dot`, venv `bench/.venv-dot`), Granian "
+                 f"WSGI, {cfg.workers} workers; SQLite (WAL, synchronous=NORMAL) and PostgreSQL (same server, "
+                 "persistent connections) |")
     L.append(f"| load | {mach['wrk']}, `-t{cfg.threads} -c{cfg.connections} --timeout 10s`, "
              f"{fmt(cfg.warmup, 0)} s warm-up + {fmt(cfg.duration, 0)} s measured per endpoint and server; login flow: "
              f"`bench/loadgen.py`, {cfg.login_users} concurrent users; all on loopback, sharing the "
              f"{mach['nproc']} cores with the servers |")
     L.append("")
+    L.append("## One column per server")
+    L.append("")
+    L.append("Same generator and settings for every server, same run. The second table is idbroker ÷ each peer: "
+             "req/s ratio (higher is better) and p99 ratio (lower is better).")
+    L.append("")
+    L.extend(summary_table(cfg, servers, results))
+    L.append("")
     L.append("## Throughput and latency")
     L.append("")
     L.append("req/s for the login row is completed logins per second (each the HTTP requests that server's own "
              "pages and redirects take; counted under the hashing ceiling below); its latencies "
-             "are per login. Ratio = idbroker ÷ peer, same run. Server CPU = CPU seconds the server's processes "
-             f"used per second of the measured run ({mach['nproc']} = every core busy; the load generator "
-             "uses the rest). Other work = the same for everything else on the machine (should be ~0: "
+             "are per login. Server CPU = CPU seconds the server's processes (for the clustered oidc-provider: "
+             f"with Redis) used per second of the measured run ({mach['nproc']} = every "
+             "core busy; the load generator uses the rest). Other work = the same for everything else on the "
+             "machine (should be ~0: "
              f"an endpoint is measured again (at most {cfg.retries} more time(s)) when it exceeds {cfg.noise_limit} "
              "on any server, and the quietest attempt is kept).")
     L.append("")
-    L.append("| endpoint | server | req/s | p50 ms | p99 ms | errors | idbroker / peer | server CPU | other work |")
-    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    L.append("| endpoint | server | req/s | p50 ms | p99 ms | errors | server CPU | other work |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for ep in cfg.endpoints:
-        peer = results.get("peer", {}).get(ep)
         first = True
         for key in order:
             r = results.get(key, {}).get(ep)
             if r is None:
                 continue
-            ratio = "" if key == "peer" or not peer or not peer.rps else f"{r.rps / peer.rps:.2f}"
             name = ENDPOINT_TEXT[ep] if first else ""
             first = False
             L.append(f"| {name} | {servers[key].label} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} | {fmt(r.p99_ms, 2)} "
-                     f"| {r.errors} | {ratio} | {r.server_cpu:.2f} | {r.other_cpu:.2f} |")
+                     f"| {r.errors} | {r.server_cpu:.2f} | {r.other_cpu:.2f} |")
     L.append("")
     L.append("## Targets")
     L.append("")
@@ -843,9 +995,13 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
                 L.append(f"- {servers[key].label}: {fmt(r.rps)} logins/s = {100 * r.rps / ceiling['per_s']:.0f} % "
                          f"of the ceiling ({r.extra['http_requests']} HTTP requests, "
                          f"{fmt(r.extra['http_rps'])} req/s)")
-        r = results.get("peer", {}).get("login")
-        if r:
-            L.append(f"- peer: {fmt(r.rps)} logins/s (its dev login form hashes no password)")
+        for key in order:
+            r = results.get(key, {}).get("login")
+            if r and servers[key].kind == "oidc":
+                L.append(f"- {servers[key].label}: {fmt(r.rps)} logins/s (its dev login form hashes no password)")
+            elif r and servers[key].kind == "dot":
+                L.append(f"- {servers[key].label}: {fmt(r.rps)} logins/s = {100 * r.rps / ceiling['per_s']:.0f} % "
+                         "of the ceiling (Django's login form, argon2id with the same parameters)")
         gen = [(servers[k].label, results[k]["login"].extra["generator_cpu_pct"]) for k in order
                if "login" in results.get(k, {})]
         if gen:
@@ -863,7 +1019,9 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
         before = before_login[-1] if before_login else []
         rows = []
         if srv.rss.get("main"):
-            rows.append(("main (Granian supervisor)" if key != "peer" else "node", srv.rss["main"], None))
+            rows.append(({"idbroker": "main (Granian supervisor)", "dot": "main (Granian supervisor)"}
+                         .get(srv.kind, "node (cluster primary)" if key == "oidc-cluster" else "node"),
+                         srv.rss["main"], None))
         rows += [(f"worker {i + 1}", w, before[i] if i < len(before) else None)
                  for i, w in enumerate(srv.rss.get("workers", []))]
         for i, (name, m, pre) in enumerate(rows):
@@ -894,8 +1052,20 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
              "peer's devInteractions form, which checks no password). The peer gets `offline_access`-like refresh "
              "tokens without prompt=consent through `issueRefreshToken`, as idbroker issues them to a first-party "
              "client.")
-    L.append("- Stores: idbroker persists everything in SQLite or PostgreSQL; the peer keeps everything in process "
-             "memory (its default adapter), so it never pays for a write.")
+    L.append("- Stores: idbroker persists everything in SQLite or PostgreSQL; the single oidc-provider keeps "
+             "everything in process memory (its default adapter), so it never pays for a write; the clustered one "
+             "keeps everything in Redis (shared by its workers, no fsync), so any worker finds what another "
+             "stored; django-oauth-toolkit persists in SQLite or PostgreSQL like idbroker.")
+    L.append("- django-oauth-toolkit (`bench/peer/dot`, `manage.py bench_setup`): the same two clients "
+             "(`web1` first-party: skip_authorization), refresh rotation (ROTATE_REFRESH_TOKEN, no grace period), "
+             "PKCE required, OIDC on with an RS256 key (DOT signs ID tokens with RSA only; its JWKS holds that "
+             "key), introspection at `/o/introspect/` (DOT does not list it in discovery; Basic-authenticated as "
+             "`svc1`), userinfo releasing sub, email, email_verified. What it lacks: JWT access tokens (all its "
+             "access tokens are opaque database rows, so its client_credentials row signs nothing) and resource "
+             "indicators (RFC 8707: `resource` is ignored). Client secrets are stored as given "
+             "(`hash_client_secret=False`; idbroker keeps a keyed HMAC, so neither runs a slow hash per token "
+             "request); user passwords are argon2id with idbroker's parameters, so its login row is judged "
+             "against the same hashing ceiling.")
     L.append("")
     return "\n".join(L) + "\n"
 
@@ -923,6 +1093,7 @@ def main() -> int:
         log(f"benching src/ of {cfg.ref} ({commit}) from {cfg.src}")
     servers: dict[str, Server] = {}
     pg_name = pg_info = None
+    extra_dbs: list[str] = []  # the django-oauth-toolkit peer's database
     results: dict[str, dict[str, Result]] = {}
     ceiling = None
     other_cpu: list[float] = []
@@ -930,12 +1101,14 @@ def main() -> int:
     def cleanup(*_: Any) -> None:
         for srv in servers.values():
             srv.stop()
-        if pg_name and cfg.pg_admin_url:
+        for name in [pg_name, *extra_dbs]:
+            if not name or not cfg.pg_admin_url:
+                continue
             try:
-                pg_drop(cfg.pg_admin_url, pg_name)
-                log(f"dropped database {pg_name}")
+                pg_drop(cfg.pg_admin_url, name)
+                log(f"dropped database {name}")
             except Exception as exc:  # noqa: BLE001
-                log(f"could not drop database {pg_name}: {exc}")
+                log(f"could not drop database {name}: {exc}")
         if not cfg.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -958,8 +1131,16 @@ def main() -> int:
                 pg_name, url, pg_info = pg_create(cfg.pg_admin_url)
                 log(f"created database {pg_name} (PostgreSQL {pg_info['version']})")
             servers[key] = start_idbroker(key, cfg, tmp, url)
-        servers["peer"] = start_peer(cfg, tmp)
-        order = [*cfg.backends, "peer"]
+        for key in cfg.peers:
+            if key.startswith("oidc-"):
+                servers[key] = start_peer(key, cfg, tmp)
+            elif key == "dot-postgres":
+                name, url, _ = pg_create(cfg.pg_admin_url)
+                extra_dbs.append(name)
+                servers[key] = start_dot(key, cfg, tmp, url)
+            else:
+                servers[key] = start_dot(key, cfg, tmp, None)
+        order = [*cfg.backends, *cfg.peers]
         for key in order:
             prepare(servers[key])
         for ep in cfg.endpoints:
@@ -983,7 +1164,7 @@ def main() -> int:
             assert srv.proc is not None
             rss, hwm = mem_mb(srv.proc.pid)
             srv.rss["main"] = {"rss_mb": rss, "hwm_mb": hwm, "pss_mb": pss_mb(srv.proc.pid)}
-            if key != "peer":
+            if key != "oidc-single":
                 srv.rss["workers"] = [dict(zip(("rss_mb", "hwm_mb"), mem_mb(p), strict=True), pss_mb=pss_mb(p))
                                       for p in proc_children(srv.proc.pid)]
                 log(f"{srv.label}: worker RSS after load "
@@ -1004,15 +1185,7 @@ def main() -> int:
         Path(cfg.output).write_text(text)
         log(f"wrote {cfg.output}")
     print()
-    print("| endpoint | server | req/s | p50 ms | p99 ms | errors | ratio |")
-    for ep in cfg.endpoints:
-        peer = results.get("peer", {}).get(ep)
-        for key in [*cfg.backends, "peer"]:
-            r = results.get(key, {}).get(ep)
-            if r:
-                ratio = f"{r.rps / peer.rps:.2f}" if peer and key != "peer" and peer.rps else ""
-                print(f"| {ep} | {servers[key].label} | {r.rps:.1f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} "
-                      f"| {ratio} |")
+    print("\n".join(summary_table(cfg, servers, results)))
     print()
     for c in checks:
         print(f"{verdict(c['ok'])}  {c['target']}: {c['got']} (want {c['want']})")
