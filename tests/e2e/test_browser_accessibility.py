@@ -74,8 +74,11 @@ def test_hosted_pages_have_no_wcag_aa_violations(axe_context: Any, broker: Broke
 @pytest.fixture(scope="module")
 def providers_broker(browser: Any, mail: MailSink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A broker of its own with upstream provider buttons (presets: nothing is contacted until a
-    button is pressed)."""
-    with running(make_broker(tmp_path_factory.mktemp("e2e-axe-providers"), mail)) as b:
+    button is pressed), on localhost: a secure context, so passkeys are offered too."""
+    b = make_broker(tmp_path_factory.mktemp("e2e-axe-providers"), mail)
+    b.issuer = f"http://localhost:{b.port}"
+    b.env["IDBROKER_ISSUER"] = b.issuer
+    with running(b):
         for preset, name in (("google", "Google"), ("github", "GitHub"), ("microsoft", "Microsoft")):
             b.cli("idp", "add", "--id", preset, "--kind", preset, "--name", name,
                   "--client-id", f"{preset}-client", "--client-secret", "not-used")
@@ -84,11 +87,13 @@ def providers_broker(browser: Any, mail: MailSink, tmp_path_factory: pytest.Temp
 
 
 @pytest.mark.parametrize("axe_context", CASES, ids=[f"{lang}-{scheme}" for lang, scheme in CASES], indirect=True)
-def test_provider_buttons_have_no_wcag_aa_violations(axe_context: Any, providers_broker: Broker) -> None:
+def test_provider_buttons_and_passkey_pages_have_no_wcag_aa_violations(axe_context: Any,
+                                                                       providers_broker: Broker) -> None:
     axe = Axe()
     page = axe_context.new_page()
     page.goto(providers_broker.issuer + "/login")
     expect(page.locator(".idp-button")).to_have_count(3)
+    expect(page.locator(".passkey-login")).to_be_attached()
     axe(page, "sign-in-with-providers")
     page.locator("#username").fill("buttons@example.org")
     page.locator("#password").fill(PASSWORD)
@@ -96,4 +101,8 @@ def test_provider_buttons_have_no_wcag_aa_violations(axe_context: Any, providers
     page.goto(providers_broker.issuer + "/account/identities")
     expect(page.locator("h1")).to_be_visible()
     axe(page, "account-identities")
+    page.goto(providers_broker.issuer + "/account/security")
+    page.locator("form:has(input[name=kind][value=webauthn]) button[type=submit]").click()
+    expect(page.locator("h1")).to_be_visible()
+    axe(page, "passkey-enrol")
     assert not axe.violations, "\n".join(f"{page}: {v}" for page, v in axe.violations.items())
