@@ -487,11 +487,23 @@ class AdminPageSettings(Section):
         return out
 
 
+@dataclass
+class AdminApiSettings(Section):
+    """The admin API under /admin/api/v1 (endpoints/admin/)."""
+
+    name: ClassVar[str] = "admin_api"
+    # The largest body POST /admin/api/v1/users/import takes (bytes; streamed to a temporary file).
+    admin_import_max_bytes: int = 50 * 1024 * 1024
+
+    def problems(self, settings: Settings) -> list[str]:
+        return self.positive(self, "admin_import_max_bytes")
+
+
 SECTIONS: tuple[type[Section], ...] = (
     ServerSettings, KeySettings, TokenSettings, SessionSettings, PasswordSettings, MailSettings, SignupSettings,
     MfaSettings, SmsSettings, ProtectionSettings, TermsSettings, LookSettings, HousekeepingSettings,
     CredentialSettings, ObservabilitySettings, RegistrationSettings,
-    AdminPageSettings,
+    AdminPageSettings, AdminApiSettings,
 )
 # Arrays of tables, by their dotted TOML path, and the attribute of Settings that keeps them.
 TABLE_LISTS = {"upstreams": "upstreams", "migration.sources": "migration_sources"}

@@ -76,7 +76,7 @@ def test_schemathesis_finds_nothing(app, http, writer, user, database, request):
     with TestClient(guarded(app), base_url="http://testserver", raise_server_exceptions=True) as client:
         for index, (operation, mode) in enumerate(runs):
             # What a small operation cannot use (no parameters: one request) goes to the next ones.
-            budget = max(1, (total - sent) // (len(runs) - index))
+            budget = max(1, -(-(total - sent) // (len(runs) - index)))
 
             @settings(max_examples=budget, deadline=None, database=None, suppress_health_check=list(HealthCheck),
                       print_blob=True)

@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +23,7 @@ from ...clients.registry import ClientExists, ClientNotFound, metadata_of
 from ...federation.registry import InvalidUpstream, UpstreamNotFound
 from ...migration.sources import InvalidSource, SourceNotFound
 from ...store.models import Client, LegacySource, UpstreamProvider, User
-from . import spec
+from . import bulk, spec
 from .calls import Call, conflict, etag, int_param, invalid, json_answer, not_found, too_long
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -148,7 +149,7 @@ async def clients_create(call: Call) -> Response:
     except InvalidClientMetadata as exc:
         raise invalid(metadata_problems(exc, values)) from None
     return json_answer({**client_json(row), "client_secret": secret}, 201,
-                       {"ETag": _client_tag(row), "Location": f"{spec.BASE}/clients/{row.client_id}"})
+                       {"ETag": _client_tag(row), "Location": f"{spec.BASE}/clients/{quote(row.client_id, safe='')}"})
 
 
 async def clients_update(call: Call) -> Response:
@@ -259,7 +260,7 @@ async def users_create(call: Call) -> Response:
             raise conflict("a user with this email address exists") from None
         raise invalid([("password", str(exc))]) from None
     return json_answer(user_json(user), 201, {"ETag": _user_tag(user),
-                                               "Location": f"{spec.BASE}/users/{user.sub}"})
+                                               "Location": f"{spec.BASE}/users/{quote(user.sub, safe='')}"})
 
 
 async def users_update(call: Call) -> Response:
@@ -585,6 +586,9 @@ OPERATIONS: list[Operation] = [
             spec.CURSOR, spec.LIMIT])),
     Operation("createUser", "POST", "/users", users_create, op(
         "Create a user", ok=201, result="User", body="UserInput", errors=(409,), etag=True)),
+    # Before /users/{user_id}: the first route whose path matches answers.
+    Operation("importUsers", "POST", "/users/import", bulk.users_import, bulk.IMPORT_DOC),
+    Operation("exportUsers", "GET", "/users/export", bulk.users_export, bulk.EXPORT_DOC),
     Operation("getUser", "GET", "/users/{user_id}", users_get, op(
         "Read a user", result="User", params=[USER_ID], errors=(404,), etag=True)),
     Operation("updateUser", "PATCH", "/users/{user_id}", users_update, op(

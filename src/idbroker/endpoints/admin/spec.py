@@ -74,6 +74,11 @@ SCHEMAS: dict[str, Any] = {
     "UserChanges": {"type": "object", "additionalProperties": False, "properties": {
         **_PROFILE, "email_verified": _BOOL, "disabled": _BOOL}},
     "UserPage": _page("User"),
+    "ImportSummary": {"type": "object", "required": ["created", "updated", "skipped", "rejected", "rejects",
+                                                     "dry_run"], "properties": {
+        "created": _INT, "updated": _INT, "skipped": _INT, "rejected": _INT, "dry_run": _BOOL,
+        "rejects": {"type": "array", "description": "The first 1000 records rejected, with why.", "items": {
+            "type": "object", "required": ["line", "reason"], "properties": {"line": _INT, "reason": _STR}}}}},
     "Session": {"type": "object", "properties": {
         "sid": _STR, "auth_time": _TIME, "amr": _STRS, "acr": _opt(_STR), "idp": _opt(_STR), "created_at": _TIME,
         "expires_at": _TIME, "user_agent": _opt(_STR), "ip": _opt(_STR)}},
