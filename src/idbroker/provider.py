@@ -233,7 +233,8 @@ class Provider:
     @cached_property
     def authorization_requests(self) -> AuthorizationRequests:
         """PAR (RFC 9126) and request objects (RFC 9101) before the authorization checks."""
-        return AuthorizationRequests(self.db, self.clients, RequestObjects(self.issuer, self.used_jtis),
+        objects = RequestObjects(self.issuer, self.used_jtis, self.keys.decrypt)  # decrypt: RFC 9101 §6.1
+        return AuthorizationRequests(self.db, self.clients, objects,
                                      par_required=self.settings.par_required)
 
     @cached_property

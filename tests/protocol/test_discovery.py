@@ -33,9 +33,9 @@ def test_discovery_document(http):
 
 def test_jwks_has_public_keys_only(http):
     keys = http.get("/.well-known/jwks.json").json()["keys"]
-    assert {k["alg"] for k in keys} == {"ES256", "RS256"}
+    assert {k["alg"] for k in keys} == {"ES256", "RS256", "RSA-OAEP-256"}  # the last: request objects (RFC 9101 §6.1)
     for k in keys:
-        assert k["kid"] and k["use"] == "sig"
+        assert k["kid"] and k["use"] == ("enc" if k["alg"] == "RSA-OAEP-256" else "sig")
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(k)
 
 

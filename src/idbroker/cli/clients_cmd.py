@@ -49,6 +49,18 @@ RequireSigned = Annotated[bool | None, typer.Option("--require-signed-request-ob
                                                     "object", help="Accept only signed request objects.")]
 DpopBound = Annotated[bool | None, typer.Option("--dpop-bound/--no-dpop-bound", help="Require a DPoP proof on "
                                                 "every token request (RFC 9449).")]
+# JARM §3 and the FAPI 2.0 Security Profile (oauth2/jarm.py, oauth2/fapi.py).
+AuthorizationAlg = Annotated[str | None, typer.Option(help="Sign JARM authorization responses with RS256 (the "
+                                                      "default) or ES256.")]
+Fapi2 = Annotated[bool | None, typer.Option("--fapi2/--no-fapi2", help="FAPI 2.0 Security Profile: PAR, PKCE S256, "
+                                            "code only, private_key_jwt, DPoP-bound tokens, 60 s codes.")]
+
+
+def _profile_options(authorization_alg: str | None, fapi2: bool | None) -> dict[str, Any]:
+    out: dict[str, Any] = {} if fapi2 is None else {"fapi2": fapi2}
+    if authorization_alg is not None:
+        out["authorization_signed_response_alg"] = authorization_alg or None
+    return out
 
 
 def _sender_options(require_par: bool | None, require_signed: bool | None, dpop_bound: bool | None) -> dict[str, Any]:
@@ -158,7 +170,7 @@ def clients_add(
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
     require_par: RequirePar = None, require_signed_request_object: RequireSigned = None,
-    dpop_bound: DpopBound = None,
+    dpop_bound: DpopBound = None, authorization_alg: AuthorizationAlg = None, fapi2: Fapi2 = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a client. Confidential clients get a generated secret, printed once."""
@@ -187,6 +199,8 @@ def clients_add(
     for key, value in _standards(subject_type, sector_identifier_uri, frontchannel_logout_uri, userinfo_alg).items():
         setattr(meta, key, value)
     for key, value in _sender_options(require_par, require_signed_request_object, dpop_bound).items():
+        setattr(meta, key, value)
+    for key, value in _profile_options(authorization_alg, fapi2).items():
         setattr(meta, key, value)
     try:
         row, secret = ctx.provider().clients.create(meta)
@@ -218,7 +232,7 @@ def clients_update(
     primary_color: Color = None, background_color: Color = None, theme: ThemeName = None,
     signup: Signup = None, mfa: Mfa = None, idp: Idps = None, all_idps: AllIdps = False, local_accounts: Local = None,
     require_par: RequirePar = None, require_signed_request_object: RequireSigned = None,
-    dpop_bound: DpopBound = None,
+    dpop_bound: DpopBound = None, authorization_alg: AuthorizationAlg = None, fapi2: Fapi2 = None,
     rotate_secret: Annotated[bool, typer.Option(help="Issue a new client secret.")] = False,
     exchange_audience: Annotated[list[str] | None, typer.Option(
         help="An audience this client may exchange tokens into (RFC 8693; repeat; replaces the list).")] = None,
@@ -240,6 +254,7 @@ def clients_update(
         changes["idps"] = idps
     changes |= _standards(subject_type, sector_identifier_uri, frontchannel_logout_uri, userinfo_alg)
     changes |= _sender_options(require_par, require_signed_request_object, dpop_bound)
+    changes |= _profile_options(authorization_alg, fapi2)
     if exchange_audience and no_exchange:
         ctx.fail("--exchange-audience and --no-exchange exclude each other")
     if exchange_audience or no_exchange:

@@ -63,6 +63,8 @@ class ClientMetadata:
     policy_uri: str | None = None
     tos_uri: str | None = None
     contacts: list[str] | None = None
+    authorization_signed_response_alg: str | None = None  # JARM §3; None: RS256
+    fapi2: bool = False            # FAPI 2.0 Security Profile (oauth2/fapi.py)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -115,6 +117,10 @@ class ClientMetadata:
             problems.append("id_token_signed_response_alg must be RS256 or ES256")
         if self.userinfo_signed_response_alg not in (None, *SIGNING_ALGS):
             problems.append("userinfo_signed_response_alg must be RS256 or ES256")
+        if self.authorization_signed_response_alg not in (None, *SIGNING_ALGS):
+            problems.append("authorization_signed_response_alg must be RS256 or ES256")
+        if self.fapi2:
+            problems += fapi2_problems(self)
         problems += self._check_subject_type()
         if self.frontchannel_logout_uri and _is_web_url(self.frontchannel_logout_uri) and \
                 _origin(self.frontchannel_logout_uri) not in {_origin(u) for u in self.redirect_uris}:
@@ -156,6 +162,21 @@ class ClientMetadata:
         elif self.subject_type == c.SUBJECT_PAIRWISE and len(redirect_hosts(self.redirect_uris)) > 1:
             return ["a pairwise client with redirect URIs on several hosts needs a sector_identifier_uri"]
         return []
+
+
+def fapi2_problems(meta: ClientMetadata) -> list[str]:
+    """FAPI 2.0 Security Profile §5.3.2.1 / §5.3.2.2: a confidential client authenticating with
+    private_key_jwt (mTLS is not offered), the code flow only."""
+    problems = []
+    if meta.token_endpoint_auth_method == c.AUTH_NONE:
+        problems.append("a public client cannot be FAPI 2.0 (it must authenticate with private_key_jwt)")
+    elif meta.token_endpoint_auth_method != c.AUTH_PRIVATE_KEY_JWT:
+        problems.append("a FAPI 2.0 client must authenticate with private_key_jwt")
+    if meta.response_types != [c.RESPONSE_CODE]:
+        problems.append("a FAPI 2.0 client uses response_type code only")
+    if c.GRANT_IMPLICIT in meta.grant_types:
+        problems.append("a FAPI 2.0 client cannot use the implicit grant")
+    return problems
 
 
 def redirect_hosts(uris: list[str]) -> set[str]:

@@ -73,7 +73,8 @@ STRINGS = {"client_name": "name", "logo_uri": "logo_uri", "client_uri": "client_
            "id_token_signed_response_alg": "id_token_signed_response_alg",
            "userinfo_signed_response_alg": "userinfo_signed_response_alg", "subject_type": "subject_type",
            "sector_identifier_uri": "sector_identifier_uri", "backchannel_logout_uri": "backchannel_logout_uri",
-           "frontchannel_logout_uri": "frontchannel_logout_uri"}
+           "frontchannel_logout_uri": "frontchannel_logout_uri",
+           "authorization_signed_response_alg": "authorization_signed_response_alg"}  # JARM §3
 LISTS = {"redirect_uris": "redirect_uris", "post_logout_redirect_uris": "post_logout_redirect_uris",
          "grant_types": "grant_types", "response_types": "response_types", "contacts": "contacts"}
 BOOLS = {"frontchannel_logout_session_required": "frontchannel_logout_session_required",

@@ -35,7 +35,7 @@ async def token_request_key(request: Request, provider: Any, client: Any) -> str
     a `--dpop-bound` client must send one (§5.2)."""
     proof = proof_of(request)
     if proof is None:
-        if client.dpop_bound:
+        if client.dpop_bound or client.fapi2:  # FAPI 2.0 §5.3.2.1 item 5: sender-constrained tokens
             raise InvalidDpopProofError("this client must send a DPoP proof")
         return None
     return await run_in_threadpool(provider.dpop.check, proof, "POST", provider.endpoint("token"))

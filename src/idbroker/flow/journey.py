@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..mfa.policy import effective_policy, session_acr
 from ..mfa.policy import requirement as mfa_requirement
-from ..oauth2 import authorize_checks
+from ..oauth2 import authorize_checks, fapi, jarm
 from ..oauth2 import constants as c
 from ..oauth2.authorize_checks import UNKNOWN_CLIENT, UNKNOWN_REDIRECT_URI, AuthorizationRequest
 from ..oauth2.errors import (
@@ -64,6 +64,7 @@ class Journey:
         self.access_tokens = access_tokens
         self.id_tokens = id_tokens
         self.pages = pages
+        self.jarm = jarm.Jarm(settings.issuer, id_tokens.keys)  # JWT-secured responses (oauth2/jarm.py)
         self.interactions = Interactions(db, settings.interaction_ttl)
         self.consents = Consents(db)
         name = settings.cookie_name
@@ -229,7 +230,7 @@ class Journey:
         if req.returns(c.RESPONSE_CODE):
             out["code"] = self.grants.create_code(grant, redirect_uri=req.params.get("redirect_uri"),
                                                nonce=req.nonce, code_challenge=req.code_challenge,
-                                               ttl=self.settings.code_ttl, session=s)
+                                               ttl=fapi.code_ttl(client, self.settings.code_ttl), session=s)
         if interaction is not None:
             self.interactions.finish(interaction.id, session=s)
         return grant, out
@@ -264,15 +265,24 @@ class Journey:
                 ttl=ttl(self.settings.tokens, client, "id_token_ttl"), auth_time=auth_time, nonce=req.nonce,
                 sid=session.sid, acr=self._claimed_acr(req, session.acr), amr=list(session.amr),
                 access_token=access_token, code=out.get("code"), extra=extra)
-        response = authorization_response(self.pages, request, req.redirect_uri, req.response_mode, out,
-                                          issuer=self.settings.issuer, state=req.state)
+        response = self.deliver(request, req, out)
         if interaction is not None:
             response.delete_cookie(self.interaction_cookie, path="/")
         return response
 
     def redirect_error(self, request: Request, req: AuthorizationRequest, err: OAuth2Error) -> Response:
         """RFC 6749 §4.1.2.1: the redirect URI is trusted by now."""
-        return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, err.as_dict(),
+        return self.deliver(request, req, err.as_dict())
+
+    def deliver(self, request: Request | None, req: AuthorizationRequest, params: dict[str, str]) -> Response:
+        """The response parameters in the request's mode; in a JARM mode, as the claims of one
+        signed JWT sent as `response` (JARM §2.1, with state and iss inside)."""
+        if jarm.is_jarm(req.response_mode) and req.client is not None:
+            inner = dict(params) | ({"state": req.state} if req.state is not None else {})
+            token = self.jarm.wrap(req.client, inner)
+            return authorization_response(self.pages, request, req.redirect_uri, jarm.carrier(req.response_mode),
+                                          {jarm.RESPONSE: token}, issuer=None, state=None)
+        return authorization_response(self.pages, request, req.redirect_uri, req.response_mode, params,
                                       issuer=self.settings.issuer, state=req.state)
 
     def error_page(self, request: Request, message: str, status: int,

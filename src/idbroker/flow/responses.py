@@ -13,11 +13,13 @@ from ..web.templating import Pages
 
 
 def authorization_response(pages: Pages, request: Request | None, redirect_uri: str, mode: str, params: dict[str, str],
-                           *, issuer: str, state: str | None) -> Response:
+                           *, issuer: str | None, state: str | None) -> Response:
+    """`issuer` None: the parameters already say who answers (a JARM `response`)."""
     params = dict(params)
     if state is not None:
         params["state"] = state
-    params["iss"] = issuer
+    if issuer is not None:
+        params["iss"] = issuer
     if mode == "form_post":
         return pages.render(request, "oauth/form_post.html", redirect_uri=redirect_uri, params=params,
                             headers={"Content-Security-Policy": "default-src 'none'; script-src 'self'; "

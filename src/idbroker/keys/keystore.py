@@ -1,5 +1,10 @@
 """Signing keys in the store, private halves encrypted at rest with JWE (dir + A256GCM).
 
+One key of ENC_ALGS is there for encryption, not signing: clients encrypt request objects to it
+(RFC 9101 §6.1, oauth2/request_objects.py); it is published in JWKS with `use` enc, never signs,
+and is not among the keys that verify tokens. It rotates like the others (`rotate("RSA-OAEP-256")`);
+every published one decrypts.
+
 Lifecycle (``keys rotate``): a new key is published in JWKS at once and signs only from
 ``activate_at`` (after ``key_activation_delay``), so verifiers that cache JWKS see it first.
 When a newer key activates, the previous one gets ``retire_after`` = that moment + the longest
@@ -8,6 +13,7 @@ token lifetime, and stays in JWKS until then.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -19,12 +25,14 @@ from joserfc import jwe, jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from sqlalchemy import select
 
-from ..security import derive_key, random_token
+from ..security import derive_key, loads_bounded, random_token
 from ..store.db import Database, aware
 from ..store.models import SigningKey
 
 ALGS = ("ES256", "RS256")
+ENC_ALGS = ("RSA-OAEP-256",)  # discovery: request_object_encryption_alg_values_supported
 JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
+CONTENT_ENCS = ("A128GCM", "A256GCM", "A128CBC-HS256", "A256CBC-HS512")  # ..._encryption_enc_values_supported
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class KeyStore:
         self._jwks_bytes = b'{"keys":[]}'
         self._keys: dict[tuple[str, bool], Any] = {}  # (kid, private?) -> imported key
         self._kids: tuple[list[str], dict[str, str]] | None = None  # (published kids, alg -> signing kid)
+        self._decrypting: dict[str, tuple[str, str]] = {}  # published encryption kid -> (alg, private JWE)
 
     # -- generation and storage -------------------------------------------------------------
     def _encrypt(self, private: dict[str, Any]) -> str:
@@ -72,9 +81,11 @@ class KeyStore:
     def create(self, alg: str | None = None, *, activate_in: int | None = None) -> KeyView:
         alg = alg or self.default_alg
         kid = random_token(12)
-        params = {"kid": kid, "alg": alg, "use": "sig"}
-        if alg == "ES256":
-            key: Any = ECKey.generate_key("P-256", parameters=params, private=True)
+        params = {"kid": kid, "alg": alg, "use": "enc" if alg in ENC_ALGS else "sig"}
+        if alg in ENC_ALGS:
+            key: Any = RSAKey.generate_key(2048, parameters=params, private=True)
+        elif alg == "ES256":
+            key = ECKey.generate_key("P-256", parameters=params, private=True)
         elif alg == "RS256":
             key = RSAKey.generate_key(2048, parameters=params, private=True)
         else:
@@ -93,7 +104,7 @@ class KeyStore:
         """At start: make sure a key of each algorithm exists (no delay for the first)."""
         with self.db.session(write=False) as s:
             present = set(s.scalars(select(SigningKey.alg).distinct()))
-        for alg in ALGS:
+        for alg in (*ALGS, *ENC_ALGS):
             if alg not in present:
                 self.create(alg, activate_in=0)
 
@@ -142,8 +153,10 @@ class KeyStore:
         if kids != self._kids:  # only when the keys changed: new key objects and JWKS document
             by_kid = {r.kid: r for r in rows}
             self._signing = {alg: (kid, self._imported(kid, by_kid[kid].private_jwe, alg, private=True))
-                             for alg, kid in active.items()}
-            self._public = KeySet([self._imported(v.kid, v.public_jwk, v.alg, private=False) for v in published])
+                             for alg, kid in active.items() if alg in ALGS}
+            self._public = KeySet([self._imported(v.kid, v.public_jwk, v.alg, private=False)
+                                   for v in published if v.alg in ALGS])
+            self._decrypting = {v.kid: (v.alg, by_kid[v.kid].private_jwe) for v in published if v.alg in ENC_ALGS}
             self._jwks = {"keys": [v.public_jwk for v in published]}
             self._jwks_bytes = json.dumps(self._jwks, separators=(",", ":")).encode()
             self._kids = kids
@@ -178,6 +191,23 @@ class KeyStore:
             alg = self.default_alg
         kid, key = self._signing[alg]
         return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key)
+
+    def decrypt(self, token: str) -> bytes:
+        """The plaintext of a compact JWE sent to the broker's encryption key (its `kid`, or the
+        only one published when it names none). Raises joserfc errors or ValueError."""
+        self._refresh()
+        segment = token.split(".", 1)[0]
+        header = loads_bounded(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)), 4096)
+        if not isinstance(header, dict):
+            raise ValueError("the JWE header is not a JSON object")
+        kid = header.get("kid")
+        if kid is None and len(self._decrypting) == 1:
+            kid = next(iter(self._decrypting))
+        if kid not in self._decrypting or header.get("alg") not in ENC_ALGS:
+            raise ValueError("the JWE is not for a key of this broker")
+        alg, private = self._decrypting[kid]
+        key = self._imported(kid, private, alg, private=True)
+        return jwe.decrypt_compact(token, key, algorithms=[*ENC_ALGS, *CONTENT_ENCS]).plaintext or b""
 
     def verify(self, token: str) -> jwt.Token:
         """Signature check against published keys; claims are the caller's to validate.

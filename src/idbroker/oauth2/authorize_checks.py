@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..text import N_
 from . import constants as c
-from . import pkce
+from . import fapi, jarm, pkce
 from .errors import (
     BadAuthorizationRequest,
     InvalidRequestError,
@@ -136,10 +136,14 @@ def check_redirect_uri(clients: ClientRegistry, req: AuthorizationRequest) -> No
     req.redirect_uri = uri
     # Errors from here on are redirected; pick the mode they travel in.
     rt = req.params.get("response_type", "")
-    req.response_mode = "fragment" if rt and rt != c.RESPONSE_CODE else "query"
+    implicit = bool(rt) and rt != c.RESPONSE_CODE
+    req.response_mode = "fragment" if implicit else "query"
     mode = req.params.get("response_mode")
     if mode in c.RESPONSE_MODES and not (mode == "query" and req.response_mode == "fragment"):
         req.response_mode = mode
+    elif mode in jarm.MODES:  # JARM §2.3: errors too travel as a JWT, never a token in the query
+        resolved = jarm.resolve(mode, implicit)
+        req.response_mode = jarm.FRAGMENT_JWT if resolved == jarm.QUERY_JWT and implicit else resolved
 
 
 def check_lengths(clients: ClientRegistry, req: AuthorizationRequest) -> None:
@@ -174,11 +178,14 @@ def check_response_mode(clients: ClientRegistry, req: AuthorizationRequest) -> N
     mode = req.params.get("response_mode")
     if mode is None:
         return
-    if mode not in c.RESPONSE_MODES:
+    if mode not in c.RESPONSE_MODES and mode not in jarm.MODES:
         raise InvalidRequestError(f"response_mode {mode!r} is not supported")
     if mode == "query" and req.implicit:
         # OAuth 2.0 Multiple Response Types §5: tokens must never travel in the query.
         raise InvalidRequestError("response_mode query is not allowed with this response_type")
+    if mode == jarm.QUERY_JWT and req.implicit:
+        # JARM §2.3.1: query.jwt must not be used with a response type that returns a token.
+        raise InvalidRequestError("response_mode query.jwt is not allowed with this response_type")
 
 
 def check_scope(clients: ClientRegistry, req: AuthorizationRequest) -> None:
@@ -211,6 +218,12 @@ def check_pkce(clients: ClientRegistry, req: AuthorizationRequest) -> None:
     challenge = req.params.get("code_challenge")
     pkce.check_challenge(challenge, req.params.get("code_challenge_method"), required=req.client.public)
     req.code_challenge = challenge
+
+
+def check_fapi2(clients: ClientRegistry, req: AuthorizationRequest) -> None:
+    """FAPI 2.0 §5.3.2.2 for a client with the switch on (oauth2/fapi.py): code only, PKCE S256."""
+    assert req.client is not None
+    fapi.check_authorization(req.client, req.response_type, req.params)
 
 
 def check_prompt(clients: ClientRegistry, req: AuthorizationRequest) -> None:
@@ -276,6 +289,7 @@ CHECKS: tuple[Check, ...] = (
     check_scope,
     check_nonce,
     check_pkce,
+    check_fapi2,
     check_prompt,
     check_max_age,
     check_acr_values,

@@ -16,6 +16,7 @@ from ..clients.registry import ClientRegistry
 from ..security import loads_bounded
 from ..store.models import Client
 from . import constants as c
+from . import fapi
 from .errors import InvalidClientError, InvalidRequestError
 
 
@@ -49,6 +50,12 @@ class ClientAuthenticator:
 
     def authenticate(self, authorization: str | None, form: dict[str, str], *,
                      allow_public: bool = True) -> Authenticated:
+        found = self._authenticate(authorization, form, allow_public=allow_public)
+        fapi.check_client_authentication(found.client, found.method)  # FAPI 2.0 §5.3.2.1
+        return found
+
+    def _authenticate(self, authorization: str | None, form: dict[str, str], *,
+                      allow_public: bool) -> Authenticated:
         basic = _parse_basic(authorization)
         assertion_type = form.get("client_assertion_type")
         methods = sum([basic is not None, "client_secret" in form, assertion_type is not None])

@@ -48,7 +48,7 @@ class AuthorizationRequests:
         self.par_required = par_required
 
     def required(self, client: Client) -> bool:
-        return self.par_required or client.require_par
+        return self.par_required or client.require_par or client.fapi2  # FAPI 2.0 §5.3.2.2 item 3
 
     # -- the PAR endpoint ----------------------------------------------------------------------
     def push(self, client: Client, form: dict[str, str]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Request objects (RFC 9101, OIDC Core §6.1): the authorization request's parameters as the
 claims of a JWT the client signs with one of its registered keys (`jwks`).
 
-`RequestObjects.parameters` checks, in order: a compact JWS (a 5-part JWE is refused: encrypted
-request objects are not supported); `alg` none only when the client does not require signed
+`RequestObjects.parameters` checks, in order: a compact JWS, or a compact JWE to the broker's
+encryption key (RFC 9101 §6.1, keys/keystore.py ENC_ALGS) whose plaintext is a JWS (a nested JWT,
+signed then encrypted, checked as one sent in the clear) or else the claims themselves (encrypted
+but unsigned: refused when the client requires signed objects); `alg` none only when the client does not require signed
 objects (§10.5 require_signed_request_object), otherwise an asymmetric alg of OBJECT_ALGS verified
 with the client's keys; `client_id` inside equal to the one outside (§5); `iss` the client and
 `aud` this issuer for a signed object (§4, §10.2); `exp` not passed and `nbf` reached (§10.2);
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,26 +47,34 @@ def _part(segment: str) -> Any:
 
 
 class RequestObjects:
-    def __init__(self, issuer: str, used: UsedJtis):
+    def __init__(self, issuer: str, used: UsedJtis, decrypt: Callable[[str], bytes] | None = None):
         self.issuer = issuer
         self.used = used
+        self.decrypt = decrypt  # the broker's JWE decryption (KeyStore.decrypt); None: not accepted
 
     def parameters(self, client: Client, token: str) -> dict[str, str]:
         """The authorization parameters a request object of `client` carries, or
         InvalidRequestObjectError. Blocking (a jti is written to the store)."""
         if len(token) > MAX_OBJECT:
             raise InvalidRequestObjectError("the request object is too large")
+        header: Any = {"alg": "none"}
+        encrypted_claims = None
         if token.count(".") == 4:
-            raise InvalidRequestObjectError("encrypted request objects are not supported")
-        if token.count(".") != 2:
-            raise InvalidRequestObjectError("the request object is not a JWT")
-        try:
-            header = _part(token.split(".")[0])
-        except (ValueError, json.JSONDecodeError):
-            raise InvalidRequestObjectError("the request object header is not JSON") from None
+            token, encrypted_claims = self._decrypted(token)
+        if encrypted_claims is None:
+            if token.count(".") != 2:
+                raise InvalidRequestObjectError("the request object is not a JWT")
+            try:
+                header = _part(token.split(".")[0])
+            except (ValueError, json.JSONDecodeError):
+                raise InvalidRequestObjectError("the request object header is not JSON") from None
         alg = header.get("alg") if isinstance(header, dict) else None
         signed = alg != "none"
-        if not signed:
+        if encrypted_claims is not None:
+            if client.require_signed_request_object:
+                raise InvalidRequestObjectError("this client must sign its request objects")
+            claims = encrypted_claims
+        elif not signed:
             if client.require_signed_request_object:
                 raise InvalidRequestObjectError("this client must sign its request objects")
             if token.split(".")[2]:
@@ -93,6 +104,22 @@ class RequestObjects:
                 if isinstance(value, dict | list) else str(value).lower() if isinstance(value, bool) else str(value)
         params["client_id"] = client.client_id
         return params
+
+    def _decrypted(self, token: str) -> tuple[str, Any]:
+        """RFC 9101 §6.1: the plaintext of an encrypted request object, as (a JWS to check, None)
+        for a nested JWT or ("", the claims) for encrypted claims."""
+        if self.decrypt is None:
+            raise InvalidRequestObjectError("encrypted request objects are not supported")
+        try:
+            plaintext = self.decrypt(token).decode("utf-8")
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidRequestObjectError("the encrypted request object cannot be decrypted", detail=str(exc)) from None
+        if plaintext.count(".") == 2 and not plaintext.lstrip().startswith("{"):
+            return plaintext, None
+        try:
+            return "", loads_bounded(plaintext, MAX_OBJECT)
+        except ValueError:
+            raise InvalidRequestObjectError("the decrypted request object is neither a JWT nor JSON") from None
 
     def _check_claims(self, client: Client, claims: dict[str, Any], signed: bool) -> None:
         now = time.time()

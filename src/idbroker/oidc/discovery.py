@@ -6,12 +6,14 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..credentials.aws import AWS_SCOPE
+from ..keys.keystore import CONTENT_ENCS, ENC_ALGS
 from ..oauth2 import constants as c
+from ..oauth2 import jarm
 from ..oauth2.device_codes import GRANT_DEVICE_CODE
 from ..oauth2.dpop import DPOP_ALGS
 from ..oauth2.request_objects import OBJECT_ALGS
 from ..text import SUPPORTED as SUPPORTED_LOCALES
-from ..credentials.aws import AWS_SCOPE
 from .claims import EXTRA_SCOPES, SUPPORTED_CLAIMS
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ def metadata(server: ServerSettings, paths: Mapping[str, str], *, registration: 
         "end_session_endpoint": e("logout"),
         "scopes_supported": [*c.STANDARD_SCOPES, *EXTRA_SCOPES, AWS_SCOPE],
         "response_types_supported": list(c.RESPONSE_TYPES),  # code, implicit, hybrid
-        "response_modes_supported": list(c.RESPONSE_MODES),
+        "response_modes_supported": [*c.RESPONSE_MODES, *jarm.MODES],  # JARM §4: jwt, query.jwt, ...
+        "authorization_signing_alg_values_supported": list(jarm.SIGNING_ALGS),  # JARM §4
         "grant_types_supported": [c.GRANT_AUTHORIZATION_CODE, c.GRANT_REFRESH_TOKEN,
                                   c.GRANT_CLIENT_CREDENTIALS, c.GRANT_IMPLICIT, c.GRANT_TOKEN_EXCHANGE,
                                   GRANT_DEVICE_CODE],
@@ -54,6 +57,9 @@ def metadata(server: ServerSettings, paths: Mapping[str, str], *, registration: 
         "request_parameter_supported": True,  # RFC 9101 (oauth2/request_objects.py); request_uri: PAR's only
         "request_uri_parameter_supported": False,
         "request_object_signing_alg_values_supported": ["none", *OBJECT_ALGS],
+        # RFC 9101 §6.1: request objects encrypted to the broker's enc key (keys/keystore.py)
+        "request_object_encryption_alg_values_supported": list(ENC_ALGS),
+        "request_object_encryption_enc_values_supported": list(CONTENT_ENCS),
         "pushed_authorization_request_endpoint": e("par"),  # RFC 9126 §5
         "require_pushed_authorization_requests": server.par_required,
         "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
