@@ -294,3 +294,35 @@ def test_pages_are_translated(http: Any, as_admin: Any) -> None:
     page = http.get("/admin/users", headers={"accept-language": "fr"})
     assert page.status_code == 200 and 'lang="fr"' in page.text
     assert ">Users<" not in page.text
+
+
+def test_odd_search_input_is_a_clear_answer_never_a_server_error(http: Any, as_admin: Any) -> None:
+    for query in ("email=%00a&name=%00&group=%00", "status=bogus", "cursor=%ff%fe", "email=" + "x" * 5000,
+                  "email=%ed%a0%80"):
+        r = http.get("/admin/users?" + query)
+        assert r.status_code in (200, 400), query
+    for query in ("since=99999999999w", "since=%00", "kind=%00x&user=%00", "since=0001-01-01", "cursor=YTox"):
+        r = http.get("/admin/audit?" + query)
+        assert r.status_code in (200, 400), query
+    assert http.get("/admin/audit?since=99999999999w").status_code == 400
+    assert http.get("/admin/users/%00").status_code == 404
+    assert http.get("/admin/clients/%00").status_code == 404
+
+
+@pytest.mark.parametrize("settings_overrides", [{"admin_group": "ops"}])
+def test_the_admin_group_is_a_setting(http: Any, admin_user: Any, enrolled: Any, clock: Any,
+                                      provider: Any) -> None:
+    step_up(http, clock, enrolled[0])
+    assert http.get("/admin/users").status_code == 403  # "admin" is not the group any more
+    admin.update_user(provider.db, admin_user.id, {"groups": ["ops"]})
+    assert http.get("/admin/users").status_code == 200
+
+
+def test_settings_are_checked(tmp_path: Any) -> None:
+    from support import make_settings
+
+    from idbroker.settings import SettingsError
+
+    for bad in ({"admin_step_up_max_age": 0}, {"admin_group": " "}):
+        with pytest.raises(SettingsError, match="admin_"):
+            make_settings(tmp_path, **bad)  # validates

@@ -60,6 +60,11 @@ NOTICES = {
 PAGE_SIZE = 25
 
 
+def _text(query: Any, name: str) -> str:
+    """A search field: at most 320 characters, without NUL (which PostgreSQL text cannot hold)."""
+    return str(query.get(name, ""))[:320].replace("\x00", "").strip()
+
+
 class AdminViews(HostedPages):
     def routes(self) -> list[Route]:
         return [
@@ -142,7 +147,7 @@ class AdminViews(HostedPages):
         if isinstance(allowed, Response):
             return allowed
         q = request.query_params
-        search = {name: q.get(name, "")[:320].strip() for name in ("email", "name", "group", "status")}
+        search = {name: _text(q, name) for name in ("email", "name", "group", "status")}
         if search["status"] not in admin.STATUSES:
             search["status"] = ""
         error, page = None, admin.Page([], None)
@@ -340,12 +345,12 @@ class AdminViews(HostedPages):
         if isinstance(allowed, Response):
             return allowed
         q = request.query_params
-        search = {name: q.get(name, "")[:320].strip() for name in ("user", "kind", "since")}
+        search = {name: _text(q, name) for name in ("user", "kind", "since")}
         error, since, events, next_cursor = None, None, [], None
         if search["since"]:
             try:
                 since = admin.parse_moment(search["since"])
-            except ValueError:
+            except (ValueError, OverflowError):  # "99999999999w" is further back than dates go
                 error = BAD_MOMENT
         user_id: int | None = None
         missing_user = False
