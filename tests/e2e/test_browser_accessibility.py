@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import PASSWORD, WAIT_SECONDS, Broker, Client, MailSink, add_user, make_broker, running
+from browser_helpers import (
+    PASSWORD,
+    WAIT_SECONDS,
+    Broker,
+    Client,
+    MailSink,
+    add_user,
+    authorization,
+    make_broker,
+    running,
+)
 from page_tour import anonymous_pages, signed_in_pages
 from playwright.sync_api import expect
 
@@ -106,3 +116,23 @@ def test_provider_buttons_and_passkey_pages_have_no_wcag_aa_violations(axe_conte
     expect(page.locator("h1")).to_be_visible()
     axe(page, "passkey-enrol")
     assert not axe.violations, "\n".join(f"{page}: {v}" for page, v in axe.violations.items())
+
+
+def test_form_errors_are_announced_and_tied_to_their_fields(page: Any, broker: Broker, client: Client) -> None:
+    """An error is a live region (role=alert) and the field it is about points at it
+    (aria-describedby), so a screen reader says it on arrival and again on the field."""
+    page.goto(authorization(broker, client).url)
+    page.locator("#username").fill("nobody@example.org")
+    page.locator("#password").fill("wrong password")
+    page.locator("form:has(#password) button[type=submit]").click()
+    expect(page.locator("#login-error")).to_have_attribute("role", "alert")
+    expect(page.locator("#username")).to_have_attribute("aria-describedby", "login-error")
+
+    page.goto(broker.issuer + "/signup")
+    page.locator("form[action='/signup'] button[type=submit]").click()
+    expect(page.locator("#form-error")).to_have_attribute("role", "alert")
+    email = page.locator("#f-email")
+    expect(email).to_have_attribute("aria-invalid", "true")
+    described = (email.get_attribute("aria-describedby") or "").split()
+    assert described and all(page.locator(f"#{i}").count() == 1 for i in described), described
+    assert any(page.locator(f"#{i}").inner_text().strip() for i in described)
