@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from .endpoints.admin.routes import admin_routes
@@ -175,11 +175,11 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         """Images and other files of a client theme: /themes/<name>/<file> from its static folder."""
         name, path = request.path_params["name"], request.path_params["path"]
         if not settings.themes_dir or not TOKEN_RE.match(name):
-            return Response(status_code=404)
+            return PlainTextResponse("no such theme file", 404)
         root = (Path(settings.themes_dir) / name / "static").resolve()
         target = (root / path).resolve()
         if not target.is_relative_to(root) or not target.is_file():
-            return Response(status_code=404)
+            return PlainTextResponse("no such theme file", 404)
         return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
 
     async def choose_language(request: Request) -> Response:

@@ -52,9 +52,14 @@ def _enabled(request: Request) -> bool:
     return provider_of(request).settings.registration in ("open", "token")
 
 
+def _disabled() -> Response:
+    return json_response({"error": "invalid_request",
+                          "error_description": "dynamic client registration is not enabled on this server"}, 404)
+
+
 async def register_endpoint(request: Request) -> Response:
     if not _enabled(request):
-        return Response(status_code=404)
+        return _disabled()
     provider = provider_of(request)
     ip = client_ip(request)
     name, who = "register-ip", subject(client_address(ip))
@@ -81,7 +86,7 @@ async def register_endpoint(request: Request) -> Response:
 async def client_configuration_endpoint(request: Request) -> Response:
     """RFC 7592 §2: read, replace or delete the client the registration access token opens."""
     if not _enabled(request):
-        return Response(status_code=404)
+        return _disabled()
     provider = provider_of(request)
     client_id = request.path_params["client_id"]
     token = _bearer(request)

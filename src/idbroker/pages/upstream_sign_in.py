@@ -41,7 +41,7 @@ from joserfc.jwk import OctKey
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..clients.metadata import offers
@@ -203,7 +203,7 @@ class UpstreamViews(HostedPages):
     async def metadata(self, request: Request) -> Response:
         found = await run_in_threadpool(self.upstreams.get, request.path_params["id"])
         if found is None or found[0].kind not in SAML_KINDS or not hasattr(found[1], "metadata"):
-            return Response(status_code=404)
+            return PlainTextResponse("no SAML upstream provider has this id", 404)
         return Response(found[1].metadata(), media_type="application/samlmetadata+xml")  # type: ignore[union-attr]
 
     # -- linked identities ------------------------------------------------------------------------

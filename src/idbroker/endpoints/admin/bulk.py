@@ -28,7 +28,7 @@ from .calls import NO_STORE, ApiError, Call, invalid, json_answer
 NDJSON = "application/x-ndjson"
 CHUNK_SECONDS = 60  # the import body may take longer than body_read_timeout: that much per 1 MiB at worst
 _FIREBASE = {"hash_key": str, "salt_separator": str, "rounds": int, "mem_cost": int}
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
 
 
 async def _spool(call: Call, limit: int) -> IO[bytes]:
@@ -63,10 +63,10 @@ async def _spool(call: Call, limit: int) -> IO[bytes]:
 
 
 def _flag(call: Call, name: str) -> bool:
-    raw = call.query.get(name, "").lower()
-    if raw not in (*_TRUE, *_FALSE):
+    raw = call.query.get(name, "false")
+    if raw not in ("true", "false"):
         raise invalid([(name, "must be true or false")])
-    return raw in _TRUE
+    return raw == "true"
 
 
 def _options(call: Call, format_name: str) -> FormatOptions:
