@@ -14,8 +14,8 @@ from idbroker.cli import app as cli_app
 from idbroker.cli import context as cli_ctx
 
 
-@pytest.fixture
-def cli(database: Any, tmp_path: Any, monkeypatch: Any) -> Iterator[Any]:
+@pytest.fixture(name="cli")
+def cli_runner(database: Any, tmp_path: Any, monkeypatch: Any) -> Iterator[Any]:
     monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("IDBROKER_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("IDBROKER_SECRET_KEY", TEST_SECRET)

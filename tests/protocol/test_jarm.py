@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from standards_helpers import cli  # noqa: F401 (a fixture)
+from standards_helpers import cli_runner  # noqa: F401 (the `cli` fixture)
 from support import ISSUER, fragment_of, pkce_pair, query_of
 
 HYBRID = "code id_token"

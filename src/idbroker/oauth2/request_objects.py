@@ -113,7 +113,8 @@ class RequestObjects:
         try:
             plaintext = self.decrypt(token).decode("utf-8")
         except (JoseError, ValueError, TypeError) as exc:
-            raise InvalidRequestObjectError("the encrypted request object cannot be decrypted", detail=str(exc)) from None
+            raise InvalidRequestObjectError("the encrypted request object cannot be decrypted",
+                                            detail=str(exc)) from None
         if plaintext.count(".") == 2 and not plaintext.lstrip().startswith("{"):
             return plaintext, None
         try:

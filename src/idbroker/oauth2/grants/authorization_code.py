@@ -44,7 +44,8 @@ class AuthorizationCodeGrant(UserGrant):
             # RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
             raise InvalidGrantError("the authorization code was already used", detail="code replay")
         jkt = dpop.BOUND_KEY.get()
-        if jkt and client.public and redeemed.refresh_token:  # RFC 9449 §5: bind the public client's refresh tokens
+        # RFC 9449 §5: bind the refresh tokens of a public client, and of a FAPI 2.0 one (oauth2/fapi.py)
+        if jkt and (client.public or client.fapi2) and redeemed.refresh_token:
             await run_in_threadpool(dpop.bind_grant, self.grant_store.db, redeemed.grant.id, jkt)
         return self.token_response(client, redeemed.grant, scope=redeemed.grant.scope, nonce=redeemed.code.nonce,
                                    refresh_token=redeemed.refresh_token, user=redeemed.user)
