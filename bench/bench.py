@@ -129,6 +129,8 @@ class Config:
     pg_admin_url: str | None
     ref: str | None
     wait_idle: float = 0.0
+    grown: bool = False
+    grown_scale: float = 1.0
     retries: int = 2
     noise_limit: float = 0.25
     src: Path = ROOT / "src"
@@ -142,7 +144,9 @@ class Config:
         if connections < threads:
             raise SystemExit("bench: BENCH_CONNECTIONS must be at least BENCH_THREADS")
         backends = [b for b in env.get("BENCH_BACKENDS", "sqlite,postgres").split(",") if b]
-        endpoints = [e for e in env.get("BENCH_ENDPOINTS", ",".join(ENDPOINTS)).split(",") if e]
+        grown = env.get("BENCH_GROWN") == "1"
+        endpoints = [e for e in env.get("BENCH_ENDPOINTS", ",".join(GROWN_ENDPOINTS if grown else ENDPOINTS))
+                     .split(",") if e]
         for b in backends:
             if b not in RATIO_TARGET:
                 raise SystemExit(f"bench: unknown backend {b!r} (sqlite, postgres)")
@@ -161,7 +165,9 @@ class Config:
                    login_users=int(env.get("BENCH_LOGIN_USERS", str(connections))),
                    workers=int(env.get("BENCH_WORKERS", str(os.cpu_count() or 1))),
                    backends=backends, endpoints=endpoints, peers=peers,
-                   output=env.get("BENCH_OUTPUT", str(ROOT / "docs" / "benchmarks.md")),
+                   output=env.get("BENCH_OUTPUT", str(ROOT / "docs" / ("benchmarks-grown.md" if grown
+                                                                         else "benchmarks.md"))),
+                   grown=grown, grown_scale=float(env.get("BENCH_GROWN_SCALE", "1")),
                    keep=env.get("BENCH_KEEP") == "1", pg_admin_url=env.get("BENCH_PG_ADMIN_URL") or None,
                    ref=env.get("BENCH_REF") or env.get("BENCH_SRC") or None,
                    wait_idle=seconds(env.get("BENCH_WAIT_IDLE", "0")),
@@ -656,6 +662,117 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
     return r
 
 
+def measure_all(servers: dict[str, Server], order: list[str], cfg: Config, tmp: Path,
+                results: dict[str, dict[str, Result]], other_cpu: list[float]) -> None:
+    """Every endpoint on every server in turn; an endpoint again (all servers) when other work was noisy."""
+    for ep in cfg.endpoints:
+        best: dict[str, Result] | None = None
+        for attempt in range(1 + cfg.retries):
+            got = {key: measure(servers[key], ep, cfg, tmp) for key in order}
+            noise = max(r.other_cpu for r in got.values())
+            if best is None or noise < max(r.other_cpu for r in best.values()):
+                best = got
+            if noise <= cfg.noise_limit or attempt == cfg.retries:
+                break
+            log(f"{ep}: other work used up to {noise:.2f} cores during the runs; measuring {ep} again "
+                f"({attempt + 2} of {1 + cfg.retries})")
+            wait_idle(60)
+        assert best is not None
+        for key, r in best.items():
+            results.setdefault(key, {})[ep] = r
+            other_cpu.append(r.other_cpu)
+
+
+# -- grown store ----------------------------------------------------------------------------------
+def fill_and_explain(url: str, cfg: Config) -> dict[str, Any]:
+    """bench/fill_store.py on a live server's store (idle meanwhile), then the hot statements' plans."""
+    log(f"--grown: filling {url.split('://')[0]} (scale {cfg.grown_scale}); the server is idle meanwhile")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, str(BENCH / "fill_store.py"), url, "--scale", str(cfg.grown_scale),
+                          "--json"], capture_output=True, text=True, timeout=7200)
+    if out.returncode != 0:
+        raise RuntimeError(f"fill_store.py failed: {out.stderr[-2000:]}")
+    seconds_taken = time.perf_counter() - started
+    log(f"--grown: filled in {seconds_taken:.0f} s")
+    return {"seconds": seconds_taken, "plans": json.loads(out.stdout.strip().splitlines()[-1]),
+            "counts": {k: round(v * cfg.grown_scale) for k, v in GROWN_COUNTS.items()}}
+
+
+GROWN_COUNTS = {"users": 1_000_000, "live refresh tokens (and grants)": 1_000_000, "audit events": 5_000_000,
+                "revoked jtis": 100_000}
+GROWN_FACTOR = 1.2  # grown p50 and p99 ≤ 1.2 × the empty store's, same run
+GROWN_ENDPOINTS = ["login", "refresh", "introspection", "userinfo"]
+
+
+def evaluate_grown(empty: dict, grown: dict, servers: dict[str, Server], cfg: Config) -> list[dict]:
+    checks = []
+    for key in cfg.backends:
+        for ep in cfg.endpoints:
+            a, b = empty.get(key, {}).get(ep), grown.get(key, {}).get(ep)
+            if a is None or b is None:
+                continue
+            for name, x, y in (("p50", a.p50_ms, b.p50_ms), ("p99", a.p99_ms, b.p99_ms)):
+                ratio = y / x if x else float("inf")
+                errors = a.errors + b.errors
+                checks.append({"target": f"{ep} {name} grown ÷ empty, {servers[key].label}",
+                               "want": f"≤ {GROWN_FACTOR} ×",
+                               "got": f"{ratio:.2f} × ({x:.1f} → {y:.1f} ms)"
+                                      + (f", {errors} errors" if errors else ""),
+                               "ok": ratio <= GROWN_FACTOR and errors == 0})
+    return checks
+
+
+def grown_table(cfg: Config, servers: dict[str, Server], empty: dict, grown: dict) -> list[str]:
+    L = ["| endpoint | server | req/s empty → grown | p50 ms empty → grown | p50 ratio | p99 ms empty → grown "
+         "| p99 ratio | errors |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for ep in cfg.endpoints:
+        for key in cfg.backends:
+            a, b = empty.get(key, {}).get(ep), grown.get(key, {}).get(ep)
+            if a is None or b is None:
+                continue
+            L.append(f"| {ep} | {servers[key].label} | {fmt(a.rps)} → {fmt(b.rps)} | {fmt(a.p50_ms, 2)} → "
+                     f"{fmt(b.p50_ms, 2)} | {b.p50_ms / a.p50_ms if a.p50_ms else 0:.2f} × | {fmt(a.p99_ms, 2)} → "
+                     f"{fmt(b.p99_ms, 2)} | {b.p99_ms / a.p99_ms if a.p99_ms else 0:.2f} × | {a.errors} / {b.errors} |")
+    return L
+
+
+def report_grown(cfg: Config, mach: dict[str, str], servers: dict[str, Server], empty: dict, grown_results: dict,
+                 grown: dict[str, dict[str, Any]], checks: list[dict], pg_info: dict | None, started: dt.datetime,
+                 elapsed: float) -> str:
+    L = ["# Benchmarks: cost as the store grows", "",
+         "Generated by `./bench/run --grown` (see `bench/README.md`); do not edit by hand. "
+         f"Run of {started:%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} min, on {mach['nproc']} cores ({mach['cpu']}); "
+         f"load average {mach['loadavg']} at the start, {mach.get('loadavg_end', '?')} at the end; other work "
+         f"during the runs: {mach.get('other_cpu', '?')}.", "",
+         f"Each endpoint is measured on the empty store (the bench's own clients and {cfg.login_users} users), then "
+         "`bench/fill_store.py` adds, while the server stays up and idle:", ""]
+    for key in cfg.backends:
+        g = grown.get(key)
+        if g:
+            L.append(f"- {servers[key].label}: " + ", ".join(f"{v:,} {k}" for k, v in g["counts"].items())
+                     + f" (scale {cfg.grown_scale}), in {g['seconds']:.0f} s")
+    L += ["", "and the same endpoints are measured again, same generator and settings "
+          f"(`wrk -t{cfg.threads} -c{cfg.connections}`, {fmt(cfg.warmup, 0)} s warm-up + {fmt(cfg.duration, 0)} s; "
+          "login: `bench/loadgen.py`). Refresh and userinfo use tokens of the bench's own users; the filled rows "
+          "make every index deeper and the tables larger than the cache, as in production.", "",
+          "## Empty → grown", ""]
+    L += grown_table(cfg, servers, empty, grown_results)
+    L += ["", "## Targets", "", "| target | wanted | measured | |", "| --- | --- | --- | --- |"]
+    L += [f"| {c['target']} | {c['want']} | {c['got']} | **{verdict(c['ok'])}** |" for c in checks]
+    L += ["", "## Query plans of the hot statements (grown store)", "",
+          "EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL (the audit insert rolled back), EXPLAIN QUERY PLAN on SQLite, "
+          "on real keys of the filled store."
+          + (f" PostgreSQL {pg_info['version']}, shared_buffers={pg_info['shared_buffers']}." if pg_info else ""), ""]
+    for key in cfg.backends:
+        g = grown.get(key)
+        if not g:
+            continue
+        L += [f"### {servers[key].label}", ""]
+        for name, plan in g["plans"].items():
+            L += [f"{name}:", "", "```", plan, "```", ""]
+    return "\n".join(L) + "\n"
+
+
 # -- argon2 ceiling -----------------------------------------------------------------------------
 def _hash_warm(params: tuple[int, int, int]) -> int:
     from argon2 import PasswordHasher
@@ -1095,6 +1212,8 @@ def main() -> int:
     pg_name = pg_info = None
     extra_dbs: list[str] = []  # the django-oauth-toolkit peer's database
     results: dict[str, dict[str, Result]] = {}
+    results_grown: dict[str, dict[str, Result]] = {}  # --grown: the same runs on the filled store
+    grown: dict[str, dict[str, Any]] = {}  # --grown: per backend, fill time and query plans
     ceiling = None
     other_cpu: list[float] = []
 
@@ -1122,7 +1241,7 @@ def main() -> int:
             share = wait_idle(cfg.wait_idle)
             log(f"machine {100 * share:.0f} % busy with other work at the start")
             mach["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        if "login" in cfg.endpoints:
+        if "login" in cfg.endpoints and not cfg.grown:
             ceiling = hashing_ceiling(cfg)
             log(f"argon2id ceiling: {ceiling['per_s']:.1f} hashes/s")
         for key in cfg.backends:
@@ -1131,7 +1250,7 @@ def main() -> int:
                 pg_name, url, pg_info = pg_create(cfg.pg_admin_url)
                 log(f"created database {pg_name} (PostgreSQL {pg_info['version']})")
             servers[key] = start_idbroker(key, cfg, tmp, url)
-        for key in cfg.peers:
+        for key in [] if cfg.grown else cfg.peers:
             if key.startswith("oidc-"):
                 servers[key] = start_peer(key, cfg, tmp)
             elif key == "dot-postgres":
@@ -1140,25 +1259,16 @@ def main() -> int:
                 servers[key] = start_dot(key, cfg, tmp, url)
             else:
                 servers[key] = start_dot(key, cfg, tmp, None)
-        order = [*cfg.backends, *cfg.peers]
+        order = [k for k in [*cfg.backends, *cfg.peers] if k in servers]
         for key in order:
             prepare(servers[key])
-        for ep in cfg.endpoints:
-            best: dict[str, Result] | None = None
-            for attempt in range(1 + cfg.retries):
-                got = {key: measure(servers[key], ep, cfg, tmp) for key in order}
-                noise = max(r.other_cpu for r in got.values())
-                if best is None or noise < max(r.other_cpu for r in best.values()):
-                    best = got
-                if noise <= cfg.noise_limit or attempt == cfg.retries:
-                    break
-                log(f"{ep}: other work used up to {noise:.2f} cores during the runs; measuring {ep} again "
-                    f"({attempt + 2} of {1 + cfg.retries})")
-                wait_idle(60)
-            assert best is not None
-            for key, r in best.items():
-                results.setdefault(key, {})[ep] = r
-                other_cpu.append(r.other_cpu)
+        measure_all(servers, order, cfg, tmp, results, other_cpu)
+        if cfg.grown:
+            for key in cfg.backends:
+                srv = servers[key]
+                url = srv.env.get("IDBROKER_DATABASE_URL") or f"sqlite:///{srv.workdir / 'data' / 'idbroker.db'}"
+                grown[key] = fill_and_explain(url, cfg)
+            measure_all(servers, order, cfg, tmp, results_grown, other_cpu)
         for key in order:
             srv = servers[key]
             assert srv.proc is not None
@@ -1176,8 +1286,14 @@ def main() -> int:
     if other_cpu:
         mach["other_cpu"] = (f"{sum(other_cpu) / len(other_cpu):.2f} cores on average over the measured runs, "
                              f"{max(other_cpu):.2f} at most")
-    checks = evaluate(results, servers, ceiling, cfg)
-    text = report(cfg, mach, ceiling, servers, results, checks, pg_info, started_at, time.perf_counter() - t_start)
+    if cfg.grown:
+        checks = evaluate_grown(results, results_grown, servers, cfg)
+        text = report_grown(cfg, mach, servers, results, results_grown, grown, checks, pg_info, started_at,
+                            time.perf_counter() - t_start)
+    else:
+        checks = evaluate(results, servers, ceiling, cfg)
+        text = report(cfg, mach, ceiling, servers, results, checks, pg_info, started_at,
+                      time.perf_counter() - t_start)
     if cfg.output == "-":
         print(text)
     else:
@@ -1185,7 +1301,8 @@ def main() -> int:
         Path(cfg.output).write_text(text)
         log(f"wrote {cfg.output}")
     print()
-    print("\n".join(summary_table(cfg, servers, results)))
+    print("\n".join(grown_table(cfg, servers, results, results_grown) if cfg.grown
+                    else summary_table(cfg, servers, results)))
     print()
     for c in checks:
         print(f"{verdict(c['ok'])}  {c['target']}: {c['got']} (want {c['want']})")
