@@ -103,7 +103,8 @@ def test_users_lifecycle(cli):
 
 def test_keys_list_and_rotate(cli):
     keys = json.loads(cli("keys", "list", "--json").output)
-    assert {k["alg"] for k in keys} == {"ES256", "RS256"} and all(k["state"] == "active" for k in keys)
+    # RSA-OAEP-256: the request-object encryption key (keys/keystore.py ENC_ALGS)
+    assert {k["alg"] for k in keys} == {"ES256", "RS256", "RSA-OAEP-256"} and all(k["state"] == "active" for k in keys)
     cli("keys", "rotate")
     keys = json.loads(cli("keys", "list", "--json").output)
     assert sorted(k["state"] for k in keys if k["alg"] == "ES256") == ["active", "next"]
