@@ -16,6 +16,11 @@ ENC_HEADER = {"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT"}
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"registration": "open"}  # for the registration test at the end
+
+
+@pytest.fixture
 def rp(register: Any) -> Any:
     return register("rp", first_party=True, jwks={"keys": [KEY.as_dict(private=False)]})
 
@@ -107,3 +112,22 @@ def test_plain_request_still_needs_no_encryption(http: Any, rp: Any) -> None:
         "client_id": "rp", "redirect_uri": rp.redirect_uri, "response_type": "code", "scope": "openid",
         "code_challenge": challenge, "code_challenge_method": "S256"})
     assert page.status_code == 303 and "error" not in query_of(page.headers["location"])
+
+
+def test_dynamic_registration_accepts_supported_request_object_encryption(http: Any) -> None:
+    base = {"redirect_uris": ["https://rp.example/cb"]}
+    ok = http.post("/oauth2/register", json=base | {"request_object_encryption_alg": "RSA-OAEP-256",
+                                                    "request_object_encryption_enc": "A256GCM"})
+    assert ok.status_code == 201, ok.text
+    bad = http.post("/oauth2/register", json=base | {"request_object_encryption_alg": "RSA1_5"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_client_metadata"
+
+
+def test_compressed_object_is_refused(http: Any, rp: Any) -> None:
+    """A `zip` JWE could inflate a 16 KB token to megabytes before any check: refused unopened (the
+    keystore refuses `zip`, and DEF is not in its algorithm allow-list either)."""
+    key = broker_key(http)
+    token = jwe.encrypt_compact(ENC_HEADER | {"kid": key.kid, "zip": "DEF"}, signed(claims_for(rp)), key,
+                                algorithms=["RSA-OAEP-256", "A256GCM", "DEF"])
+    answer = authorize(http, rp, token, redirect_uri=rp.redirect_uri)
+    assert query_of(answer.headers["location"])["error"] == "invalid_request_object"

@@ -47,6 +47,7 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import or_, update
 
+from ..keys.keystore import CONTENT_ENCS, ENC_ALGS
 from ..oauth2 import constants as c
 from ..security import KeyedHasher, random_token
 from ..store.db import Database, aware, utcnow
@@ -83,7 +84,10 @@ BOOLS = {"frontchannel_logout_session_required": "frontchannel_logout_session_re
          "dpop_bound_access_tokens": "dpop_bound"}  # RFC 9449 §5.2
 EXTRA_STRINGS = ("application_type", "jwks_uri", "software_id", "software_version")
 ENCRYPTION = ("id_token_encrypted_response_alg", "userinfo_encrypted_response_alg",
-              "request_object_encryption_alg", "authorization_encrypted_response_alg")
+              "authorization_encrypted_response_alg")
+# RFC 9101 §6.1 / OIDC Registration §2: how the client will encrypt request objects to the broker's
+# key: any client may, so a supported value is accepted and nothing is kept.
+OBJECT_ENCRYPTION = {"request_object_encryption_alg": ENC_ALGS, "request_object_encryption_enc": CONTENT_ENCS}
 MAX_STRING = 2048
 
 
@@ -265,6 +269,9 @@ class DynamicRegistration:
         for name in ENCRYPTION:
             if body.get(name) is not None:
                 raise RegistrationError(INVALID_CLIENT_METADATA, f"{name}: this server does not encrypt")
+        for name, supported in OBJECT_ENCRYPTION.items():
+            if body.get(name) is not None and body[name] not in supported:
+                raise RegistrationError(INVALID_CLIENT_METADATA, f"{name} must be one of {', '.join(supported)}")
         fields.setdefault("token_endpoint_auth_method", c.AUTH_BASIC)      # RFC 7591 §2
         fields.setdefault("grant_types", [c.GRANT_AUTHORIZATION_CODE])     # RFC 7591 §2
         fields.setdefault("response_types", [c.RESPONSE_CODE])            # RFC 7591 §2

@@ -203,6 +203,8 @@ class KeyStore:
         kid = header.get("kid")
         if kid is None and len(self._decrypting) == 1:
             kid = next(iter(self._decrypting))
+        if "zip" in header:  # compressed plaintext: a small token could inflate to megabytes
+            raise ValueError("compressed JWEs are not accepted")
         if kid not in self._decrypting or header.get("alg") not in ENC_ALGS:
             raise ValueError("the JWE is not for a key of this broker")
         alg, private = self._decrypting[kid]
