@@ -1,4 +1,7 @@
-"""./bench/run's driver: idbroker (SQLite, PostgreSQL) against panva's oidc-provider, in one run.
+"""./bench/run's driver: idbroker (SQLite, PostgreSQL) against its peers, in one run: panva's oidc-provider
+clustered on Redis and as one in-memory process, django-oauth-toolkit on SQLite and on PostgreSQL.
+With BENCH_GROWN=1 (./bench/run --grown): idbroker only, on the empty store and again after
+bench/fill_store.py filled it, with the hot statements' query plans.
 
 Started by ./bench/run, which provides wrk, the npm peer, the venv and a PostgreSQL admin URL
 (BENCH_PG_ADMIN_URL). Steps:
@@ -6,7 +9,7 @@ Started by ./bench/run, which provides wrk, the npm peer, the venv and a Postgre
  1. machine description; argon2id hashing ceiling (process pool, one process per core, idbroker's
     configured parameters) while nothing else of ours runs;
  2. start every server: idbroker on SQLite, idbroker on a fresh PostgreSQL database (Granian,
-    workers = cores, via `idbroker serve`), the peer (one node process); cold start = spawn -> first 200;
+    workers = cores, via `idbroker serve`), the peers (BENCH_PEERS); cold start = spawn -> first 200;
  3. per endpoint, per server: warm-up, then the measured run, same generator and settings for all:
     wrk (+ bench/lua/*.lua) for discovery, JWKS, client_credentials, introspection, userinfo,
     refresh (rotation: bench/lua/refresh.lua chains the returned refresh tokens), and
@@ -28,7 +31,10 @@ Environment (durations take 10s, 1500ms, 1m or plain seconds):
   BENCH_REDIS_URL=redis://127.0.0.1:6379/7   the clustered peer's store (a DB index of its own, flushed at start)
   BENCH_ENDPOINTS           comma list (default: all) of discovery,jwks,client_credentials,
                             introspection,userinfo,refresh,login
-  BENCH_OUTPUT=docs/benchmarks.md   ('-' prints the report instead of writing it)
+  BENCH_OUTPUT=docs/benchmarks.md   ('-' prints the report instead of writing it; docs/benchmarks-grown.md
+                            with BENCH_GROWN=1)
+  BENCH_GROWN=1             the grown-store run (endpoints default to login,refresh,introspection,userinfo)
+  BENCH_GROWN_SCALE=1       multiplies the fixture's 1M users / 1M refresh tokens / 5M audit events
   BENCH_KEEP=1              keep the temporary directory (server logs) after the run
   BENCH_WAIT_IDLE=0         wait up to this long (seconds) for the machine to go idle (<10 % CPU busy
                             over 3 s) before starting; other work on the cores skews every number
