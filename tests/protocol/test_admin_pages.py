@@ -115,7 +115,7 @@ def test_a_second_step_older_than_the_max_age_must_be_taken_again(http: Any, as_
     assert http.get("/admin/users").status_code == 200
     with provider.db.session() as s:
         s.execute(update(BrowserSession).where(BrowserSession.user_id == as_admin.id)
-                  .values(auth_time=utcnow() - timedelta(seconds=901)))
+                  .values(auth_time=utcnow() - timedelta(seconds=901), factor_at=utcnow() - timedelta(seconds=901)))
     r = http.get("/admin/users")
     assert r.status_code == 303 and r.headers["location"] == ISSUER + "/login?next=%2Fadmin%2Fusers"
     before = len(provider.keys.list())
@@ -123,6 +123,15 @@ def test_a_second_step_older_than_the_max_age_must_be_taken_again(http: Any, as_
     assert r.status_code == 303 and "/login" in r.headers["location"] and len(provider.keys.list()) == before
     r = step_up(http, clock, enrolled[0], "/admin/users")
     assert r.status_code == 303 and r.headers["location"] == ISSUER + "/admin/users"
+    assert http.get("/admin/users").status_code == 200
+
+
+def test_a_fresh_second_step_in_an_old_session_is_enough(http: Any, as_admin: Any, provider: Any) -> None:
+    """Freshness is that of the second factor, not of the sign-in: a session signed in long ago
+    (a remembered device) that has just passed /mfa may act."""
+    with provider.db.session() as s:
+        s.execute(update(BrowserSession).where(BrowserSession.user_id == as_admin.id)
+                  .values(auth_time=utcnow() - timedelta(days=2), factor_at=utcnow() - timedelta(seconds=30)))
     assert http.get("/admin/users").status_code == 200
 
 

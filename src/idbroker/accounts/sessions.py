@@ -55,12 +55,15 @@ class SessionService:
                session: Session | None = None) -> tuple[str, BrowserSession]:
         """A fresh session (never reuses the old id: no session fixation), living `ttl` seconds
         (default: session_ttl). Returns the cookie value. With `session`, in that transaction."""
+        from ..mfa.policy import has_second_factor
+
         cookie = random_token(32)
         now = utcnow()
         row = BrowserSession(id_hash=sha256_hex(cookie), sid=random_token(16), user_id=user.id,
                              auth_time=now, amr=amr, acr=acr, idp=idp, created_at=now,
                              expires_at=now + timedelta(seconds=ttl or self.ttl), ended_at=None,
-                             user_agent=(user_agent or "")[:512], ip=ip)
+                             user_agent=(user_agent or "")[:512], ip=ip,
+                             factor_at=now if has_second_factor(amr) else None)
         values = {c.key: getattr(row, c.key) for c in _sessions.columns}
         with self.db.using(session) as s:
             s.connection().execute(_INSERT, values)
@@ -92,6 +95,7 @@ class SessionService:
             methods = list(dict.fromkeys([*row.amr, amr, "mfa"]))
             row.amr = methods
             row.acr = session_acr(methods)
+            row.factor_at = utcnow()
 
     def add_client(self, sid: str, client_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:

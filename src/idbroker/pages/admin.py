@@ -7,7 +7,7 @@ store): nothing here decides anything the API does not.
 Who may enter (checked on every request, GET and POST):
 - a signed-in user (else /login?next=here) in the ``admin_group`` group (else a 403 page);
 - whose session passed a second factor (else /mfa?next=here; a user with no factor enrolled is
-  told to set one up first), at a sign-in at most ``admin_step_up_max_age`` seconds ago (else
+  told to set one up first), passed at most ``admin_step_up_max_age`` seconds ago (else
   /login?next=here: signing in again is the step-up).
 
 Every action is a POST with the CSRF token (a missing or wrong one changes nothing), is audited
@@ -104,7 +104,7 @@ class AdminViews(HostedPages):
                 return self.page(request, "admin/enrol_first.html", 403, user=user)
             return self.redirect("/mfa?" + urlencode({"next": here}))
         max_age = timedelta(seconds=self.settings.admin_step_up_max_age)
-        if aware(session.auth_time) < datetime.now(UTC) - max_age:
+        if aware(session.factor_at or session.auth_time) < datetime.now(UTC) - max_age:
             return self.redirect("/login?" + urlencode({"next": here}))
         return found
 

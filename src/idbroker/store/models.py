@@ -136,6 +136,7 @@ class BrowserSession(Base):
     ended_at: Mapped[datetime | None]
     user_agent: Mapped[str | None] = mapped_column(String(512))
     ip: Mapped[str | None] = mapped_column(String(64))
+    factor_at: Mapped[datetime | None]  # when a second factor was last passed in it (step-up freshness)
 
 
 class SessionClient(Base):
