@@ -194,14 +194,14 @@ def fill(store: Store, users: int, refresh: int, audit: int) -> None:
     revoked = max(1, refresh // 10)
     store.insert("revoked_tokens", {"jti": 0, "expires_at": 1},
                  ((secrets.token_urlsafe(16), now_value(kind, dt.timedelta(hours=1))) for _ in range(revoked)), revoked)
-    span = 90 * 86400
+    span = 90 * 86400  # oldest first, in id order, as a live server writes them
     detail = json.dumps({"method": "pwd"})
 
     def audit_rows() -> Iterator[tuple]:
         for n in range(audit):
             yield (rnd.randint(first_id, last_id), AUDIT_KINDS[n % len(AUDIT_KINDS)],
                    f"10.{n % 250}.{n % 199}.{n % 97}", "Mozilla/5.0 (fixture)", detail,
-                   now_value(kind, dt.timedelta(seconds=-rnd.randrange(span))))
+                   now_value(kind, dt.timedelta(seconds=(n - audit) * span // audit)))
 
     store.insert("audit_events", {"user_id": 0, "kind": 1, "ip": 2, "user_agent": 3, "detail": 4, "created_at": 5},
                  audit_rows(), audit)
