@@ -663,7 +663,7 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
         f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}")
     if r.errors and ep == "login":
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
-    if srv.kind != "oidc":
+    if srv.key != "oidc-single":  # every server with workers
         srv.rss.setdefault("after", {})[ep] = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
     return r
 
