@@ -111,6 +111,11 @@ def test_keys_list_and_rotate(cli):
     cli("keys", "rotate", "--alg", "RS256", "--now")
     keys = json.loads(cli("keys", "list", "--json").output)
     assert sorted(k["state"] for k in keys if k["alg"] == "RS256") == ["active", "retired"]
+    cli("keys", "rotate", "--alg", "RSA-OAEP-256")  # the request-object encryption key rotates the same way
+    keys = json.loads(cli("keys", "list", "--json").output)
+    assert sorted(k["state"] for k in keys if k["alg"] == "RSA-OAEP-256") == ["active", "next"]
+    bad = cli("keys", "rotate", "--alg", "HS256", ok=False)
+    assert bad.exit_code == 1 and "RSA-OAEP-256" in bad.output
 
 
 def test_invalid_configuration_is_reported(cli, monkeypatch):

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..keys.keystore import ENC_ALGS
 from ..settings import Settings
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost")
@@ -60,8 +61,12 @@ class FirstStart:
             lines.append(f"  secret key    {self.secret_path}")
             lines.append("                [bold yellow]back it up[/]: it encrypts the signing keys and keys the "
                          "client secrets; without it they are lost")
-        if new_keys:
-            lines.append(f"  signing keys  {', '.join(new_keys)} (stored encrypted in the database)")
+        signing = [k for k in new_keys if k not in ENC_ALGS]
+        encryption = [k for k in new_keys if k in ENC_ALGS]
+        if signing:
+            lines.append(f"  signing keys  {', '.join(signing)} (stored encrypted in the database)")
+        if encryption:
+            lines.append(f"  encryption key {', '.join(encryption)} (request objects; stored encrypted)")
         if not lines:
             return []
         return ["[bold]First start: created[/]", *lines,

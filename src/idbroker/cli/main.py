@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
+from ..keys.keystore import ENC_ALGS
 from . import context as ctx
 from . import users_admin_cmd  # noqa: F401 - users search|delete|signout|reset-mfa on users_app
 from .audit_cmd import audit_app
@@ -107,13 +108,15 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(alg: Annotated[str | None, typer.Option(help="ES256 or RS256 (default: signing_alg).")] = None,
+def keys_rotate(alg: Annotated[str | None, typer.Option(help="ES256 or RS256 (default: signing_alg), or "
+                                                             "RSA-OAEP-256 for the request-object encryption key.")
+                                                             ] = None,
                 now: Annotated[bool, typer.Option("--now", help="Sign with it at once (key compromise).")] = False
                 ) -> None:
     """Create a new key: published in JWKS at once, signing after key_activation_delay."""
     p = ctx.provider()
-    if alg not in (None, "ES256", "RS256"):
-        ctx.fail("alg must be ES256 or RS256")
+    if alg not in (None, "ES256", "RS256", *ENC_ALGS):
+        ctx.fail(f"alg must be ES256 or RS256 (signing), or {' or '.join(ENC_ALGS)} (encryption)")
     p.keys.ensure()
     key = p.keys.rotate(alg, immediately=now)
     ctx.console.print(f"new {key.alg} key {key.kid}: published now, signs from {key.activate_at.isoformat()}")
