@@ -79,3 +79,16 @@ def test_the_language_menu_opens_and_works_without_javascript(browser: Any, brok
         assert page.evaluate(WIDTHS)["scroll"] <= 320
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("motion, expected", [("no-preference", "smooth"), ("reduce", "auto")])
+def test_reduced_motion_turns_movement_off(motion: str, expected: str, browser: Any, broker: Broker) -> None:
+    """prefers-reduced-motion: reduce turns smooth scrolling (the account page's section links) off."""
+    ctx = browser.new_context(locale="en-US", reduced_motion=motion)
+    try:
+        page = ctx.new_page()
+        page.goto(broker.issuer + "/signup")
+        page.locator("h1").wait_for()
+        assert page.evaluate("getComputedStyle(document.documentElement).scrollBehavior") == expected
+    finally:
+        ctx.close()
