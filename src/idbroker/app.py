@@ -121,17 +121,28 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     recovery = RecoveryViews(provider, journey, csrf)
     logout = Logout(provider, journey, csrf)
     discovery = metadata_bytes(settings.server, ENDPOINTS, registration=settings.registration != "off")
+    tracing = None
+    if settings.observability.otel_endpoint:  # only then: off imports no opentelemetry module
+        from .web.tracing import Tracing
+        tracing = Tracing(endpoint=settings.otel_endpoint, service_name=settings.otel_service_name,
+                          sample_ratio=settings.otel_sample_ratio, engine=provider.db.engine)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         provider.keys.ensure()
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
-        async with anyio.create_task_group() as tasks:
-            if settings.purge_interval:
-                tasks.start_soon(purge_periodically, provider.db, settings.purge_interval,
-                                 settings.audit_retention_days)
-            yield
-            tasks.cancel_scope.cancel()
+        if tracing is not None:
+            tracing.start()  # in each worker, after the fork (web/tracing.py)
+        try:
+            async with anyio.create_task_group() as tasks:
+                if settings.purge_interval:
+                    tasks.start_soon(purge_periodically, provider.db, settings.purge_interval,
+                                     settings.audit_retention_days)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            if tracing is not None:
+                tracing.stop()
 
     async def openid_configuration(request: Request) -> Response:
         return Response(discovery, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})
@@ -250,6 +261,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     middleware = [
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),  # web/proxies.py: the real client
         Middleware(ObservedRequests, access_log=settings.observability.access_log_on),  # request id, metrics
+        *([Middleware(tracing.middleware, trusted_proxies=settings.trusted_proxies)] if tracing else []),
         Middleware(CorsMiddleware)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={OperationalError: busy, InterfaceError: busy})

@@ -422,6 +422,11 @@ class ObservabilitySettings(Section):
     metrics_allow: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # Reverse proxies whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (CIDRs).
     trusted_proxies: list[str] = dataclasses.field(default_factory=list)
+    # OpenTelemetry traces (web/tracing.py; needs the `otel` extra): the OTLP/HTTP traces URL, e.g.
+    # http://collector:4318/v1/traces. Empty = off, and then no opentelemetry module is imported.
+    otel_endpoint: str = ""
+    otel_service_name: str = "idbroker"
+    otel_sample_ratio: float = 1.0      # share of new traces kept, 0..1 (a trusted parent's choice wins)
 
     @property
     def access_log_on(self) -> bool:
@@ -439,7 +444,24 @@ class ObservabilitySettings(Section):
                     ipaddress.ip_network(item, strict=False)
                 except ValueError:
                     out.append(f"{option}: {item!r} is not an IP address or CIDR network")
+        if not 0.0 <= self.otel_sample_ratio <= 1.0:
+            out.append("otel_sample_ratio must be between 0 and 1")
+        if self.otel_endpoint:
+            if urlsplit(self.otel_endpoint).scheme not in ("http", "https") or not urlsplit(self.otel_endpoint).netloc:
+                out.append("otel_endpoint must be an http(s) URL (the OTLP/HTTP traces endpoint)")
+            elif not _otel_installed():
+                out.append("otel_endpoint is set but OpenTelemetry is not installed: pip install 'idbroker[otel]'")
         return out
+
+
+def _otel_installed() -> bool:
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in
+                   ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"))
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass
