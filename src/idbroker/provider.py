@@ -23,14 +23,14 @@ from .federation.linking import Linking
 from .federation.realm import DirectoryPasswords
 from .federation.registry import SeenAssertions, UpstreamRegistry
 from .keys.keystore import KeyStore
-from .migration.lazy import LazyMigration
-from .migration.sources import SourceRegistry
 from .mfa.base import Factor
 from .mfa.codes import EmailFactor, SmsFactor
 from .mfa.factors import FACTORS
 from .mfa.service import MfaService
 from .mfa.totp import TotpFactor
 from .mfa.webauthn import Passkeys, WebAuthnFactor
+from .migration.lazy import LazyMigration
+from .migration.sources import SourceRegistry
 from .notify.mail import Mailer, make_mailer
 from .notify.sms import SmsSender, make_sms_sender
 from .oauth2.client_auth import ClientAuthenticator
