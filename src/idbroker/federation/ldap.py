@@ -59,18 +59,42 @@ import threading
 import uuid
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from ..security import is_loopback_host
 from .base import UNAVAILABLE, ExternalIdentity, UpstreamConfig, UpstreamUnavailable
 
-with warnings.catch_warnings():  # ldap3 2.9 imports names pyasn1 0.6 deprecated (tagMap, typeMap)
-    warnings.simplefilter("ignore", DeprecationWarning)
+if TYPE_CHECKING:
     from ldap3 import NONE, SUBTREE, Connection, Server, Tls
     from ldap3.core.exceptions import LDAPException
     from ldap3.utils.conv import escape_filter_chars
     from ldap3.utils.dn import parse_dn
+
+LDAP3_NAMES = ("NONE", "SUBTREE", "Connection", "Server", "Tls", "LDAPException", "escape_filter_chars", "parse_dn")
+
+
+def load_ldap3() -> None:
+    """ldap3 (and pyasn1) imported on first use - when an LDAP authority is built - not when a
+    worker starts, which most deployments never need (tests/unit/test_import_weight.py). The names
+    become this module's globals, so the code below uses them as if imported at the top."""
+    global NONE, SUBTREE, Connection, Server, Tls, LDAPException, escape_filter_chars, parse_dn
+    if "parse_dn" in globals():
+        return
+    with warnings.catch_warnings():  # ldap3 2.9 imports names pyasn1 0.6 deprecated (tagMap, typeMap)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ldap3 import NONE, SUBTREE, Connection, Server, Tls
+        from ldap3.core.exceptions import LDAPException
+        from ldap3.utils.conv import escape_filter_chars
+        from ldap3.utils.dn import parse_dn
+
+
+def __getattr__(name: str) -> Any:
+    """`from idbroker.federation.ldap import Connection` (the tests' slapd helper) loads ldap3 too."""
+    if name in LDAP3_NAMES:
+        load_ldap3()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 log = logging.getLogger("idbroker.federation")
 
@@ -99,6 +123,7 @@ def _flag(value: Any) -> bool:
 
 def _first_rdn_value(dn: str) -> str:
     """The unescaped value of a DN's first RDN (RFC 4514 §2.4): ``cn=R\\2cD,ou=g`` -> ``R,D``."""
+    load_ldap3()
     try:
         value = parse_dn(dn)[0][1]
     except (LDAPException, IndexError):
@@ -112,6 +137,7 @@ class LdapAuthority:
     kind: ClassVar[str] = "ldap"
 
     def __init__(self, config: UpstreamConfig):
+        load_ldap3()
         o = config.options
         parts = urlsplit(str(o.get("url") or ""))
         if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:

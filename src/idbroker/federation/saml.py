@@ -92,7 +92,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -100,18 +100,6 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import load_pem_x509_certificate
 from defusedxml import ElementTree
-
-with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's CFB mode (unused here) on import
-    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, samlp, time_util
-    from saml2.client import Saml2Client
-    from saml2.config import SPConfig
-    from saml2.extension import algsupport
-    from saml2.metadata import entity_descriptor, sign_entity_descriptor
-    from saml2.response import StatusError
-    from saml2.s_utils import decode_base64_and_inflate
-    from saml2.sigver import security_context, verify_redirect_signature
-    from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from ..security import is_loopback_host
 from .base import (
@@ -124,6 +112,47 @@ from .base import (
     UpstreamError,
     UpstreamUnavailable,
 )
+
+if TYPE_CHECKING:
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, samlp, time_util
+    from saml2.client import Saml2Client
+    from saml2.config import SPConfig
+    from saml2.extension import algsupport
+    from saml2.metadata import entity_descriptor, sign_entity_descriptor
+    from saml2.response import StatusError
+    from saml2.s_utils import decode_base64_and_inflate
+    from saml2.sigver import security_context, verify_redirect_signature
+
+
+def load_pysaml2() -> None:
+    """pysaml2 (with xmlschema, pyOpenSSL) imported on first use - when a SAML upstream is built -
+    not when a worker starts: it costs ~0.4 s of CPU and ~20 MB per worker that most deployments
+    never need (tests/unit/test_import_weight.py). The names become this module's globals, so the
+    code below uses them as if imported at the top."""
+    global BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, samlp, time_util, Saml2Client, SPConfig
+    global algsupport, entity_descriptor, sign_entity_descriptor, StatusError, decode_base64_and_inflate
+    global security_context, verify_redirect_signature
+    if "verify_redirect_signature" in globals():
+        return
+    with warnings.catch_warnings():  # pysaml2 7.5 names cryptography's CFB mode (unused here) on import
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, samlp, time_util
+        from saml2.client import Saml2Client
+        from saml2.config import SPConfig
+        from saml2.extension import algsupport
+        from saml2.metadata import entity_descriptor, sign_entity_descriptor
+        from saml2.response import StatusError
+        from saml2.s_utils import decode_base64_and_inflate
+        from saml2.sigver import security_context, verify_redirect_signature
+
+
+# pysaml2's values (saml2.xmldsig, saml2.saml), spelled out so that the module loads without it;
+# tests/unit/test_import_weight.py checks they are the same.
+SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+NAMEID_FORMAT_PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+NAMEID_FORMAT_EMAILADDRESS = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+NAMEID_FORMAT_UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
 
 log = logging.getLogger("idbroker.federation")
 
@@ -151,9 +180,9 @@ ALLOWED_DIGEST_METHODS = frozenset({
 })
 
 NAME_ID_FORMATS = {
-    "persistent": saml.NAMEID_FORMAT_PERSISTENT,
-    "email": saml.NAMEID_FORMAT_EMAILADDRESS,
-    "unspecified": saml.NAMEID_FORMAT_UNSPECIFIED,
+    "persistent": NAMEID_FORMAT_PERSISTENT,
+    "email": NAMEID_FORMAT_EMAILADDRESS,
+    "unspecified": NAMEID_FORMAT_UNSPECIFIED,
 }
 SUBJECT_FORMATS = frozenset(NAME_ID_FORMATS.values())
 
@@ -244,6 +273,7 @@ def _check_algorithms(xml: str | bytes) -> None:
 
 
 def _timegm(value: str) -> int:
+    load_pysaml2()
     return calendar.timegm(time_util.str_to_time(value))
 
 
@@ -252,6 +282,7 @@ class SamlUpstream:
 
     def __init__(self, config: UpstreamConfig, *, issuer: str, http: httpx.AsyncClient | None = None,
                  replay: ReplayCache | None = None):
+        load_pysaml2()
         options = config.options
         self.config = config
         self.entity_id = f"{issuer.rstrip('/')}/idp/{config.id}/metadata"
@@ -449,7 +480,7 @@ class SamlUpstream:
         name_id = response.name_id
         if name_id is None or not (name_id.text or "").strip():
             raise reject("no NameID")
-        if (name_id.format or saml.NAMEID_FORMAT_UNSPECIFIED) not in SUBJECT_FORMATS:
+        if (name_id.format or NAMEID_FORMAT_UNSPECIFIED) not in SUBJECT_FORMATS:
             raise reject(f"NameID format {name_id.format!r} names nobody twice")
         subject = name_id.text.strip()
 
@@ -468,7 +499,7 @@ class SamlUpstream:
         groups = tuple(dict.fromkeys(g for n in self._attributes.get("groups", ()) for g in attributes.get(n, ())))
         groups_asserted = any(n in attributes for n in self._attributes.get("groups", ()))
         email = claims.get("email")
-        if email is None and name_id.format == saml.NAMEID_FORMAT_EMAILADDRESS:
+        if email is None and name_id.format == NAMEID_FORMAT_EMAILADDRESS:
             email = claims["email"] = subject
 
         contexts = {(s.authn_context.authn_context_class_ref.text or "").strip()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..federation.base import ExternalIdentity, UpstreamConfig, UpstreamUnavailable
-from ..federation.ldap import LdapAuthority, escape_filter_chars
+from ..federation.ldap import LdapAuthority
 from .legacy import LegacyUser, SourceConfig, SourceUnavailable
 
 
@@ -44,6 +44,8 @@ class LdapSource:
         resolution are the upstream kind's own."""
         if not login:
             return None
+        from ..federation.ldap import escape_filter_chars  # ldap3's, loaded with the directory
+
         d = self.directory
         filter_ = d.user_filter.replace("{login}", escape_filter_chars(login))
         try:

@@ -1,0 +1,84 @@
+"""A worker's start stays light (issue 14: RSS <= 100 MB per worker, cold start <= 1 s).
+
+Granian's workers import `idbroker.asgi` and call `create()`. Libraries that only an optional kind
+needs - boto3/botocore (the Cognito migration source), pysaml2 and xmlschema (SAML upstreams),
+ldap3 (LDAP upstreams and sources) - load when that kind is built, not in every worker; test and
+benchmark tools never load at all. Checked in a fresh interpreter by what `sys.modules` holds:
+no timing involved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+LAZY = ("boto3", "botocore", "s3transfer", "saml2", "xmlschema", "ldap3")
+NEVER = ("schemathesis", "hypothesis", "pytest", "moto")
+
+WORKER = """
+import json, sys
+import idbroker.asgi
+imported = set(sys.modules)
+idbroker.asgi.create()
+print(json.dumps({"import": sorted(imported), "create": sorted(sys.modules)}))
+"""
+
+
+def _top_level(modules: list[str]) -> set[str]:
+    return {name.partition(".")[0] for name in modules}
+
+
+@pytest.fixture(scope="module")
+def worker_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    data_dir = tmp_path_factory.mktemp("worker")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDBROKER_")}
+    env["IDBROKER_DATA_DIR"] = str(data_dir)
+    done = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=data_dir)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {step: _top_level(names) for step, names in found.items()}
+
+
+@pytest.mark.parametrize("step", ["import", "create"])
+def test_optional_libraries_load_on_first_use(worker_modules: dict[str, set[str]], step: str) -> None:
+    assert worker_modules[step] & set(LAZY) == set()
+
+
+@pytest.mark.parametrize("step", ["import", "create"])
+def test_test_tools_never_load_in_a_worker(worker_modules: dict[str, set[str]], step: str) -> None:
+    assert worker_modules[step] & set(NEVER) == set()
+
+
+def test_the_worker_did_load_the_broker(worker_modules: dict[str, set[str]]) -> None:
+    """The check above means something: the subprocess really built the app."""
+    assert {"idbroker", "starlette", "sqlalchemy"} <= worker_modules["create"]
+
+
+def test_saml_constants_are_pysaml2s() -> None:
+    """federation/saml.py spells out pysaml2's algorithm and NameID format URIs so it loads without
+    pysaml2; they must stay the library's."""
+    from idbroker.federation import saml as module
+
+    module.load_pysaml2()
+    from saml2 import saml
+    from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+    assert module.SIG_RSA_SHA256 == SIG_RSA_SHA256
+    assert module.DIGEST_SHA256 == DIGEST_SHA256
+    assert module.NAMEID_FORMAT_PERSISTENT == saml.NAMEID_FORMAT_PERSISTENT
+    assert module.NAMEID_FORMAT_EMAILADDRESS == saml.NAMEID_FORMAT_EMAILADDRESS
+    assert module.NAMEID_FORMAT_UNSPECIFIED == saml.NAMEID_FORMAT_UNSPECIFIED
+    assert module.Saml2Client.__module__ == "saml2.client"
+
+
+def test_ldap_names_load_on_first_use() -> None:
+    """`from idbroker.federation.ldap import Connection` still works (the tests' slapd helper)."""
+    from idbroker.federation.ldap import Connection, escape_filter_chars
+
+    assert Connection.__module__.startswith("ldap3")
+    assert escape_filter_chars("a*b") == "a\\2ab"
