@@ -12,10 +12,11 @@ def N_(message: str) -> str:  # noqa: N802 - the gettext_noop marker the extract
 
 # Web tag -> Babel locale identifier, in selector order.
 SUPPORTED = {"en": "en", "fr": "fr", "de": "de", "nl": "nl", "ja": "ja", "es": "es", "pt-BR": "pt_BR",
-             "it": "it", "zh-Hans": "zh_Hans"}
+             "it": "it", "zh-Hans": "zh_Hans", "ar": "ar", "he": "he"}
 _LOOKUP = {tag.lower(): tag for tag in SUPPORTED}
 # Bare languages that map to a supported regional/script variant.
-_LOOKUP.update({"pt": "pt-BR", "zh": "zh-Hans", "zh-cn": "zh-Hans", "zh-sg": "zh-Hans"})
+_LOOKUP.update({"pt": "pt-BR", "zh": "zh-Hans", "zh-cn": "zh-Hans", "zh-sg": "zh-Hans",
+                "iw": "he"})  # "iw": Hebrew's withdrawn ISO 639 code, still sent by old Java/Android
 
 
 def match(tag: str | None) -> str | None:

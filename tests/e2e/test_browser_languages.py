@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-LANGUAGES = ["en", "fr", "de", "nl", "ja", "es", "pt-BR", "it", "zh-Hans"]
+LANGUAGES = ["en", "fr", "de", "nl", "ja", "es", "pt-BR", "it", "zh-Hans", "ar", "he"]
 ENGLISH = {"button": "Sign in", "email": "Email", "password": "Password", "forgot": "Forgot your password?"}
 
 

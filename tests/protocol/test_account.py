@@ -167,8 +167,8 @@ def test_profile_is_saved(http, user, provider):
     assert 'role="status"' not in page.text  # the notice only right after saving
     page = http.get("/account?done=profile")
     assert "Votre profil a été enregistré." in page.text  # "Your profile was saved.", in the new language
-    assert '<html lang="fr">' in page.text  # the chosen language applies to the pages
-    assert '<option value="fr" lang="fr" selected>' in page.text
+    assert '<html lang="fr" dir="ltr">' in page.text  # the chosen language applies to the pages
+    assert '<option value="fr" lang="fr" dir="ltr" selected>' in page.text
     # clearing optional fields
     r = post(http, "/account/profile", given_name="", family_name="", locale="", phone_number="")
     me = stored(provider, user.id)

@@ -16,7 +16,7 @@ from idbroker.web.i18n import Catalogs
 
 CATALOGS = Catalogs()
 LANG_COOKIE = "idbroker_lang"
-LANG_ATTR = re.compile(r'<html lang="([^"]+)">')
+LANG_ATTR = re.compile(r'<html lang="([^"]+)" dir="(?:ltr|rtl)">')
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_login_page_in_each_language_from_ui_locales(http, flow, register, lang)
     page = flow.authorize(**params)
     assert page.status_code == 200 and 'autocomplete="current-password"' in page.text
     assert lang_of(page) == lang
-    assert f'<option value="{lang}" lang="{lang}" selected>' in page.text   # the selector shows it
+    assert f'<option value="{lang}" lang="{lang}" dir="{CATALOGS.direction(lang)}" selected>' in page.text
     button = t(lang, "Sign in")
     assert f'<button type="submit">{html.escape(button)}</button>' in page.text
     assert f"<h1>{html.escape(button)}</h1>" in page.text
@@ -135,7 +135,7 @@ def test_selector_sets_the_cookie_and_returns_to_the_page(http, flow, register):
         other = http.get(path)
         assert lang_of(other) == "ja", path
         if other.status_code == 200:
-            assert '<option value="ja" lang="ja" selected>' in other.text
+            assert '<option value="ja" lang="ja" dir="ltr" selected>' in other.text
 
 
 def test_selector_ignores_unknown_languages(http):
@@ -239,10 +239,10 @@ def test_change_of_address_mail_is_in_the_users_language_and_plain_text(http, pr
     assert "Quelqu'un a demandé à utiliser cette adresse, alice@new.example," in text
     assert "&#39;" not in text and "&amp;" not in text                  # plain text is not HTML-escaped
     html_part = message.get_body(preferencelist=("html",)).get_content()
-    assert '<html lang="fr">' in html_part and "Quelqu&#39;un" in html_part
+    assert '<html lang="fr" dir="ltr">' in html_part and "Quelqu&#39;un" in html_part
 
 
 # -- discovery -------------------------------------------------------------------------------------------
 def test_discovery_lists_the_supported_languages(http):
     meta = http.get("/.well-known/openid-configuration").json()
-    assert meta["ui_locales_supported"] == ["en", "fr", "de", "nl", "ja", "es", "pt-BR", "it", "zh-Hans"]
+    assert meta["ui_locales_supported"] == ["en", "fr", "de", "nl", "ja", "es", "pt-BR", "it", "zh-Hans", "ar", "he"]

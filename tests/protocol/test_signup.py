@@ -114,7 +114,7 @@ def test_signup_without_an_application(http, provider, smtp):
 
 def test_locale_defaults_to_the_page_language(http, provider, smtp):
     page = http.get("/signup", headers={"Accept-Language": "de-DE,de;q=0.9"})
-    assert '<option value="de" lang="de" selected>' in page.text
+    assert '<option value="de" lang="de" dir="ltr" selected>' in page.text
     data = {**page_fields(page), "email": "dora@example.com", "password": "dora's long password",
             "given_name": "Dora", "family_name": "D"}
     r = http.post("/signup", data=data, headers={"Accept-Language": "de-DE,de;q=0.9"})

@@ -154,7 +154,7 @@ def test_form_post_page_is_in_the_page_language():
     page = Pages().render(None, "oauth/form_post.html", ui_locales="fr", redirect_uri="https://app.example/cb",
                           params={"code": "c"})
     body = page.body.decode()
-    assert '<html lang="fr">' in body and "<title>Continuer</title>" in body
+    assert '<html lang="fr" dir="ltr">' in body and "<title>Continuer</title>" in body
     assert '<button type="submit">Continuer</button>' in body
 
 

@@ -41,6 +41,15 @@ def parse_accept_language(header: str | None) -> list[str]:
 class Language:
     tag: str
     name: str        # the language's own name, for the selector
+    dir: str = "ltr"  # "rtl" for Arabic, Hebrew: the HTML dir attribute
+
+
+def direction(ident: str) -> str:
+    """"rtl" or "ltr", from the locale's character order in Babel's CLDR data."""
+    try:
+        return "rtl" if Locale.parse(ident).character_order == "right-to-left" else "ltr"
+    except (ValueError, LookupError):
+        return "ltr"
 
 
 class Catalogs:
@@ -58,7 +67,8 @@ class Catalogs:
                 self._translations[tag] = Translations(buf)
             else:
                 self._translations[tag] = NullTranslations()
-        self.languages = [Language(tag, _own_name(ident)) for tag, ident in SUPPORTED.items()]
+        self.languages = [Language(tag, _own_name(ident), direction(ident)) for tag, ident in SUPPORTED.items()]
+        self._dirs = {language.tag: language.dir for language in self.languages}
 
     def negotiate(self, *candidates: str | None, accept_language: str | None = None) -> str:
         for candidate in candidates:
@@ -71,6 +81,10 @@ class Catalogs:
             if found:
                 return found
         return self.default
+
+    def direction(self, tag: str) -> str:
+        """The writing direction of a supported tag ("rtl" or "ltr")."""
+        return self._dirs.get(tag, "ltr")
 
     def get(self, tag: str) -> NullTranslations:
         return self._translations.get(tag) or self._translations[self.default]

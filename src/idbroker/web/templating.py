@@ -78,7 +78,7 @@ class Pages:
     def context(self, lang: str) -> dict[str, Any]:
         t = self.catalogs.get(lang)
         return {"_": t.gettext, "gettext": t.gettext, "ngettext": t.ngettext, "lang": lang,
-                "languages": self.catalogs.languages}
+                "dir": self.catalogs.direction(lang), "languages": self.catalogs.languages}
 
     def render_text(self, name: str, lang: str, **context: Any) -> str:
         """For mail bodies and other non-page text in the user's language."""
