@@ -4,12 +4,20 @@ environment (``IDBROKER_*``, ``IDBROKER_CONFIG``)."""
 from __future__ import annotations
 
 import ctypes
+import sys
 
-from .app import create_app
-from .settings import load_settings
-from .web.limits import InProgressLimit
-from .web.proxies import ProxyHeaders
-from .web.request_log import configure as configure_logging
+# httpx imports its command-line client (httpx._main: rich, click, pygments - ~80 modules, ~5 MB
+# and ~0.1 s of CPU per worker) whenever those are installed, as typer's are. No worker runs it: a
+# None entry makes that import fail, and httpx then defines a stub `main` instead. Only when httpx
+# is not loaded yet (a worker), so a process that already has the real one keeps it.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+
+from .app import create_app  # noqa: E402 - after the line above
+from .settings import load_settings  # noqa: E402
+from .web.limits import InProgressLimit  # noqa: E402
+from .web.proxies import ProxyHeaders  # noqa: E402
+from .web.request_log import configure as configure_logging  # noqa: E402
 
 
 def create() -> ProxyHeaders:

@@ -1,10 +1,10 @@
 """A worker's start stays light (issue 14: RSS <= 100 MB per worker, cold start <= 1 s).
 
-Granian's workers import `idbroker.asgi` and call `create()`. Libraries that only an optional kind
+Granian's workers import `idbroker.asgi` and call `create()`. Libraries that only an optional part
 needs - boto3/botocore (the Cognito migration source), pysaml2 and xmlschema (SAML upstreams),
-ldap3 (LDAP upstreams and sources) - load when that kind is built, not in every worker; test and
-benchmark tools never load at all. Checked in a fresh interpreter by what `sys.modules` holds:
-no timing involved.
+ldap3 (LDAP upstreams and sources), py_webauthn (passkey ceremonies) - load on first use, not in
+every worker; test and benchmark tools never load, nor do the command line's (rich, click, typer).
+Checked in a fresh interpreter by what `sys.modules` holds: no timing involved.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import sys
 
 import pytest
 
-LAZY = ("boto3", "botocore", "s3transfer", "saml2", "xmlschema", "ldap3")
+LAZY = ("boto3", "botocore", "s3transfer", "saml2", "xmlschema", "ldap3", "webauthn", "pyasn1_modules")
+NEEDLESS = ("rich", "click", "pygments", "typer")  # httpx's command line, the CLI's libraries
 NEVER = ("schemathesis", "hypothesis", "pytest", "moto")
 
 WORKER = """
@@ -54,9 +55,14 @@ def test_test_tools_never_load_in_a_worker(worker_modules: dict[str, set[str]], 
     assert worker_modules[step] & set(NEVER) == set()
 
 
+@pytest.mark.parametrize("step", ["import", "create"])
+def test_command_line_libraries_stay_out_of_a_worker(worker_modules: dict[str, set[str]], step: str) -> None:
+    assert worker_modules[step] & set(NEEDLESS) == set()
+
+
 def test_the_worker_did_load_the_broker(worker_modules: dict[str, set[str]]) -> None:
     """The check above means something: the subprocess really built the app."""
-    assert {"idbroker", "starlette", "sqlalchemy"} <= worker_modules["create"]
+    assert {"idbroker", "starlette", "sqlalchemy", "httpx"} <= worker_modules["create"]
 
 
 def test_saml_constants_are_pysaml2s() -> None:
@@ -82,3 +88,11 @@ def test_ldap_names_load_on_first_use() -> None:
 
     assert Connection.__module__.startswith("ldap3")
     assert escape_filter_chars("a*b") == "a\\2ab"
+
+
+def test_webauthn_names_load_on_first_use() -> None:
+    from idbroker.mfa import webauthn as module
+
+    module.load_webauthn()
+    assert module.bytes_to_base64url(b"\xff") == "_w"
+    assert module._TRANSPORTS >= {"usb", "internal", "hybrid"}

@@ -40,22 +40,6 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, parse_authentication_credential_json
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse, WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from ..security import derive_key, loads_bounded, random_token
 from ..store.db import Database, utcnow
@@ -64,8 +48,65 @@ from ..text import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:
+    from webauthn import (
+        generate_authentication_options,
+        generate_registration_options,
+        options_to_json,
+        verify_authentication_response,
+        verify_registration_response,
+    )
+    from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, parse_authentication_credential_json
+    from webauthn.helpers.exceptions import (
+        InvalidAuthenticationResponse,
+        InvalidRegistrationResponse,
+        WebAuthnException,
+    )
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        AuthenticatorTransport,
+        PublicKeyCredentialDescriptor,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     from ..settings import Settings
     from .service import MfaService
+
+
+def load_webauthn() -> None:
+    """py_webauthn (with pyOpenSSL, pyasn1, cbor2) imported on first use - a passkey ceremony -
+    not when a worker starts: ~0.08 s of CPU and ~5 MB per worker that password and token traffic
+    never needs (tests/unit/test_import_weight.py). The names become this module's globals, so the
+    code below uses them as if imported at the top."""
+    global generate_authentication_options, generate_registration_options, options_to_json
+    global verify_authentication_response, verify_registration_response, base64url_to_bytes, bytes_to_base64url
+    global parse_authentication_credential_json, InvalidAuthenticationResponse, InvalidRegistrationResponse
+    global WebAuthnException, AuthenticatorSelectionCriteria, AuthenticatorTransport, PublicKeyCredentialDescriptor
+    global ResidentKeyRequirement, UserVerificationRequirement, _TRANSPORTS
+    if "_TRANSPORTS" in globals():
+        return
+    from webauthn import (
+        generate_authentication_options,
+        generate_registration_options,
+        options_to_json,
+        verify_authentication_response,
+        verify_registration_response,
+    )
+    from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, parse_authentication_credential_json
+    from webauthn.helpers.exceptions import (
+        InvalidAuthenticationResponse,
+        InvalidRegistrationResponse,
+        WebAuthnException,
+    )
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        AuthenticatorTransport,
+        PublicKeyCredentialDescriptor,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+    _TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
+
 
 log = logging.getLogger("idbroker.webauthn")
 
@@ -145,6 +186,7 @@ class Passkeys:
 
     # -- challenge tokens -----------------------------------------------------------------------
     def _token(self, purpose: str, challenge: bytes, user: User | None, factor_id: str | None = None) -> str:
+        load_webauthn()
         claims: dict[str, Any] = {"jti": "webauthn." + random_token(16), "pur": purpose,
                                   "ch": bytes_to_base64url(challenge), "exp": int(time.time()) + CHALLENGE_TTL}
         if user is not None:
@@ -155,6 +197,7 @@ class Passkeys:
 
     def ceremony(self, token: str | None, purpose: str) -> Ceremony:
         """The live ceremony of `purpose` that `token` describes; PasskeyError(EXPIRED) otherwise."""
+        load_webauthn()
         if not token or len(token) > 2048:
             raise PasskeyError(EXPIRED, "no challenge token")
         try:
@@ -185,6 +228,7 @@ class Passkeys:
     def registration_options(self, user: User, factor_id: str) -> tuple[dict[str, Any], str]:
         """(PublicKeyCredentialCreationOptions as JSON, challenge token) to set up the pending
         factor `factor_id`."""
+        load_webauthn()
         existing = self.credentials(user.id)
         options = generate_registration_options(
             rp_id=self.rp_id, rp_name=self.rp_name, user_id=user_handle(user), user_name=user.email,
@@ -201,6 +245,7 @@ class Passkeys:
     def register(self, ceremony: Ceremony, user: User, factor_id: str, credential: Any) -> MfaFactor:
         """Verifies an attestation (navigator.credentials.create() as JSON) and stores the
         credential in the pending factor, which it confirms."""
+        load_webauthn()
         if ceremony.user_id != user.id or ceremony.factor_id != factor_id:
             raise PasskeyError(EXPIRED, "challenge issued for another user or factor")
         self.consume(ceremony)
@@ -239,6 +284,7 @@ class Passkeys:
     def authentication_options(self, purpose: str, user: User | None = None) -> tuple[dict[str, Any], str]:
         """Passwordless (purpose LOGIN): any discoverable credential, user verification required.
         Second factor (MFA): the user's credentials, user verification preferred."""
+        load_webauthn()
         if purpose == LOGIN:
             options = generate_authentication_options(rp_id=self.rp_id, timeout=TIMEOUT_MS,
                                                       user_verification=UserVerificationRequirement.REQUIRED)
@@ -255,6 +301,7 @@ class Passkeys:
         """Verifies an assertion (navigator.credentials.get() as JSON). With `user` (second
         factor) the credential must be one of theirs; without (passwordless) the authenticator
         must have verified the user (PIN, biometrics)."""
+        load_webauthn()
         passwordless = user is None
         if not passwordless and ceremony.user_id != user.id:
             raise PasskeyError(EXPIRED, "challenge issued for another user")
@@ -373,9 +420,6 @@ class WebAuthnFactor:
         return ""
 
 
-_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
-
-
 def _parsed_json(credential: Any) -> dict[str, Any]:
     """The credential: JSON text from a form (bounded: security.loads_bounded), or the object a
     JSON body held."""
@@ -390,6 +434,7 @@ def _parsed_json(credential: Any) -> dict[str, Any]:
 
 
 def _descriptor(factor: MfaFactor) -> PublicKeyCredentialDescriptor:
+    load_webauthn()
     transports = []
     for t in (factor.data or {}).get("transports") or []:
         try:
@@ -401,4 +446,5 @@ def _descriptor(factor: MfaFactor) -> PublicKeyCredentialDescriptor:
 
 
 def _json(options: Any) -> dict[str, Any]:
+    load_webauthn()
     return json.loads(options_to_json(options))
