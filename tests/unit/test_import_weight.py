@@ -96,3 +96,31 @@ def test_webauthn_names_load_on_first_use() -> None:
     module.load_webauthn()
     assert module.bytes_to_base64url(b"\xff") == "_w"
     assert module._TRANSPORTS >= {"usb", "internal", "hybrid"}
+
+
+def test_language_names_are_babels() -> None:
+    """web/i18n.py spells out each language's own name and direction so that workers need not load
+    every language's CLDR data; they must stay what Babel says (zh_Hans: our own short name)."""
+    from babel import Locale
+
+    from idbroker.text import SUPPORTED
+    from idbroker.web.i18n import OWN_NAMES
+
+    assert set(OWN_NAMES) == set(SUPPORTED.values())
+    for ident, (name, direction) in OWN_NAMES.items():
+        locale = Locale.parse(ident)
+        if ident != "zh_Hans":
+            babel_name = locale.get_display_name(ident)
+            assert name == babel_name[:1].upper() + babel_name[1:], ident
+        assert direction == ("rtl" if locale.character_order == "right-to-left" else "ltr"), ident
+
+
+def test_catalogs_load_no_cldr_locale_data(tmp_path) -> None:
+    """Building the catalogs (every worker does) reads no language's CLDR data."""
+    code = ("import babel.localedata as d; from idbroker.web.i18n import Catalogs; c = Catalogs(); "
+            "print(sorted(c._dirs.items())); print(sorted(d._cache))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    dirs, cached = done.stdout.strip().splitlines()[-2:]
+    assert "('ar', 'rtl')" in dirs
+    assert cached == "[]"

@@ -44,8 +44,20 @@ class Language:
     dir: str = "ltr"  # "rtl" for Arabic, Hebrew: the HTML dir attribute
 
 
+# Each supported language's own name (capitalised) and writing direction, as Babel's CLDR data gives
+# them (`_own_name`, `direction`; tests/unit/test_import_weight.py checks they still do). Spelled
+# out because reading them loads every language's whole CLDR data into every worker: ~14 MB, for
+# eleven strings. A language missing here is read from Babel.
+OWN_NAMES = {"en": ("English", "ltr"), "fr": ("Français", "ltr"), "de": ("Deutsch", "ltr"),
+             "nl": ("Nederlands", "ltr"), "ja": ("日本語", "ltr"), "es": ("Español", "ltr"),
+             "pt_BR": ("Português (Brasil)", "ltr"), "it": ("Italiano", "ltr"), "zh_Hans": ("简体中文", "ltr"),
+             "ar": ("العربية", "rtl"), "he": ("עברית", "rtl")}
+
+
 def direction(ident: str) -> str:
     """"rtl" or "ltr", from the locale's character order in Babel's CLDR data."""
+    if ident in OWN_NAMES:
+        return OWN_NAMES[ident][1]
     try:
         return "rtl" if Locale.parse(ident).character_order == "right-to-left" else "ltr"
     except (ValueError, LookupError):
@@ -91,7 +103,7 @@ class Catalogs:
 
 
 def _own_name(ident: str) -> str:
-    if ident == "zh_Hans":
-        return "简体中文"
+    if ident in OWN_NAMES:
+        return OWN_NAMES[ident][0]
     name = Locale.parse(ident).get_display_name(ident) or ident
     return name[:1].upper() + name[1:]
