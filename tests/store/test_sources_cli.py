@@ -87,3 +87,13 @@ def test_every_sources_command_has_help(cli):  # noqa: F811
     for args in [["sources"], ["sources", "add"], ["sources", "list"], ["sources", "show"], ["sources", "update"],
                  ["sources", "remove"]]:
         assert "Usage" in cli(*args, "--help").output
+
+
+def test_a_source_changed_twice_within_the_clock_tick_is_rebuilt(provider):
+    """The built source follows the stored configuration even when two writes share updated_at."""
+    sources = provider.migration_sources
+    sources.add("hook", "webhook", {"url": "http://127.0.0.1:9/a", "secret": "s3cret"})
+    assert dict(sources.enabled())["hook"].url == "http://127.0.0.1:9/a"
+    with provider.db.session() as s:  # the same updated_at, another configuration
+        s.get(LegacySource, "hook").options = {"url": "http://127.0.0.1:9/b"}
+    assert dict(sources.enabled())["hook"].url == "http://127.0.0.1:9/b"

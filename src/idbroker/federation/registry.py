@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from ..security import derive_key, is_loopback_host
 from ..store.db import Database, utcnow
 from ..store.models import SeenAssertion, UpstreamProvider
+from ..store.rows import fingerprint
 from .base import PasswordAuthority, Upstream, UpstreamConfig
 from .kinds import UPSTREAMS
 from .presets import PRESETS, expand
@@ -76,13 +77,6 @@ def check_url(name: str, value: str) -> None:
 
 def _looks_like_url(value: Any) -> bool:
     return isinstance(value, str) and bool(re.match(r"\A[a-z][a-z0-9+.-]*://", value, re.I))
-
-
-def _fingerprint(row: UpstreamProvider) -> str:
-    """What a built class depends on: two writes within the clock's resolution have the same
-    updated_at, so the configuration itself says whether the built class is still current."""
-    return json.dumps([row.kind, row.name, row.options, row.secrets, row.domains, row.trust_email, row.trust_mfa,
-                       row.updated_at.isoformat() if row.updated_at else None], sort_keys=True, default=str)
 
 
 def redirect_uris(issuer: str, provider_id: str, kind: str) -> dict[str, str]:
@@ -212,7 +206,7 @@ class UpstreamRegistry:
             return None
         with self._lock:
             built = self._built.get(row.id)
-            version = _fingerprint(row)
+            version = fingerprint(row)
             if built is None or built[0] != version:
                 try:
                     built = (version, self._build(row))

@@ -20,7 +20,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +30,7 @@ from sqlalchemy import select
 from ..security import derive_key, is_loopback_host
 from ..store.db import Database, utcnow
 from ..store.models import LegacySource
+from ..store.rows import fingerprint
 from .base import SOURCES, MigrationSource
 from .legacy import SourceConfig
 
@@ -63,7 +63,7 @@ class SourceRegistry:
     def __init__(self, db: Database, master_secret: bytes):
         self.db = db
         self._key = OctKey.import_key(derive_key(master_secret, "idbroker migration source secrets"))
-        self._built: dict[str, tuple[datetime, MigrationSource]] = {}
+        self._built: dict[str, tuple[str, MigrationSource]] = {}
         self._lock = threading.Lock()
 
     # -- writes -----------------------------------------------------------------------------------
@@ -170,9 +170,10 @@ class SourceRegistry:
                 continue
             with self._lock:
                 built = self._built.get(row.id)
-                if built is None or built[0] != row.updated_at:
+                version = fingerprint(row)
+                if built is None or built[0] != version:
                     try:
-                        built = (row.updated_at, self._build(row))
+                        built = (version, self._build(row))
                     except (ValueError, KeyError, TypeError):  # configured before its kind checked this
                         log.exception("migration source %s cannot be built", row.id)
                         continue

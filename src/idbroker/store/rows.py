@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 Layout = list[tuple[list[str], int, int]]
@@ -26,3 +27,10 @@ def layout_of(*tables: Any) -> Layout:
 def split(row: Any, layout: Layout) -> list[Row]:
     """One Row per table of `layout`."""
     return [Row(zip(names, row[start:end], strict=True)) for names, start, end in layout]
+
+
+def fingerprint(row: Any) -> str:
+    """Every column of a model row, as one string: what a class built from the row depends on.
+    (Two writes within the clock's resolution share `updated_at`, so that alone cannot say whether
+    something built from the row is still current.)"""
+    return json.dumps({c.name: getattr(row, c.key) for c in row.__table__.columns}, sort_keys=True, default=str)
