@@ -9,10 +9,14 @@ import ipaddress
 import json
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc import jwe
+from joserfc.jwk import OctKey
 
 TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # what random_token produces ($ would allow a final newline)
 
@@ -97,3 +101,32 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def url_problem(name: str, value: str) -> str | None:
+    """Why `value` may not be a URL the broker calls out to, or None: https anywhere, http only on
+    a loopback host; ldaps always, and ldap:// for its kind to judge (with StartTLS it is fine)."""
+    parts = urlsplit(value)
+    if parts.scheme in ("https", "ldaps", "ldap") and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname:
+        if is_loopback_host(parts.hostname):
+            return None
+        return f"{name}: http:// is accepted only for a loopback host; use https"
+    return f"{name}: {value!r} is not an absolute https URL"
+
+
+class SecretBox:
+    """Secret options at rest (an upstream's client secret, a source's bind password): one JWE
+    (dir, A256GCM) of the name -> value map, under a key derived from the server key for `purpose`."""
+
+    HEADER = {"alg": "dir", "enc": "A256GCM"}
+
+    def __init__(self, master: bytes, purpose: str):
+        self._key = OctKey.import_key(derive_key(master, purpose))
+
+    def seal(self, values: Mapping[str, str]) -> str | None:
+        return jwe.encrypt_compact(self.HEADER, json.dumps(dict(values)).encode(), self._key) if values else None
+
+    def open(self, sealed: str | None) -> dict[str, str]:
+        return json.loads(jwe.decrypt_compact(sealed, self._key).plaintext) if sealed else {}

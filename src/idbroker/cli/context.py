@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from sqlalchemy import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -101,3 +104,29 @@ def error_line(message: str) -> None:
 def fail(message: str, code: int = 1) -> None:
     error_line(message)
     raise typer.Exit(code)
+
+
+def key_values(values: list[str] | None, flag: str) -> dict[str, str]:
+    """KEY=VALUE items of a repeated option (`--option`, `--secret`, `--claim`); one line and exit 1
+    for an item without `=`."""
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def print_record(data: dict[str, Any], as_json: bool) -> None:
+    """One record (a client, a provider, a source, a user): JSON, or a two-column table in which
+    lists are comma-separated and maps KEY=VALUE."""
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else \
+            ", ".join(value) if isinstance(value, list) else str(value)
+        table.add_row(f"[bold]{key}[/]", escape(shown))
+    console.print(table)

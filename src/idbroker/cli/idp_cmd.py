@@ -54,7 +54,7 @@ def _typed(kind: str, *, issuer: str | None, client_id: str | None, client_secre
     if scope:
         options["scopes"] = [s for item in scope for s in item.split()]
     if claim:
-        options["attributes" if kind == "saml" else "claims"] = _pairs(claim, "--claim")
+        options["attributes" if kind == "saml" else "claims"] = ctx.key_values(claim, "--claim")
     if metadata_file is not None:
         try:
             with open(metadata_file, encoding="utf-8") as f:
@@ -66,16 +66,6 @@ def _typed(kind: str, *, issuer: str | None, client_id: str | None, client_secre
     return options, secrets
 
 
-def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            ctx.fail(f"{flag} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value
-    return out
-
-
 def _idp_dict(row: Any) -> dict[str, Any]:
     p = ctx.provider()
     return {"id": row.id, "kind": row.kind, "name": row.name, "options": row.options,
@@ -84,16 +74,7 @@ def _idp_dict(row: Any) -> dict[str, Any]:
 
 
 def _print_idp(row: Any, as_json: bool) -> None:
-    data = _idp_dict(row)
-    if as_json:
-        ctx.console.print_json(json.dumps(data))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in data.items():
-        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else \
-            ", ".join(value) if isinstance(value, list) else str(value)
-        table.add_row(f"[bold]{key}[/]", escape(shown))
-    ctx.console.print(table)
+    ctx.print_record(_idp_dict(row), as_json)
 
 
 @idp_app.command("add")
@@ -117,8 +98,9 @@ def idp_add(
         start_tls=start_tls, bind_dn=bind_dn, bind_password=bind_password, base_dn=base_dn, user_filter=user_filter,
         group_base_dn=group_base_dn, metadata_url=metadata_url, metadata_file=metadata_file)
     try:
-        row = ctx.provider().upstreams.add(provider_id, kind, name, options={**_pairs(option, "--option"), **named},
-                                           secrets={**_pairs(secret, "--secret"), **named_secrets},
+        row = ctx.provider().upstreams.add(provider_id, kind, name,
+                                           options={**ctx.key_values(option, "--option"), **named},
+                                           secrets={**ctx.key_values(secret, "--secret"), **named_secrets},
                                            logo_uri=logo_uri, trust_email=trust_email, trust_mfa=trust_mfa,
                                            domains=domain)
     except InvalidUpstream as exc:
@@ -152,8 +134,8 @@ def idp_update(
         user_filter=user_filter, group_base_dn=group_base_dn, metadata_url=metadata_url, metadata_file=metadata_file)
     try:
         row = ctx.provider().upstreams.update(
-            provider_id, name=name, options={**_pairs(option, "--option"), **named},
-            secrets={**_pairs(secret, "--secret"), **named_secrets},
+            provider_id, name=name, options={**ctx.key_values(option, "--option"), **named},
+            secrets={**ctx.key_values(secret, "--secret"), **named_secrets},
             logo_uri=logo_uri, trust_email=trust_email, trust_mfa=trust_mfa,
             domains=[] if no_domains else domain)
     except InvalidUpstream as exc:

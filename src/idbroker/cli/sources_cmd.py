@@ -21,14 +21,7 @@ Opt = Annotated[str | None, typer.Option()]
 
 
 def _options(values: list[str] | None, **named: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            ctx.fail(f"--option {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value
-    out.update({k: v for k, v in named.items() if v is not None})
-    return out
+    return {**ctx.key_values(values, "--option"), **{k: v for k, v in named.items() if v is not None}}
 
 
 def _source_dict(row: Any) -> dict[str, Any]:
@@ -37,16 +30,7 @@ def _source_dict(row: Any) -> dict[str, Any]:
 
 
 def _print(row: Any, as_json: bool) -> None:
-    data = _source_dict(row)
-    if as_json:
-        ctx.console.print_json(json.dumps(data))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in data.items():
-        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else \
-            ", ".join(value) if isinstance(value, list) else str(value)
-        table.add_row(f"[bold]{key}[/]", escape(shown))
-    ctx.console.print(table)
+    ctx.print_record(_source_dict(row), as_json)
 
 
 @sources_app.command("add")

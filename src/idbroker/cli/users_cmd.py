@@ -72,14 +72,7 @@ def users_add(email: Annotated[str, typer.Option()],
 
 
 def _print_user(user: Any, as_json: bool) -> None:
-    data = _user_dict(user)
-    if as_json:
-        ctx.console.print_json(json.dumps(data))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in data.items():
-        table.add_row(f"[bold]{key}[/]", escape(str(value)))
-    ctx.console.print(table)
+    ctx.print_record(_user_dict(user), as_json)
 
 
 @users_app.command("list")

@@ -24,21 +24,17 @@ refuse a bad configuration when it is written rather than at the first sign-in.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from joserfc import jwe
-from joserfc.jwk import OctKey
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..security import derive_key, is_loopback_host
+from ..security import SecretBox, url_problem
 from ..store.db import Database, utcnow
 from ..store.models import SeenAssertion, UpstreamProvider
 from ..store.rows import fingerprint
@@ -50,7 +46,6 @@ log = logging.getLogger("idbroker.federation")
 
 ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
-JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
 SAML_KINDS = frozenset({"saml"})  # kinds whose browser comes back to /acs and that publish /metadata
 
 
@@ -63,16 +58,9 @@ class UpstreamNotFound(LookupError):
 
 
 def check_url(name: str, value: str) -> None:
-    """https anywhere; http only on a loopback host. ldap:// is the LDAP kind's to judge (with
-    StartTLS it is fine anywhere), ldaps always."""
-    parts = urlsplit(value)
-    if parts.scheme in ("https", "ldaps", "ldap") and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname:
-        if is_loopback_host(parts.hostname):
-            return
-        raise InvalidUpstream(f"{name}: http:// is accepted only for a loopback host; use https")
-    raise InvalidUpstream(f"{name}: {value!r} is not an absolute https URL")
+    problem = url_problem(name, value)
+    if problem:
+        raise InvalidUpstream(problem)
 
 
 def _looks_like_url(value: Any) -> bool:
@@ -90,7 +78,7 @@ def redirect_uris(issuer: str, provider_id: str, kind: str) -> dict[str, str]:
 class UpstreamRegistry:
     def __init__(self, db: Database, master_secret: bytes, collaborators: Mapping[str, Any] | None = None):
         self.db = db
-        self._key = OctKey.import_key(derive_key(master_secret, "idbroker upstream secrets"))
+        self._secrets = SecretBox(master_secret, "idbroker upstream secrets")
         self.collaborators = dict(collaborators or {})
         self._built: dict[str, tuple[str, Upstream | PasswordAuthority]] = {}
         self._lock = threading.Lock()
@@ -132,7 +120,7 @@ class UpstreamRegistry:
             if precondition is not None:
                 precondition(row)
             merged = {**row.options, **(options or {})}
-            kept = {**self._decrypt(row.secrets), **(secrets or {})}
+            kept = {**self._secrets.open(row.secrets), **(secrets or {})}
             self._apply(row, name=row.name if name is None else name,
                         options={k: v for k, v in merged.items() if v != ""},
                         secrets={k: v for k, v in kept.items() if v != ""},
@@ -178,7 +166,7 @@ class UpstreamRegistry:
             if not DOMAIN_RE.match(domain):
                 raise InvalidUpstream(f"domain {domain!r} is not a DNS name")
         row.name, row.options, row.logo_uri, row.domains = name.strip(), options, logo_uri, cleaned
-        row.secrets = self._encrypt(secrets) if secrets else None
+        row.secrets = self._secrets.seal(secrets)
 
     # -- reads ------------------------------------------------------------------------------------
     def list(self) -> list[UpstreamProvider]:
@@ -192,11 +180,11 @@ class UpstreamRegistry:
             return s.get(UpstreamProvider, provider_id)
 
     def secret_names(self, row: UpstreamProvider) -> list[str]:
-        return sorted(self._decrypt(row.secrets))
+        return sorted(self._secrets.open(row.secrets))
 
     def config(self, row: UpstreamProvider) -> UpstreamConfig:
         return UpstreamConfig(id=row.id, kind=row.kind, name=row.name,
-                              options={**row.options, **self._decrypt(row.secrets)},
+                              options={**row.options, **self._secrets.open(row.secrets)},
                               trust_email=row.trust_email, trust_mfa=row.trust_mfa, domains=tuple(row.domains))
 
     def get(self, provider_id: str) -> tuple[UpstreamProvider, Upstream | PasswordAuthority] | None:
@@ -241,12 +229,6 @@ class UpstreamRegistry:
         wanted = list(inspect.signature(cls).parameters.values())[1:]
         given = {p.name: self.collaborators[p.name] for p in wanted if p.name in self.collaborators}
         return cls(self.config(row), **given)  # type: ignore[call-arg]
-
-    def _encrypt(self, values: Mapping[str, str]) -> str:
-        return jwe.encrypt_compact(JWE_HEADER, json.dumps(dict(values)).encode(), self._key)
-
-    def _decrypt(self, token: str | None) -> dict[str, str]:
-        return json.loads(jwe.decrypt_compact(token, self._key).plaintext) if token else {}
 
 
 class SeenAssertions:

@@ -15,19 +15,15 @@ checks refuse a bad configuration when it is written rather than at the first si
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from joserfc import jwe
-from joserfc.jwk import OctKey
 from sqlalchemy import select
 
-from ..security import derive_key, is_loopback_host
+from ..security import SecretBox, url_problem
 from ..store.db import Database, utcnow
 from ..store.models import LegacySource
 from ..store.rows import fingerprint
@@ -37,7 +33,6 @@ from .legacy import SourceConfig
 log = logging.getLogger("idbroker.migration")
 
 ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
-JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
 
 
 class InvalidSource(ValueError):
@@ -49,20 +44,15 @@ class SourceNotFound(LookupError):
 
 
 def check_url(name: str, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme in ("https", "ldaps", "ldap") and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname:
-        if is_loopback_host(parts.hostname):
-            return
-        raise InvalidSource(f"{name}: http:// is accepted only for a loopback host; use https")
-    raise InvalidSource(f"{name}: {value!r} is not an absolute https URL")
+    problem = url_problem(name, value)
+    if problem:
+        raise InvalidSource(problem)
 
 
 class SourceRegistry:
     def __init__(self, db: Database, master_secret: bytes):
         self.db = db
-        self._key = OctKey.import_key(derive_key(master_secret, "idbroker migration source secrets"))
+        self._secrets = SecretBox(master_secret, "idbroker migration source secrets")
         self._built: dict[str, tuple[str, MigrationSource]] = {}
         self._lock = threading.Lock()
 
@@ -99,7 +89,7 @@ class SourceRegistry:
             if precondition is not None:
                 precondition(row)
             if options:
-                merged = {**row.options, **self._decrypt(row.secrets), **options}
+                merged = {**row.options, **self._secrets.open(row.secrets), **options}
                 self._apply(row, {k: v for k, v in merged.items() if v != ""})
             if enabled is not None:
                 row.enabled = enabled
@@ -140,7 +130,7 @@ class SourceRegistry:
         secret_names = set(SOURCES[row.kind].secret_options)
         secrets = {k: str(v) for k, v in options.items() if k in secret_names}
         row.options = {k: v for k, v in options.items() if k not in secret_names}
-        row.secrets = self._encrypt(secrets) if secrets else None
+        row.secrets = self._secrets.seal(secrets)
         try:
             self._build(row)
         except KeyError as exc:
@@ -160,7 +150,7 @@ class SourceRegistry:
             return s.get(LegacySource, source_id)
 
     def secret_names(self, row: LegacySource) -> list[str]:
-        return sorted(self._decrypt(row.secrets))
+        return sorted(self._secrets.open(row.secrets))
 
     def enabled(self) -> list[tuple[str, MigrationSource]]:
         """(id, built source) of the enabled sources, in the order they are asked."""
@@ -182,11 +172,5 @@ class SourceRegistry:
         return out
 
     def _build(self, row: LegacySource) -> MigrationSource:
-        config = SourceConfig(id=row.id, kind=row.kind, options={**row.options, **self._decrypt(row.secrets)})
+        config = SourceConfig(id=row.id, kind=row.kind, options={**row.options, **self._secrets.open(row.secrets)})
         return SOURCES[row.kind](config)  # type: ignore[call-arg]
-
-    def _encrypt(self, values: Mapping[str, str]) -> str:
-        return jwe.encrypt_compact(JWE_HEADER, json.dumps(dict(values)).encode(), self._key)
-
-    def _decrypt(self, token: str | None) -> dict[str, str]:
-        return json.loads(jwe.decrypt_compact(token, self._key).plaintext) if token else {}
