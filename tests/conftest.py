@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
-from support import ISSUER, PASSWORD, Flow, MailSink, RegisteredClient, make_settings
+from support import ISSUER, PASSWORD, TEST_SECRET, Flow, MailSink, RegisteredClient, make_settings
 
 from idbroker.app import create_app
 from idbroker.clients.metadata import ClientMetadata
@@ -155,3 +155,29 @@ def receiver():
     yield f"http://127.0.0.1:{server.server_port}", received, arrived
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def cli(database: Database, tmp_path: Any, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """`idbroker ...` in process against the test's store: cli("clients", "list") -> the click
+    Result; a non-zero exit fails the test unless ok=False."""
+    from typer.testing import CliRunner
+
+    from idbroker.cli import app as cli_app
+    from idbroker.cli import context as cli_ctx
+
+    monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("IDBROKER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("IDBROKER_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("IDBROKER_ARGON2_MEMORY_KIB", "8192")
+    cli_ctx.provider.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True, input: str | None = None) -> Any:
+        result = runner.invoke(cli_app, list(args), input=input)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    yield run
+    cli_ctx.provider.cache_clear()

@@ -12,10 +12,8 @@ from urllib.parse import urlencode
 
 import pytest
 from mfa_helpers import csrf
-from support import ISSUER, PASSWORD, TEST_SECRET, pkce_pair, query_of
-from typer.testing import CliRunner
+from support import ISSUER, PASSWORD, pkce_pair, query_of
 
-from idbroker.cli import app as cli_app
 from idbroker.cli import context as cli_ctx
 from idbroker.federation import kinds
 from idbroker.federation.base import ExternalIdentity, StartContext, UpstreamConfig
@@ -166,21 +164,6 @@ def test_without_local_accounts_the_local_endpoints_refuse_too(http: Any, upstre
     assert r.status_code == 403 and "idbroker_session" not in r.headers.get("set-cookie", "")
 
 
-@pytest.fixture
-def cli(database: Any, tmp_path: Any, monkeypatch: Any) -> Any:
-    monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("IDBROKER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("IDBROKER_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("IDBROKER_ARGON2_MEMORY_KIB", "8192")
-    cli_ctx.provider.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str) -> Any:
-        return runner.invoke(cli_app, list(args))
-
-    yield run
-    cli_ctx.provider.cache_clear()
-
 
 def test_clients_cli_sets_shows_and_clears_the_choice(cli: Any) -> None:
     cli_ctx.provider().upstreams.add("up1", "fake", "First Upstream")
@@ -197,5 +180,5 @@ def test_clients_cli_sets_shows_and_clears_the_choice(cli: Any) -> None:
     assert shown["idps"] is None and shown["local_accounts"] is True
     assert json.loads(cli("clients", "update", "c1", "--idp", "up1", "--json").output)["idps"] == ["up1"]
     assert json.loads(cli("clients", "update", "c1", "--idp", "", "--json").output)["idps"] is None
-    bad = cli("clients", "update", "c1", "--idp", "nope")
+    bad = cli("clients", "update", "c1", "--idp", "nope", ok=False)
     assert bad.exit_code == 1 and "no upstream provider 'nope'" in bad.output and "Traceback" not in bad.output

@@ -9,11 +9,7 @@ import json
 import pytest
 from joserfc import jwt
 from sqlalchemy import select, update
-from support import TEST_SECRET
-from typer.testing import CliRunner
 
-from idbroker.cli import app as cli_app
-from idbroker.cli import context as ctx
 from idbroker.clients.metadata import ClientMetadata, InvalidClientMetadata
 from idbroker.store.models import AuditEvent, Client
 
@@ -332,16 +328,6 @@ def test_discovery_lists_the_grant(http):
     assert GRANT in http.get("/.well-known/openid-configuration").json()["grant_types_supported"]
 
 
-@pytest.fixture
-def cli(database, tmp_path, monkeypatch):
-    monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("IDBROKER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("IDBROKER_SECRET_KEY", TEST_SECRET)
-    ctx.provider.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli_app, list(args))
-    ctx.provider.cache_clear()
-
 
 def test_cli_sets_and_clears_the_exchange_audiences(cli):
     assert cli("clients", "add", "--client-id", "gw", "--redirect-uri", "https://gw.example/cb",
@@ -351,10 +337,10 @@ def test_cli_sets_and_clears_the_exchange_audiences(cli):
     assert json.loads(out.output)["exchange_audiences"] == [API, "backend"]
     out = cli("clients", "update", "gw", "--no-exchange", "--json")
     assert json.loads(out.output)["exchange_audiences"] == []
-    both = cli("clients", "update", "gw", "--no-exchange", "--exchange-audience", API)
+    both = cli("clients", "update", "gw", "--no-exchange", "--exchange-audience", API, ok=False)
     assert both.exit_code == 1 and "exclude each other" in both.output and "Traceback" not in both.output
-    bad = cli("clients", "update", "gw", "--exchange-audience", "has space")
+    bad = cli("clients", "update", "gw", "--exchange-audience", "has space", ok=False)
     assert bad.exit_code == 1 and "invalid exchange audience" in bad.output
     public = cli("clients", "add", "--client-id", "spa", "--public", "--redirect-uri", "https://spa.example/cb",
-                 "--grant-type", "authorization_code", "--grant-type", GRANT)
+                 "--grant-type", "authorization_code", "--grant-type", GRANT, ok=False)
     assert public.exit_code == 1 and "public client cannot use token exchange" in public.output

@@ -8,31 +8,9 @@ import sqlite3
 
 import pytest
 from sqlalchemy import select
-from support import TEST_SECRET
-from typer.testing import CliRunner
 
-from idbroker.cli import app
 from idbroker.cli import context as ctx
 from idbroker.store.models import BrowserSession, MfaFactor, RecoveryCode, User
-
-
-@pytest.fixture
-def cli(database, tmp_path, monkeypatch):
-    monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("IDBROKER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("IDBROKER_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("IDBROKER_ARGON2_MEMORY_KIB", "8192")
-    ctx.provider.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True, input: str | None = None):
-        result = runner.invoke(app, list(args), input=input)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    yield run
-    ctx.provider.cache_clear()
 
 
 @pytest.fixture

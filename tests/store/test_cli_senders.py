@@ -5,33 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from support import TEST_SECRET
-from typer.testing import CliRunner
-
-from idbroker.cli import app
-from idbroker.cli import context as ctx
-
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
-
-@pytest.fixture
-def cli(database, tmp_path, monkeypatch):
-    monkeypatch.setenv("IDBROKER_DATABASE_URL", database.engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("IDBROKER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("IDBROKER_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("IDBROKER_ARGON2_MEMORY_KIB", "8192")
-    ctx.provider.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    yield run
-    ctx.provider.cache_clear()
 
 
 def test_sender_options_are_stored_and_changed(cli):

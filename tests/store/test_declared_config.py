@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 from support import free_port
-from test_cli import cli  # noqa: F401 - the fixture
 
 from idbroker.federation import declared as declared_upstreams
 from idbroker.migration import declared as declared_sources
@@ -63,7 +62,7 @@ def test_declared_entries_are_created_then_kept_as_declared(provider, tmp_path):
     assert provider.upstreams.row("cli-added") is not None  # not declared: left alone
 
 
-def test_a_refused_entry_stops_the_start_with_one_line(cli, tmp_path):  # noqa: F811
+def test_a_refused_entry_stops_the_start_with_one_line(cli, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[[upstreams]]\nid = "op"\nkind = "oidc"\nname = "OP"\nissuer = "http://op.example"\n'
                       'client_id = "rp"\n')

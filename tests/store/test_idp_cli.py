@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from test_cli import cli  # noqa: F401 - the fixture
 
 from idbroker.federation import kinds
 from idbroker.federation.registry import SeenAssertions
@@ -35,7 +34,7 @@ def stub_kind(monkeypatch: Any) -> None:
     monkeypatch.setitem(kinds.UPSTREAMS, "stub", Stub)
 
 
-def test_idp_lifecycle(cli):  # noqa: F811
+def test_idp_lifecycle(cli):
     out = json.loads(cli("idp", "add", "--id", "corp", "--kind", "stub", "--name", "Corp SSO",
                          "--option", "issuer=https://op.example", "--secret", "client_secret=hunter2",
                          "--domain", "corp.example", "--trust-email", "--json").output)
@@ -67,13 +66,13 @@ def test_idp_lifecycle(cli):  # noqa: F811
     (["update", "nobody", "--name", "Y"], "no provider"),
     (["remove", "nobody"], "no provider"),
 ])
-def test_idp_mistakes(cli, args, says):  # noqa: F811
+def test_idp_mistakes(cli, args, says):
     result = cli("idp", *args, ok=False)
     assert result.exit_code != 0 and says in result.output, result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1, result.output
 
 
-def test_loopback_http_is_accepted_and_duplicates_refused(cli):  # noqa: F811
+def test_loopback_http_is_accepted_and_duplicates_refused(cli):
     cli("idp", "add", "--id", "dev", "--kind", "stub", "--name", "Dev", "--option", "issuer=http://127.0.0.1:9/",
         "--option", "url=ldap://localhost:389")
     result = cli("idp", "add", "--id", "dev", "--kind", "stub", "--name", "Dev", ok=False)
@@ -93,12 +92,12 @@ def test_secrets_are_stored_encrypted_and_replays_purged(provider):
     assert replay.seen("_a1", later)
 
 
-def test_every_idp_command_has_help(cli):  # noqa: F811
+def test_every_idp_command_has_help(cli):
     for args in [["idp"], ["idp", "add"], ["idp", "list"], ["idp", "show"], ["idp", "update"], ["idp", "remove"]]:
         assert "Usage" in cli(*args, "--help").output
 
 
-def test_the_kinds_own_checks_refuse_a_bad_configuration_when_written(cli):  # noqa: F811
+def test_the_kinds_own_checks_refuse_a_bad_configuration_when_written(cli):
     base = ["idp", "add", "--id", "ad", "--kind", "ldap", "--name", "AD", "--option", "bind_dn=cn=svc",
             "--secret", "bind_password=pw", "--option", "base_dn=dc=example,dc=com"]
     result = cli(*base, "--option", "url=ldap://dc.example.com", ok=False)
@@ -107,7 +106,7 @@ def test_the_kinds_own_checks_refuse_a_bad_configuration_when_written(cli):  # n
     assert json.loads(cli("idp", "show", "ad", "--json").output)["secrets"] == ["bind_password"]
 
 
-def test_a_preset_is_its_kind_with_the_providers_defaults(cli):  # noqa: F811
+def test_a_preset_is_its_kind_with_the_providers_defaults(cli):
     out = json.loads(cli("idp", "add", "--id", "google", "--kind", "google", "--name", "Google",
                          "--option", "client_id=abc.apps.example", "--secret", "client_secret=s3cret",
                          "--json").output)
@@ -116,7 +115,7 @@ def test_a_preset_is_its_kind_with_the_providers_defaults(cli):  # noqa: F811
     assert out["secrets"] == ["client_secret"] and "s3cret" not in json.dumps(out)
 
 
-def test_named_flags_set_the_kinds_options(cli, tmp_path):  # noqa: F811
+def test_named_flags_set_the_kinds_options(cli, tmp_path):
     """The issue's own flags (--issuer --client-id --client-secret --scope --claim; --url --bind-dn ...;
     --metadata-file) set the same options as --option/--secret, secrets still encrypted."""
     out = json.loads(cli("idp", "add", "--id", "op", "--kind", "oidc", "--name", "OP", "--issuer",

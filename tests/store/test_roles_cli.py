@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli import cli  # noqa: F401 - the fixture
 
 from idbroker.cli import context as ctx
 
@@ -15,7 +14,7 @@ ADMIN = "arn:aws:iam::123456789012:role/team/admin"
 READ = "arn:aws:iam::123456789012:role/read-only"
 
 
-def test_roles_lifecycle_and_order(cli):  # noqa: F811
+def test_roles_lifecycle_and_order(cli):
     assert json.loads(cli("roles", "list", "--json").output) == {"rules": [], "default": None}
     dev = json.loads(cli("roles", "add", "--role-arn", DEV, "--claim", "groups", "--match", "dev",
                          "--client", "cli", "--client", "web", "--json").output)
@@ -53,7 +52,7 @@ def test_roles_lifecycle_and_order(cli):  # noqa: F811
     (["default", DEV, "--deny"], "either a role ARN or --deny"),
     (["default", "role/dev"], "not an IAM role ARN"),
 ])
-def test_mistakes_are_one_line(cli, args, says):  # noqa: F811
+def test_mistakes_are_one_line(cli, args, says):
     result = cli("roles", *args, ok=False)
     assert result.exit_code != 0
     assert says in result.output and "Traceback" not in result.output

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli import cli  # noqa: F401 - the fixture
 
 from idbroker.store.models import LegacySource
 
@@ -16,11 +15,11 @@ COGNITO = ["--kind", "cognito", "--user-pool-id", "eu-west-1_AbC123", "--client-
            "eu-west-1", "--client-secret", "cog-s3cret"]
 
 
-def ids(cli) -> list[str]:  # noqa: F811
+def ids(cli) -> list[str]:
     return [s["id"] for s in json.loads(cli("sources", "list", "--json").output)]
 
 
-def test_sources_lifecycle_and_order(cli):  # noqa: F811
+def test_sources_lifecycle_and_order(cli):
     out = json.loads(cli("sources", "add", "--id", "hook", *WEBHOOK, "--json").output)
     assert out == {"id": "hook", "kind": "webhook", "position": 1, "enabled": True,
                    "options": {"url": "https://legacy.example/check"}, "secrets": ["secret"]}
@@ -43,7 +42,7 @@ def test_sources_lifecycle_and_order(cli):  # noqa: F811
         ("pool", 1), ("hook", 2)]
 
 
-def test_secrets_are_stored_encrypted(cli, provider):  # noqa: F811
+def test_secrets_are_stored_encrypted(cli, provider):
     cli("sources", "add", "--id", "hook", *WEBHOOK)
     with provider.db.session(write=False) as s:
         row = s.get(LegacySource, "hook")
@@ -68,13 +67,13 @@ def test_secrets_are_stored_encrypted(cli, provider):  # noqa: F811
     (["update", "nobody", "--position", "1"], "no source"),
     (["remove", "nobody"], "no source"),
 ])
-def test_sources_mistakes(cli, args, says):  # noqa: F811
+def test_sources_mistakes(cli, args, says):
     result = cli("sources", *args, ok=False)
     assert result.exit_code != 0 and says in result.output, result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1, result.output
 
 
-def test_loopback_http_and_ldap_are_accepted_and_duplicates_refused(cli):  # noqa: F811
+def test_loopback_http_and_ldap_are_accepted_and_duplicates_refused(cli):
     cli("sources", "add", "--id", "dev", "--kind", "webhook", "--url", "http://127.0.0.1:9/check", "--secret", "s")
     cli("sources", "add", "--id", "dir", "--kind", "ldap", "--url", "ldap://localhost:389", "--option",
         "bind_dn=cn=svc", "--option", "bind_password=pw", "--option", "base_dn=dc=example")
@@ -83,7 +82,7 @@ def test_loopback_http_and_ldap_are_accepted_and_duplicates_refused(cli):  # noq
     assert result.exit_code == 1 and "already exists" in result.output
 
 
-def test_every_sources_command_has_help(cli):  # noqa: F811
+def test_every_sources_command_has_help(cli):
     for args in [["sources"], ["sources", "add"], ["sources", "list"], ["sources", "show"], ["sources", "update"],
                  ["sources", "remove"]]:
         assert "Usage" in cli(*args, "--help").output

@@ -18,7 +18,7 @@ import bcrypt
 import pytest
 from passlib import hash as ph
 from sqlalchemy import func, select
-from test_cli import IDBROKER, cli  # noqa: F401 - the fixture
+from test_cli import IDBROKER
 
 from idbroker.cli import context as ctx
 from idbroker.store.models import Base, User
@@ -47,11 +47,11 @@ def signs_in(email: str, password: str) -> bool:
     return ctx.provider().users.authenticate(email, password) is not None
 
 
-def imported(cli: Any, path: Path, *args: str) -> dict[str, Any]:  # noqa: F811
+def imported(cli: Any, path: Path, *args: str) -> dict[str, Any]:
     return json.loads(cli("users", "import", str(path), "--json", *args).output)
 
 
-def test_jsonl_every_field_and_rejected_lines(cli, database, tmp_path):  # noqa: F811
+def test_jsonl_every_field_and_rejected_lines(cli, database, tmp_path):
     path = write_jsonl(tmp_path / "u.jsonl", [
         {"email": "Ann@Example.com", "email_verified": True, "password_hash": BCRYPT, "given_name": "Ann",
          "family_name": "Lee", "groups": ["staff", "ops"], "custom_attributes": {"dept": "42"}, "disabled": False,
@@ -86,7 +86,7 @@ def test_jsonl_every_field_and_rejected_lines(cli, database, tmp_path):  # noqa:
     assert "created 0" in text and "skipped 2" in text and "line 3: not valid JSON" in text
 
 
-def test_conflicts_skip_update_and_dry_run(cli, database, tmp_path):  # noqa: F811
+def test_conflicts_skip_update_and_dry_run(cli, database, tmp_path):
     first = write_jsonl(tmp_path / "a.jsonl", [{"email": "a@example.com", "given_name": "A", "groups": ["g"],
                                                 "password_hash": BCRYPT}])
     imported(cli, first)
@@ -106,14 +106,14 @@ def test_conflicts_skip_update_and_dry_run(cli, database, tmp_path):  # noqa: F8
     assert count(database) == 2
 
 
-def test_a_sub_taken_by_another_user_is_rejected(cli, database, tmp_path):  # noqa: F811
+def test_a_sub_taken_by_another_user_is_rejected(cli, database, tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [{"email": "one@example.com", "sub": "same"},
                                               {"email": "two@example.com", "sub": "same"}])
     summary = imported(cli, path)
     assert summary["created"] == 1 and summary["rejects"] == [{"line": 2, "reason": "sub belongs to another user"}]
 
 
-def test_cognito_csv(cli, database, tmp_path):  # noqa: F811
+def test_cognito_csv(cli, database, tmp_path):
     header = ["name", "given_name", "family_name", "middle_name", "nickname", "preferred_username", "profile",
               "picture", "website", "email", "email_verified", "gender", "birthdate", "zoneinfo", "locale",
               "phone_number", "phone_number_verified", "address", "updated_at", "custom:tier", "cognito:mfa_enabled",
@@ -136,7 +136,7 @@ def test_cognito_csv(cli, database, tmp_path):  # noqa: F811
     assert jo.address == {"formatted": "1 Main St"}
 
 
-def test_auth0(cli, database, tmp_path):  # noqa: F811
+def test_auth0(cli, database, tmp_path):
     salt = os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), salt, 1000, 32)
     b64 = lambda raw: base64.b64encode(raw).decode().rstrip("=")  # noqa: E731
@@ -169,7 +169,7 @@ def keycloak_credential(algorithm: str, digest: str, size: int) -> dict[str, Any
             "credentialData": json.dumps({"hashIterations": 27500, "algorithm": algorithm})}
 
 
-def test_keycloak(cli, database, tmp_path):  # noqa: F811
+def test_keycloak(cli, database, tmp_path):
     realm = {"realm": "corp", "users": [
         {"username": "kim", "email": "kim@example.com", "emailVerified": True, "enabled": True, "firstName": "Kim",
          "createdTimestamp": 1600000000000, "attributes": {"dept": ["7"]}, "groups": ["/staff", "/staff/ops"],
@@ -191,7 +191,7 @@ def test_keycloak(cli, database, tmp_path):  # noqa: F811
     assert not signs_in("old@example.com", "wrong")
 
 
-def test_firebase(cli, database, tmp_path):  # noqa: F811
+def test_firebase(cli, database, tmp_path):
     export = {"users": [
         {"localId": "u1", "email": "fb@example.com", "emailVerified": True, "displayName": "Fi",
          "passwordHash": "lSrfV15cpx95/sZS2W9c9Kp6i/LVgQNDNC/qzrCnh1SAyZvqmZqAjTdn3aoItz+VHjoZilo78198JAdRuid5lQ==",
@@ -214,7 +214,7 @@ def test_firebase(cli, database, tmp_path):  # noqa: F811
     (["--format", "nope"], "--format"), (["--on-conflict", "merge"], "--on-conflict"),
     (["--rounds", "8"], "firebase"),
 ])
-def test_mistakes_are_one_line(cli, tmp_path, args, says):  # noqa: F811
+def test_mistakes_are_one_line(cli, tmp_path, args, says):
     path = write_jsonl(tmp_path / "x.jsonl", [{"email": "a@example.com"}])
     result = cli("users", "import", str(path), *args, ok=False)
     assert result.exit_code == 1 and says in result.output and len(result.output.strip().splitlines()) == 1
@@ -233,7 +233,7 @@ def big_file(path: Path, n: int) -> Path:
     return path
 
 
-def test_a_hundred_thousand_users(cli, database, tmp_path):  # noqa: F811
+def test_a_hundred_thousand_users(cli, database, tmp_path):
     path = big_file(tmp_path / "big.jsonl", 100_000)
     summary = imported(cli, path)
     assert summary["created"] == 100_000 and summary["rejected"] == 0
@@ -242,7 +242,7 @@ def test_a_hundred_thousand_users(cli, database, tmp_path):  # noqa: F811
     assert imported(cli, path)["skipped"] == 100_000 and count(database) == 100_000
 
 
-def test_kill_9_mid_import_then_rerun_gives_exactly_the_file(cli, database, tmp_path):  # noqa: F811
+def test_kill_9_mid_import_then_rerun_gives_exactly_the_file(cli, database, tmp_path):
     n = 300_000
     path = big_file(tmp_path / "kill.jsonl", n)
     ctx.provider().db.dispose()  # the store is migrated; the subprocess writes on its own connections
@@ -264,7 +264,7 @@ def test_kill_9_mid_import_then_rerun_gives_exactly_the_file(cli, database, tmp_
         assert conn.scalar(select(func.count(func.distinct(User.__table__.c.email)))) == n
 
 
-def test_export_import_round_trip(cli, database, tmp_path):  # noqa: F811
+def test_export_import_round_trip(cli, database, tmp_path):
     cli("users", "add", "--email", "own@example.com", "--password", "an own password", "--group", "a")
     write_jsonl(tmp_path / "in.jsonl", [
         {"email": "leg@example.com", "password_hash": ph.sha512_crypt.using(rounds=5000).hash(PASSWORD),
@@ -286,7 +286,7 @@ def test_export_import_round_trip(cli, database, tmp_path):  # noqa: F811
     assert signs_in("own@example.com", "an own password")
 
 
-def test_standard_input_and_help(cli, database):  # noqa: F811
+def test_standard_input_and_help(cli, database):
     from typer.testing import CliRunner
 
     from idbroker.cli import app
