@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+from typing import Any
 
 MAX_PBKDF2_ITERATIONS = 10_000_000
 MAX_SCRYPT_MEMORY = 1024 * 1024 * 1024  # bytes: 128 * r * N
@@ -46,3 +48,29 @@ def bounded_int(text: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise Malformed("parameter out of bounds")
     return value
+
+
+class ParsedScheme:
+    """A scheme whose encoding is parsed into its parameters (`_parse`: None for anything
+    malformed or out of bounds) and checked by computing the digest again (`_matches`)."""
+
+    def identifies(self, encoded: str) -> bool:
+        return self._parse(encoded) is not None
+
+    def verify(self, encoded: str, password: str) -> bool:
+        parsed = self._parse(encoded)
+        return parsed is not None and self._matches(parsed, password)
+
+    def _parse(self, encoded: str) -> Any:
+        raise NotImplementedError
+
+    def _matches(self, parsed: Any, password: str) -> bool:
+        raise NotImplementedError
+
+
+class Pbkdf2Scheme(ParsedScheme):
+    """PBKDF2-HMAC encodings, parsed into (digest name, iterations, salt, digest)."""
+
+    def _matches(self, parsed: tuple[str, int, bytes, bytes], password: str) -> bool:
+        digest_name, iterations, salt, digest = parsed
+        return equal(hashlib.pbkdf2_hmac(digest_name, pw(password), salt, iterations, len(digest)), digest)

@@ -3,20 +3,16 @@ used as text, the hash is standard base64), verified with hashlib.pbkdf2_hmac.""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import ClassVar
 
-from .common import MAX_PBKDF2_ITERATIONS, Malformed, b64decode, bounded_int, equal, pw
+from .common import MAX_PBKDF2_ITERATIONS, Malformed, Pbkdf2Scheme, b64decode, bounded_int
 
 ENCODED = re.compile(r"^pbkdf2_(sha256|sha1)\$(\d{1,9})\$([^$]{1,128})\$([A-Za-z0-9+/=]{16,})$")
 
 
-class DjangoPbkdf2:
+class DjangoPbkdf2(Pbkdf2Scheme):
     scheme: ClassVar[str] = "django_pbkdf2"
-
-    def identifies(self, encoded: str) -> bool:
-        return self._parse(encoded) is not None
 
     def _parse(self, encoded: str) -> tuple[str, int, bytes, bytes] | None:
         m = ENCODED.match(encoded)
@@ -28,9 +24,3 @@ class DjangoPbkdf2:
         except Malformed:
             return None
 
-    def verify(self, encoded: str, password: str) -> bool:
-        parsed = self._parse(encoded)
-        if parsed is None:
-            return False
-        digest_name, iterations, salt, digest = parsed
-        return equal(hashlib.pbkdf2_hmac(digest_name, pw(password), salt, iterations, len(digest)), digest)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .common import MAX_SCRYPT_MEMORY, Malformed, b64decode, equal, pw
+from .common import MAX_SCRYPT_MEMORY, Malformed, ParsedScheme, b64decode, equal, pw
 
 PREFIX = "$firebase-scrypt$"
 B64 = r"[A-Za-z0-9+/]*={0,2}"
@@ -28,11 +28,8 @@ def encode(signer_key: str, salt_separator: str, rounds: int, mem_cost: int, sal
     return f"{PREFIX}r={rounds},m={mem_cost}${signer_key}${salt_separator}${salt}${password_hash}"
 
 
-class FirebaseScrypt:
+class FirebaseScrypt(ParsedScheme):
     scheme: ClassVar[str] = "firebase_scrypt"
-
-    def identifies(self, encoded: str) -> bool:
-        return self._parse(encoded) is not None
 
     def _parse(self, encoded: str) -> tuple[int, int, bytes, bytes, bytes, bytes] | None:
         m = ENCODED.match(encoded)
@@ -49,10 +46,7 @@ class FirebaseScrypt:
             return None
         return rounds, mem_cost, key, separator, salt, digest
 
-    def verify(self, encoded: str, password: str) -> bool:
-        parsed = self._parse(encoded)
-        if parsed is None:
-            return False
+    def _matches(self, parsed: Any, password: str) -> bool:
         rounds, mem_cost, key, separator, salt, digest = parsed
         derived = hashlib.scrypt(pw(password), salt=salt + separator, n=2 ** mem_cost, r=rounds, p=1, dklen=32,
                                  maxmem=MAX_SCRYPT_MEMORY + 1024 * 1024)

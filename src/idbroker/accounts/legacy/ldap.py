@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from .common import Malformed, b64decode, equal, pw
+from .common import Malformed, ParsedScheme, b64decode, equal, pw
 
 ENCODED = re.compile(r"^\{(SSHA|SSHA512|SHA)\}([A-Za-z0-9+/=]{20,})$", re.IGNORECASE)
 DIGESTS = {"SSHA": ("sha1", 20, True), "SSHA512": ("sha512", 64, True), "SHA": ("sha1", 20, False)}
 
 
-class LdapDigest:
+class LdapDigest(ParsedScheme):
     scheme: ClassVar[str] = "ldap"
-
-    def identifies(self, encoded: str) -> bool:
-        return self._parse(encoded) is not None
 
     def _parse(self, encoded: str) -> tuple[str, bytes, bytes] | None:
         m = ENCODED.match(encoded)
@@ -32,9 +29,6 @@ class LdapDigest:
             return None
         return name, raw[:size], raw[size:]
 
-    def verify(self, encoded: str, password: str) -> bool:
-        parsed = self._parse(encoded)
-        if parsed is None:
-            return False
+    def _matches(self, parsed: Any, password: str) -> bool:
         name, digest, salt = parsed
         return equal(hashlib.new(name, pw(password) + salt).digest(), digest)

@@ -5,20 +5,16 @@ pbkdf2-sha256 credentials (`transfer.py` writes them in this encoding) verify to
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import ClassVar
 
-from .common import MAX_PBKDF2_ITERATIONS, Malformed, ab64decode, bounded_int, equal, pw
+from .common import MAX_PBKDF2_ITERATIONS, Malformed, Pbkdf2Scheme, ab64decode, bounded_int
 
 ENCODED = re.compile(r"^\$pbkdf2(?:-(sha256|sha512))?\$(\d{1,9})\$([A-Za-z0-9./+]{0,128})\$([A-Za-z0-9./+]{16,})$")
 
 
-class PasslibPbkdf2:
+class PasslibPbkdf2(Pbkdf2Scheme):
     scheme: ClassVar[str] = "passlib_pbkdf2"
-
-    def identifies(self, encoded: str) -> bool:
-        return self._parse(encoded) is not None
 
     def _parse(self, encoded: str) -> tuple[str, int, bytes, bytes] | None:
         m = ENCODED.match(encoded)
@@ -30,9 +26,3 @@ class PasslibPbkdf2:
         except Malformed:
             return None
 
-    def verify(self, encoded: str, password: str) -> bool:
-        parsed = self._parse(encoded)
-        if parsed is None:
-            return False
-        digest_name, iterations, salt, digest = parsed
-        return equal(hashlib.pbkdf2_hmac(digest_name, pw(password), salt, iterations, len(digest)), digest)

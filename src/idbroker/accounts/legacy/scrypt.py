@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from .common import MAX_SCRYPT_MEMORY, Malformed, ab64decode, equal, pw
+from .common import MAX_SCRYPT_MEMORY, Malformed, ParsedScheme, ab64decode, equal, pw
 
 ENCODED = re.compile(r"^\$scrypt\$ln=(\d{1,2}),r=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/.]{4,})\$([A-Za-z0-9+/.]{16,})$")
 
 
-class Scrypt:
+class Scrypt(ParsedScheme):
     scheme: ClassVar[str] = "scrypt"
-
-    def identifies(self, encoded: str) -> bool:
-        return self._parse(encoded) is not None
 
     def _parse(self, encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
         m = ENCODED.match(encoded)
@@ -30,10 +27,7 @@ class Scrypt:
         except Malformed:
             return None
 
-    def verify(self, encoded: str, password: str) -> bool:
-        parsed = self._parse(encoded)
-        if parsed is None:
-            return False
+    def _matches(self, parsed: Any, password: str) -> bool:
         ln, r, p, salt, digest = parsed
         derived = hashlib.scrypt(pw(password), salt=salt, n=2 ** ln, r=r, p=p, dklen=len(digest),
                                  maxmem=MAX_SCRYPT_MEMORY + 1024 * 1024)
