@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwe
+from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
 TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # what random_token produces ($ would allow a final newline)
@@ -130,3 +132,30 @@ class SecretBox:
 
     def open(self, sealed: str | None) -> dict[str, str]:
         return json.loads(jwe.decrypt_compact(sealed, self._key).plaintext) if sealed else {}
+
+
+class SealedState:
+    """A short-lived value the browser carries for us (the state cookie of an upstream sign-in or
+    a single logout): a JWE (dir, A256GCM) it can neither read nor change, with an expiry inside."""
+
+    MAX_LENGTH = 8192
+
+    def __init__(self, master: bytes, purpose: str, ttl: int):
+        self._key = OctKey.import_key(derive_key(master, purpose))
+        self.ttl = ttl
+
+    def seal(self, value: Mapping[str, Any]) -> str:
+        payload = {**value, "exp": int(time.time()) + self.ttl}
+        return jwe.encrypt_compact(SecretBox.HEADER, json.dumps(payload).encode(), self._key)
+
+    def open(self, token: str | None) -> dict[str, Any] | None:
+        """The value, or None when absent, too long, tampered with, not ours or expired."""
+        if not token or len(token) > self.MAX_LENGTH:
+            return None
+        try:
+            value = json.loads(jwe.decrypt_compact(token, self._key).plaintext)
+        except (JoseError, ValueError):
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("exp"), int) or value["exp"] < time.time():
+            return None
+        return value

@@ -18,14 +18,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
-from joserfc import jwe
-from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..federation.base import UpstreamError
 from ..federation.saml_sessions import SamlSessions
-from ..security import derive_key
+from ..security import SealedState
 from ..text import N_
 from ..web.body import BodyError, read_form
 
@@ -44,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("idbroker.federation")
 
 STATE_TTL = 600
-JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 NOT_CONFIRMED = N_("You are signed out here, but the sign-in provider did not confirm that you are signed "
@@ -62,7 +56,7 @@ class SingleLogout:
         settings = provider.settings
         self.secure = settings.secure_cookies
         self.cookie = f"{settings.cookie_name}_slo"
-        self._key = OctKey.import_key(derive_key(settings.secret_bytes(), "idbroker single logout"))
+        self._state = SealedState(settings.secret_bytes(), "idbroker single logout", STATE_TTL)
 
     # -- we start ---------------------------------------------------------------------------------
     async def start(self, sid: str, *, after: str | None, client_id: str | None) -> Response | None:
@@ -83,9 +77,8 @@ class SingleLogout:
         if made is None:
             return None
         location, request_id, relay_state = made
-        sealed = jwe.encrypt_compact(JWE_HEADER, json.dumps({
-            "p": saved.provider_id, "r": request_id, "s": relay_state, "a": after, "c": client_id,
-            "exp": int(time.time()) + STATE_TTL}).encode(), self._key)
+        sealed = self._state.seal({"p": saved.provider_id, "r": request_id, "s": relay_state, "a": after,
+                                   "c": client_id})
         response = RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(self.cookie, sealed, max_age=STATE_TTL, path="/idp/", httponly=True, secure=self.secure,
                             samesite="none" if self.secure else "lax")
@@ -111,7 +104,7 @@ class SingleLogout:
         return self.journey.error_page(request, BAD_LOGOUT_REQUEST, 400)
 
     async def _answered(self, request: Request, provider_id: str, params: dict[str, str], binding: str) -> Response:
-        state = self._unseal(request.cookies.get(self.cookie))
+        state = self._state.open(request.cookies.get(self.cookie))
         if state is None or state.get("p") != provider_id:
             log.info("upstream %s: LogoutResponse without this browser's logout state", provider_id[:64])
             return self._unconfirmed(request)
@@ -162,18 +155,6 @@ class SingleLogout:
         log.info("upstream %s: IdP-initiated logout ended %d session(s)", provider_id,
                  sum(len(s) for s in by_sub.values()))
         return deliveries
-
-    # -- the sealed state -------------------------------------------------------------------------
-    def _unseal(self, token: str | None) -> dict[str, Any] | None:
-        if not token or len(token) > 8192:
-            return None
-        try:
-            value = json.loads(jwe.decrypt_compact(token, self._key).plaintext)
-        except (JoseError, ValueError):
-            return None
-        if not isinstance(value, dict) or not isinstance(value.get("exp"), int) or value["exp"] < time.time():
-            return None
-        return value
 
     def _unconfirmed(self, request: Request) -> Response:
         """Signed out here (the session ended before the browser left), not confirmed there."""

@@ -29,15 +29,10 @@ cannot fill the audit trail.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from joserfc import jwe
-from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -52,7 +47,7 @@ from ..federation.saml import STATE_LOGIN
 from ..federation.saml_sessions import SamlSessions
 from ..flow.door import Authenticated
 from ..flow.journey import EXPIRED
-from ..security import derive_key
+from ..security import SealedState
 from ..text import N_
 from ..web.navigation import local_path
 from ..web.proxies import client_ip
@@ -69,7 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("idbroker.federation")
 
 STATE_TTL = 600  # seconds a browser has to come back from the upstream
-JWE_HEADER = {"alg": "dir", "enc": "A256GCM"}
 UNKNOWN_PROVIDER = N_("This sign-in option is not available.")
 STATE_LOST = N_("This sign-in took too long or was started in another browser. Please start again.")
 IDENTITY_ADDED = N_("%(provider)s is now linked to your account.")
@@ -81,7 +75,7 @@ class UpstreamViews(HostedPages):
         self.upstreams = provider.upstreams
         self.linking = provider.linking
         self.audit = provider.audit
-        self._key = OctKey.import_key(derive_key(provider.settings.secret_bytes(), "idbroker upstream state"))
+        self._state = SealedState(provider.settings.secret_bytes(), "idbroker upstream state", STATE_TTL)
         self.cookie = f"{provider.settings.cookie_name}_upstream"
         self.single_logout = SingleLogout(provider, journey)
         self.saml_sessions = SamlSessions(provider.db)
@@ -132,9 +126,8 @@ class UpstreamViews(HostedPages):
             url = await upstream.start(ctx)  # type: ignore[union-attr]
         except UpstreamError as err:
             return await self._failed(request, row.id, interaction, err.message, err.detail, 502, name=row.name)
-        sealed = self._seal({"p": row.id, "i": interaction.id if interaction else None, "s": ctx.state,
-                             "c": ctx.callback_url, "h": login_hint, "n": next_path, "l": link_user,
-                             "exp": int(time.time()) + STATE_TTL})
+        sealed = self._state.seal({"p": row.id, "i": interaction.id if interaction else None, "s": ctx.state,
+                             "c": ctx.callback_url, "h": login_hint, "n": next_path, "l": link_user})
         response = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
         secure = self.settings.secure_cookies
         response.set_cookie(self.cookie, sealed, max_age=STATE_TTL, path="/idp/", httponly=True, secure=secure,
@@ -152,7 +145,7 @@ class UpstreamViews(HostedPages):
             params = {k: v for k, v in (form or FormData()).items() if isinstance(v, str)}
         else:
             params = dict(request.query_params)
-        state = self._unseal(request.cookies.get(self.cookie))
+        state = self._state.open(request.cookies.get(self.cookie))
         if state is None or state.get("p") != provider_id:
             return self._unattributed(request, provider_id, None, STATE_LOST, "no or foreign state cookie", 400)
         interaction, req = await run_in_threadpool(self.journey.parked, state["i"]) if state.get("i") else (None, None)
@@ -274,17 +267,3 @@ class UpstreamViews(HostedPages):
     def _forget(self, response: Response) -> Response:
         response.delete_cookie(self.cookie, path="/idp/")
         return response
-
-    def _seal(self, value: dict[str, Any]) -> str:
-        return jwe.encrypt_compact(JWE_HEADER, json.dumps(value).encode(), self._key)
-
-    def _unseal(self, token: str | None) -> dict[str, Any] | None:
-        if not token or len(token) > 8192:
-            return None
-        try:
-            value = json.loads(jwe.decrypt_compact(token, self._key).plaintext)
-        except (JoseError, ValueError):
-            return None
-        if not isinstance(value, dict) or not isinstance(value.get("exp"), int) or value["exp"] < time.time():
-            return None
-        return value
