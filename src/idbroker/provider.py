@@ -196,7 +196,7 @@ class Provider:
             DirectoryPasswords(self.upstreams, self.linking),  # home-realm discovery: a directory first
             LocalAccounts(self.users),
             self.lazy_migration,  # addresses no local account has: the legacy sources (migration/)
-        ], self.users)
+        ])
 
     @cached_property
     def migration_sources(self) -> SourceRegistry:

@@ -70,9 +70,8 @@ class LocalAccounts:
 
 
 class PasswordSignIn:
-    def __init__(self, ways: Sequence[PasswordWay], users: UserService):
+    def __init__(self, ways: Sequence[PasswordWay]):
         self.ways = list(ways)
-        self.users = users
 
     def authenticate(self, login: str, password: str) -> PasswordOutcome:
         for way in self.ways:
