@@ -12,8 +12,6 @@ from starlette.responses import Response
 
 from ..oauth2.errors import InsufficientScopeError, InvalidRequestError, InvalidTokenError, OAuth2Error
 from ..oidc.claims import requested_claims, upstream_claims, user_claims
-from ..store.db import Database
-from ..store.models import Grant
 from .common import json_response, provider_of, read_form
 from .dpop_headers import check_binding, dpop_challenge, nonce_headers
 
@@ -53,7 +51,9 @@ async def userinfo_endpoint(request: Request) -> Response:
             raise InsufficientScopeError("the access token lacks the openid scope")
         body = user_claims(claims["_user"], scopes) | upstream_claims(claims.get("idp"))
         if claims.get("gid"):  # OIDC Core §5.5: claims the authorization asked for here
-            asked = await run_in_threadpool(_claims_request, provider.db, claims["gid"])
+            known, asked = provider.grants.cached_claims_request(claims["gid"])  # no thread on a hit
+            if not known:
+                asked = await run_in_threadpool(provider.grants.claims_request, claims["gid"])
             body |= requested_claims(claims["_user"], asked, "userinfo", scopes)
         client = provider.clients.get(claims.get("client_id", ""))
         body["sub"] = provider.id_tokens.subject(client, body["sub"])
@@ -66,9 +66,3 @@ async def userinfo_endpoint(request: Request) -> Response:
         return Response(provider.id_tokens.sign_userinfo(client, body), media_type="application/jwt",
                         headers={"Cache-Control": "no-store"})
     return json_response(body)
-
-
-def _claims_request(db: Database, grant_id: str) -> dict | None:
-    with db.session(write=False) as s:
-        grant = s.get(Grant, grant_id)
-        return grant.claims if grant is not None else None

@@ -56,10 +56,31 @@ class GrantStore:
         self.db = db
         # (jti, gid, sub) -> (change-feed generation read before the query, TokenState)
         self._states: dict[tuple[str, str | None, str | None], tuple[int, TokenState]] = {}
+        # gid -> the claims request (OIDC Core §5.5) its authorization made: written with the grant
+        # and never changed, so kept per worker (a revoked grant is refused by token_state first)
+        self._claims_requests: dict[str, dict[str, Any] | None] = {}
         self.rotations = OneTimeWriter(db, REFRESH_TOKENS)
         self.redemptions = OneTimeWriter(db, AUTHORIZATION_CODES)
 
     # -- grants --------------------------------------------------------------------------------
+    def cached_claims_request(self, grant_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, the grant's claims request) from this worker's memory; never touches the database."""
+        return (grant_id in self._claims_requests), self._claims_requests.get(grant_id)
+
+    def claims_request(self, grant_id: str) -> dict[str, Any] | None:
+        """The claims request of the grant's authorization (None when it made none); read once per
+        worker and grant, since it never changes."""
+        known, asked = self.cached_claims_request(grant_id)
+        if known:
+            return asked
+        with self.db.session(write=False) as s:
+            grant = s.get(Grant, grant_id)
+            asked = grant.claims if grant is not None else None
+        if len(self._claims_requests) >= CACHE_ENTRIES:
+            self._claims_requests.clear()
+        self._claims_requests[grant_id] = asked
+        return asked
+
     def create_grant(self, *, client_id: str, user_id: int, sid: str | None, scope: str,
                      auth_time: datetime, amr: list[str], acr: str | None, ttl: int, idp: str | None = None,
                      session: Session | None = None) -> Grant:
