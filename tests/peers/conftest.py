@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from broker_process import LOG_TAIL_LINES, PASSWORD, Broker, node_peers
@@ -31,8 +32,12 @@ def node() -> dict[str, str]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def broker(request: pytest.FixtureRequest, node: dict[str, str],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    store = request.param
-    data_dir = tmp_path_factory.mktemp(f"broker-{store}")
+    yield from running_broker(request.param, tmp_path_factory.mktemp(f"broker-{request.param}"))
+
+
+def running_broker(store: str, data_dir: Any, env: dict[str, str] | None = None) -> Iterator[Broker]:
+    """A started `idbroker serve` on `store` (PostgreSQL: a database of its own, dropped after)
+    with Alice as its user and `env` added to its environment; stopped when the generator ends."""
     admin_url = os.environ.get("IDBROKER_TEST_POSTGRES_URL")
     database_url = created = None
     if store == "postgres":
@@ -42,6 +47,7 @@ def broker(request: pytest.FixtureRequest, node: dict[str, str],
         _admin(admin_url, f'CREATE DATABASE "{created}"')
         database_url = admin_url.rsplit("/", 1)[0] + f"/{created}"
     b = Broker(store, data_dir, database_url)
+    b.env.update(env or {})
     try:
         b.user = b.cli("users", "add", "--email", "alice@example.com", "--password", PASSWORD,
                        "--given-name", "Alice", "--family-name", "Liddell")

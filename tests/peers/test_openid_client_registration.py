@@ -8,15 +8,13 @@ and the registered client through the whole code + PKCE flow of ``node/rp_flow.m
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from broker_process import IDBROKER, NODE_DIR, PASSWORD, Broker
-from sqlalchemy import create_engine, text
+from broker_process import IDBROKER, NODE_DIR, Broker
+from conftest import running_broker
 from test_openid_client import assert_core_flow, run_rp
 
 pytestmark = pytest.mark.peers
@@ -30,34 +28,8 @@ def registering_broker(request: pytest.FixtureRequest, node: dict[str, str],
                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A broker with `registration = token` (the module-wide `broker` has registration off)."""
     store = request.param
-    admin_url = os.environ.get("IDBROKER_TEST_POSTGRES_URL")
-    database_url = created = None
-    if store == "postgres":
-        if not admin_url:
-            pytest.skip("IDBROKER_TEST_POSTGRES_URL is not set (./test sets it)")
-        created = f"idbroker_peers_{uuid.uuid4().hex[:12]}"
-        _admin(admin_url, f'CREATE DATABASE "{created}"')
-        database_url = admin_url.rsplit("/", 1)[0] + f"/{created}"
-    b = Broker(store, tmp_path_factory.mktemp(f"registering-{store}"), database_url)
-    b.env["IDBROKER_REGISTRATION"] = "token"
-    try:
-        b.user = b.cli("users", "add", "--email", "alice@example.com", "--password", PASSWORD,
-                       "--given-name", "Alice", "--family-name", "Liddell")
-        b.start()
-        yield b
-    finally:
-        b.stop()
-        if created and admin_url:
-            _admin(admin_url, f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
-
-
-def _admin(admin_url: str, statement: str) -> None:
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(statement))
-    finally:
-        engine.dispose()
+    yield from running_broker(store, tmp_path_factory.mktemp(f"registering-{store}"),
+                              {"IDBROKER_REGISTRATION": "token"})
 
 
 def initial_token(broker: Broker) -> str:
