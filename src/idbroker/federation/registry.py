@@ -67,6 +67,11 @@ def _looks_like_url(value: Any) -> bool:
     return isinstance(value, str) and bool(re.match(r"\A[a-z][a-z0-9+.-]*://", value, re.I))
 
 
+def redirects(row: UpstreamProvider) -> bool:
+    """The provider's kind sends the browser there (a button), rather than taking a password here."""
+    return row.kind in UPSTREAMS and hasattr(UPSTREAMS[row.kind], "start")
+
+
 def redirect_uris(issuer: str, provider_id: str, kind: str) -> dict[str, str]:
     """What the operator registers at the upstream."""
     base = f"{issuer}/idp/{provider_id}"
@@ -206,7 +211,7 @@ class UpstreamRegistry:
 
     def buttons(self) -> list[UpstreamProvider]:
         """The providers the sign-in page offers a button for: those the browser is sent to."""
-        return [r for r in self.list() if r.kind in UPSTREAMS and hasattr(UPSTREAMS[r.kind], "start")]
+        return [r for r in self.list() if redirects(r)]
 
     def for_domain(self, email: str) -> UpstreamProvider | None:
         """Home-realm discovery: the provider whose domains hold the address's domain."""

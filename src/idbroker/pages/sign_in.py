@@ -30,6 +30,7 @@ from starlette.responses import RedirectResponse, Response
 from ..accounts.password_ways import PasswordOutcome
 from ..accounts.users import EMAIL_RE
 from ..clients.metadata import offers
+from ..federation.registry import redirects
 from ..flow.door import Authenticated, Login
 from ..flow.journey import EXPIRED
 from ..oauth2 import constants as c
@@ -192,7 +193,7 @@ class LoginViews:
         if realm is not None:
             if not offers(client, realm.id):
                 return NOT_FOR_THIS_CLIENT
-            if realm.id in {b.id for b in self.provider.upstreams.buttons()}:
+            if redirects(realm):
                 query = {"login_hint": email}
                 if interaction is not None:
                     query["interaction"] = interaction.id
