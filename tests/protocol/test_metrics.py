@@ -206,12 +206,21 @@ def test_the_upstream_client_is_timed(provider):
 
 
 def test_pool_use_is_a_gauge(app, provider):
+    # Background work (PostgreSQL's change-feed heartbeat, the purge) checks connections out for a
+    # moment too, so a sample can overlap one of those: the gauge must track our checkout in at
+    # least one of a few clean rounds, and never go below zero.
+    samples = []
     with TestClient(app, base_url=ISSUER, client=LOOPBACK) as local:
-        before = value(scrape(local), "idbroker_db_pool_checked_out")
-        with provider.db.engine.connect():
-            held = value(scrape(local), "idbroker_db_pool_checked_out")
-        after = value(scrape(local), "idbroker_db_pool_checked_out")
-    assert before >= 0 and held == before + 1 and after == before
+        for _ in range(5):
+            before = value(scrape(local), "idbroker_db_pool_checked_out")
+            with provider.db.engine.connect():
+                held = value(scrape(local), "idbroker_db_pool_checked_out")
+            after = value(scrape(local), "idbroker_db_pool_checked_out")
+            samples.append((before, held, after))
+            if held == before + 1 and after == before:
+                break
+    assert all(min(sample) >= 0 for sample in samples)
+    assert samples[-1][1] == samples[-1][0] + 1 and samples[-1][2] == samples[-1][0], samples
 
 
 def test_dead_workers_live_gauges_are_dropped(tmp_path, monkeypatch):
