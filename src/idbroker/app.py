@@ -59,7 +59,7 @@ from .store.housekeeping import purge_if_first
 from .text import N_, match
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
-from .web.metrics import ObservedRequests, mark_dead_workers, watch_pool
+from .web.metrics import ObservedRequests, mark_dead_workers, runtime_watch, watch_pool
 from .web.navigation import local_path
 from .web.proxies import ProxyHeaders
 from .web.templating import Pages
@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
             tracing.start()  # in each worker, after the fork (web/tracing.py)
         try:
             async with anyio.create_task_group() as tasks:
+                tasks.start_soon(runtime_watch().run)
                 if settings.purge_interval:
                     tasks.start_soon(purge_periodically, provider.db, settings.purge_interval,
                                      settings.audit_retention_days)

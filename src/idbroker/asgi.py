@@ -17,6 +17,7 @@ from .app import create_app  # noqa: E402 - after the line above
 from .settings import load_settings  # noqa: E402
 from .web.limits import InProgressLimit  # noqa: E402
 from .web.proxies import ProxyHeaders  # noqa: E402
+from .web.runtime import settle_heap  # noqa: E402
 from .web.request_log import configure as configure_logging  # noqa: E402
 
 
@@ -26,8 +27,10 @@ def create() -> ProxyHeaders:
     release_large_buffers()
     settings = load_settings()
     log_to_stderr(settings.log_level, settings.log_format)
-    return ProxyHeaders(InProgressLimit(create_app(settings), limit=settings.max_requests_per_address),
-                        settings.trusted_proxies)
+    app = ProxyHeaders(InProgressLimit(create_app(settings), limit=settings.max_requests_per_address),
+                       settings.trusted_proxies)
+    settle_heap()  # last: all that start-up made lives as long as the worker (web/runtime.py)
+    return app
 
 
 def log_to_stderr(level: str, log_format: str = "text") -> None:

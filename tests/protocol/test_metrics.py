@@ -256,3 +256,20 @@ def test_second_steps_are_counted(local, register, user, clock):
 
     assert moved(factor="totp", outcome="failed") == 1 and moved(factor="totp", outcome="ok") == 1
     assert value(after, "idbroker_mfa_events_total", event="enrolled") >= 1
+
+
+def test_collector_pauses_and_loop_lag_are_exported(app):
+    import gc
+    import time as clock
+
+    with TestClient(app, base_url=ISSUER, client=LOOPBACK) as local:
+        gc.collect()
+        deadline = clock.monotonic() + 5
+        while clock.monotonic() < deadline:
+            text = scrape(local)
+            if value(text, "idbroker_gc_pause_seconds_count", generation="2") and \
+                    value(text, "idbroker_event_loop_lag_seconds_count"):
+                break
+            clock.sleep(0.05)
+    assert value(text, "idbroker_gc_pause_seconds_count", generation="2") >= 1
+    assert value(text, "idbroker_event_loop_lag_seconds_count") >= 1

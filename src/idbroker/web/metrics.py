@@ -19,7 +19,9 @@ What is counted - the names are the documentation (README "Monitoring"):
 * ``idbroker_tokens_issued_total{grant}`` (the token endpoint);
 * ``idbroker_upstream_requests_total{host,outcome}`` and ``idbroker_upstream_request_duration_seconds``
   (the httpx client of the upstream providers, `TimedTransport`);
-* ``idbroker_db_pool_checked_out`` - connections in use, summed over the live workers (`watch_pool`).
+* ``idbroker_db_pool_checked_out`` - connections in use, summed over the live workers (`watch_pool`);
+* ``idbroker_gc_pause_seconds{generation}`` and ``idbroker_event_loop_lag_seconds`` - what stops
+  every request of a worker at once (web/runtime.py, `runtime_watch`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import request_log
+from .runtime import RuntimeWatch
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -68,6 +71,10 @@ UPSTREAM_LATENCY = Histogram("idbroker_upstream_request_duration_seconds",
                              "Time for an upstream identity provider to answer", ["host"])
 POOL_CHECKED_OUT = Gauge("idbroker_db_pool_checked_out", "Database connections in use",
                          multiprocess_mode="livesum")
+GC_PAUSES = Histogram("idbroker_gc_pause_seconds", "Pauses of the cyclic garbage collector, by generation",
+                      ["generation"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
+LOOP_LAG = Histogram("idbroker_event_loop_lag_seconds", "How late the event loop ran a callback that was due",
+                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LOGIN_SUCCEEDED, _LOGIN_FAILED, _LOCKED = "login.succeeded", "login.failed", "login.locked"
@@ -123,6 +130,12 @@ def _checked_in(dbapi_connection: Any, record: Any) -> None:
     # PostgreSQL change-feed listener's) would otherwise take the gauge below zero.
     if record is not None and record.info.pop("idbroker_counted", False):
         POOL_CHECKED_OUT.dec()
+
+
+def runtime_watch() -> RuntimeWatch:
+    """The collector's pauses and the event loop's lag, into GC_PAUSES and LOOP_LAG."""
+    return RuntimeWatch(lambda generation, seconds: GC_PAUSES.labels(generation=str(generation)).observe(seconds),
+                        LOOP_LAG.observe)
 
 
 class TimedTransport(httpx.AsyncBaseTransport):
