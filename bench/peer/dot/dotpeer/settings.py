@@ -5,6 +5,7 @@ Environment (set by bench/bench.py):
   DOT_DATA_DIR        where the SQLite file and the RSA signing key live
   DOT_DATABASE_URL    postgresql://user@host:port/name for PostgreSQL; unset = SQLite in DOT_DATA_DIR
   DOT_ARGON2          "memory_kib,time_cost,parallelism": idbroker's argon2id parameters, for user passwords
+  DOT_PG_POOL         PostgreSQL connections per worker, at most (default 16; a pool per worker)
 """
 
 import os
@@ -44,13 +45,20 @@ TEMPLATES = [{
 }]
 
 _url = os.environ.get("DOT_DATABASE_URL", "")
+DOT_PG_POOL = int(os.environ.get("DOT_PG_POOL", "16"))  # PostgreSQL connections per worker, at most
 if _url.startswith("postgres"):
     _p = urlsplit(_url)
     DATABASES = {"default": {
         "ENGINE": "django.db.backends.postgresql", "NAME": _p.path.lstrip("/"), "USER": _p.username or "postgres",
         "PASSWORD": _p.password or "", "HOST": _p.hostname or "127.0.0.1", "PORT": str(_p.port or 5432),
-        # one persistent connection per worker, as a production deployment keeps them
-        "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True,
+        # A bounded pool per worker (Django's psycopg pool), as idbroker keeps one (20 + 10 per worker), not
+        # a persistent connection per thread: Granian's WSGI pool grows to as many threads as there are
+        # requests in flight (256 at most), so CONN_MAX_AGE=None held ~56 connections per server under the
+        # bench's 32 connections; next to idbroker's pool that ran PostgreSQL's 100 slots out ("too many
+        # clients already") and requests failed with 500s (first at /o/authorize/). A thread waits for a
+        # free connection instead. No check on checkout, as idbroker does no pre-ping.
+        "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False,
+        "OPTIONS": {"pool": {"min_size": 2, "max_size": DOT_PG_POOL, "timeout": 30}},
     }}
 else:
     DATABASES = {"default": {
