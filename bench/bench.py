@@ -163,7 +163,7 @@ class Config:
         for p in peers:
             if p not in PEERS:
                 raise SystemExit(f"bench: unknown peer {p!r} ({', '.join(PEERS)})")
-        if "postgres" not in backends:
+        if "postgres" not in backends and not env.get("BENCH_PG_ADMIN_URL"):
             peers = [p for p in peers if p != "dot-postgres"]
         return cls(duration=duration, warmup=seconds(env.get("BENCH_WARMUP", "2s")),
                    hash_duration=seconds(env.get("BENCH_HASH_DURATION", str(duration))),
@@ -395,7 +395,9 @@ def start_idbroker(key: str, cfg: Config, tmp: Path, database_url: str | None) -
                                    "--scope", "api:read", "--scope", "api:write")["client_secret"]
     srv.web1_secret = idbroker_cli(env, "clients", "add", "--client-id", "web1", "--redirect-uri", REDIRECT_URI,
                                    "--first-party", "--grant-type", "authorization_code",
-                                   "--grant-type", "refresh_token")["client_secret"]
+                                   "--grant-type", "refresh_token",
+                                   # ES256 ID tokens, as the oidc-provider peer's web1 registers them
+                                   "--id-token-alg", "ES256")["client_secret"]
     srv.password = "bench-" + secrets.token_urlsafe(12)
     add_users(env, USER_EMAIL, srv.password, max(cfg.login_users, cfg.connections))
     idbroker_cli(env, "keys", "list")  # signing keys exist before the timed start, as on any restart
@@ -572,6 +574,73 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     server_cpu: float = 0.0  # CPU seconds the server used per second of the run (2.0 = two cores busy)
     other_cpu: float = 0.0  # the same for everything that is neither the servers nor the load generator
+    runtime: dict[str, dict[float, float]] = field(default_factory=dict)  # idbroker: pause / lag histograms
+
+
+# -- where the tail comes from: idbroker's own runtime histograms ------------------------------------
+RUNTIME_SERIES = {"gc_full": ("idbroker_gc_pause_seconds", {"generation": "2"}),
+                  "gc_young": ("idbroker_gc_pause_seconds", {"generation": ("0", "1")}),
+                  "loop_lag": ("idbroker_event_loop_lag_seconds", {})}
+
+
+def runtime_histograms(srv: Server) -> dict[str, dict[float, float]] | None:
+    """idbroker's collector-pause and event-loop-lag histograms from /metrics (summed over its workers):
+    series -> {bucket upper bound: cumulative count}. None for a peer or when /metrics does not answer."""
+    if srv.is_peer:
+        return None
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        status, body = http("GET", f"{srv.origin}/metrics")
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    out: dict[str, dict[float, float]] = {k: {} for k in RUNTIME_SERIES}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            for key, (name, labels) in RUNTIME_SERIES.items():
+                if sample.name != name + "_bucket":
+                    continue
+                if all(sample.labels.get(k) in (v if isinstance(v, tuple) else (v,)) for k, v in labels.items()):
+                    le = float(sample.labels["le"])
+                    out[key][le] = out[key].get(le, 0.0) + sample.value
+    return out
+
+
+def histogram_delta(after: dict[str, dict[float, float]] | None,
+                    before: dict[str, dict[float, float]]) -> dict[str, dict[float, float]]:
+    if after is None:
+        return {}
+    return {key: {le: n - before.get(key, {}).get(le, 0.0) for le, n in sorted(buckets.items())}
+            for key, buckets in after.items()}
+
+
+def runtime_rows(cfg: Config, servers: dict[str, Server], results: dict) -> list[str]:
+    """Per endpoint and idbroker server: how many collector pauses and late loop wake-ups fell in each
+    latency band during the measured run (the request latencies are in the table above)."""
+    bands = [(0.0, 0.001), (0.001, 0.005), (0.005, 0.01), (0.01, 0.025), (0.025, 0.05), (0.05, float("inf"))]
+    names = ["< 1 ms", "1-5 ms", "5-10 ms", "10-25 ms", "25-50 ms", "> 50 ms"]
+    rows = ["| endpoint | server | cause | " + " | ".join(names) + " | per second ≥ 5 ms |",
+            "| --- | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |"]
+    labels = {"gc_full": "full collections (gen 2)", "gc_young": "young collections (gen 0, 1)",
+              "loop_lag": "event-loop lag (a probe every 50 ms)"}
+    for ep in cfg.endpoints:
+        for key in cfg.backends:
+            r = results.get(key, {}).get(ep)
+            if r is None or not r.runtime:
+                continue
+            for cause, buckets in r.runtime.items():
+                def upto(limit: float) -> float:
+                    return max((n for le, n in buckets.items() if le <= limit + 1e-12), default=0.0)
+                total = buckets.get(float("inf"), 0.0)
+                counts = [(total if hi == float("inf") else upto(hi)) - upto(lo) for lo, hi in bands]
+                slow = total - upto(0.005)
+                rows.append(f"| {ep} | {servers[key].label} | {labels[cause]} | "
+                            + " | ".join(f"{n:.0f}" for n in counts) + f" | {slow / cfg.duration:.1f} |")
+    return rows
 
 
 def wrk(url: str, script: str, args: list[str], duration: float, cfg: Config,
@@ -653,8 +722,11 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
         m.update(cpu=cpu_seconds(pids), pg=cpu_seconds(postgres_pids()), busy=machine_busy_seconds(),
                  kids=children_cpu(), t=time.perf_counter())
 
+    runtime_before = runtime_histograms(srv)
     r = run_endpoint(srv, ep, cfg, cfg.duration, tmp, mark)
     wall = time.perf_counter() - m["t"]
+    if runtime_before is not None:
+        r.runtime = histogram_delta(runtime_histograms(srv), runtime_before)
     server = cpu_seconds(pids) - m["cpu"]
     ours = server + (cpu_seconds(postgres_pids()) - m["pg"]) + (children_cpu() - m["kids"])
     r.server_cpu = server / wall
@@ -1096,6 +1168,19 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
             L.append(f"| {name} | {servers[key].label} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} | {fmt(r.p99_ms, 2)} "
                      f"| {r.errors} | {r.server_cpu:.2f} | {r.other_cpu:.2f} |")
     L.append("")
+    runtime = runtime_rows(cfg, servers, results)
+    if len(runtime) > 2:
+        L.append("## Where the tail comes from")
+        L.append("")
+        L.append("What stops every request of an idbroker worker at once, counted by the workers themselves over each "
+                 "measured run (`/metrics`: `idbroker_gc_pause_seconds`, `idbroker_event_loop_lag_seconds`; "
+                 "web/runtime.py): the cyclic collector's pauses by duration, and how late the event loop woke a "
+                 "50 ms sleep (a ready request waits that long behind a pause, code holding the loop, or threads "
+                 "holding the GIL). Each worker freezes its start-up heap out of the collector (`settle_heap`), so "
+                 "a full collection walks only what requests made since.")
+        L.append("")
+        L.extend(runtime)
+        L.append("")
     L.append("## Targets")
     L.append("")
     L.append("| target | wanted | measured | |")
