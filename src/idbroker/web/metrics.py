@@ -76,6 +76,7 @@ GC_PAUSES = Histogram("idbroker_gc_pause_seconds", "Pauses of the cyclic garbage
 LOOP_LAG = Histogram("idbroker_event_loop_lag_seconds", "How late the event loop ran a callback that was due",
                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
+_TOKENS_BY_GRANT: dict[str, Any] = {}  # grant type -> its counter (the token endpoint knows the grant types)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LOGIN_SUCCEEDED, _LOGIN_FAILED, _LOCKED = "login.succeeded", "login.failed", "login.locked"
 
@@ -105,7 +106,10 @@ def mfa_verified(factor: str, ok: bool) -> None:
 
 def token_issued(grant_type: str, client_id: str | None = None) -> None:
     """The token endpoint answered `client_id` with tokens (the client_id also goes to the log fields)."""
-    TOKENS_ISSUED.labels(grant=grant_type[:64]).inc()
+    counted = _TOKENS_BY_GRANT.get(grant_type)
+    if counted is None:
+        counted = _TOKENS_BY_GRANT[grant_type] = TOKENS_ISSUED.labels(grant=grant_type[:64])
+    counted.inc()
     request_log.note(client_id=client_id)
 
 
@@ -198,6 +202,20 @@ def render() -> bytes:
 
 
 # -- every request --------------------------------------------------------------------------------
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _request_series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one route, method and status, looked up once
+    (labels() takes a lock and builds its key on every call). Bounded as the labels are."""
+    key = (route, method, status)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = (HTTP_REQUESTS.labels(route=route, method=method, status=str(status)),
+                                 HTTP_LATENCY.labels(route=route, method=method))
+    return series
+
+
 def route_of(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -243,8 +261,9 @@ class ObservedRequests:
         finally:
             route = route_of(scope)
             try:
-                HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
-                HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+                counted, timed = _request_series(route, method, status)
+                counted.inc()
+                timed.observe(time.perf_counter() - started)
             except Exception:  # noqa: BLE001 - counting must never break the answer
                 pass
             if self.access_log:
