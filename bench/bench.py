@@ -618,6 +618,11 @@ def histogram_delta(after: dict[str, dict[float, float]] | None,
             for key, buckets in after.items()}
 
 
+def _upto(buckets: dict[float, float], limit: float) -> float:
+    """A cumulative histogram's count at `limit` (the largest bucket bound at or below it)."""
+    return max((n for le, n in buckets.items() if le <= limit + 1e-12), default=0.0)
+
+
 def runtime_rows(cfg: Config, servers: dict[str, Server], results: dict) -> list[str]:
     """Per endpoint and idbroker server: how many collector pauses and late loop wake-ups fell in each
     latency band during the measured run (the request latencies are in the table above)."""
@@ -633,11 +638,10 @@ def runtime_rows(cfg: Config, servers: dict[str, Server], results: dict) -> list
             if r is None or not r.runtime:
                 continue
             for cause, buckets in r.runtime.items():
-                def upto(limit: float) -> float:
-                    return max((n for le, n in buckets.items() if le <= limit + 1e-12), default=0.0)
                 total = buckets.get(float("inf"), 0.0)
-                counts = [(total if hi == float("inf") else upto(hi)) - upto(lo) for lo, hi in bands]
-                slow = total - upto(0.005)
+                counts = [(total if hi == float("inf") else _upto(buckets, hi)) - _upto(buckets, lo)
+                          for lo, hi in bands]
+                slow = total - _upto(buckets, 0.005)
                 rows.append(f"| {ep} | {servers[key].label} | {labels[cause]} | "
                             + " | ".join(f"{n:.0f}" for n in counts) + f" | {slow / cfg.duration:.1f} |")
     return rows
@@ -1097,7 +1101,8 @@ def summary_table(cfg: Config, servers: dict[str, Server], results: dict) -> lis
 
 
 def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dict[str, Server],
-           results: dict, checks: list[dict], pg_info: dict | None, started: dt.datetime, elapsed: float) -> str:
+           results: dict, checks: list[dict], pg_info: dict | None, started: dt.datetime, elapsed: float,
+           scale: dict | None = None) -> str:
     order = [k for k in [*cfg.backends, *cfg.peers] if k in servers]
     L: list[str] = []
     L.append("# Benchmarks")
@@ -1216,6 +1221,12 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
             L.append("- login generator CPU: " + ", ".join(f"{lbl} {pct:.0f} % of one core" for lbl, pct in gen)
                      + "; it drives the peer's flow faster than any idbroker's, so it is not what limits idbroker.")
         L.append("")
+    if scale:
+        import scaleout
+
+        pg = results.get("postgres", {})
+        L.extend(scaleout.model_lines(scale, {ep: r.rps for ep, r in pg.items() if ep != "login"},
+                                      pg["login"].rps if "login" in pg else None, int(mach["nproc"])))
     L.append("## Memory and start-up")
     L.append("")
     L.append("| server | cold start → first 200 | process | RSS before the login load (MB) | RSS after all load (MB) "
@@ -1372,6 +1383,12 @@ def main() -> int:
                     + ", ".join(f"{w['rss_mb']:.0f} MB" for w in srv.rss["workers"]))
     finally:
         cleanup()
+    scale = None
+    if not cfg.grown and "postgres" in results and cfg.pg_admin_url:
+        import scaleout
+
+        log("scale-out model: statements per operation (in-process idbroker on PostgreSQL), then pgbench")
+        scale = scaleout.measure(cfg.pg_admin_url)
 
     mach["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     if other_cpu:
@@ -1384,7 +1401,7 @@ def main() -> int:
     else:
         checks = evaluate(results, servers, ceiling, cfg)
         text = report(cfg, mach, ceiling, servers, results, checks, pg_info, started_at,
-                      time.perf_counter() - t_start)
+                      time.perf_counter() - t_start, scale)
     if cfg.output == "-":
         print(text)
     else:
