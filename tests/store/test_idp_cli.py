@@ -153,3 +153,34 @@ def test_a_provider_changed_twice_within_the_clock_tick_is_rebuilt(provider):
         row = s.get(UpstreamProvider, "tick")
         row.options = {"issuer": "https://b.example"}
     assert registry.get("tick")[1].config.options["issuer"] == "https://b.example"
+
+
+def test_the_provider_list_is_kept_for_cache_seconds_and_a_local_write_is_seen_at_once(provider, monkeypatch):
+    from idbroker.federation import registry as module
+    from idbroker.federation.registry import UpstreamRegistry
+
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    here = UpstreamRegistry(provider.db, b"k" * 32, cache_seconds=5)
+    elsewhere = UpstreamRegistry(provider.db, b"k" * 32, cache_seconds=5)  # another worker
+    assert here.list() == [] and elsewhere.list() == []
+    reads = []
+    monkeypatch.setattr(provider.db, "session", _counting(provider.db.session, reads))
+    here.add("corp", "stub", "Corp")
+    assert [r.id for r in here.list()] == ["corp"]  # this worker's own write: at once
+    assert elsewhere.list() == []  # another worker's: within cache_seconds
+    clock[0] += 5
+    assert [r.id for r in elsewhere.list()] == ["corp"]
+    read_before = len(reads)
+    for _ in range(3):
+        assert [r.id for r in elsewhere.list()] == ["corp"] and elsewhere.for_domain("a@b.example") is None
+    assert len(reads) == read_before  # kept: no read per sign-in
+    here.remove("corp")
+    assert here.list() == []
+
+
+def _counting(session: Any, reads: list[bool]) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(True)
+        return session(*args, **kwargs)
+    return counted

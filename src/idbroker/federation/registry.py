@@ -27,6 +27,7 @@ import inspect
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -81,11 +82,19 @@ def redirect_uris(issuer: str, provider_id: str, kind: str) -> dict[str, str]:
 
 
 class UpstreamRegistry:
-    def __init__(self, db: Database, master_secret: bytes, collaborators: Mapping[str, Any] | None = None):
+    """`list` (the sign-in page's buttons, home-realm discovery on every password submission) is
+    kept for `cache_seconds`, as the client registry keeps clients: a change made in this process
+    is seen at once, one made by another worker or node within `cache_seconds`. `get`, which a
+    sign-in through a provider goes by, always reads the provider's row."""
+
+    def __init__(self, db: Database, master_secret: bytes, collaborators: Mapping[str, Any] | None = None,
+                 cache_seconds: float = 0):
         self.db = db
         self._secrets = SecretBox(master_secret, "idbroker upstream secrets")
         self.collaborators = dict(collaborators or {})
+        self.cache_seconds = cache_seconds
         self._built: dict[str, tuple[str, Upstream | PasswordAuthority]] = {}
+        self._listed: tuple[float, tuple[UpstreamProvider, ...]] | None = None
         self._lock = threading.Lock()
 
     # -- writes -----------------------------------------------------------------------------------
@@ -108,6 +117,7 @@ class UpstreamRegistry:
             if s.get(UpstreamProvider, provider_id) is not None:
                 raise InvalidUpstream(f"provider {provider_id!r} already exists")
             s.add(row)
+        self._changed()
         return row
 
     def update(self, provider_id: str, *, name: str | None = None, options: Mapping[str, Any] | None = None,
@@ -137,6 +147,7 @@ class UpstreamRegistry:
                 row.trust_mfa = trust_mfa
             self._check(row)
             row.updated_at = utcnow()
+        self._changed()
         return row
 
     def remove(self, provider_id: str,
@@ -151,6 +162,7 @@ class UpstreamRegistry:
                 precondition(row)
             if not s.execute(delete(UpstreamProvider).where(UpstreamProvider.id == provider_id)).rowcount:
                 raise UpstreamNotFound(provider_id)
+        self._changed()
         with self._lock:
             self._built.pop(provider_id, None)
 
@@ -175,8 +187,18 @@ class UpstreamRegistry:
 
     # -- reads ------------------------------------------------------------------------------------
     def list(self) -> list[UpstreamProvider]:
+        listed = self._listed
+        if listed is not None and time.monotonic() - listed[0] < self.cache_seconds:
+            return list(listed[1])
+        read_at = time.monotonic()
         with self.db.session(write=False) as s:
-            return list(s.scalars(select(UpstreamProvider).order_by(UpstreamProvider.id)))
+            rows = tuple(s.scalars(select(UpstreamProvider).order_by(UpstreamProvider.id)))
+        self._listed = (read_at, rows)
+        return list(rows)
+
+    def _changed(self) -> None:
+        """A write in this process: the next `list` reads the table again."""
+        self._listed = None
 
     def row(self, provider_id: str) -> UpstreamProvider | None:
         if not ID_RE.match(provider_id or ""):
