@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import types
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -118,7 +119,6 @@ def _prepare_and_serve(settings: Any, host: str, port: int, workers: int, access
     whose services `serve` does not use beyond the store and the key store."""
     from sqlalchemy.exc import OperationalError
 
-    from ..keys.keystore import KeyStore
     from ..server import exec_server
     from ..store.db import Database
     from .first_run import FirstStart
@@ -130,10 +130,7 @@ def _prepare_and_serve(settings: Any, host: str, port: int, workers: int, access
         _upgrade(db)
     except OperationalError as exc:
         _error_exit(exc, db.engine.url)
-    master = settings.secret_bytes()
-    keys = KeyStore(db, master, default_alg=settings.signing_alg, activation_delay=settings.key_activation_delay,
-                    max_token_ttl=max(settings.access_token_ttl, settings.id_token_ttl, 3600),
-                    cache_seconds=settings.cache_seconds)
+    keys = key_store(settings, db)
     try:
         algs_before = {k.alg for k, _ in keys.list()}
         keys.ensure()
@@ -148,6 +145,16 @@ def _prepare_and_serve(settings: Any, host: str, port: int, workers: int, access
     show(lines)
     db.dispose()
     exec_server(host, port, workers, access_log)
+
+
+def key_store(settings: Any, db: Any) -> Any:
+    """The key store as Provider(settings).keys is built (a test compares them)."""
+    from ..keys.keystore import KeyStore
+
+    return KeyStore(db, settings.secret_bytes(), default_alg=settings.signing_alg,
+                    activation_delay=settings.key_activation_delay,
+                    max_token_ttl=max(settings.access_token_ttl, settings.id_token_ttl, 3600),
+                    cache_seconds=settings.cache_seconds)
 
 
 def _upgrade(db: Any) -> None:
@@ -235,7 +242,7 @@ def _wrap(text: str, width: int) -> list[str]:
             breaks.append(start)
             offset = len(word)
     bounds = [0, *breaks, len(text)]
-    lines = [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    lines = [text[a:b] for a, b in pairwise(bounds) if b > a]
     return [line if len(line) <= width else line[:width] + line[width:].rstrip() for line in lines]
 
 
