@@ -43,12 +43,18 @@ def release_large_buffers() -> None:
     """Each argon2id hash allocates `argon2_memory_kib` (19 MiB by default). glibc raises its mmap
     threshold after the first such buffer is freed and then keeps later ones in its heap, so a
     worker's RSS grows by that much per concurrent hash and never shrinks. A fixed 1 MiB threshold
-    keeps large buffers mmap'ed: returned to the system as soon as the hash is done."""
+    keeps large buffers mmap'ed: returned to the system as soon as the hash is done.
+
+    glibc also gives each thread that allocates its own arena (up to 8 per core), and a worker's
+    threads (the thread pool, the change feed) each keep theirs partly filled: two arenas, as
+    the GIL lets one thread allocate at a time anyway."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+        libc.mallopt(M_ARENA_MAX, 2)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
 
 
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8

@@ -203,3 +203,12 @@ def test_accept_language_by_quality():
     assert Pages().language(request(None, "sv, zh-CN;q=0.8, pt;q=0.9")) == "pt-BR"
     assert Pages().language(request(None, "sv, zh-CN;q=0.8")) == "zh-Hans"
     assert Pages().language(request(None, "de;q=0, fr;q=0.1")) == "fr"
+
+
+def test_a_catalog_is_read_when_its_language_is_first_used():
+    catalogs = Catalogs()
+    assert catalogs._translations == {}  # none read at start-up
+    french = catalogs.get("fr")
+    assert french.gettext("Sign in") != "Sign in" and set(catalogs._translations) == {"fr"}
+    assert catalogs.get("fr") is french  # read once
+    assert catalogs.get("xx") is catalogs.get("en")  # an unknown tag is the default language
