@@ -253,7 +253,8 @@ def model_lines(scale: dict[str, Any], per_node: dict[str, float], login_per_nod
         db_share = writes / pgb["tpcb_tps"] + reads / pgb["read_only_tps"]
         rows.append(f"- **1,000 password logins/s**: one node does {login_per_node:,.0f} logins/s (argon2id at the "
                     f"configured cost is most of its CPU), so **{nodes} nodes** of {cores} cores ({nodes * cores} "
-                    "cores; fewer where the database has a machine of its own, as it shares this one). The database sees {1000 * login['statements']:,.0f} statements/s in "
+                    "cores; fewer where the database has a machine of its own, as it shares this one). "
+                    f"The database sees {1000 * login['statements']:,.0f} statements/s in "
                     f"{1000 * login['transactions']:,.0f} transactions/s, {writes:,.0f} of them writing: "
                     f"{db_share:.1f} × what this {cores}-core PostgreSQL does in pgbench's mix, so a database of "
                     f"~{max(cores, math.ceil(db_share * cores * 1.5 / 2) * 2)} cores with its WAL on a fast disk "
@@ -283,7 +284,8 @@ def model_lines(scale: dict[str, Any], per_node: dict[str, float], login_per_nod
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("admin_url", help="a PostgreSQL superuser URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("admin_url",
+                    help="a PostgreSQL superuser URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--ops", type=int, default=40, help="operations of each kind counted")
     args = ap.parse_args()
     print(json.dumps(measure(args.admin_url, args.ops)), flush=True)

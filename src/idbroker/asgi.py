@@ -17,8 +17,8 @@ from .app import create_app  # noqa: E402 - after the line above
 from .settings import load_settings  # noqa: E402
 from .web.limits import InProgressLimit  # noqa: E402
 from .web.proxies import ProxyHeaders  # noqa: E402
-from .web.runtime import settle_heap  # noqa: E402
 from .web.request_log import configure as configure_logging  # noqa: E402
+from .web.runtime import settle_heap  # noqa: E402
 
 
 def create() -> ProxyHeaders:

@@ -186,7 +186,8 @@ class Provider:
 
         offered = {"http": httpx.AsyncClient(timeout=10.0, follow_redirects=False, transport=metrics.TimedTransport()),
                    "replay": SeenAssertions(self.db), "issuer": self.issuer}
-        return UpstreamRegistry(self.db, self.settings.secret_bytes(), offered, cache_seconds=self.settings.cache_seconds)
+        return UpstreamRegistry(self.db, self.settings.secret_bytes(), offered,
+                                cache_seconds=self.settings.cache_seconds)
 
     @cached_property
     def password_sign_in(self) -> PasswordSignIn:

@@ -14,11 +14,11 @@ The bytes are kept on the request where Starlette keeps what ``Request.body()`` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import aclosing
 from urllib.parse import parse_qsl
 
-import asyncio
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
