@@ -14,7 +14,6 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import select, update
-from standards_helpers import cli_runner  # noqa: F401 (the `cli` fixture)
 from support import ISSUER, pkce_pair, query_of
 from test_dpop import Holder
 
@@ -164,10 +163,11 @@ def test_registration_validates_the_combination(fields: dict[str, Any], problem:
 def test_cli_fapi2(cli: Any, tmp_path: Any) -> None:
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(JWKS))
-    refused = cli("clients", "add", "--client-id", "c1", "--redirect-uri", "https://app.example/cb", "--fapi2")
+    refused = cli("clients", "add", "--client-id", "c1", "--redirect-uri", "https://app.example/cb", "--fapi2",
+                  ok=False)
     assert refused.exit_code == 1 and "private_key_jwt" in refused.output and "Traceback" not in refused.output
     public = cli("clients", "add", "--client-id", "c2", "--redirect-uri", "https://app.example/cb", "--public",
-                 "--fapi2")
+                 "--fapi2", ok=False)
     assert public.exit_code == 1 and "public client" in public.output
     ok = cli("clients", "add", "--client-id", "c3", "--redirect-uri", "https://app.example/cb", "--auth-method",
              "private_key_jwt", "--jwks-file", str(jwks), "--fapi2", "--json")

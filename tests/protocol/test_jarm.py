@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from standards_helpers import cli_runner  # noqa: F401 (the `cli` fixture)
 from support import ISSUER, fragment_of, pkce_pair, query_of
 
 HYBRID = "code id_token"
@@ -129,5 +128,5 @@ def test_cli_authorization_alg(cli: Any) -> None:
     r = cli("clients", "add", "--client-id", "c1", "--redirect-uri", "https://app.example/cb",
             "--authorization-alg", "ES256", "--json")
     assert r.exit_code == 0, r.output
-    bad = cli("clients", "update", "c1", "--authorization-alg", "HS256")
+    bad = cli("clients", "update", "c1", "--authorization-alg", "HS256", ok=False)
     assert bad.exit_code == 1 and "authorization_signed_response_alg" in bad.output
