@@ -8,14 +8,9 @@
 //   RP_ISSUER, RP_REDIRECT_URI, RP_POST_LOGOUT_REDIRECT_URI, RP_INITIAL_ACCESS_TOKEN (optional)
 //   IDBROKER_TEST_NODE_MODULES   where openid-client is installed (default: ./node_modules)
 
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { importPackage } from './packages.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const modulesDir = process.env.IDBROKER_TEST_NODE_MODULES || join(here, 'node_modules');
-const resolveFrom = createRequire(join(modulesDir, '..', 'register_client-resolver.cjs'));
-const client = await import(pathToFileURL(resolveFrom.resolve('openid-client')).href);
+const client = await importPackage('openid-client');
 
 const env = process.env;
 try {

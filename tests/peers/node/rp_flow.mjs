@@ -23,15 +23,9 @@
 //                                by the caller)
 //   IDBROKER_TEST_NODE_MODULES   where openid-client is installed (default: ./node_modules)
 
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { importPackage } from './packages.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const modulesDir = process.env.IDBROKER_TEST_NODE_MODULES || join(here, 'node_modules');
-// Resolve openid-client from that node_modules (ESM ignores NODE_PATH), then import it as ESM.
-const resolveFrom = createRequire(join(modulesDir, '..', 'rp_flow-resolver.cjs'));
-const client = await import(pathToFileURL(resolveFrom.resolve('openid-client')).href);
+const client = await importPackage('openid-client');
 
 // ------------------------------------------------------------------------------------ config
 const OPTIONS = {

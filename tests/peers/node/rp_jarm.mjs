@@ -9,16 +9,11 @@
 //   RP_USERNAME, RP_PASSWORD                                     who signs in
 //   IDBROKER_TEST_NODE_MODULES                                   where openid-client is
 
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { importPackage } from './packages.mjs';
 
 import { Browser, check } from './rp_browser.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const modulesDir = process.env.IDBROKER_TEST_NODE_MODULES || join(here, 'node_modules');
-const resolveFrom = createRequire(join(modulesDir, '..', 'rp_jarm-resolver.cjs'));
-const client = await import(pathToFileURL(resolveFrom.resolve('openid-client')).href);
+const client = await importPackage('openid-client');
 
 const env = process.env;
 const insecure = { execute: [client.allowInsecureRequests] };

@@ -14,14 +14,9 @@
 // Prints "listening <issuer>" on stdout once it accepts connections.
 
 import { generateKeyPairSync } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { importPackage } from './packages.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const modulesDir = process.env.IDBROKER_TEST_NODE_MODULES || join(here, 'node_modules');
-const resolveFrom = createRequire(join(modulesDir, '..', 'upstream-resolver.cjs'));
-const { default: Provider } = await import(pathToFileURL(resolveFrom.resolve('oidc-provider')).href);
+const { default: Provider } = await importPackage('oidc-provider');
 
 const port = Number(process.env.PORT);
 const kid = process.env.KID || 'k1';
