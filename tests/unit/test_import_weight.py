@@ -93,9 +93,9 @@ def test_ldap_names_load_on_first_use() -> None:
 def test_webauthn_names_load_on_first_use() -> None:
     from idbroker.mfa import webauthn as module
 
-    module.load_webauthn()
-    assert module.bytes_to_base64url(b"\xff") == "_w"
-    assert module._TRANSPORTS >= {"usb", "internal", "hybrid"}
+    names = module.load_webauthn()
+    assert names.bytes_to_base64url(b"\xff") == "_w"
+    assert names.TRANSPORTS >= {"usb", "internal", "hybrid"}
 
 
 def test_language_names_are_babels() -> None:

@@ -32,6 +32,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -48,64 +49,18 @@ from ..text import N_
 from .base import Attempt, FactorError
 
 if TYPE_CHECKING:
-    from webauthn import (
-        generate_authentication_options,
-        generate_registration_options,
-        options_to_json,
-        verify_authentication_response,
-        verify_registration_response,
-    )
-    from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, parse_authentication_credential_json
-    from webauthn.helpers.exceptions import (
-        InvalidAuthenticationResponse,
-        InvalidRegistrationResponse,
-        WebAuthnException,
-    )
-    from webauthn.helpers.structs import (
-        AuthenticatorSelectionCriteria,
-        AuthenticatorTransport,
-        PublicKeyCredentialDescriptor,
-        ResidentKeyRequirement,
-        UserVerificationRequirement,
-    )
-
     from ..settings import Settings
+    from . import webauthn_api
     from .service import MfaService
 
 
-def load_webauthn() -> None:
-    """py_webauthn (with pyOpenSSL, pyasn1, cbor2) imported on first use - a passkey ceremony -
-    not when a worker starts: ~0.08 s of CPU and ~5 MB per worker that password and token traffic
-    never needs (tests/unit/test_import_weight.py). The names become this module's globals, so the
-    code below uses them as if imported at the top."""
-    global generate_authentication_options, generate_registration_options, options_to_json
-    global verify_authentication_response, verify_registration_response, base64url_to_bytes, bytes_to_base64url
-    global parse_authentication_credential_json, InvalidAuthenticationResponse, InvalidRegistrationResponse
-    global WebAuthnException, AuthenticatorSelectionCriteria, AuthenticatorTransport, PublicKeyCredentialDescriptor
-    global ResidentKeyRequirement, UserVerificationRequirement, _TRANSPORTS
-    if "_TRANSPORTS" in globals():
-        return
-    from webauthn import (
-        generate_authentication_options,
-        generate_registration_options,
-        options_to_json,
-        verify_authentication_response,
-        verify_registration_response,
-    )
-    from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, parse_authentication_credential_json
-    from webauthn.helpers.exceptions import (
-        InvalidAuthenticationResponse,
-        InvalidRegistrationResponse,
-        WebAuthnException,
-    )
-    from webauthn.helpers.structs import (
-        AuthenticatorSelectionCriteria,
-        AuthenticatorTransport,
-        PublicKeyCredentialDescriptor,
-        ResidentKeyRequirement,
-        UserVerificationRequirement,
-    )
-    _TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
+def load_webauthn() -> ModuleType:
+    """py_webauthn's names (mfa/webauthn_api.py), imported on first use - a passkey ceremony - not
+    when a worker starts: py_webauthn with pyOpenSSL, pyasn1 and cbor2 is ~0.08 s of CPU and ~5 MB
+    per worker that password and token traffic never needs (tests/unit/test_import_weight.py)."""
+    from . import webauthn_api
+
+    return webauthn_api
 
 
 log = logging.getLogger("idbroker.webauthn")
@@ -186,9 +141,9 @@ class Passkeys:
 
     # -- challenge tokens -----------------------------------------------------------------------
     def _token(self, purpose: str, challenge: bytes, user: User | None, factor_id: str | None = None) -> str:
-        load_webauthn()
+        wa = load_webauthn()
         claims: dict[str, Any] = {"jti": "webauthn." + random_token(16), "pur": purpose,
-                                  "ch": bytes_to_base64url(challenge), "exp": int(time.time()) + CHALLENGE_TTL}
+                                  "ch": wa.bytes_to_base64url(challenge), "exp": int(time.time()) + CHALLENGE_TTL}
         if user is not None:
             claims["uid"] = user.id
         if factor_id is not None:
@@ -197,14 +152,14 @@ class Passkeys:
 
     def ceremony(self, token: str | None, purpose: str) -> Ceremony:
         """The live ceremony of `purpose` that `token` describes; PasskeyError(EXPIRED) otherwise."""
-        load_webauthn()
+        wa = load_webauthn()
         if not token or len(token) > 2048:
             raise PasskeyError(EXPIRED, "no challenge token")
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"]).claims
             exp = int(claims["exp"])
             found = Ceremony(jti=str(claims["jti"]), purpose=str(claims["pur"]),
-                             challenge=base64url_to_bytes(str(claims["ch"])),
+                             challenge=wa.base64url_to_bytes(str(claims["ch"])),
                              user_id=int(claims["uid"]) if "uid" in claims else None,
                              factor_id=str(claims["fid"]) if "fid" in claims else None, expires_at=exp)
         except (JoseError, KeyError, TypeError, ValueError) as exc:
@@ -228,15 +183,15 @@ class Passkeys:
     def registration_options(self, user: User, factor_id: str) -> tuple[dict[str, Any], str]:
         """(PublicKeyCredentialCreationOptions as JSON, challenge token) to set up the pending
         factor `factor_id`."""
-        load_webauthn()
+        wa = load_webauthn()
         existing = self.credentials(user.id)
-        options = generate_registration_options(
+        options = wa.generate_registration_options(
             rp_id=self.rp_id, rp_name=self.rp_name, user_id=user_handle(user), user_name=user.email,
             user_display_name=" ".join(n for n in (user.given_name, user.family_name) if n) or user.email,
             timeout=TIMEOUT_MS,
-            authenticator_selection=AuthenticatorSelectionCriteria(
-                resident_key=ResidentKeyRequirement.PREFERRED,
-                user_verification=UserVerificationRequirement.PREFERRED),
+            authenticator_selection=wa.AuthenticatorSelectionCriteria(
+                resident_key=wa.ResidentKeyRequirement.PREFERRED,
+                user_verification=wa.UserVerificationRequirement.PREFERRED),
             exclude_credentials=[_descriptor(f) for f in existing])
         data = _json(options)
         data["extensions"] = {"credProps": True}  # tells whether the credential is discoverable
@@ -245,21 +200,21 @@ class Passkeys:
     def register(self, ceremony: Ceremony, user: User, factor_id: str, credential: Any) -> MfaFactor:
         """Verifies an attestation (navigator.credentials.create() as JSON) and stores the
         credential in the pending factor, which it confirms."""
-        load_webauthn()
+        wa = load_webauthn()
         if ceremony.user_id != user.id or ceremony.factor_id != factor_id:
             raise PasskeyError(EXPIRED, "challenge issued for another user or factor")
         self.consume(ceremony)
         credential = _parsed_json(credential)
         try:
-            verified = verify_registration_response(credential=credential, expected_challenge=ceremony.challenge,
-                                                    expected_rp_id=self.rp_id, expected_origin=self.origin)
-        except (InvalidRegistrationResponse, WebAuthnException, ValueError, TypeError, KeyError) as exc:
+            verified = wa.verify_registration_response(credential=credential, expected_challenge=ceremony.challenge,
+                                                       expected_rp_id=self.rp_id, expected_origin=self.origin)
+        except (wa.InvalidRegistrationResponse, wa.WebAuthnException, ValueError, TypeError, KeyError) as exc:
             raise PasskeyError(FAILED, f"registration refused: {exc}") from None
         transports = [t for t in (credential.get("response") or {}).get("transports") or []
-                      if isinstance(t, str) and t in _TRANSPORTS]
+                      if isinstance(t, str) and t in wa.TRANSPORTS]
         props = (credential.get("clientExtensionResults") or {}).get("credProps") or {}
-        credential_id = bytes_to_base64url(verified.credential_id)
-        data = {"public_key": bytes_to_base64url(verified.credential_public_key), "transports": transports,
+        credential_id = wa.bytes_to_base64url(verified.credential_id)
+        data = {"public_key": wa.bytes_to_base64url(verified.credential_public_key), "transports": transports,
                 "aaguid": verified.aaguid, "fmt": str(getattr(verified.fmt, "value", verified.fmt)),
                 "backup_eligible": verified.credential_device_type.value == "multi_device",
                 "backed_up": verified.credential_backed_up, "user_verified": verified.user_verified,
@@ -284,34 +239,35 @@ class Passkeys:
     def authentication_options(self, purpose: str, user: User | None = None) -> tuple[dict[str, Any], str]:
         """Passwordless (purpose LOGIN): any discoverable credential, user verification required.
         Second factor (MFA): the user's credentials, user verification preferred."""
-        load_webauthn()
+        wa = load_webauthn()
         if purpose == LOGIN:
-            options = generate_authentication_options(rp_id=self.rp_id, timeout=TIMEOUT_MS,
-                                                      user_verification=UserVerificationRequirement.REQUIRED)
+            options = wa.generate_authentication_options(rp_id=self.rp_id, timeout=TIMEOUT_MS,
+                                                         user_verification=wa.UserVerificationRequirement.REQUIRED)
         else:
             assert user is not None
             allowed = [_descriptor(f) for f in self.credentials(user.id)]
             if not allowed:
                 raise PasskeyError(UNKNOWN, "the user has no passkey")
-            options = generate_authentication_options(rp_id=self.rp_id, timeout=TIMEOUT_MS, allow_credentials=allowed,
-                                                      user_verification=UserVerificationRequirement.PREFERRED)
+            options = wa.generate_authentication_options(rp_id=self.rp_id, timeout=TIMEOUT_MS,
+                                                         allow_credentials=allowed,
+                                                         user_verification=wa.UserVerificationRequirement.PREFERRED)
         return _json(options), self._token(purpose, options.challenge, user)
 
     def authenticate(self, ceremony: Ceremony, credential: Any, *, user: User | None = None) -> Authenticated:
         """Verifies an assertion (navigator.credentials.get() as JSON). With `user` (second
         factor) the credential must be one of theirs; without (passwordless) the authenticator
         must have verified the user (PIN, biometrics)."""
-        load_webauthn()
+        wa = load_webauthn()
         passwordless = user is None
         if not passwordless and ceremony.user_id != user.id:
             raise PasskeyError(EXPIRED, "challenge issued for another user")
         self.consume(ceremony)
         credential = _parsed_json(credential)
         try:
-            parsed = parse_authentication_credential_json(credential)
-        except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+            parsed = wa.parse_authentication_credential_json(credential)
+        except (wa.WebAuthnException, ValueError, TypeError, KeyError) as exc:
             raise PasskeyError(FAILED, f"malformed assertion: {exc}") from None
-        credential_id = bytes_to_base64url(parsed.raw_id)
+        credential_id = wa.bytes_to_base64url(parsed.raw_id)
         with self.db.session(write=False) as s:
             found = s.execute(select(MfaFactor, User).join(User, User.id == MfaFactor.user_id).where(
                 MfaFactor.credential_id == credential_id, MfaFactor.kind == KIND,
@@ -325,11 +281,11 @@ class Passkeys:
         if handle and handle != user_handle(owner):
             raise PasskeyError(FAILED, "user handle does not match the credential's user")
         try:
-            verified = verify_authentication_response(
+            verified = wa.verify_authentication_response(
                 credential=parsed, expected_challenge=ceremony.challenge, expected_rp_id=self.rp_id,
-                expected_origin=self.origin, credential_public_key=base64url_to_bytes(factor.data["public_key"]),
+                expected_origin=self.origin, credential_public_key=wa.base64url_to_bytes(factor.data["public_key"]),
                 credential_current_sign_count=factor.last_counter or 0, require_user_verification=passwordless)
-        except (InvalidAuthenticationResponse, WebAuthnException, ValueError, TypeError, KeyError) as exc:
+        except (wa.InvalidAuthenticationResponse, wa.WebAuthnException, ValueError, TypeError, KeyError) as exc:
             if "sign count" in str(exc):
                 # A counter that does not move forward: the key may have been cloned (§6.1.1).
                 log.warning("passkey %s of user %s refused: its signature counter did not increase (%s)",
@@ -433,18 +389,19 @@ def _parsed_json(credential: Any) -> dict[str, Any]:
     return credential
 
 
-def _descriptor(factor: MfaFactor) -> PublicKeyCredentialDescriptor:
-    load_webauthn()
+def _descriptor(factor: MfaFactor) -> webauthn_api.PublicKeyCredentialDescriptor:
+    wa = load_webauthn()
     transports = []
     for t in (factor.data or {}).get("transports") or []:
         try:
-            transports.append(AuthenticatorTransport(t))
+            transports.append(wa.AuthenticatorTransport(t))
         except ValueError:
             pass
     assert factor.credential_id is not None
-    return PublicKeyCredentialDescriptor(id=base64url_to_bytes(factor.credential_id), transports=transports or None)
+    return wa.PublicKeyCredentialDescriptor(id=wa.base64url_to_bytes(factor.credential_id),
+                                            transports=transports or None)
 
 
 def _json(options: Any) -> dict[str, Any]:
-    load_webauthn()
-    return json.loads(options_to_json(options))
+    wa = load_webauthn()
+    return json.loads(wa.options_to_json(options))
