@@ -7,7 +7,8 @@ call, as STS does through the issuer's discovery document): the signature (RS256
 trust policy, given by the test as {role ARN: {claim: value}} (each claim must equal the value or,
 for a list claim such as `amr`, contain it), and DurationSeconds against the role's maximum.
 Errors are AWS's XML ErrorResponse with AWS's codes and statuses; `fail_next` makes the next call
-answer a given error (throttling, an outage). Every call is recorded in `calls` (claims, role,
+answer a given error (throttling, an outage), and `misbehave` makes every call hang or answer
+garbage. Every call is recorded in `calls` (claims, role,
 session name, duration) for the tests to look at.
 """
 
@@ -48,6 +49,8 @@ class TestSts:
         self.max_duration: dict[str, int] = {}          # role ARN -> MaxSessionDuration (default 3600)
         self.calls: list[dict[str, Any]] = []
         self.fail_next: StsError | None = None
+        self.misbehave: str | None = None  # "hang": answer after hang_seconds; "garbage": 200 with no XML
+        self.hang_seconds = 0.0
         self._lock = threading.Lock()
         sts = self
 
@@ -55,11 +58,13 @@ class TestSts:
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("content-length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if sts.misbehave == "hang":
+                    time.sleep(sts.hang_seconds)
                 try:
                     body, status = sts.handle(form), 200
                 except StsError as err:
                     body, status = sts.error_xml(err), err.status
-                data = body.encode()
+                data = b"<html>502 Bad Gateway" if sts.misbehave == "garbage" else body.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(data)))

@@ -185,6 +185,20 @@ def test_sts_unreachable_is_503(http, provider, token, sts):
     assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable" and r.headers["retry-after"]
 
 
+@pytest.mark.parametrize("misbehaviour", ["hang", "garbage"])
+def test_a_hung_or_garbled_sts_is_503(http, provider, token, sts, monkeypatch, misbehaviour):
+    from idbroker.credentials import aws
+
+    monkeypatch.setattr(aws, "STS_READ_TIMEOUT", 1)
+    provider.role_rules.add(DEV)
+    sts.misbehave, sts.hang_seconds = misbehaviour, 3
+    r = ask(http, token)
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable" and r.headers["retry-after"]
+    assert "Traceback" not in r.text
+    sts.misbehave = None
+    assert ask(http, token).status_code == 200  # and once STS answers again, credentials come
+
+
 def test_bearer_token_checks(http, provider, flow, register, alice, cli_client, token, sts):
     provider.role_rules.add(DEV)
     r = http.post("/credentials/aws")

@@ -51,6 +51,8 @@ TOKEN_TYPE = "urn:idbroker:params:credential-type:aws"  # a URN of ours (credent
 TAGS_CLAIM = "https://aws.amazon.com/tags"
 WEB_IDENTITY_TTL = 300
 MIN_DURATION = 900            # STS's shortest DurationSeconds
+STS_CONNECT_TIMEOUT = 5       # seconds to connect to STS
+STS_READ_TIMEOUT = 15         # seconds for STS to answer: a hung STS is "temporarily unavailable" after that
 SIGNING_ALG = "RS256"         # accepted by every STS; ES256 is too, but RS256 is the lowest common one
 _SESSION_NAME_BAD = re.compile(r"[^\w+=,.@-]", re.ASCII)
 _TAG_VALUE_BAD = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)
@@ -163,7 +165,8 @@ class AwsCredentials:
                 from botocore.config import Config
 
                 config = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1, "mode": "standard"},
-                                connect_timeout=5, read_timeout=15, user_agent_extra="idbroker")
+                                connect_timeout=STS_CONNECT_TIMEOUT, read_timeout=STS_READ_TIMEOUT,
+                                user_agent_extra="idbroker")
                 self._sts = boto3.session.Session().client(
                     "sts", region_name=self.settings.aws_region, endpoint_url=self.settings.sts_endpoint,
                     config=config, aws_access_key_id="unused", aws_secret_access_key="unused")
@@ -171,6 +174,7 @@ class AwsCredentials:
 
     def _assume(self, role: str, sub: str, token: str, seconds: int) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         try:
             return self._client().assume_role_with_web_identity(
@@ -187,3 +191,6 @@ class AwsCredentials:
             raise CredentialUnavailable(f"STS answered {code or 'an error'} (HTTP {status})") from None
         except BotoCoreError as exc:
             raise CredentialUnavailable(f"STS could not be reached: {type(exc).__name__}") from None
+        except ResponseParserError:  # not a BotoCoreError: an answer that is not STS's XML (a proxy's page)
+            log.info("STS AssumeRoleWithWebIdentity for %s: the answer was not STS's XML", role)
+            raise CredentialUnavailable("STS answered something that is not its XML") from None
