@@ -287,6 +287,44 @@ def test_a_source_that_cannot_answer_says_try_again_creates_nothing_and_counts_t
     assert len(events(provider, audit.MIGRATION_SOURCE_UNAVAILABLE)) == 3
 
 
+@pytest.fixture
+def proxy_page() -> Iterator[str]:
+    """Something that answers every request with a proxy's HTML error page (status 200)."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b"<html><body>502 Bad Gateway</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("fault", ["down", "hung", "garbage"])
+def test_a_cognito_pool_that_cannot_answer_says_try_again_and_creates_nothing(
+        http, provider, cognito, hung, proxy_page, fault):
+    url = {"down": dead_url(), "hung": hung, "garbage": proxy_page}[fault]
+    provider.migration_sources.add("pool", "cognito", {**cognito, "endpoint_url": url, "timeout": "1"})
+    answer = login(http, CAROL, CAROL_PASSWORD)
+    assert answer.status_code == 503 and error(answer) == UNAVAILABLE
+    assert user(provider, CAROL) is None
+    (down,) = events(provider, audit.MIGRATION_SOURCE_UNAVAILABLE)
+    assert down.detail["source"] == "pool" and CAROL_PASSWORD not in json.dumps(down.detail)
+
+
 def test_a_later_source_that_knows_the_user_wins_over_an_earlier_one_that_is_down(http, provider, webhook):
     provider.migration_sources.add("old", "webhook", {"url": dead_url(), "secret": HOOK_SECRET})
     provider.migration_sources.add("hook", "webhook", {"url": webhook.url, "secret": HOOK_SECRET})
