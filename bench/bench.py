@@ -740,7 +740,8 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
     if r.errors and ep == "login":
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
     if srv.key != "oidc-single":  # every server with workers
-        srv.rss.setdefault("after", {})[ep] = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
+        srv.rss.setdefault("after", {})[ep] = after = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
+        log(f"  worker RSS after {ep}: " + ", ".join(f"{mb:.0f} MB" for mb in after))
     return r
 
 

@@ -1,13 +1,11 @@
 """Upstream providers and migration sources declared in the configuration file ([[upstreams]],
 [[migration.sources]]) are applied to the database when the broker starts: created, then kept
-exactly as declared, secrets encrypted, CLI-added ones left alone; a refused entry stops the start
-with one line. Against a real store (SQLite and PostgreSQL)."""
+exactly as declared, secrets encrypted, CLI-added ones left alone. Against a real store (SQLite and
+PostgreSQL). A refused entry stops `idbroker serve` with one line: test_operator_mistakes.py."""
 
 from __future__ import annotations
 
 import json
-
-from support import free_port
 
 from idbroker.federation import declared as declared_upstreams
 from idbroker.migration import declared as declared_sources
@@ -60,12 +58,3 @@ def test_declared_entries_are_created_then_kept_as_declared(provider, tmp_path):
     row = provider.upstreams.row("corp-ad")
     assert row.options["base_dn"] == "ou=people,dc=corp,dc=example" and row.domains == []
     assert provider.upstreams.row("cli-added") is not None  # not declared: left alone
-
-
-def test_a_refused_entry_stops_the_start_with_one_line(cli, tmp_path):
-    config = tmp_path / "bad.toml"
-    config.write_text('[[upstreams]]\nid = "op"\nkind = "oidc"\nname = "OP"\nissuer = "http://op.example"\n'
-                      'client_id = "rp"\n')
-    result = cli("--config", str(config), "serve", "--port", str(free_port()), ok=False)
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "[[upstreams]] 'op'" in result.output and "loopback" in result.output

@@ -40,3 +40,20 @@ def test_existing_clients_keep_es256_and_get_the_new_defaults(tmp_path):
     assert tuple(got) == ("ES256", "public", None, None, None, 0)
     assert ClientMetadata(client_id="new").id_token_signed_response_alg == "RS256"
     engine.dispose()
+
+
+def test_head_is_alembics_newest_revision():
+    """`migrate.HEAD` lets a start skip loading Alembic when the database is there already."""
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_heads() == [migrate.HEAD]
+
+
+def test_upgrade_to_head_from_an_older_revision_still_runs(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    assert migrate.stored_revision(engine) is None
+    migrate.upgrade(engine, "0014")
+    assert migrate.stored_revision(engine) == "0014"
+    migrate.upgrade(engine)
+    assert migrate.stored_revision(engine) == migrate.HEAD
+    assert "factor_at" in {c["name"] for c in sa.inspect(engine).get_columns("sessions")}

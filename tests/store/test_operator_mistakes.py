@@ -82,6 +82,24 @@ def test_missing_postgresql_database(env: dict[str, str]) -> None:
     refused(run("users", "list", env=env), "cannot use the database", "no_such_database_h13", "does not exist")
 
 
+def test_unreachable_postgresql_stops_serve(env: dict[str, str]) -> None:
+    """The server prepares the store before Granian starts: a database it cannot use stops the
+    start with one line, before any worker."""
+    env["IDBROKER_DATABASE_URL"] = f"postgresql+psycopg://idbroker:secret-pw@127.0.0.1:{closed_port()}/idbroker"
+    err = refused(run("serve", "--port", str(free_port()), env=env), "cannot use the database", "refused")
+    assert "secret-pw" not in err
+
+
+def test_a_refused_declared_entry_stops_serve(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[[upstreams]]\nid = "op"\nkind = "oidc"\nname = "OP"\nissuer = "http://op.example"\n'
+                      'client_id = "rp"\n')
+    refused(run("--config", str(config), "serve", "--port", str(free_port()), env=env), "[[upstreams]] 'op'",
+            "loopback")
+    env["IDBROKER_CONFIG"] = str(config)  # the same through the environment (`idbroker serve` alone)
+    refused(run("serve", "--port", str(free_port()), env=env), "[[upstreams]] 'op'", "loopback")
+
+
 # -- data_dir ---------------------------------------------------------------------------------------
 def test_data_dir_that_is_a_file(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a directory")

@@ -4,7 +4,11 @@ Granian's workers import `idbroker.asgi` and call `create()`. Libraries that onl
 needs - boto3/botocore (the Cognito migration source), pysaml2 and xmlschema (SAML upstreams),
 ldap3 (LDAP upstreams and sources), py_webauthn (passkey ceremonies) - load on first use, not in
 every worker; test and benchmark tools never load, nor do the command line's (rich, click, typer).
-Checked in a fresh interpreter by what `sys.modules` holds: no timing involved.
+The supervisor prepares the store with the application's modules before it forks the workers
+(server.py), so what `prepare` loads every worker inherits: it is held to the same rule. And
+`idbroker serve` itself loads neither SQLAlchemy nor the services before it replaces itself with
+the server (cli/serve_cmd.py). Checked in a fresh interpreter by what `sys.modules` holds: no
+timing involved.
 """
 
 from __future__ import annotations
@@ -19,14 +23,33 @@ import pytest
 LAZY = ("boto3", "botocore", "s3transfer", "saml2", "xmlschema", "ldap3", "webauthn", "pyasn1_modules")
 NEEDLESS = ("rich", "click", "pygments", "typer")  # httpx's command line, the CLI's libraries
 NEVER = ("schemathesis", "hypothesis", "pytest", "moto")
+MIGRATIONS = ("alembic", "mako")  # needed to migrate, not on a restart of a migrated store (store/migrate.py)
 
 WORKER = """
 import json, sys
 import idbroker.asgi
 imported = set(sys.modules)
+from idbroker.server import prepare
+from idbroker.settings import load_settings
+prepare(load_settings(), "127.0.0.1", 8000, 2)
+prepared = set(sys.modules)
 idbroker.asgi.create()
-print(json.dumps({"import": sorted(imported), "create": sorted(sys.modules)}))
+print(json.dumps({"import": sorted(imported), "prepare": sorted(prepared), "create": sorted(sys.modules)}))
 """
+
+SERVE = """
+import json, sys
+import idbroker.server
+def exec_server(*args):
+    print(json.dumps(sorted(sys.modules)))
+    sys.exit(0)
+idbroker.server.exec_server = exec_server
+sys.argv = ["idbroker", "serve", "--port", sys.argv[1]]
+from idbroker.cli import main
+main()
+"""
+
+STEPS = ["import", "prepare", "create"]
 
 
 def _top_level(modules: list[str]) -> set[str]:
@@ -38,26 +61,45 @@ def worker_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[st
     data_dir = tmp_path_factory.mktemp("worker")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDBROKER_")}
     env["IDBROKER_DATA_DIR"] = str(data_dir)
-    done = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=120,
-                          cwd=data_dir)
-    assert done.returncode == 0, done.stderr
+    for _start in ("first", "again"):  # measured on a restart: a first start loads Alembic to migrate
+        done = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=data_dir)
+        assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
     return {step: _top_level(names) for step, names in found.items()}
 
 
-@pytest.mark.parametrize("step", ["import", "create"])
+def test_serve_execs_the_server_without_loading_the_services(tmp_path) -> None:
+    from support import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDBROKER_")}
+    env["IDBROKER_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", SERVE, str(free_port())], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "idbroker.cli.serve_cmd" in loaded and "typer" in _top_level(sorted(loaded))  # it did run the command
+    assert not {"sqlalchemy", "alembic", "idbroker.provider", "idbroker.store.models", "idbroker.cli.main"} & loaded
+
+
+@pytest.mark.parametrize("step", STEPS)
 def test_optional_libraries_load_on_first_use(worker_modules: dict[str, set[str]], step: str) -> None:
     assert worker_modules[step] & set(LAZY) == set()
 
 
-@pytest.mark.parametrize("step", ["import", "create"])
+@pytest.mark.parametrize("step", STEPS)
 def test_test_tools_never_load_in_a_worker(worker_modules: dict[str, set[str]], step: str) -> None:
     assert worker_modules[step] & set(NEVER) == set()
 
 
-@pytest.mark.parametrize("step", ["import", "create"])
+@pytest.mark.parametrize("step", STEPS)
 def test_command_line_libraries_stay_out_of_a_worker(worker_modules: dict[str, set[str]], step: str) -> None:
     assert worker_modules[step] & set(NEEDLESS) == set()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_migration_tools_stay_out_of_a_restart(worker_modules: dict[str, set[str]], step: str) -> None:
+    assert worker_modules[step] & set(MIGRATIONS) == set()
 
 
 def test_the_worker_did_load_the_broker(worker_modules: dict[str, set[str]]) -> None:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import URL
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..provider import Provider
+from ..server import data_dir_problem, database_problem
 from ..settings import Settings, SettingsError, load_settings
-from ..store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from ..provider import Provider
 
 console = Console()
 err_console = Console(stderr=True)
@@ -46,6 +46,11 @@ def settings() -> Settings:
 def provider() -> Provider:
     """Services on a migrated store (every command may be the first one run). A data_dir that
     cannot be used or a database that cannot be reached is one line and exit status 1."""
+    from sqlalchemy.exc import OperationalError
+
+    from ..provider import Provider
+    from ..store.migrate import upgrade
+
     loaded = settings()
     problem = data_dir_problem(loaded)
     if problem:
@@ -58,32 +63,6 @@ def provider() -> Provider:
     return p
 
 
-def data_dir_problem(loaded: Settings) -> str | None:
-    """Why `data_dir` cannot hold the broker's files (created when missing), or None. Checked
-    only when it is used: for the SQLite database or the generated secret key."""
-    if loaded.database_url and loaded.secret_key:
-        return None
-    path = Path(loaded.data_dir).resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        return f"data_dir {path} is a file, not a directory"
-    except OSError as exc:
-        return f"data_dir {path} cannot be created: {exc.strerror or exc}"
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"data_dir {path} is not writable by this user"
-    return None
-
-
-def database_problem(exc: DBAPIError, url: URL | str | None = None) -> str:
-    """One line for a database that cannot be used: the driver's first line (connection
-    refused, authentication failed, no such database), without the password."""
-    shown = url.render_as_string(hide_password=True) if isinstance(url, URL) else (url or "")
-    lines = [line.strip() for line in str(exc.orig or exc).splitlines() if line.strip()]
-    reason = lines[0] if lines else type(exc).__name__
-    return f"cannot use the database{' ' + shown if shown else ''}: {reason}"
-
-
 def uses_local_issuer() -> bool:
     """No issuer is configured: the broker is `http://localhost:PORT` (see first_run.py)."""
     settings()
@@ -94,6 +73,33 @@ def set_config(path: str | None) -> None:
     STATE["config"] = path
     if path:
         os.environ["IDBROKER_CONFIG"] = os.path.abspath(path)
+
+
+def run(app: typer.Typer) -> None:
+    """Runs a command line. A mistake on it (a missing option, a bad value) is one line on stderr
+    and exit status 2, an interrupted prompt exit status 1."""
+    from typer._click.exceptions import NoArgsIsHelpError  # typer's own copy of click (typer 0.29)
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a command group alone: its help, as always
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # the command line's usage errors
+        where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+        error_line(exc.format_message() + where)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        error_line("aborted")
+        sys.exit(1)
+    except Exception as exc:
+        from sqlalchemy.exc import OperationalError
+
+        if not isinstance(exc, OperationalError):
+            raise
+        error_line(database_problem(exc))  # a database that went away (provider() checks it first)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def error_line(message: str) -> None:

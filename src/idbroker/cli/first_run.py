@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..keys.keystore import ENC_ALGS
 from ..settings import Settings
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost")
@@ -53,13 +52,15 @@ class FirstStart:
         return out
 
     def report(self, new_keys: list[str]) -> list[str]:
-        """Rich-markup lines: empty when nothing was created."""
+        """Lines of text: none when nothing was created."""
+        from ..keys.keystore import ENC_ALGS  # here: `idbroker serve` reads this module before the exec
+
         lines: list[str] = []
         if not self.had_database and self.database_path is not None:
             lines.append(f"  database      {self.database_path} (SQLite)")
         if not self.had_secret and self.secret_path is not None:
             lines.append(f"  secret key    {self.secret_path}")
-            lines.append("                [bold yellow]back it up[/]: it encrypts the signing keys and keys the "
+            lines.append("                back it up: it encrypts the signing keys and keys the "
                          "client secrets; without it they are lost")
         signing = [k for k in new_keys if k not in ENC_ALGS]
         encryption = [k for k in new_keys if k in ENC_ALGS]
@@ -69,6 +70,6 @@ class FirstStart:
             lines.append(f"  encryption key {', '.join(encryption)} (request objects; stored encrypted)")
         if not lines:
             return []
-        return ["[bold]First start: created[/]", *lines,
-                "[bold]Next:[/] register an application and a user (idbroker clients add …, idbroker users add …: "
-                "see the README's walkthrough), or try it at once with [bold]idbroker demo[/]"]
+        return ["First start: created", *lines,
+                "Next: register an application and a user (idbroker clients add …, idbroker users add …: "
+                "see the README's walkthrough), or try it at once with idbroker demo"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
 from ..keys.keystore import ENC_ALGS
 from . import context as ctx
@@ -21,12 +19,12 @@ from .credentials_cmd import credentials_app
 from .demo_cmd import demo
 from .idp_cmd import idp_app
 from .roles_cmd import roles_app
+from .serve_cmd import root, serve
 from .sources_cmd import sources_app
 from .users_cmd import users_app
 
 if TYPE_CHECKING:
-    from ..provider import Provider
-    from ..settings import Settings
+    pass
 
 app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -44,47 +42,8 @@ app.add_typer(audit_app, name="audit")
 app.command()(demo)
 
 
-@app.callback()
-def _root(config: Annotated[str | None, typer.Option("--config", "-c", help="TOML configuration file "
-                                                     "(default: $IDBROKER_CONFIG).")] = None) -> None:
-    ctx.set_config(config)
-
-
-# -- serve -----------------------------------------------------------------------------------------
-@app.command()
-def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-          port: Annotated[int | None, typer.Option(help="TCP port (default: the port setting, 8000).")] = None,
-          workers: Annotated[int, typer.Option(help="Worker processes (default: 1).")] = 1,
-          access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
-    """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
-    from ..server import exec_server, port_problem
-    from .first_run import FirstStart, local_issuer
-
-    settings = ctx.settings()
-    port = port or settings.port
-    busy = port_problem(host, port)
-    if busy:
-        ctx.fail(busy)
-    if ctx.uses_local_issuer():
-        # No issuer configured: the local address is the issuer (development); `localhost` so that
-        # passkeys work (browsers refuse an IP address as a WebAuthn RP id).
-        os.environ["IDBROKER_ISSUER"] = local_issuer(host, port)
-    # Share the cores among the workers' password hashing.
-    os.environ.setdefault("IDBROKER_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
-    first = FirstStart.before(settings)
-    p = ctx.provider()
-    algs_before = {k.alg for k, _ in p.keys.list()}
-    p.keys.ensure()
-    new_keys = sorted({k.alg for k, _ in p.keys.list()} - algs_before)
-    for line in _apply_declared(p, settings):
-        ctx.console.print(line, soft_wrap=True)
-    for line in first.report(new_keys):
-        ctx.console.print(line, soft_wrap=True)
-    ctx.console.print(f"idbroker serving issuer [bold]{p.issuer}[/] on http://{host}:{port} "
-                      f"({workers} worker{'s' if workers != 1 else ''}, store: {p.db.engine.url.get_backend_name()})")
-    ctx.console.print(f"discovery: {p.endpoint('discovery')}")
-    p.db.dispose()
-    exec_server(host, port, workers, access_log)
+app.callback()(root)
+app.command()(serve)
 
 
 # -- clients ------------------------------------------------------------------------------------
@@ -191,40 +150,6 @@ def db_backup(file: Annotated[str, typer.Argument(help="The backup file to write
     ctx.console.print(f"backed up {source} to {file}")
 
 
-def _apply_declared(p: Provider, settings: Settings) -> list[str]:
-    """The providers and sources the configuration file declares ([[upstreams]],
-    [[migration.sources]]), applied to the database; one line and exit 1 for a refused entry."""
-    from ..federation import declared as declared_upstreams
-    from ..federation.registry import InvalidUpstream
-    from ..migration import declared as declared_sources
-    from ..migration.sources import InvalidSource
-
-    try:
-        return [*declared_upstreams.apply(p.upstreams, settings.upstreams),
-                *declared_sources.apply(p.migration_sources, settings.migration_sources)]
-    except (InvalidUpstream, InvalidSource) as exc:
-        ctx.fail(str(exc))
-        raise  # not reached: fail exits
-
-
 def main() -> None:
-    """The ``idbroker`` command. A mistake on the command line (a missing option, a bad value) is
-    one line on stderr and exit status 2, an interrupted prompt exit status 1."""
-    from typer._click.exceptions import NoArgsIsHelpError  # typer's own copy of click (typer 0.29)
-
-    try:
-        code = app(standalone_mode=False)
-    except NoArgsIsHelpError as exc:  # a command group alone: its help, as always
-        exc.show()
-        sys.exit(exc.exit_code)
-    except typer.TyperException as exc:  # the command line's usage errors
-        where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
-        ctx.error_line(exc.format_message() + where)
-        sys.exit(exc.exit_code)
-    except typer.Abort:  # end of input at a prompt
-        ctx.error_line("aborted")
-        sys.exit(1)
-    except OperationalError as exc:  # a database that went away (ctx.provider() checks it first)
-        ctx.error_line(ctx.database_problem(exc))
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    """The ``idbroker`` command (every command but serve: cli/__init__.py)."""
+    ctx.run(app)
