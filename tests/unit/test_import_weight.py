@@ -66,7 +66,7 @@ def worker_modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[st
                               cwd=data_dir)
         assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    return {step: _top_level(names) for step, names in found.items()}
+    return {**{step: _top_level(names) for step, names in found.items()}, "all": set(found["create"])}
 
 
 def test_serve_execs_the_server_without_loading_the_services(tmp_path) -> None:
@@ -100,6 +100,11 @@ def test_command_line_libraries_stay_out_of_a_worker(worker_modules: dict[str, s
 @pytest.mark.parametrize("step", STEPS)
 def test_migration_tools_stay_out_of_a_restart(worker_modules: dict[str, set[str]], step: str) -> None:
     assert worker_modules[step] & set(MIGRATIONS) == set()
+
+
+def test_a_sqlite_broker_leaves_the_postgresql_dialect_alone(worker_modules: dict[str, set[str]]) -> None:
+    assert {name for name in worker_modules["all"] if name.startswith("sqlalchemy.dialects.postgresql")} == set()
+    assert "sqlalchemy.dialects.sqlite" in worker_modules["all"]
 
 
 def test_the_worker_did_load_the_broker(worker_modules: dict[str, set[str]]) -> None:

@@ -7,13 +7,14 @@ the write transaction's connection, without the ORM's per-statement work."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..security import random_token, sha256_hex
-from ..store.db import Database, aware, utcnow
+from ..store.db import Database, aware, upsert_insert, utcnow
 from ..store.models import BrowserSession, SessionClient, User
 from ..text import N_
 
@@ -23,8 +24,12 @@ _LOOKUP = (select(_sessions, _users).join(_users, _users.c.id == _sessions.c.use
            .where(_sessions.c.id_hash == bindparam("id_hash")))
 _END = (update(_sessions).where(_sessions.c.sid == bindparam("ended_sid"), _sessions.c.ended_at.is_(None))
         .values(ended_at=bindparam("now")))
-_ADD_CLIENT = {name: dialect.insert(SessionClient.__table__).on_conflict_do_nothing()
-               for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+
+@cache
+def _add_client(dialect: str) -> Any:
+    return upsert_insert(dialect)(SessionClient.__table__).on_conflict_do_nothing()
+
 
 UNKNOWN_BROWSER = N_("Unknown browser")
 UNKNOWN_SYSTEM = N_("unknown system")
@@ -100,7 +105,7 @@ class SessionService:
     def add_client(self, sid: str, client_id: str, session: Session | None = None) -> None:
         with self.db.using(session) as s:
             conn = s.connection()
-            conn.execute(_ADD_CLIENT[conn.dialect.name], {"sid": sid, "client_id": client_id})
+            conn.execute(_add_client(conn.dialect.name), {"sid": sid, "client_id": client_id})
 
     def clients_of(self, sid: str) -> list[str]:
         with self.db.session(write=False) as s:

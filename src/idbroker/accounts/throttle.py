@@ -75,13 +75,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..store.db import Database, aware, utcnow
+from ..store.db import Database, aware, upsert_insert, utcnow
 from ..store.housekeeping import purge_forgotten_throttles
 from ..store.models import Throttle
 
@@ -149,11 +149,7 @@ def _seconds_until(when: datetime, now: datetime) -> int:
 
 
 def _insert(s: Session) -> Any:
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(Throttle)
+    return upsert_insert(s.get_bind().dialect.name)(Throttle)
 
 
 def _row(s: Session, key: str) -> Throttle:
@@ -166,8 +162,13 @@ def _row(s: Session, key: str) -> Throttle:
 # The statements of every sign-in, built once and run without the ORM (`attempt`, `succeeded`).
 _t = Throttle.__table__
 _LOCKS = select(_t.c.locked_until).where(_t.c.key.in_(bindparam("keys", expanding=True)))
-_FIRST_ATTEMPT = {name: dialect.insert(_t).on_conflict_do_nothing(index_elements=["key"]).returning(_t.c.key)
-                  for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+
+@cache
+def _first_attempt(dialect: str) -> Any:
+    return upsert_insert(dialect)(_t).on_conflict_do_nothing(index_elements=["key"]).returning(_t.c.key)
+
+
 _TAKE_BACK = delete(_t).where(_t.c.key == bindparam("pair")).returning(_t.c.failures)
 _UNCOUNT = (update(_t).where(_t.c.key == bindparam("account"), _t.c.failures > 0)
             .values(failures=_t.c.failures - 1))
@@ -288,7 +289,7 @@ class LoginThrottle:
             lock = self.delay(1 - self.threshold) if 1 >= self.threshold else 0
             first_lock = self.threshold == 1
             conn = s.connection()
-            created = conn.execute(_FIRST_ATTEMPT[conn.dialect.name], {
+            created = conn.execute(_first_attempt(conn.dialect.name), {
                 "key": pair_key, "failures": 1, "first_failure_at": now, "last_failure_at": now,
                 "locked_until": now + timedelta(seconds=lock) if lock else None}).first()
             if created is not None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
@@ -36,6 +39,13 @@ def sqlite_path(url: str) -> str | None:
         return None
     path = url.split("///", 1)[-1].split("?", 1)[0]
     return path if path and path != ":memory:" else None
+
+
+@cache
+def upsert_insert(dialect: str) -> Callable[..., Any]:
+    """`insert` of ``sqlalchemy.dialects.<dialect>`` (it has ON CONFLICT), imported when first
+    asked for: a broker on SQLite never loads the PostgreSQL dialect (~2 MB a process)."""
+    return importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
 
 
 class WriterLock:
