@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .accounts.breached import BreachedPasswords, RangeChecker
 from .accounts.lifecycle import AccountService
@@ -21,7 +22,7 @@ from .credentials.aws import AwsCredentials
 from .credentials.roles import RoleRules
 from .federation.linking import Linking
 from .federation.realm import DirectoryPasswords
-from .federation.registry import SeenAssertions, UpstreamRegistry
+from .federation.registry import OnFirstUse, SeenAssertions, UpstreamRegistry
 from .keys.keystore import KeyStore
 from .mfa.base import Factor
 from .mfa.codes import EmailFactor, SmsFactor
@@ -51,6 +52,9 @@ from .settings import Settings
 from .store.db import Database
 from .web import metrics
 from .web.mail_texts import MailTexts
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Provider:
@@ -182,10 +186,7 @@ class Provider:
     @cached_property
     def upstreams(self) -> UpstreamRegistry:
         """The configured upstream providers; a kind's class takes what it names of these."""
-        import httpx
-
-        offered = {"http": httpx.AsyncClient(timeout=10.0, follow_redirects=False, transport=metrics.TimedTransport()),
-                   "replay": SeenAssertions(self.db), "issuer": self.issuer}
+        offered = {"http": OnFirstUse(_upstream_client), "replay": SeenAssertions(self.db), "issuer": self.issuer}
         return UpstreamRegistry(self.db, self.settings.secret_bytes(), offered,
                                 cache_seconds=self.settings.cache_seconds)
 
@@ -264,3 +265,9 @@ ENDPOINTS = {
     "login": "/login",
     "consent": "/consent",
 }
+
+
+def _upstream_client() -> httpx.AsyncClient:
+    from .web.upstream_http import upstream_client  # with the first provider built: httpx is ~8 MB
+
+    return upstream_client()

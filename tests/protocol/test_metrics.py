@@ -177,6 +177,7 @@ def test_upstream_calls_are_timed_and_counted(receiver):
     from support import free_port, run_coroutine
 
     from idbroker.web import metrics
+    from idbroker.web.upstream_http import TimedTransport
 
     base, _, _ = receiver
     host = "127.0.0.1"
@@ -189,7 +190,7 @@ def test_upstream_calls_are_timed_and_counted(receiver):
     timed = metrics.UPSTREAM_LATENCY.labels(host=host)._sum.get()
 
     async def calls() -> None:
-        async with httpx.AsyncClient(transport=metrics.TimedTransport(), timeout=5.0) as http:
+        async with httpx.AsyncClient(transport=TimedTransport(), timeout=5.0) as http:
             assert (await http.post(f"{base}/token", data={"a": "b"})).status_code == 200
             with pytest.raises(httpx.ConnectError):
                 await http.get(dead)
@@ -200,9 +201,9 @@ def test_upstream_calls_are_timed_and_counted(receiver):
 
 
 def test_the_upstream_client_is_timed(provider):
-    from idbroker.web.metrics import TimedTransport
+    from idbroker.web.upstream_http import TimedTransport
 
-    assert isinstance(provider.upstreams.collaborators["http"]._transport, TimedTransport)
+    assert isinstance(provider.upstreams.collaborators["http"].get()._transport, TimedTransport)
 
 
 def test_pool_use_is_a_gauge(app, provider):

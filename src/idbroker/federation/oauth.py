@@ -40,10 +40,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey, import_key
 
@@ -59,7 +58,11 @@ from .base import (
     UpstreamUnavailable,
 )
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+if TYPE_CHECKING:
+    import httpx
+
+TIMEOUT = 10.0          # seconds for an answer
+CONNECT_TIMEOUT = 5.0   # seconds to connect
 MAX_BODY = 1 << 20  # bytes: no upstream answer we read is anywhere near this
 
 # Messages shown to the user (the route renders them in the user's language): base.py's, the same
@@ -283,8 +286,11 @@ class OAuth2Upstream:
         an OAuth error body handed back); anything unreadable means the upstream is unwell."""
         headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
         target = urlsplit(url)._replace(query="").geturl()  # for details: no query (it may hold tokens)
+        import httpx  # here: a worker loads httpx with its first upstream provider (provider.py)
+
         try:
-            response = await self.http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
+            response = await self.http.request(method, url, headers=headers,
+                                               timeout=httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT), **kwargs)
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(UNAVAILABLE, f"{method} {target}: {type(exc).__name__}") from None
         if response.status_code >= 500:

@@ -42,9 +42,8 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -60,6 +59,9 @@ from .base import (
     UpstreamUnavailable,
 )
 from .oauth import OAuth2Upstream, _private_key, secure_url
+
+if TYPE_CHECKING:
+    import httpx
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 METADATA_SECONDS = 24 * 3600

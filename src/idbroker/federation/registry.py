@@ -254,8 +254,28 @@ class UpstreamRegistry:
     def _build(self, row: UpstreamProvider) -> Upstream | PasswordAuthority:
         cls = UPSTREAMS[row.kind]
         wanted = list(inspect.signature(cls).parameters.values())[1:]
-        given = {p.name: self.collaborators[p.name] for p in wanted if p.name in self.collaborators}
+        given = {p.name: made(self.collaborators[p.name]) for p in wanted if p.name in self.collaborators}
         return cls(self.config(row), **given)  # type: ignore[call-arg]
+
+
+class OnFirstUse:
+    """A collaborator made when the first provider that takes it is built (provider.py: the HTTP
+    client, which a broker without upstream providers never makes)."""
+
+    def __init__(self, make: Callable[[], Any]):
+        self._make = make
+        self._lock = threading.Lock()
+        self._made: list[Any] = []
+
+    def get(self) -> Any:
+        with self._lock:
+            if not self._made:
+                self._made.append(self._make())
+        return self._made[0]
+
+
+def made(collaborator: Any) -> Any:
+    return collaborator.get() if isinstance(collaborator, OnFirstUse) else collaborator
 
 
 class SeenAssertions:

@@ -95,7 +95,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
-import httpx
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import load_pem_x509_certificate
@@ -114,6 +113,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
+    import httpx
     from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, md, saml, samlp, time_util
     from saml2.client import Saml2Client
     from saml2.config import SPConfig

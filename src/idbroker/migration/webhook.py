@@ -27,8 +27,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
-
 from ..security import is_loopback_host
 from .legacy import LegacyUser, SourceConfig, SourceUnavailable, timeout
 
@@ -95,6 +93,8 @@ class WebhookSource:
         body = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    SIGNATURE_HEADER: signature(self._secret, int(time.time()), body)}
+        import httpx  # here: loaded with the first question to a webhook source
+
         try:
             with httpx.Client(timeout=self.timeout, follow_redirects=False) as http:
                 response = http.post(self.url, content=body, headers=headers)

@@ -18,7 +18,7 @@ What is counted - the names are the documentation (README "Monitoring"):
 * ``idbroker_mfa_verifications_total{factor,outcome}`` (the second step, pages/second_step.py);
 * ``idbroker_tokens_issued_total{grant}`` (the token endpoint);
 * ``idbroker_upstream_requests_total{host,outcome}`` and ``idbroker_upstream_request_duration_seconds``
-  (the httpx client of the upstream providers, `TimedTransport`);
+  (the httpx client of the upstream providers, web/upstream_http.py);
 * ``idbroker_db_pool_checked_out`` - connections in use, summed over the live workers (`watch_pool`);
 * ``idbroker_gc_pause_seconds{generation}`` and ``idbroker_event_loop_lag_seconds`` - what stops
   every request of a worker at once (web/runtime.py, `runtime_watch`).
@@ -32,7 +32,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -140,30 +139,6 @@ def runtime_watch() -> RuntimeWatch:
     """The collector's pauses and the event loop's lag, into GC_PAUSES and LOOP_LAG."""
     return RuntimeWatch(lambda generation, seconds: GC_PAUSES.labels(generation=str(generation)).observe(seconds),
                         LOOP_LAG.observe)
-
-
-class TimedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that times and counts each request to an upstream identity provider;
-    a request that got no answer (refused, timed out) counts as an error."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None):
-        self.inner = inner or httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host or "-"
-        started = time.perf_counter()
-        try:
-            response = await self.inner.handle_async_request(request)
-        except Exception:
-            UPSTREAM_REQUESTS.labels(host=host, outcome="error").inc()
-            raise
-        finally:
-            UPSTREAM_LATENCY.labels(host=host).observe(time.perf_counter() - started)
-        UPSTREAM_REQUESTS.labels(host=host, outcome="error" if response.status_code >= 500 else "ok").inc()
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 # -- several processes ----------------------------------------------------------------------------
