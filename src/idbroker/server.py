@@ -170,11 +170,11 @@ def main(argv: list[str] | None = None) -> None:
 
     busy = port_problem(args.host, args.port)  # checked again: the port may have been taken since
     if busy:
-        sys.exit(f"idbroker: {busy}")
+        sys.exit(f"error: {busy}")
     try:
         settings = load_settings()  # the same settings the workers read
     except SettingsError as exc:
-        sys.exit("idbroker: invalid configuration: " + "; ".join(exc.problems))
+        sys.exit("error: invalid configuration: " + "; ".join(exc.problems))
     header_read_timeout = settings.header_read_timeout
     problem = data_dir_problem(settings)
     if problem:
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         os.environ[MULTIPROC_ENV] = prepare_metrics_dir(settings.data_dir)
     except OSError as exc:
-        sys.exit(f"idbroker: cannot prepare the metrics directory under data_dir: {exc.strerror or exc}")
+        sys.exit(f"error: cannot prepare the metrics directory under data_dir: {exc.strerror or exc}")
     try:  # after the metrics directory: prometheus-client reads it when the application imports it
         told = prepare(settings, args.host, args.port, args.workers)
     except StartupProblem as exc:

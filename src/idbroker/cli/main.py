@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -22,9 +22,6 @@ from .roles_cmd import roles_app
 from .serve_cmd import root, serve
 from .sources_cmd import sources_app
 from .users_cmd import users_app
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
