@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import cached_property
 from typing import ClassVar, Protocol
 
 from argon2 import PasswordHasher
@@ -37,12 +36,9 @@ class Passwords:
                  concurrency: int = 0):
         self._hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism)
         self._slots = threading.BoundedSemaphore(concurrency or os.cpu_count() or 1)
-
-    @cached_property
-    def _dummy(self) -> str:
-        """Verified when the account does not exist, so both answers take the same time. Made at
-        the first such sign-in, not at start-up (a hash is ~20-30 ms of a worker's start)."""
-        return self._hasher.hash("idbroker-timing-equaliser")
+        # Verified when the account does not exist, so both answers take the same time. Made here,
+        # not at the first such sign-in, which would then take a hash longer than the others.
+        self._dummy = self._hasher.hash("idbroker-timing-equaliser")
 
     def hash(self, password: str) -> str:
         with self._slots:
