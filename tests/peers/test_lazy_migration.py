@@ -21,6 +21,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -79,61 +80,70 @@ def cognito() -> Iterator[dict[str, str]]:
         server.stop()
 
 
+class Quiet(BaseHTTPRequestHandler):
+    """A test endpoint's handler: `answer` writes a whole response; nothing is logged."""
+
+    def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on a free loopback port, in a thread: its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class Webhook:
     """The operator's endpoint: checks the signature, answers for ERIN, garbage for garbage@."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.url = ""
         hook = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["content-length"]))
                 stamp, _, mac = (self.headers.get(SIGNATURE_HEADER) or "").partition(",v1=")
                 expected = hmac.new(HOOK_SECRET.encode(), stamp.removeprefix("t=").encode() + b"." + body,
                                     hashlib.sha256).hexdigest()
                 if not stamp.startswith("t=") or not hmac.compare_digest(mac, expected):
-                    return self._answer(400, b'{"error": "bad signature"}')
+                    return self.answer(400, b'{"error": "bad signature"}')
                 data = json.loads(body)
                 hook.requests.append(data)
                 if data["login"] == "garbage@example.org":
-                    return self._answer(200, b"<html>oops</html>")
+                    return self.answer(200, b"<html>oops</html>")
                 known = data["login"] == ERIN
                 if data["action"] == "verify" and (not known or data["password"] != ERIN_PASSWORD):
-                    return self._answer(401, b"{}")
+                    return self.answer(401, b"{}")
                 if not known:
-                    return self._answer(404, b"{}")
-                return self._answer(200, json.dumps({
+                    return self.answer(404, b"{}")
+                return self.answer(200, json.dumps({
                     "email": ERIN, "email_verified": True, "given_name": "Erin", "nickname": "erin",
                     "groups": ["ops", "staff"], "custom_attributes": {"legacy_id": 42}}).encode())
 
-            def _answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/legacy-login"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = Handler
 
 
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[Webhook]:
     hook = Webhook()
-    try:
+    with serving(hook.handler) as base:
+        hook.url = f"{base}/legacy-login"
         yield hook
-    finally:
-        hook.stop()
 
 
 @pytest.fixture(scope="module")
@@ -291,26 +301,13 @@ def test_a_source_that_cannot_answer_says_try_again_creates_nothing_and_counts_t
 def proxy_page() -> Iterator[str]:
     """Something that answers every request with a proxy's HTML error page (status 200)."""
 
-    class Page(BaseHTTPRequestHandler):
+    class Page(Quiet):
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers.get("content-length") or 0))
-            body = b"<html><body>502 Bad Gateway</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Page) as base:
+        yield base
 
 
 @pytest.mark.parametrize("fault", ["down", "hung", "garbage"])
