@@ -59,6 +59,7 @@ from .store.housekeeping import purge_if_first
 from .text import N_, match
 from .web.cors import CorsMiddleware
 from .web.csrf import Csrf
+from .web.documents import Document, Documents
 from .web.metrics import ObservedRequests, mark_dead_workers, runtime_watch, watch_pool
 from .web.navigation import local_path
 from .web.proxies import ProxyHeaders
@@ -145,13 +146,6 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
             if tracing is not None:
                 tracing.stop()
 
-    async def openid_configuration(request: Request) -> Response:
-        return Response(discovery, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})
-
-    async def jwks(request: Request) -> Response:
-        return Response(provider.keys.jwks_bytes(), media_type="application/jwk-set+json",
-                        headers={"Cache-Control": "public, max-age=60"})
-
     async def authorize(request: Request) -> Response:
         try:
             if request.method == "POST":
@@ -207,9 +201,13 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    documents = [  # the same for every caller: served by web/documents.py, before the router
+        Route("/.well-known/openid-configuration",
+              Document(lambda: discovery, "application/json", "public, max-age=300"), methods=["GET"]),
+        Route("/.well-known/jwks.json", Document(provider.keys.jwks_bytes, "application/jwk-set+json",
+                                                 "public, max-age=60"), methods=["GET"])]
     routes = [
-        Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
-        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        *documents,
         Route("/oauth2/authorize", authorize, methods=["GET", "POST"]),
         Route("/oauth2/authorize/resume", resume, methods=["GET"]),
         Route("/oauth2/token", token_endpoint, methods=["POST"]),
@@ -263,7 +261,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         Middleware(ProxyHeaders, trusted_proxies=settings.trusted_proxies),  # web/proxies.py: the real client
         Middleware(ObservedRequests, access_log=settings.observability.access_log_on),  # request id, metrics
         *([Middleware(tracing.middleware, trusted_proxies=settings.trusted_proxies)] if tracing else []),
-        Middleware(CorsMiddleware)]
+        Middleware(CorsMiddleware),
+        Middleware(Documents, routes=documents)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={OperationalError: busy, InterfaceError: busy})
     app.state.provider = provider

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from joserfc import jwt
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
+from starlette.testclient import TestClient
 from support import ISSUER
 
 from idbroker.store.db import utcnow
@@ -102,3 +105,39 @@ def test_cors_for_browser_apps_on_back_channel_endpoints_only(http):
     assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "*"
     r = http.get("/login", headers=origin)
     assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.parametrize(("path", "media_type", "max_age"), [
+    ("/.well-known/openid-configuration", "application/json", 300),
+    ("/.well-known/jwks.json", "application/jwk-set+json", 60)])
+def test_documents_answer_get_and_head_and_refuse_other_methods(http, path, media_type, max_age):
+    """Served before the router (web/documents.py): the same answer a route gives, HEAD included
+    (RFC 9110 §9.3.2: GET's headers, no body), and 405 naming the allowed methods for the rest."""
+    got = http.get(path)
+    assert got.status_code == 200 and got.headers["content-type"] == media_type
+    assert got.headers["cache-control"] == f"public, max-age={max_age}"
+    assert int(got.headers["content-length"]) == len(got.content) > 0 and got.headers["x-request-id"]
+    head = http.head(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+    refused = http.post(path, data={"a": "b"})
+    assert refused.status_code == 405 and set(refused.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+@pytest.fixture
+def local_http(app):
+    """A client on the loopback address, which the default metrics_allow lets read /metrics."""
+    with TestClient(app, base_url=ISSUER, client=("127.0.0.1", 40000)) as client:
+        yield client
+
+
+def test_documents_are_counted_under_their_route(local_http):
+    def count(path):
+        text = local_http.get("/metrics").text
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "idbroker_http_requests_total" and s.labels.get("route") == path
+                   and s.labels.get("status") == "200")
+    before = count("/.well-known/jwks.json")
+    local_http.get("/.well-known/jwks.json")
+    local_http.head("/.well-known/jwks.json")
+    assert count("/.well-known/jwks.json") == before + 2
