@@ -131,30 +131,22 @@ def smtp() -> Iterator[MailSink]:
 def receiver():
     """A real HTTP endpoint that records back-channel logout deliveries: (base URL, list, event)."""
     import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
     from urllib.parse import parse_qs
+
+    from support import Quiet, serving
 
     received: list[dict] = []
     arrived = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet):
         def do_POST(self):  # noqa: N802
-            length = int(self.headers["content-length"])
             received.append({"path": self.path, "content_type": self.headers["content-type"],
-                             "form": parse_qs(self.rfile.read(length).decode())})
-            self.send_response(200)
-            self.end_headers()
+                             "form": parse_qs(self.body().decode())})
+            self.answer(200, content_type="text/plain")
             arrived.set()
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", received, arrived
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as base:
+        yield base, received, arrived
 
 
 @pytest.fixture

@@ -6,7 +6,11 @@ import base64
 import hashlib
 import re
 import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -216,3 +220,46 @@ def wait_until_ready(proc: Any, ready: Any, timeout: float, what: str, log: Any)
             continue
         raise RuntimeError(f"{what} exited with {code} before it was ready:\n{log()}")
     raise TimeoutError(f"{what} was not ready within {timeout:.0f}s:\n{log()}")
+
+
+class Quiet(BaseHTTPRequestHandler):
+    """A test endpoint's handler (a webhook, an upstream, a JWKS or a receiver to point the broker
+    at): `answer` writes a whole response; nothing is logged."""
+
+    def answer(self, status: int, body: bytes = b"", content_type: str = "application/json",
+               headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self) -> bytes:
+        """The request's body (by its Content-Length)."""
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[str, Callable[[], None]]:
+    """`handler` on a free loopback port, in a thread: its base URL, and the function that stops it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, name=handler.__name__, daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+    return f"http://127.0.0.1:{server.server_port}", stop
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`serve` for a `with` block: the base URL inside, stopped on the way out."""
+    url, stop = serve(handler)
+    try:
+        yield url
+    finally:
+        stop()

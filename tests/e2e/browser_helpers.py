@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -24,7 +23,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from peers.broker_process import PASSWORD, Broker
-from support import MailSink, pkce_pair
+from support import MailSink, Quiet, pkce_pair, serve
 
 CHROMIUM = os.environ.get("IDBROKER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -115,7 +114,7 @@ class RelyingParty:
         self._arrived = threading.Condition()
         rp = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_GET(self) -> None:  # noqa: N802
                 parts = urlsplit(self.path)
                 if parts.path != "/cb":
@@ -124,23 +123,11 @@ class RelyingParty:
                 with rp._arrived:
                     rp.calls.append(dict(parse_qsl(parts.query)))
                     rp._arrived.notify_all()
-                body = b"<!doctype html><html lang=en><title>Relying party</title><h1>Back at the application</h1>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, b"<!doctype html><html lang=en><title>Relying party</title>"
+                                 b"<h1>Back at the application</h1>", "text/html; charset=utf-8")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.origin, self.stop = serve(Handler)
         self.redirect_uri = self.origin + "/cb"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="relying-party", daemon=True)
-        self._thread.start()
 
     def received(self, state: str, timeout: float = WAIT_SECONDS) -> dict[str, str]:
         """The query of the callback that carried `state` (bounded wait on its arrival)."""
@@ -152,11 +139,6 @@ class RelyingParty:
             found = mine()
         assert len(found) == 1, f"expected one callback with state {state!r}, got {found}"
         return found[0]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=WAIT_SECONDS)
 
 
 @dataclass

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -42,7 +40,7 @@ from browser_helpers import (
 )
 from peers.broker_process import node_peers
 from peers.oidc_upstream_process import CLIENT_ID, CLIENT_SECRET, UpstreamProcess
-from support import query_of
+from support import Quiet, query_of, serve
 
 pytestmark = pytest.mark.browser
 
@@ -214,7 +212,7 @@ class SamlLoginPage:
         self.make_idp = SamlIdp
         login = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_GET(self) -> None:  # noqa: N802 - the handler's API
                 parts = urlsplit(self.path)
                 if parts.path != "/sso" or login.idp is None:
@@ -225,19 +223,10 @@ class SamlLoginPage:
                 body = (f'<!doctype html><html lang="en"><title>Corporate IdP</title><h1>Corporate IdP</h1>'
                         f'<form method="post" action="{escape(acs)}">{fields}'
                         f'<button type="submit">Continue to the application</button></form>').encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, body, "text/html; charset=utf-8")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.sso = f"http://127.0.0.1:{self.server.server_port}/sso"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="saml-idp", daemon=True)
-        self._thread.start()
+        base, self._stop_serving = serve(Handler)
+        self.sso = base + "/sso"
 
     def metadata(self, idp: Any) -> str:
         return idp.metadata()
@@ -252,9 +241,7 @@ class SamlLoginPage:
         context.route(self.entity_sso + "?**", there)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=WAIT_SECONDS)
+        self._stop_serving()
         if self.idp is not None:
             self.idp.close()
 

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -27,6 +26,7 @@ from xml.sax.saxutils import escape
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from support import Quiet, serve
 
 NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 SESSION_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-")
@@ -54,10 +54,9 @@ class TestSts:
         self._lock = threading.Lock()
         sts = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_POST(self):  # noqa: N802
-                length = int(self.headers.get("content-length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                form = {k: v[0] for k, v in parse_qs(self.body().decode()).items()}
                 if sts.misbehave == "hang":
                     time.sleep(sts.hang_seconds)
                 try:
@@ -65,23 +64,9 @@ class TestSts:
                 except StsError as err:
                     body, status = sts.error_xml(err), err.status
                 data = b"<html>502 Bad Gateway" if sts.misbehave == "garbage" else body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(status, data, "text/xml")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.url, self.stop = serve(Handler)
 
     # -- the action ---------------------------------------------------------------------------------
     def handle(self, form: dict[str, str]) -> str:

@@ -19,10 +19,7 @@ import json
 import logging
 import re
 import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -30,7 +27,7 @@ import pytest
 from slapd import PASSWORD as LDAP_PASSWORD
 from slapd import SERVICE_DN, SERVICE_PASSWORD, SLAPD, SUFFIX, Slapd
 from sqlalchemy import select
-from support import CSRF_RE, PASSWORD, free_port
+from support import CSRF_RE, PASSWORD, Quiet, free_port, serving
 
 from idbroker import audit
 from idbroker.migration.legacy import MUST_CHANGE, UNAVAILABLE
@@ -80,32 +77,6 @@ def cognito() -> Iterator[dict[str, str]]:
         server.stop()
 
 
-class Quiet(BaseHTTPRequestHandler):
-    """A test endpoint's handler: `answer` writes a whole response; nothing is logged."""
-
-    def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """`handler` on a free loopback port, in a thread: its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 class Webhook:
     """The operator's endpoint: checks the signature, answers for ERIN, garbage for garbage@."""
 
@@ -116,7 +87,7 @@ class Webhook:
 
         class Handler(Quiet):
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
+                body = self.body()
                 stamp, _, mac = (self.headers.get(SIGNATURE_HEADER) or "").partition(",v1=")
                 expected = hmac.new(HOOK_SECRET.encode(), stamp.removeprefix("t=").encode() + b"." + body,
                                     hashlib.sha256).hexdigest()
@@ -303,7 +274,7 @@ def proxy_page() -> Iterator[str]:
 
     class Page(Quiet):
         def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.body()
             self.answer(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
 
     with serving(Page) as base:

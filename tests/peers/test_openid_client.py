@@ -14,7 +14,6 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,6 +22,7 @@ import pytest
 from broker_process import NODE_DIR, PASSWORD, Broker, free_port
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from support import Quiet, serving
 
 pytestmark = pytest.mark.peers
 
@@ -147,43 +147,21 @@ class Receiver:
     arrived: threading.Event = field(default_factory=threading.Event)
 
 
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _ReceiverServer
-
-    def _record(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.receiver.deliveries.append(Delivery(self.command, self.path, headers, body))
-        self.send_response(200)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        self.server.receiver.arrived.set()
-
-    do_POST = _record
-    do_GET = _record  # recorded too, so a wrong method fails the assertion instead of timing out
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
-class _ReceiverServer(ThreadingHTTPServer):
-    receiver: Receiver
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = _ReceiverServer(("127.0.0.1", 0), _ReceiverHandler)
-    server.receiver = Receiver(f"http://127.0.0.1:{server.server_address[1]}/bcl")
-    thread = threading.Thread(target=server.serve_forever, name="backchannel-receiver", daemon=True)
-    thread.start()
-    try:
-        yield server.receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    class Handler(Quiet):
+        def _record(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            got.deliveries.append(Delivery(self.command, self.path, headers, self.body()))
+            self.answer(200, content_type="text/plain", headers={"Cache-Control": "no-store"})
+            got.arrived.set()
+
+        do_POST = _record
+        do_GET = _record  # recorded too, so a wrong method fails the assertion instead of timing out
+
+    with serving(Handler) as base:
+        got = Receiver(base + "/bcl")
+        yield got
 
 
 def test_backchannel_logout_after_sso(node: dict[str, str], broker: Broker, receiver: Receiver) -> None:

@@ -12,10 +12,8 @@ bounded."""
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import re
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin
@@ -25,7 +23,7 @@ import pytest
 from broker_process import free_port
 from joserfc.jwk import ECKey
 from oidc_upstream_process import CLIENT_ID, CLIENT_SECRET, UpstreamProcess
-from support import query_of, run_coroutine
+from support import Quiet, query_of, run_coroutine, serving
 
 from idbroker.federation.base import REJECTED, StartContext, UpstreamConfig, UpstreamError, UpstreamUnavailable
 from idbroker.federation.oauth import DENIED, EXPIRED
@@ -214,29 +212,15 @@ def test_upstream_down_is_unavailable() -> None:
     run(test)
 
 
-class Garbage(http.server.BaseHTTPRequestHandler):
+class Garbage(Quiet):
     def do_GET(self) -> None:  # noqa: N802 - the handler's API
-        body = b'{"issuer": "http://127.0.0.1", "authorization_endpoint": '
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-        pass
+        self.answer(200, b'{"issuer": "http://127.0.0.1", "authorization_endpoint": ')
 
 
 def test_upstream_answering_garbage_is_unavailable() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Garbage) as base:
         async def test(http: httpx.AsyncClient, transport: Recording) -> None:
             with pytest.raises(UpstreamUnavailable) as caught:
-                await make(f"http://127.0.0.1:{server.server_port}", http).start(StartContext(callback_url=CALLBACK))
+                await make(base, http).start(StartContext(callback_url=CALLBACK))
             assert "not a JSON object" in caught.value.detail
         run(test)
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from lifecycle_helpers import NEW_PASSWORD, last_mail, link_in, local, page_fields, signup, user_count
-from support import CSRF_RE, PASSWORD, free_port, query_of
+from support import CSRF_RE, PASSWORD, Quiet, free_port, query_of, serving
 
 from idbroker.accounts.breached import HEADER, MAGIC, BreachedList, BreachedPasswords, RangeChecker
 from idbroker.accounts.policy import PasswordPolicy, PasswordRejected
@@ -134,40 +132,26 @@ class RangeServer:
             table.setdefault(d[:5], []).append(f"{d[5:]}:{1234}")
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_GET(self):  # noqa: N802
                 server.requests.append(self.path)
                 prefix = self.path.rsplit("/", 1)[-1]
                 if not self.path.startswith("/range/") or len(prefix) != 5:
-                    self.send_response(404)
-                    self.end_headers()
+                    self.answer(404, content_type="text/plain")
                     return
                 lines = table.get(prefix.upper(), []) + [f"{'0' * 34}{i % 10}:0" for i in range(5)]  # padding
-                body = "\r\n".join(lines).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, "\r\n".join(lines).encode(), "text/plain")
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/range"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def range_server():
     server = RangeServer([ONLY_ONLINE, "password"])
-    yield server
-    server.stop()
+    with serving(server.handler) as base:
+        server.url = base + "/range"
+        yield server
 
 
 def test_range_check_hit_and_miss_send_only_the_prefix(range_server):

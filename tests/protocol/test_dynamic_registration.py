@@ -4,11 +4,9 @@ over HTTP against the app, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from joserfc import jws, jwt
 from joserfc.jwk import ECKey, OctKey
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
-from support import ISSUER, RegisteredClient, make_settings, query_of
+from support import ISSUER, Quiet, RegisteredClient, make_settings, query_of, serving
 from typer.testing import CliRunner
 
 from idbroker.accounts import throttle
@@ -214,28 +212,18 @@ def test_metadata_is_registered_as_sent(http: Any, provider: Any) -> None:
     assert {k: v for k, v in read.items() if k in sent} == sent
 
 
-class JwksServer(BaseHTTPRequestHandler):
+class JwksServer(Quiet):
     document: bytes = b""
 
     def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.document)))
-        self.end_headers()
-        self.wfile.write(self.document)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(200, self.document)
 
 
 def test_jwks_uri_is_read_for_private_key_jwt(http: Any, provider: Any) -> None:
     key = ECKey.generate_key("P-256", parameters={"kid": "rp-1"})
     JwksServer.document = json.dumps({"keys": [key.as_dict(private=False)]}).encode()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JwksServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        uri = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    with serving(JwksServer) as base:
+        uri = base + "/jwks.json"
         body = register(http, {**WEB, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri,
                                "grant_types": ["client_credentials"], "response_types": [],
                                "redirect_uris": []}).json()
@@ -249,9 +237,6 @@ def test_jwks_uri_is_read_for_private_key_jwt(http: Any, provider: Any) -> None:
             "grant_type": "client_credentials", "client_assertion": assertion,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
         assert tokens.status_code == 200, tokens.text
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- token mode ----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import hmac
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ from mfa_helpers import (
     start_enrolment,
     submit_code,
 )
-from support import MailSink, free_port
+from support import MailSink, Quiet, free_port, serving
 
 from idbroker import audit
 from idbroker.notify.sms import SIGNATURE_HEADER, mask_phone
@@ -52,9 +51,9 @@ class Gateway:
         self._arrived = threading.Condition()
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
+                body = self.body()
                 expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
                 good = hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected)
                 ok = good and self.headers["content-type"] == "application/json" and self.path == "/sms"
@@ -64,17 +63,10 @@ class Gateway:
                     else:
                         gateway.rejected += 1
                     gateway._arrived.notify_all()
-                self.send_response(gateway.status if ok else 403)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(gateway.status if ok else 403)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/sms"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.handler = Handler
+        self.url = ""
 
     def wait_for(self, count: int) -> list[dict]:
         with self._arrived:
@@ -82,16 +74,13 @@ class Gateway:
         assert len(self.messages) >= count, (self.messages, self.rejected)
         return self.messages
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def gateway():
     g = Gateway()
-    yield g
-    g.stop()
+    with serving(g.handler) as base:
+        g.url = base + "/sms"
+        yield g
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ does not list every redirect URI refuses the registration."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from joserfc import jwt
+from support import Quiet, serving
 
 from idbroker.clients.metadata import ClientMetadata, InvalidClientMetadata
 
@@ -20,28 +19,15 @@ def sectors():
     """A real HTTP server for sector_identifier_uri documents: (base URL, {path: JSON value})."""
     documents: dict[str, object] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet):
         def do_GET(self):  # noqa: N802
             if self.path not in documents:
-                self.send_response(404)
-                self.end_headers()
+                self.answer(404, content_type="text/plain")
                 return
-            body = json.dumps(documents[self.path]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, json.dumps(documents[self.path]).encode())
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", documents
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as base:
+        yield base, documents
 
 
 def _tokens(http, flow, client):

@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import ISSUER, PASSWORD, Flow, make_settings
+from support import ISSUER, PASSWORD, Flow, Quiet, make_settings, serving
 
 from idbroker.settings import SettingsError
 
@@ -34,44 +32,31 @@ class Receiver:
     def __init__(self) -> None:
         self.spans: list[Any] = []
         self.traceparents: list[str | None] = []
+        self.url = ""
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
+                body = self.body()
                 if self.path == "/v1/traces":
                     request = ExportTraceServiceRequest()
                     request.ParseFromString(body)
                     for resource in request.resource_spans:
                         for scope in resource.scope_spans:
                             receiver.spans.extend(scope.spans)
-                    self.send_response(200)
-                    self.send_header("content-type", "application/x-protobuf")
-                    self.send_header("content-length", "0")
+                    self.answer(200, content_type="application/x-protobuf")
                 else:
                     receiver.traceparents.append(self.headers.get("traceparent"))
-                    self.send_response(200)
-                    self.send_header("content-length", "0")
-                self.end_headers()
+                    self.answer(200, content_type="text/plain")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = Handler
 
 
 @pytest.fixture(scope="module")
 def otlp():  # type: ignore[no-untyped-def]
     receiver = Receiver()
-    yield receiver
-    receiver.close()
+    with serving(receiver.handler) as receiver.url:
+        yield receiver
 
 
 @pytest.fixture
