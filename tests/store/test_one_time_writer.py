@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -129,3 +130,27 @@ def test_a_code_is_used_up_with_or_without_a_refresh_token(provider, grant):
     # Used up: the next presentation of either finds it used, and a second use is refused.
     assert writer.present(sha256_hex(without), lambda found: (False, None, found[0].used_at is not None)) is True
     assert writer.present(sha256_hex(without), lambda found: (True, None, "again")) is REUSED
+
+
+def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provider, grant, monkeypatch):
+    """On SQLite the batch is taken once the writer lock is the writer's: presentations that queue
+    while another transaction holds the lock share one transaction instead of the first going alone."""
+    if provider.db.writer_lock is None:
+        pytest.skip("PostgreSQL: no writer lock to wait for")
+    tokens = [provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0] for _ in range(5)]
+    writer = refreshes(provider)
+    sizes: list[int] = []
+    statements = writer._statements
+    monkeypatch.setattr(writer, "_statements", lambda conn, batch: sizes.append(len(batch)) or statements(conn, batch))
+    results: list[object] = []
+    with provider.db.writer_lock.held():  # another writer's transaction
+        threads = [threading.Thread(target=lambda t=t: results.append(
+            writer.present(sha256_hex(t), write_if_found(successor(grant.id))))) for t in tokens]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while len(writer._waiting) < len(tokens) and time.monotonic() < deadline:
+            time.sleep(0.01)  # all queued: the writer thread waits for the lock, holding none of them
+    for t in threads:
+        t.join()
+    assert results == ["rotated"] * len(tokens) and sizes == [len(tokens)]

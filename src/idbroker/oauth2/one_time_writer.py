@@ -7,7 +7,8 @@ commit; on PostgreSQL every statement is a round trip and every commit waits for
 the disk. Under load the time would go into those queues, not into the rows.
 
 Here the presentations of one kind in a process are carried out by one thread, in batches:
-whatever presentations are waiting when the thread comes round share one transaction of three
+whatever presentations are waiting once its transaction has begun (on SQLite: once the writer
+lock is its own, so that those that arrived during the wait join in) share one transaction of three
 statements - one SELECT of all the presented credentials, one ``UPDATE ... WHERE <hash> IN (...)
 AND used_at IS NULL RETURNING <hash>``, one multi-row ``INSERT`` of refresh tokens - and one
 commit. Nothing waits on purpose: with one presentation waiting, the batch is that one. A request
@@ -107,51 +108,62 @@ class OneTimeWriter:
             with self._cond:
                 while not self._waiting:
                     self._cond.wait()
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            batch: list[_Presentation] = []
             try:
-                answers = self._write(batch)
+                answers = self._write(batch, self._take)
             except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure
-                for item in batch:
+                for item in batch or self._take():
                     if not item.done.done():
                         item.done.set_exception(exc)
             else:
                 for item, answer in answers:
                     item.done.set_result(answer)
 
-    def _write(self, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
-        """One transaction for the batch; returns the answers of the presentations whose `decide`
-        did not raise (those that did have their exception set already)."""
+    def _take(self) -> list[_Presentation]:
+        with self._cond:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+        return batch
+
+    def _write(self, batch: list[_Presentation], take: Callable[[], list[_Presentation]] = list
+               ) -> list[tuple[_Presentation, Any]]:
+        """One transaction for `batch`, to which `take()` adds the presentations waiting once the
+        transaction has begun - on SQLite, once the writer lock is ours, so what arrived while this
+        thread waited for the lock goes in too. Returns the answers of the presentations whose
+        `decide` did not raise (those that did have their exception set already)."""
+        with self.db.session() as s:
+            batch += take()
+            return self._statements(s.connection(), batch)
+
+    def _statements(self, conn: Any, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
         st = self.statements
         presented = list(dict.fromkeys(item.presented for item in batch))
         answers: list[tuple[_Presentation, Any]] = []
-        with self.db.session() as s:
-            conn = s.connection()
-            found = {}
-            for row in conn.execute(st.read, {"presented": presented}):
-                credential, grant, user = split(row, st.layout)
-                found[getattr(credential, st.key)] = (credential, grant, user)
-            decided = []
-            for item in batch:
-                try:
-                    use, successor, answer = item.decide(found.get(item.presented))
-                except Exception as exc:  # noqa: BLE001 - this presentation's own failure
-                    item.done.set_exception(exc)
-                    continue
-                decided.append((item, use, successor, answer))
-            wanted = list(dict.fromkeys(item.presented for item, use, _, _ in decided if use))
-            unused = set(conn.execute(st.use, {"presented": wanted, "now": self.now()}).scalars()) \
-                if wanted else set()
-            rows = []
-            for item, use, successor, answer in decided:
-                if not use:
-                    answers.append((item, answer))
-                elif item.presented in unused:
-                    unused.discard(item.presented)  # the first presentation in the batch wins
-                    if successor is not None:
-                        rows.append(successor)
-                    answers.append((item, answer))
-                else:
-                    answers.append((item, REUSED))
-            if rows:
-                conn.execute(_INSERT_REFRESH, rows)
+        found = {}
+        for row in conn.execute(st.read, {"presented": presented}):
+            credential, grant, user = split(row, st.layout)
+            found[getattr(credential, st.key)] = (credential, grant, user)
+        decided = []
+        for item in batch:
+            try:
+                use, successor, answer = item.decide(found.get(item.presented))
+            except Exception as exc:  # noqa: BLE001 - this presentation's own failure
+                item.done.set_exception(exc)
+                continue
+            decided.append((item, use, successor, answer))
+        wanted = list(dict.fromkeys(item.presented for item, use, _, _ in decided if use))
+        unused = set(conn.execute(st.use, {"presented": wanted, "now": self.now()}).scalars()) \
+            if wanted else set()
+        rows = []
+        for item, use, successor, answer in decided:
+            if not use:
+                answers.append((item, answer))
+            elif item.presented in unused:
+                unused.discard(item.presented)  # the first presentation in the batch wins
+                if successor is not None:
+                    rows.append(successor)
+                answers.append((item, answer))
+            else:
+                answers.append((item, REUSED))
+        if rows:
+            conn.execute(_INSERT_REFRESH, rows)
         return answers
