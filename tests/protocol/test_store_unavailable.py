@@ -32,3 +32,15 @@ def test_an_api_gets_an_oauth_error(http: Any, provider: Any, client: Any, monke
     r = http.post("/oauth2/token", auth=client.basic, data={"grant_type": "client_credentials"})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.json()["error"] == "temporarily_unavailable" and r.headers["cache-control"] == "no-store"
+
+
+def test_jwks_while_its_keys_cannot_be_reloaded(http: Any, provider: Any, monkeypatch: Any) -> None:
+    """JWKS is served before the router (web/documents.py), yet a store that is away when its keys
+    are due for a reload is still a 503, as on every other endpoint."""
+    provider.keys.invalidate()
+    monkeypatch.setattr(provider.keys, "_load", boom)
+    r = http.get("/.well-known/jwks.json")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["error"] == "temporarily_unavailable"
+    monkeypatch.undo()
+    assert http.get("/.well-known/jwks.json").json()["keys"]
