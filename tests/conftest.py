@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
-from support import ISSUER, PASSWORD, TEST_SECRET, Flow, MailSink, RegisteredClient, make_settings
+from support import ISSUER, PASSWORD, TEST_SECRET, Flow, MailSink, Quiet, RegisteredClient, make_settings, serving
 
 from idbroker.app import create_app
 from idbroker.clients.metadata import ClientMetadata
@@ -132,8 +132,6 @@ def receiver():
     """A real HTTP endpoint that records back-channel logout deliveries: (base URL, list, event)."""
     import threading
     from urllib.parse import parse_qs
-
-    from support import Quiet, serving
 
     received: list[dict] = []
     arrived = threading.Event()
