@@ -8,12 +8,14 @@ run is created and dropped). ``./test`` always sets it, starting a throwaway ser
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from joserfc.jwk import RSAKey
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 from support import ISSUER, PASSWORD, TEST_SECRET, Flow, MailSink, Quiet, RegisteredClient, make_settings, serving
@@ -24,6 +26,36 @@ from idbroker.provider import Provider
 from idbroker.store.db import Database
 from idbroker.store.migrate import upgrade
 from idbroker.store.models import Base
+
+
+class _PooledRSAKey(RSAKey):
+    """The broker's key store as tests see it: a new 2048-bit RSA key takes ~45 ms to generate, and
+    every provider makes two (RS256 signing, RSA-OAEP-256 decryption), so each of some two thousand
+    tests would spend ~0.1 s on them. Here the store's keys come from a small pool made once per
+    run, in turn: a provider's keys (and up to six rotations) still differ from each other, and
+    keys that tests generate themselves (clients' keys) never come from it."""
+
+    _raw: list[Any] = []
+    _turn = itertools.count()
+
+    @classmethod
+    def generate_key(cls, key_size: int | None = 2048, parameters: Any = None, private: bool = True,
+                     auto_kid: bool = False) -> Any:
+        if key_size != 2048 or not private or auto_kid:
+            return super().generate_key(key_size, parameters, private, auto_kid)
+        turn = next(cls._turn) % 6
+        if turn == len(cls._raw):
+            cls._raw.append(cls.binding.generate_private_key(2048))
+        return cls(cls._raw[turn], cls._raw[turn], parameters)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pooled_rsa_keys() -> Iterator[None]:
+    from idbroker.keys import keystore
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keystore, "RSAKey", _PooledRSAKey)
+        yield
 
 
 def _postgres_admin_url() -> str | None:
