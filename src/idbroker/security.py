@@ -28,6 +28,23 @@ def random_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Where in `value` (a string, or JSON-like dicts and lists) the first NUL character is - in a
+    key or a string - as a path (``a.b[2]``), or None. PostgreSQL text cannot hold NUL, so input
+    bound for the store is refused at the door on both stores, never at the INSERT on one."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return here
+        found = nul_path(item, here)
+        if found is not None:
+            return found
+    return None
+
+
 def sha256_hex(value: str) -> str:
     """Lookup digest of a high-entropy token (codes, refresh tokens, session ids)."""
     return hashlib.sha256(value.encode()).hexdigest()

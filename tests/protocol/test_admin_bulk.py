@@ -89,6 +89,37 @@ def test_import_refuses_bad_parameters_and_bodies_past_the_limit(http, writer, r
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "body"
 
 
+@pytest.mark.parametrize("body", [
+    b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0e\x00\x00\x00/\x00\x00\x00\x00\x07\x10\x11\xfd\x0fDD",
+    b"email,given_name\nd@example.com,D\ne@example.com,\xff\n",
+], ids=["binary", "latin-1-row"])
+def test_a_cognito_csv_that_is_not_utf8_is_refused_whole(http, writer, reader, body):  # noqa: F811
+    """Found by the admin API fuzz: a file whose header is not UTF-8 answered 500."""
+    r = http.post(f"{API}/users/import", headers={**writer, "Content-Type": "text/csv"}, content=body,
+                  params={"format": "cognito-csv"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "body" and "not UTF-8" in r.json()["errors"][0]["message"], r.json()
+    assert http.get(f"{API}/users/d@example.com", headers=reader).status_code == 404
+
+
+@pytest.mark.parametrize("fmt, body, where", [
+    ("cognito-csv", b"email,given_name\nd@example.com,D\x00\ne@example.com,E\n", "given_name"),
+    ("jsonl", lines({"email": "d@example.com", "address": {"street_address": "1\x00"}},
+                    {"email": "e@example.com"}), "address.street_address"),
+    ("jsonl", lines({"email": "d@example.com", "custom_attributes": {"a\x00": "x"}},
+                    {"email": "e@example.com"}), "custom_attributes.a\x00"),
+], ids=["csv-value", "jsonl-nested-value", "jsonl-key"])
+def test_a_record_holding_nul_is_rejected_alone_on_both_stores(http, writer, reader, fmt, body, where):  # noqa: F811
+    """PostgreSQL text cannot hold NUL: such a record was a 500 there (and stored on SQLite)."""
+    r = http.post(f"{API}/users/import", headers={**writer, "Content-Type": "text/plain"}, content=body,
+                  params={"format": fmt})
+    assert r.status_code == 200, r.text
+    assert (r.json()["created"], r.json()["rejected"]) == (1, 1), r.json()
+    assert r.json()["rejects"][0]["reason"] == f"{where} contains a NUL character", r.json()
+    assert http.get(f"{API}/users/d@example.com", headers=reader).status_code == 404
+    assert http.get(f"{API}/users/e@example.com", headers=reader).status_code == 200
+
+
 def test_import_and_export_are_in_the_openapi_document(http):
     doc = http.get(f"{API}/openapi.json").json()
     assert doc["paths"][f"{API}/users/import"]["post"]["security"] == [{"bearer": ["idbroker:admin:write"]}]

@@ -223,6 +223,11 @@ def test_mistakes_are_one_line(cli, tmp_path, args, says):
     (tmp_path / "bad.json").write_text("{not json")
     bad = cli("users", "import", str(tmp_path / "bad.json"), "--format", "keycloak", ok=False)
     assert bad.exit_code == 1 and "not a JSON document" in bad.output
+    (tmp_path / "binary.csv").write_bytes(b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0e\x00\xfd\x0fDD\n")
+    (tmp_path / "huge.csv").write_text('email,given_name\na@example.com,"' + "x" * (csv.field_size_limit() + 1) + '"\n')
+    for name, says in [("binary.csv", "not UTF-8"), ("huge.csv", "not CSV")]:
+        out = cli("users", "import", str(tmp_path / name), "--format", "cognito-csv", ok=False)
+        assert out.exit_code == 1 and says in out.output and len(out.output.strip().splitlines()) == 1, out.output
 
 
 def big_file(path: Path, n: int) -> Path:

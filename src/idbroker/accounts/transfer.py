@@ -32,7 +32,7 @@ from typing import IO, Any, ClassVar, Protocol
 
 from sqlalchemy import bindparam, select
 
-from ..security import random_token
+from ..security import nul_path, random_token
 from ..store.db import Database, aware, utcnow
 from ..store.models import User
 from .legacy import firebase
@@ -138,6 +138,9 @@ def validate(record: Any) -> dict[str, Any]:
     `email`), or Rejected. No side effects."""
     if not isinstance(record, dict):
         raise Rejected("not a JSON object")
+    where = nul_path(record)
+    if where is not None:
+        raise Rejected(f"{where} contains a NUL character")
     email = record.get("email")
     if not isinstance(email, str) or len(email) > 320 or not EMAIL_RE.match(email := normalise_email(email)):
         raise Rejected("email missing or not an email address")
@@ -228,13 +231,15 @@ class CognitoCsv:
     def records(self, stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
         reader = csv.DictReader(text)
-        if not reader.fieldnames or "email" not in reader.fieldnames:
-            raise Rejected("the CSV header has no email column (use Cognito's GetCSVHeader header)")
-        try:
+        try:  # the header too: it is where a file that is not CSV (nor UTF-8) first shows
+            if not reader.fieldnames or "email" not in reader.fieldnames:
+                raise Rejected("the CSV header has no email column (use Cognito's GetCSVHeader header)")
             for row in reader:
                 yield reader.line_num, self._record(row)
         except UnicodeDecodeError as exc:
             raise Rejected(f"the file is not UTF-8 (near line {reader.line_num + 1})") from exc
+        except csv.Error as exc:  # a NUL byte, a field over csv's size limit
+            raise Rejected(f"the file is not CSV (line {reader.line_num}: {exc})") from exc
 
     @staticmethod
     def _record(row: dict[str, str | None]) -> dict[str, Any] | Rejected:

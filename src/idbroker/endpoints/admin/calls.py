@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...security import nul_path
 from ...store.db import aware
 from ...web import body
 
@@ -76,7 +77,7 @@ class Call:
             raise ApiError(400, "invalid_request", "the request body is not JSON") from None
         if not isinstance(value, dict):
             raise ApiError(400, "invalid_request", "the request body must be a JSON object")
-        where = _nul_path(value, "")
+        where = nul_path(value)
         if where is not None:  # PostgreSQL refuses NUL in text
             raise invalid([(where, "must not contain NUL characters")])
         return value
@@ -89,21 +90,6 @@ class Call:
         tags = [t.strip() for t in header.split(",")]
         if "*" not in tags and current not in tags and current.removeprefix("W/") not in tags:
             raise ApiError(412, "precondition_failed", "the resource changed since it was read (ETag)")
-
-
-def _nul_path(value: Any, path: str) -> str | None:
-    """The path of the first key or string holding a NUL character, or None."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and "\x00" in key:
-            return here
-        found = _nul_path(item, here)
-        if found is not None:
-            return found
-    return None
 
 
 def too_long(values: dict[str, Any], table: Any) -> list[tuple[str, str]]:
