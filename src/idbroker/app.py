@@ -89,10 +89,15 @@ def store_unavailable(journey: Journey):
     return handler
 
 
+# Its own generator: drawing from the module's shared one would move the state that code seeded for
+# repeatable results (a test's, a library's) is relying on, from a background task at any moment.
+_START_SPREAD = random.Random()
+
+
 async def purge_periodically(db: Database, interval: int, retention_days: int) -> None:
     """Every `interval` seconds (the first time after a random part of it, so that workers started
     together do not all try at once) one worker across the deployment purges (store/housekeeping.py)."""
-    await anyio.sleep(random.uniform(0, interval))
+    await anyio.sleep(_START_SPREAD.uniform(0, interval))
     while True:
         try:
             await to_thread.run_sync(purge_if_first, db, retention_days)
