@@ -238,7 +238,7 @@ class CognitoCsv:
                 yield reader.line_num, self._record(row)
         except UnicodeDecodeError as exc:
             raise Rejected(f"the file is not UTF-8 (near line {reader.line_num + 1})") from exc
-        except csv.Error as exc:  # a NUL byte, a field over csv's size limit
+        except csv.Error as exc:  # a field longer than csv.field_size_limit()
             raise Rejected(f"the file is not CSV (line {reader.line_num}: {exc})") from exc
 
     @staticmethod
