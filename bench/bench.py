@@ -52,6 +52,7 @@ import asyncio
 import base64
 import concurrent.futures
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -61,6 +62,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -270,6 +272,25 @@ def machine_busy_seconds() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_probe_ms(samples: int = 5) -> float:
+    """How fast a core is right now: the median CPU milliseconds (of this process, so waiting does not
+    count) of a fixed piece of work, pure Python and SHA-256, ~20 ms each. On a virtual machine whose
+    host is shared it moves with the neighbours' load, which neither the idle check nor steal time
+    shows: on this project's 2-core VMs the same work has varied by 60 % within one quiet minute.
+    Taken right before and after each measured run (the servers idle meanwhile)."""
+    times = []
+    for _ in range(samples):
+        started = time.process_time()
+        x = 0
+        for i in range(150_000):
+            x += i * i % 7
+        block = b"x" * 1024
+        for _ in range(1500):
+            block = hashlib.sha256(block).digest() * 32
+        times.append((time.process_time() - started) * 1000)
+    return statistics.median(times)
 
 
 def postgres_pids(comm: str = "postgres") -> list[int]:
@@ -574,6 +595,7 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     server_cpu: float = 0.0  # CPU seconds the server used per second of the run (2.0 = two cores busy)
     other_cpu: float = 0.0  # the same for everything that is neither the servers nor the load generator
+    probe_ms: float = 0.0  # cpu_probe_ms() around the run: the core's speed at the time (lower is faster)
     runtime: dict[str, dict[float, float]] = field(default_factory=dict)  # idbroker: pause / lag histograms
 
 
@@ -727,8 +749,10 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
                  kids=children_cpu(), t=time.perf_counter())
 
     runtime_before = runtime_histograms(srv)
+    probe_before = cpu_probe_ms()
     r = run_endpoint(srv, ep, cfg, cfg.duration, tmp, mark)
     wall = time.perf_counter() - m["t"]
+    r.probe_ms = (probe_before + cpu_probe_ms()) / 2
     if runtime_before is not None:
         r.runtime = histogram_delta(runtime_histograms(srv), runtime_before)
     server = cpu_seconds(pids) - m["cpu"]
@@ -736,7 +760,7 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
     r.server_cpu = server / wall
     r.other_cpu = max(0.0, (machine_busy_seconds() - m["busy"] - ours) / wall)
     log(f"{ep:18s} {srv.label:24s} {r.rps:10.1f} req/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
-        f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}")
+        f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}  probe {r.probe_ms:.1f} ms")
     if r.errors and ep == "login":
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
     if srv.key != "oidc-single":  # every server with workers
@@ -1142,6 +1166,8 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
     L.append(f"| CPU used by other work during the runs | {mach.get('other_cpu', '?')} (machine-wide busy time minus "
              "the servers', their PostgreSQL's and the load generators'; ~0 on a quiet machine, and any of it "
              "competes for the same cores) |")
+    L.append(f"| how fast a core was (`cpu_probe_ms`: the same work, CPU ms) | {mach.get('probe', '?')}: a spread "
+             "here is the host's other tenants, which no idle check sees, and moves every figure below with it |")
     L.append(f"| idbroker | {mach['idbroker']}; Granian {mach['granian']}, {cfg.workers} workers; Python "
              f"{mach['python']}; Starlette {mach['starlette']}, SQLAlchemy {mach['sqlalchemy']}, "
              f"joserfc {mach['joserfc']}, argon2-cffi {mach['argon2-cffi']} |")
@@ -1179,10 +1205,12 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
              "core busy; the load generator uses the rest). Other work = the same for everything else on the "
              "machine (should be ~0: "
              f"an endpoint is measured again (at most {cfg.retries} more time(s)) when it exceeds {cfg.noise_limit} "
-             "on any server, and the quietest attempt is kept).")
+             "on any server, and the quietest attempt is kept). CPU probe = `cpu_probe_ms` right before and after "
+             "the run, averaged: the CPU milliseconds a fixed piece of work took then (higher = a slower core; two "
+             "servers measured at different probes were not measured on the same machine).")
     L.append("")
-    L.append("| endpoint | server | req/s | p50 ms | p99 ms | errors | server CPU | other work |")
-    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    L.append("| endpoint | server | req/s | p50 ms | p99 ms | errors | server CPU | other work | CPU probe ms |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for ep in cfg.endpoints:
         first = True
         for key in order:
@@ -1192,7 +1220,7 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
             name = ENDPOINT_TEXT[ep] if first else ""
             first = False
             L.append(f"| {name} | {servers[key].label} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} | {fmt(r.p99_ms, 2)} "
-                     f"| {r.errors} | {r.server_cpu:.2f} | {r.other_cpu:.2f} |")
+                     f"| {r.errors} | {r.server_cpu:.2f} | {r.other_cpu:.2f} | {r.probe_ms:.1f} |")
     L.append("")
     runtime = runtime_rows(cfg, servers, results)
     if len(runtime) > 2:
@@ -1412,6 +1440,10 @@ def main() -> int:
         scale = scaleout.measure(cfg.pg_admin_url)
 
     mach["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    probes = [r.probe_ms for runs in (*results.values(), *results_grown.values()) for r in runs.values() if r.probe_ms]
+    if probes:
+        mach["probe"] = (f"{min(probes):.1f} to {max(probes):.1f} ms (median {statistics.median(probes):.1f}) "
+                         f"around the {len(probes)} measured runs")
     if other_cpu:
         mach["other_cpu"] = (f"{sum(other_cpu) / len(other_cpu):.2f} cores on average over the measured runs, "
                              f"{max(other_cpu):.2f} at most")
