@@ -54,7 +54,7 @@ from .pages.verification import VerificationViews
 from .provider import ENDPOINTS, Provider
 from .security import TOKEN_RE
 from .settings import Settings
-from .store.db import Database
+from .store.db import CHECKPOINT_INTERVAL, Database
 from .store.housekeeping import purge_if_first
 from .text import N_, match
 from .web.cors import CorsMiddleware
@@ -106,6 +106,19 @@ async def purge_periodically(db: Database, interval: int, retention_days: int) -
         await anyio.sleep(interval)
 
 
+async def checkpoint_periodically(db: Database, interval: float) -> None:
+    """SQLite: the WAL is copied into the database file off the writers' path (Database.checkpoint),
+    after any commit, every `interval` seconds."""
+    while True:
+        await anyio.sleep(interval)
+        if not db.wal_changed():
+            continue
+        try:
+            await to_thread.run_sync(db.checkpoint)
+        except Exception:  # noqa: BLE001 - SQLite's own automatic checkpoint remains the safety net
+            log.exception("the WAL checkpoint failed")
+
+
 def create_app(settings: Settings | None = None, provider: Provider | None = None) -> Starlette:
     if provider is None:
         assert settings is not None
@@ -142,6 +155,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(runtime_watch().run)
+                if provider.db.has_wal:
+                    tasks.start_soon(checkpoint_periodically, provider.db, CHECKPOINT_INTERVAL)
                 if settings.purge_interval:
                     tasks.start_soon(purge_periodically, provider.db, settings.purge_interval,
                                      settings.audit_retention_days)
