@@ -602,7 +602,8 @@ class Result:
 # -- where the tail comes from: idbroker's own runtime histograms ------------------------------------
 RUNTIME_SERIES = {"gc_full": ("idbroker_gc_pause_seconds", {"generation": "2"}),
                   "gc_young": ("idbroker_gc_pause_seconds", {"generation": ("0", "1")}),
-                  "loop_lag": ("idbroker_event_loop_lag_seconds", {})}
+                  "loop_lag": ("idbroker_event_loop_lag_seconds", {}),
+                  "write_wait": ("idbroker_write_turn_wait_seconds", {})}
 
 
 def runtime_histograms(srv: Server) -> dict[str, dict[float, float]] | None:
@@ -653,13 +654,16 @@ def runtime_rows(cfg: Config, servers: dict[str, Server], results: dict) -> list
     rows = ["| endpoint | server | cause | " + " | ".join(names) + " | per second ≥ 5 ms |",
             "| --- | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |"]
     labels = {"gc_full": "full collections (gen 2)", "gc_young": "young collections (gen 0, 1)",
-              "loop_lag": "event-loop lag (a probe every 50 ms)"}
+              "loop_lag": "event-loop lag (a probe every 50 ms)",
+              "write_wait": "writer's wait for its turn (SQLite writer lock)"}
     for ep in cfg.endpoints:
         for key in cfg.backends:
             r = results.get(key, {}).get(ep)
             if r is None or not r.runtime:
                 continue
             for cause, buckets in r.runtime.items():
+                if not buckets.get(float("inf")) and cause == "write_wait":
+                    continue  # PostgreSQL, or nothing written
                 total = buckets.get(float("inf"), 0.0)
                 counts = [(total if hi == float("inf") else _upto(buckets, hi)) - _upto(buckets, lo)
                           for lo, hi in bands]
@@ -1231,7 +1235,10 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
                  "web/runtime.py): the cyclic collector's pauses by duration, and how late the event loop woke a "
                  "50 ms sleep (a ready request waits that long behind a pause, code holding the loop, or threads "
                  "holding the GIL). Each worker freezes its start-up heap out of the collector (`settle_heap`), so "
-                 "a full collection walks only what requests made since.")
+                 "a full collection walks only what requests made since. On SQLite, also what stops its writers: how "
+                 "long each writing transaction waited for its turn on the writer lock "
+                 "(`idbroker_write_turn_wait_seconds`), behind the writers of both workers; the WAL is checkpointed "
+                 "in the background (`Database.checkpoint`), not by a writer holding the lock.")
         L.append("")
         L.extend(runtime)
         L.append("")

@@ -154,7 +154,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
             tracing.start()  # in each worker, after the fork (web/tracing.py)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(runtime_watch().run)
+                lock = provider.db.writer_lock
+                tasks.start_soon(runtime_watch(lock.drain_waits if lock is not None else None).run)
                 if provider.db.has_wal:
                     tasks.start_soon(checkpoint_periodically, provider.db, CHECKPOINT_INTERVAL)
                 if settings.purge_interval:

@@ -274,3 +274,21 @@ def test_collector_pauses_and_loop_lag_are_exported(app):
             clock.sleep(0.05)
     assert value(text, "idbroker_gc_pause_seconds_count", generation="2") >= 1
     assert value(text, "idbroker_event_loop_lag_seconds_count") >= 1
+
+
+def test_sqlite_writers_waits_for_their_turn_are_exported(local, register, user, provider):
+    import time as clock
+
+    client = register()
+    before = value(scrape(local), "idbroker_write_turn_wait_seconds_count")
+    Flow(local).code_flow(client)  # a sign-in: several writing transactions
+    deadline = clock.monotonic() + 5  # the watch hands them over every 50 ms
+    while True:
+        moved = value(scrape(local), "idbroker_write_turn_wait_seconds_count") - before
+        if moved or clock.monotonic() > deadline:
+            break
+        clock.sleep(0.05)
+    if provider.db.writer_lock is None:  # PostgreSQL: its writers need no turn
+        assert moved == 0
+    else:
+        assert moved >= 3

@@ -6,6 +6,7 @@ import fcntl
 import importlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ HIDE_PARAMETERS = True
 # for when they cannot keep up, and what a CLI command that writes much (an import) relies on.
 WAL_AUTOCHECKPOINT = 10_000
 CHECKPOINT_INTERVAL = 0.1
+MAX_WAITS_KEPT = 10_000
 
 
 def utcnow() -> datetime:
@@ -70,6 +72,13 @@ class WriterLock:
         self._timeout = timeout
         self._fd: int | None = None
         self._pid = 0
+        self._waits: list[float] = []  # seconds each writer waited for its turn, until `drain_waits`
+
+    def drain_waits(self) -> list[float]:
+        """How long each writer since the last call waited for its turn (for /metrics: a writer
+        queued behind another's long transaction is a cause of tail latency)."""
+        waits, self._waits = self._waits, []
+        return waits
 
     def _fd_for_this_process(self) -> int:
         if self._pid != os.getpid():
@@ -79,6 +88,7 @@ class WriterLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
+        asked = time.perf_counter()
         if not self._threads.acquire(timeout=self._timeout):
             raise TimeoutError("timed out waiting for the database's write lock")
         try:
@@ -87,6 +97,8 @@ class WriterLock:
                 return
             fd = self._fd_for_this_process()
             fcntl.flock(fd, fcntl.LOCK_EX)
+            if len(self._waits) < MAX_WAITS_KEPT:  # nobody drains them outside a server
+                self._waits.append(time.perf_counter() - asked)
             try:
                 yield
             finally:

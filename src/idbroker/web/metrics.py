@@ -21,7 +21,8 @@ What is counted - the names are the documentation (README "Monitoring"):
   (the httpx client of the upstream providers, web/upstream_http.py);
 * ``idbroker_db_pool_checked_out`` - connections in use, summed over the live workers (`watch_pool`);
 * ``idbroker_gc_pause_seconds{generation}`` and ``idbroker_event_loop_lag_seconds`` - what stops
-  every request of a worker at once (web/runtime.py, `runtime_watch`).
+  every request of a worker at once; ``idbroker_write_turn_wait_seconds`` - what stops its SQLite
+  writers (web/runtime.py, `runtime_watch`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -74,6 +75,9 @@ GC_PAUSES = Histogram("idbroker_gc_pause_seconds", "Pauses of the cyclic garbage
                       ["generation"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
 LOOP_LAG = Histogram("idbroker_event_loop_lag_seconds", "How late the event loop ran a callback that was due",
                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+WRITE_TURN_WAIT = Histogram("idbroker_write_turn_wait_seconds",
+                            "How long a SQLite writing transaction waited for its turn on the writer lock",
+                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
 _TOKENS_BY_GRANT: dict[str, Any] = {}  # grant type -> its counter (the token endpoint knows the grant types)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -135,10 +139,11 @@ def _checked_in(dbapi_connection: Any, record: Any) -> None:
         POOL_CHECKED_OUT.dec()
 
 
-def runtime_watch() -> RuntimeWatch:
-    """The collector's pauses and the event loop's lag, into GC_PAUSES and LOOP_LAG."""
+def runtime_watch(write_waits: Callable[[], list[float]] | None = None) -> RuntimeWatch:
+    """The collector's pauses, the event loop's lag and, on SQLite, the writers' waits for their turn
+    (`WriterLock.drain_waits`), into GC_PAUSES, LOOP_LAG and WRITE_TURN_WAIT."""
     return RuntimeWatch(lambda generation, seconds: GC_PAUSES.labels(generation=str(generation)).observe(seconds),
-                        LOOP_LAG.observe)
+                        LOOP_LAG.observe, write_waits, WRITE_TURN_WAIT.observe)
 
 
 # -- several processes ----------------------------------------------------------------------------

@@ -14,6 +14,8 @@ process. Measured with ./bench/run on client_credentials: the longest full colle
   library's own lock); the watch's task moves the pauses into the histogram.
 * ``idbroker_event_loop_lag_seconds`` - how much later than asked a 50 ms sleep wakes up: the time
   a ready request waited behind a collection, code that held the loop, or the GIL held by threads.
+* ``idbroker_write_turn_wait_seconds`` (SQLite) - how long each writing transaction waited for its
+  turn on the writer lock (store/db.py), behind the writers of this and the other workers.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ class RuntimeWatch:
     """Collector pauses and event-loop lag, handed to `observe_pause(generation, seconds)` and
     `observe_lag(seconds)` from the event loop's own task (`run`)."""
 
-    def __init__(self, observe_pause: Callable[[int, float], None], observe_lag: Callable[[float], None]):
+    def __init__(self, observe_pause: Callable[[int, float], None], observe_lag: Callable[[float], None],
+                 write_waits: Callable[[], list[float]] | None = None,
+                 observe_write_wait: Callable[[float], None] | None = None):
         self.observe_pause = observe_pause
         self.observe_lag = observe_lag
+        self.write_waits = write_waits
+        self.observe_write_wait = observe_write_wait
         self._pauses: list[tuple[int, float]] = []
         self._started = 0.0
 
@@ -55,6 +61,9 @@ class RuntimeWatch:
         pauses, self._pauses = self._pauses, []
         for generation, seconds in pauses:
             self.observe_pause(generation, seconds)
+        if self.write_waits is not None and self.observe_write_wait is not None:
+            for seconds in self.write_waits():
+                self.observe_write_wait(seconds)
 
     async def run(self) -> None:
         """Until cancelled: probe the loop's lag and hand over the collector's pauses."""
