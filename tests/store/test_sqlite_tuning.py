@@ -1,6 +1,8 @@
-"""SQLite's WAL is copied into the database file by the serving workers in the background
-(Database.checkpoint), not by whichever writer's commit crosses SQLite's threshold while holding
-the writer lock; on PostgreSQL there is nothing to do."""
+"""SQLite under a server's load (store/db.py), on both stores (PostgreSQL has nothing of this to do):
+the WAL is copied into the database file by the serving workers in the background
+(Database.checkpoint), not by whichever writer's commit crosses SQLite's threshold while holding the
+writer lock; and the connection pool hands out the connection returned last, so that few
+connections' page caches fill."""
 
 from __future__ import annotations
 
@@ -71,3 +73,14 @@ def test_every_connection_keeps_sqlites_own_checkpoint_as_a_safety_net(database)
         return
     with database.engine.connect() as conn:
         assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == WAL_AUTOCHECKPOINT
+
+
+def test_the_connection_returned_last_is_handed_out_first(database):
+    if not database.has_wal:
+        return
+    first, second, third = (database.engine.connect() for _ in range(3))
+    raw = [conn.connection.dbapi_connection for conn in (first, second, third)]
+    for conn in (first, second, third):
+        conn.close()
+    with database.engine.connect() as again:
+        assert again.connection.dbapi_connection is raw[2]
