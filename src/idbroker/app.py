@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -119,7 +120,10 @@ async def checkpoint_periodically(db: Database, interval: float) -> None:
             log.exception("the WAL checkpoint failed")
 
 
-def create_app(settings: Settings | None = None, provider: Provider | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, provider: Provider | None = None,
+               started: Callable[[], None] | None = None) -> Starlette:
+    """The application. `started` is called on the event loop once its start-up work is done, right
+    before it reports the start to the server (asgi.py)."""
     if provider is None:
         assert settings is not None
         provider = Provider(settings)
@@ -161,6 +165,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
                 if settings.purge_interval:
                     tasks.start_soon(purge_periodically, provider.db, settings.purge_interval,
                                      settings.audit_retention_days)
+                if started is not None:
+                    started()
                 yield
                 tasks.cancel_scope.cancel()
         finally:

@@ -3,7 +3,9 @@ environment (``IDBROKER_*``, ``IDBROKER_CONFIG``)."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import signal
 import sys
 
 # httpx imports its command-line client (httpx._main: rich, click, pygments - ~80 modules, ~5 MB
@@ -25,12 +27,34 @@ def create() -> ProxyHeaders:
     """The application, behind a cap on requests in progress per client address (web/limits.py) -
     the real client's address when trusted proxies forward it (web/proxies.py)."""
     release_large_buffers()
+    hold_stop_signals()
     settings = load_settings()
     log_to_stderr(settings.log_level, settings.log_format)
-    app = ProxyHeaders(InProgressLimit(create_app(settings), limit=settings.max_requests_per_address),
-                       settings.trusted_proxies)
+    app = ProxyHeaders(InProgressLimit(create_app(settings, started=release_stop_signals_soon),
+                                       limit=settings.max_requests_per_address), settings.trusted_proxies)
     settle_heap()  # last: all that start-up made lives as long as the worker (web/runtime.py)
     return app
+
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+RELEASE_AFTER = 0.5  # seconds after the application's start-up: Granian serves by then
+
+
+def hold_stop_signals() -> None:
+    """SIGINT and SIGTERM wait, pending, until the worker serves (`release_stop_signals_soon`).
+
+    Granian (2.8) hangs a worker for good when one of them arrives during the application's start-up:
+    its handler blocks before the worker serves, and the supervisor waits for that worker forever. A
+    signal to the whole process group does exactly that - Ctrl-C in the terminal a moment after
+    `idbroker serve`, or systemd's stop (it signals every process of the service) while a worker
+    starts. Held until then, the signal stops the worker the ordinary way."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals_soon() -> None:
+    """Called on the worker's event loop when the application has started: Granian then leaves
+    the loop, starts serving and runs the loop again, and the held signals are let through then."""
+    asyncio.get_running_loop().call_later(RELEASE_AFTER, signal.pthread_sigmask, signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def log_to_stderr(level: str, log_format: str = "text") -> None:
