@@ -107,17 +107,20 @@ async def purge_periodically(db: Database, interval: int, retention_days: int) -
         await anyio.sleep(interval)
 
 
-async def checkpoint_periodically(db: Database, interval: float) -> None:
+async def checkpoint_periodically(db: Database, interval: float, after_failure: float = 60.0) -> None:
     """SQLite: the WAL is copied into the database file off the writers' path (Database.checkpoint),
-    after any commit, every `interval` seconds."""
+    after any commit, every `interval` seconds. A failure (a full disk, say) is one line in the log
+    and the next try waits `after_failure` seconds; SQLite's own checkpoint stays as the safety net."""
     while True:
         await anyio.sleep(interval)
         if not db.wal_changed():
             continue
         try:
             await to_thread.run_sync(db.checkpoint)
-        except Exception:  # noqa: BLE001 - SQLite's own automatic checkpoint remains the safety net
-            log.exception("the WAL checkpoint failed")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the WAL checkpoint failed (tried again in %.0f s): %s", after_failure,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            await anyio.sleep(after_failure)
 
 
 def create_app(settings: Settings | None = None, provider: Provider | None = None,

@@ -84,3 +84,28 @@ def test_the_connection_returned_last_is_handed_out_first(database):
         conn.close()
     with database.engine.connect() as again:
         assert again.connection.dbapi_connection is raw[2]
+
+
+def test_a_failing_checkpoint_is_one_line_and_waits_before_the_next_try(caplog):
+    import anyio
+
+    from idbroker.app import checkpoint_periodically
+
+    tries = []
+
+    class Failing:
+        def wal_changed(self) -> bool:
+            return True
+
+        def checkpoint(self) -> None:
+            tries.append(1)
+            raise OSError("disk full\nsecond line")
+
+    async def run() -> None:
+        with anyio.move_on_after(0.5):
+            await checkpoint_periodically(Failing(), 0.01, after_failure=60)
+
+    with caplog.at_level("WARNING", logger="idbroker"):
+        anyio.run(run)
+    assert len(tries) == 1
+    assert [r.getMessage() for r in caplog.records] == ["the WAL checkpoint failed (tried again in 60 s): disk full"]
