@@ -38,7 +38,8 @@ def settle_heap() -> None:
 
 class RuntimeWatch:
     """Collector pauses and event-loop lag, handed to `observe_pause(generation, seconds)` and
-    `observe_lag(seconds)` from the event loop's own task (`run`)."""
+    `observe_lag(seconds)` from the event loop's own task (`run`); and, given `write_waits` (it
+    answers the waits since its last call), the writers' waits, to `observe_write_wait(seconds)`."""
 
     def __init__(self, observe_pause: Callable[[int, float], None], observe_lag: Callable[[float], None],
                  write_waits: Callable[[], list[float]] | None = None,
