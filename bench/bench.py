@@ -450,8 +450,7 @@ def start_idbroker(key: str, cfg: Config, tmp: Path, database_url: str | None) -
         while len(proc_children(srv.proc.pid)) < cfg.workers and time.time() < deadline:
             time.sleep(0.05)
     srv.cold_start_s = statistics.median(srv.cold_starts_s)
-    log(f"{label}: first 200 from /healthz after " + ", ".join(f"{s:.2f}" for s in srv.cold_starts_s) + " s"
-        + (f" (median {srv.cold_start_s:.2f} s)" if len(srv.cold_starts_s) > 1 else ""))
+    log(f"{label}: first 200 from /healthz after {cold_start_text(srv)}")
     return srv
 
 
