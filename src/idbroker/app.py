@@ -119,7 +119,7 @@ async def checkpoint_periodically(db: Database, interval: float, after_failure: 
             await to_thread.run_sync(db.checkpoint)
         except Exception as exc:  # noqa: BLE001
             log.warning("the WAL checkpoint failed (tried again in %.0f s): %s", after_failure,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                        (str(exc).splitlines() or [type(exc).__name__])[0])
             await anyio.sleep(after_failure)
 
 

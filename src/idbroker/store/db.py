@@ -191,9 +191,11 @@ class Database:
         return self._wal is not None
 
     def _wal_stat(self) -> tuple[int, int] | None:
+        if self._wal is None:
+            return None
         try:
-            stat = os.stat(self._wal)  # type: ignore[arg-type]
-        except (FileNotFoundError, TypeError):
+            stat = os.stat(self._wal)
+        except FileNotFoundError:
             return None
         return stat.st_mtime_ns, stat.st_size
 
