@@ -49,7 +49,11 @@ def test_a_serving_worker_checkpoints_soon_after_a_commit(database, tmp_path):
         _interaction(database, "i-checkpointed")
         assert database.wal_changed()
         deadline = time.monotonic() + 20  # a bound for a broken test, not a measurement
-        while not _in_database_file(database, "i-checkpointed") and time.monotonic() < deadline:
+
+        def checkpointed() -> bool:  # the WAL's state is recorded once the copy has returned: both, then
+            return _in_database_file(database, "i-checkpointed") and not database.wal_changed()
+
+        while not checkpointed() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _in_database_file(database, "i-checkpointed")
         assert not database.wal_changed()
