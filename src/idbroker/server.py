@@ -1,15 +1,16 @@
 """The production server: Granian serving ``idbroker.asgi:create`` in worker processes.
 
-``idbroker serve`` checks its options and the port, then replaces itself with ``python -m
-idbroker.server``, so the Granian supervisor and the workers it forks carry only Granian and the
-application - not the CLI (typer, rich): about 12 MB less per worker.
+``idbroker serve`` is this module's `main` (cli/__init__.py runs it without the rest of the command
+line): it checks its options, the settings and the port, prepares the store and starts Granian. The
+process never loads the CLI's libraries (typer, rich), so the Granian supervisor and the workers it
+forks carry only Granian and the application - about 12 MB less per worker - and a start does not
+pay for them either (~0.3 s: they were loaded for the options, then thrown away by an exec).
 
 The supervisor prepares the store (`prepare`: migrations, signing keys, the configuration file's
 providers and sources) with the application's own modules, loaded once, before Granian forks the
 workers, which inherit them: a worker only builds its services (``create``). Importing the
-application is most of a start (~0.5 s on two cores); before, the CLI imported it to prepare the
-store, threw it away with the exec, and every worker imported it again - 1.3-1.7 s to the first
-200, now ~0.8 s (``./bench/run``'s cold start).
+application is most of a start (~0.5 s on two cores); loaded in every worker instead, 1.3-1.7 s to
+the first 200 (``./bench/run``'s cold start).
 
 Two settings guard the service as a whole:
 
@@ -33,7 +34,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .settings import ServerSettings, Settings, SettingsError, load_settings
 
@@ -46,10 +47,29 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's variable
 HEADER_READ_TIMEOUT = ServerSettings.header_read_timeout  # default seconds (Granian's own is 30)
 
 
-def command(host: str, port: int, workers: int, access_log: bool) -> list[str]:
-    """The argv that starts this module with these settings."""
-    argv = [sys.executable, "-m", "idbroker.server", "--host", host, "--port", str(port), "--workers", str(workers)]
-    return argv + (["--access-log"] if access_log else [])
+class Help(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):  # type: ignore[no-untyped-def]
+        super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)  # as the other commands'
+
+
+class OptionsParser(argparse.ArgumentParser):
+    """A mistake on the command line is one line on stderr and exit status 2, as in every other
+    command (cli/context.py)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def options_parser() -> OptionsParser:
+    parser = OptionsParser(prog="idbroker serve", formatter_class=Help, description="Apply migrations, make sure "
+                           "signing keys exist, and serve the broker with Granian.")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1).")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default: the port setting, 8000).")
+    parser.add_argument("--workers", type=int, default=1, help="Worker processes (default: 1).")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                        help="Log every request (default: no).")
+    return parser
 
 
 def prepare_metrics_dir(data_dir: str) -> str:
@@ -155,12 +175,28 @@ def prepare(settings: Settings, host: str, port: int, workers: int) -> list[str]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="idbroker.server", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--access-log", action="store_true")
-    args = parser.parse_args(argv)
+    """`idbroker serve [options]`."""
+    args = options_parser().parse_args(argv)
+    if args.workers < 1:
+        sys.exit("error: --workers must be at least 1")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.exit("error: invalid configuration: " + "; ".join(exc.problems))
+    port = args.port or settings.port
+    busy = port_problem(args.host, port)
+    if busy:
+        sys.exit(f"error: {busy}")
+
+    from .cli.first_run import issuer_configured, local_issuer
+
+    if not issuer_configured(settings):
+        # No issuer configured: the local address is the issuer (development); `localhost` so that
+        # passkeys work (browsers refuse an IP address as a WebAuthn RP id).
+        os.environ["IDBROKER_ISSUER"] = local_issuer(args.host, port)
+    # Share the cores among the workers' password hashing.
+    os.environ.setdefault("IDBROKER_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // args.workers)))
+    settings = load_settings()  # the same settings the workers read (from the environment set above)
 
     from granian import Granian
     from granian.constants import Interfaces
@@ -168,14 +204,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from .web.runtime import settle_heap
 
-    busy = port_problem(args.host, args.port)  # checked again: the port may have been taken since
-    if busy:
-        sys.exit(f"error: {busy}")
-    try:
-        settings = load_settings()  # the same settings the workers read
-    except SettingsError as exc:
-        sys.exit("error: invalid configuration: " + "; ".join(exc.problems))
-    header_read_timeout = settings.header_read_timeout
     problem = data_dir_problem(settings)
     if problem:
         sys.exit(f"error: {problem}")
@@ -184,14 +212,14 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         sys.exit(f"error: cannot prepare the metrics directory under data_dir: {exc.strerror or exc}")
     try:  # after the metrics directory: prometheus-client reads it when the application imports it
-        told = prepare(settings, args.host, args.port, args.workers)
+        told = prepare(settings, args.host, port, args.workers)
     except StartupProblem as exc:
         sys.exit(f"error: {exc}")
     print("\n".join(told), flush=True)
     settle_heap()  # what the workers inherit stays out of their collections (and shared: no copy-on-write)
-    Granian("idbroker.asgi:create", factory=True, address=args.host, port=args.port, workers=args.workers,
+    Granian("idbroker.asgi:create", factory=True, address=args.host, port=port, workers=args.workers,
             interface=Interfaces.ASGI, log_access=args.access_log and settings.log_format != "json", backlog=BACKLOG,
-            http1_settings=HTTP1Settings(header_read_timeout=header_read_timeout * 1000),
+            http1_settings=HTTP1Settings(header_read_timeout=settings.header_read_timeout * 1000),
             respawn_failed_workers=True, log_dictconfig=granian_log_config(settings.log_format)).serve()
 
 
@@ -205,14 +233,6 @@ def granian_log_config(log_format: str) -> dict[str, object] | None:
             "handlers": {"console": stream},
             "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
                         "granian.access": {"handlers": ["console"], "level": "INFO", "propagate": False}}}
-
-
-def exec_server(host: str, port: int, workers: int, access_log: bool) -> None:
-    """Replace this process with the server (same pid, environment and open terminal)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    argv = command(host, port, workers, access_log)
-    os.execv(argv[0], argv)
 
 
 if __name__ == "__main__":

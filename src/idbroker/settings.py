@@ -712,6 +712,13 @@ def _read_toml(data: dict[str, Any], path: str, flat: dict[str, Any], lists: dic
             flat[key] = value
 
 
+def use_config_file(path: str | None) -> None:
+    """The configuration file of this process (`idbroker --config FILE ...`), and of the workers
+    it starts: they read it from the environment, as `load_settings` does."""
+    if path:
+        os.environ[ENV_PREFIX + "CONFIG"] = os.path.abspath(path)
+
+
 def load_settings(config_file: str | None = None, env: dict[str, str] | None = None,
                   **overrides: Any) -> Settings:
     """Build validated settings; raises SettingsError listing every problem."""

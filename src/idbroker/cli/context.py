@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..server import data_dir_problem, database_problem
-from ..settings import Settings, SettingsError, load_settings
+from ..settings import Settings, SettingsError, load_settings, use_config_file
 
 if TYPE_CHECKING:
     from ..provider import Provider
@@ -71,8 +70,7 @@ def uses_local_issuer() -> bool:
 
 def set_config(path: str | None) -> None:
     STATE["config"] = path
-    if path:
-        os.environ["IDBROKER_CONFIG"] = os.path.abspath(path)
+    use_config_file(path)
 
 
 def run(app: typer.Typer) -> None:

@@ -53,7 +53,7 @@ class FirstStart:
 
     def report(self, new_keys: list[str]) -> list[str]:
         """Lines of text: none when nothing was created."""
-        from ..keys.keystore import ENC_ALGS  # here: `idbroker serve` reads this module before the exec
+        from ..keys.keystore import ENC_ALGS  # here: `idbroker serve` reads this module before the application
 
         lines: list[str] = []
         if not self.had_database and self.database_path is not None:

@@ -19,7 +19,7 @@ from .credentials_cmd import credentials_app
 from .demo_cmd import demo
 from .idp_cmd import idp_app
 from .roles_cmd import roles_app
-from .serve_cmd import root, serve
+from .serve_cmd import PASSED_THROUGH, root, serve
 from .sources_cmd import sources_app
 from .users_cmd import users_app
 
@@ -40,7 +40,7 @@ app.command()(demo)
 
 
 app.callback()(root)
-app.command()(serve)
+app.command(context_settings=PASSED_THROUGH)(serve)
 
 
 # -- clients ------------------------------------------------------------------------------------

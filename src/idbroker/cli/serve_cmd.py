@@ -1,14 +1,13 @@
 """Command: serve, and the ``--config`` option every command takes.
 
-``idbroker serve`` runs with this module alone (cli/__init__.py): it checks the settings and the
-port and replaces itself with the server (server.py), which prepares the store with the
-application it loads anyway. The other commands' modules - the services, SQLAlchemy, Alembic - are
-not imported for a start, so the first answer comes ~0.5 s sooner.
+``idbroker [--config FILE] serve`` is the server's own `main` (server.py), which cli/__init__.py runs
+without this module or the rest of the command line. Here, for the command line run another way
+(typer's test runner, `from idbroker.cli import app`), the command hands its options as they are to
+that `main`, which checks them and has their help.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -21,34 +20,11 @@ def root(config: Annotated[str | None, typer.Option("--config", "-c", help="TOML
     ctx.set_config(config)
 
 
-def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-          port: Annotated[int | None, typer.Option(help="TCP port (default: the port setting, 8000).")] = None,
-          workers: Annotated[int, typer.Option(help="Worker processes (default: 1).")] = 1,
-          access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
+PASSED_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def serve(options: typer.Context) -> None:
     """Apply migrations, make sure signing keys exist, and serve the broker with Granian."""
-    from ..server import exec_server, port_problem
-    from .first_run import local_issuer
+    from ..server import main  # its options, and their help, are the server's own
 
-    settings = ctx.settings()
-    port = port or settings.port
-    busy = port_problem(host, port)
-    if busy:
-        ctx.fail(busy)
-    if ctx.uses_local_issuer():
-        # No issuer configured: the local address is the issuer (development); `localhost` so that
-        # passkeys work (browsers refuse an IP address as a WebAuthn RP id).
-        os.environ["IDBROKER_ISSUER"] = local_issuer(host, port)
-    # Share the cores among the workers' password hashing.
-    os.environ.setdefault("IDBROKER_HASH_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
-    exec_server(host, port, workers, access_log)
-
-
-app = typer.Typer(help="idbroker: a self-hostable OpenID Connect identity broker.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-app.callback()(root)
-app.command()(serve)
-
-
-def main() -> None:
-    """`idbroker serve …` (cli/__init__.py)."""
-    ctx.run(app)
+    main(options.args)
