@@ -20,12 +20,13 @@ from .settings import load_settings  # noqa: E402
 from .web.limits import InProgressLimit  # noqa: E402
 from .web.proxies import ProxyHeaders  # noqa: E402
 from .web.request_log import configure as configure_logging  # noqa: E402
-from .web.runtime import settle_heap  # noqa: E402
+from .web.runtime import settle_heap, start_up  # noqa: E402
 
 
 def create() -> ProxyHeaders:
     """The application, behind a cap on requests in progress per client address (web/limits.py) -
     the real client's address when trusted proxies forward it (web/proxies.py)."""
+    start_up()  # until settle_heap, below
     release_large_buffers()
     hold_stop_signals()
     settings = load_settings()

@@ -176,6 +176,9 @@ def prepare(settings: Settings, host: str, port: int, workers: int) -> list[str]
 
 def main(argv: list[str] | None = None) -> None:
     """`idbroker serve [options]`."""
+    from .web.runtime import settle_heap, start_up
+
+    start_up()  # until the workers are forked (settle_heap)
     args = options_parser().parse_args(argv)
     if args.workers < 1:
         sys.exit("error: --workers must be at least 1")
@@ -201,8 +204,6 @@ def main(argv: list[str] | None = None) -> None:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
-
-    from .web.runtime import settle_heap
 
     problem = data_dir_problem(settings)
     if problem:

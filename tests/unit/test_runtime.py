@@ -30,6 +30,35 @@ def test_settle_heap_freezes_what_is_alive_and_collects_garbage_first():
         gc.unfreeze()
 
 
+def test_the_collector_is_off_during_start_up_and_on_once_the_heap_is_settled():
+    gc.unfreeze()
+    try:
+        runtime.start_up()
+        assert not gc.isenabled()
+        runtime.settle_heap()
+        assert gc.isenabled() and gc.get_freeze_count() > 1000
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_a_worker_collects_once_its_application_is_built(tmp_path):
+    """Granian forks the workers from the supervisor, which started with the collector off: each
+    worker's `create` ends with it on, or the worker's heap would grow without bound."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDBROKER_")}
+    env["IDBROKER_DATA_DIR"] = str(tmp_path)
+    script = ("import gc; from idbroker.web.runtime import start_up; start_up(); import idbroker.asgi; "
+              "idbroker.asgi.create(); print(gc.isenabled())")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
+
+
 def test_watch_reports_collector_pauses_and_a_blocked_loop():
     pauses: list[tuple[int, float]] = []
     lags: list[float] = []
