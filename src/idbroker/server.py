@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import os
 import shutil
 import socket
@@ -176,10 +177,19 @@ def prepare(settings: Settings, host: str, port: int, workers: int) -> list[str]
 
 def main(argv: list[str] | None = None) -> None:
     """`idbroker serve [options]`."""
-    from .web.runtime import settle_heap, start_up
+    from .web.runtime import start_up
 
-    start_up()  # until the workers are forked (settle_heap)
     args = options_parser().parse_args(argv)
+    start_up()  # until the workers are forked (`serve`: settle_heap)
+    try:
+        serve(args)
+    finally:  # a start that stops early leaves the collector on (typer's test runner runs this in its process)
+        gc.enable()
+
+
+def serve(args: argparse.Namespace) -> None:
+    from .web.runtime import settle_heap
+
     if args.workers < 1:
         sys.exit("error: --workers must be at least 1")
     try:

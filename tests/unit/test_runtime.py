@@ -7,6 +7,7 @@ import asyncio
 import gc
 import time
 
+import pytest
 from support import run_coroutine
 
 from idbroker.web import runtime
@@ -40,6 +41,15 @@ def test_the_collector_is_off_during_start_up_and_on_once_the_heap_is_settled():
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def test_a_start_that_stops_early_leaves_the_collector_on():
+    """`idbroker serve` run in a process that goes on (typer's test runner)."""
+    from idbroker.server import main
+
+    with pytest.raises(SystemExit, match="--workers must be at least 1"):
+        main(["--workers", "0"])
+    assert gc.isenabled()
 
 
 def test_a_worker_collects_once_its_application_is_built(tmp_path):
