@@ -102,8 +102,8 @@ def requests(path: str, token: str, cookies: dict[str, str]) -> st.SearchStrateg
     """One request to `path`: query, headers, cookies and a body. Mostly the shape a browser or
     client sends - a body that matches its content type, a CSRF token and the cookies - so that the
     odd values get past the first checks; sometimes not. (Every strategy is built here or above,
-    once: one built inside the draw is built and validated again for every example, which was
-    a third of the fuzzers' time.)"""
+    once: one built inside the draw is built and validated again for every example; the form
+    fuzzer's 10,000 requests on SQLite took 147 s that way, 134 s this way.)"""
     bad_tokens = st.sampled_from([b"\xc3\xa9", b"a" * 5000, b"", token.encode() + b"\x00"])
     csrf_fields = st.one_of(st.just(token.encode()), bad_tokens, values)  # the page's own: past the check
     csrf_headers = st.one_of(st.just(token.encode()), bad_tokens, header_values)
