@@ -712,6 +712,9 @@ def _read_toml(data: dict[str, Any], path: str, flat: dict[str, Any], lists: dic
             flat[key] = value
 
 
+CONFIG_OPTIONS = ("--config", "-c")  # the command line's option that names the file (cli/)
+
+
 def use_config_file(path: str | None) -> None:
     """The configuration file of this process (`idbroker --config FILE ...`), and of the workers
     it starts: they read it from the environment, as `load_settings` does."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-CONFIG_OPTIONS = ("-c", "--config")
+from ..settings import CONFIG_OPTIONS, use_config_file
 
 
 def serve_options(argv: list[str]) -> tuple[str | None, list[str]] | None:
@@ -25,7 +25,6 @@ def main() -> None:
     serve = serve_options(sys.argv[1:])
     if serve is not None:
         from ..server import main as serve_main
-        from ..settings import use_config_file
 
         use_config_file(serve[0])
         serve_main(serve[1])

@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 
+from ..settings import CONFIG_OPTIONS
 from . import context as ctx
 
 
-def root(config: Annotated[str | None, typer.Option("--config", "-c", help="TOML configuration file "
+def root(config: Annotated[str | None, typer.Option(*CONFIG_OPTIONS, help="TOML configuration file "
                                                     "(default: $IDBROKER_CONFIG).")] = None) -> None:
     ctx.set_config(config)
 
