@@ -130,9 +130,9 @@ class OneTimeWriter:
         transaction has begun - on SQLite, once the writer lock is ours, so what arrived while this
         thread waited for the lock goes in too. Returns the answers of the presentations whose
         `decide` did not raise (those that did have their exception set already)."""
-        with self.db.session() as s:
+        with self.db.transaction() as conn:
             batch += take()
-            return self._statements(s.connection(), batch)
+            return self._statements(conn, batch)
 
     def _statements(self, conn: Any, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
         st = self.statements

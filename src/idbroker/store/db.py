@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from .changes import ChangeFeed, feed_for, flush_counts, statement_counts
@@ -154,7 +154,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
-        self._writers = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(write=True)
+        self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
         self.writer_lock = WriterLock(sqlite_path(url)) if url.startswith("sqlite") else None
         self._wal = f"{sqlite_path(url)}-wal" if sqlite_path(url) else None
         self._wal_seen: tuple[int, int] | None = None
@@ -184,6 +185,16 @@ class Database:
                     self.changes.notify(session)
             if session.info.pop(CHANGED, False):
                 self.changes.bump()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One writing transaction on a plain connection, for Core statements that change no table
+        the change feed watches (store/changes.py: it is not told): committed on success, rolled
+        back on any error, after the writer lock's turn on SQLite as in `session`. Without the ORM
+        session's bookkeeping - the one-time writer's batches run here."""
+        turn = self.writer_lock.held() if self.writer_lock else nullcontext()
+        with turn, self._write_engine.begin() as conn:
+            yield conn
 
     @property
     def has_wal(self) -> bool:
