@@ -35,7 +35,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from .settings import ServerSettings, Settings, SettingsError, load_settings
 
@@ -137,12 +137,18 @@ def database_problem(exc: DBAPIError, url: URL | str | None = None) -> str:
     return f"cannot use the database{' ' + shown if shown else ''}: {reason}"
 
 
-def prepare(settings: Settings, host: str, port: int, workers: int) -> list[str]:
+class Prepared(NamedTuple):
+    told: list[str]   # lines for the operator
+    migrated: bool    # the store was migrated (Alembic was loaded and ran)
+
+
+def prepare(settings: Settings, host: str, port: int, workers: int) -> Prepared:
     """Readies the store for serving - migrations applied, signing keys made, the providers and
     sources the configuration file declares ([[upstreams]], [[migration.sources]]) applied - and
     returns what to tell the operator: what a first start created, with the next step, and where
-    the broker serves. Raises StartupProblem for a database that cannot be used or a declared entry
-    that is refused. Loads the whole application first (see the module's notes)."""
+    the broker serves; and whether it migrated. Raises StartupProblem for a database that cannot be
+    used or a declared entry that is refused. Loads the whole application first (see the module's
+    notes)."""
     from sqlalchemy.exc import OperationalError
 
     from . import asgi  # noqa: F401 - before the others: its note on httpx must precede any httpx import
@@ -156,8 +162,9 @@ def prepare(settings: Settings, host: str, port: int, workers: int) -> list[str]
 
     first = FirstStart.before(settings)
     p = Provider(settings)
+    migrated = False
     try:
-        upgrade(p.db.engine)
+        migrated = upgrade(p.db.engine)
         algs_before = {k.alg for k, _ in p.keys.list()}
         p.keys.ensure()
         new_keys = sorted({k.alg for k, _ in p.keys.list()} - algs_before)
@@ -169,10 +176,10 @@ def prepare(settings: Settings, host: str, port: int, workers: int) -> list[str]
         raise StartupProblem(str(exc)) from None
     finally:
         p.db.dispose()  # no connection or thread of the supervisor's outlives the fork
-    return [*lines, *first.report(new_keys),
-            f"idbroker serving issuer {p.issuer} on http://{host}:{port} "
-            f"({workers} worker{'s' if workers != 1 else ''}, store: {p.db.engine.url.get_backend_name()})",
-            f"discovery: {p.endpoint('discovery')}"]
+    return Prepared([*lines, *first.report(new_keys),
+                     f"idbroker serving issuer {p.issuer} on http://{host}:{port} "
+                     f"({workers} worker{'s' if workers != 1 else ''}, store: {p.db.engine.url.get_backend_name()})",
+                     f"discovery: {p.endpoint('discovery')}"], migrated)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     from .web.runtime import start_up
 
     args = options_parser().parse_args(argv)
-    start_up()  # until the workers are forked (`serve`: settle_heap)
+    start_up()  # until the workers are forked (`serve`: freeze_heap)
     try:
         serve(args)
     finally:  # a start that stops early leaves the collector on (typer's test runner runs this in its process)
@@ -188,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    from .web.runtime import settle_heap
+    from .web.runtime import freeze_heap
 
     if args.workers < 1:
         sys.exit("error: --workers must be at least 1")
@@ -223,11 +230,13 @@ def serve(args: argparse.Namespace) -> None:
     except OSError as exc:
         sys.exit(f"error: cannot prepare the metrics directory under data_dir: {exc.strerror or exc}")
     try:  # after the metrics directory: prometheus-client reads it when the application imports it
-        told = prepare(settings, args.host, port, args.workers)
+        told, migrated = prepare(settings, args.host, port, args.workers)
     except StartupProblem as exc:
         sys.exit(f"error: {exc}")
     print("\n".join(told), flush=True)
-    settle_heap()  # what the workers inherit stays out of their collections (and shared: no copy-on-write)
+    if migrated:  # what migrating left (Alembic's engine and pool, ~10,000 objects) goes before the freeze
+        gc.collect()
+    freeze_heap()  # what the workers inherit stays out of their collections (and shared: no copy-on-write)
     Granian("idbroker.asgi:create", factory=True, address=args.host, port=port, workers=args.workers,
             interface=Interfaces.ASGI, log_access=args.access_log and settings.log_format != "json", backlog=BACKLOG,
             http1_settings=HTTP1Settings(header_read_timeout=settings.header_read_timeout * 1000),

@@ -42,6 +42,26 @@ def test_damaged_and_missing_hashes_fail(passwords: Passwords) -> None:
     assert not passwords.verify("$argon2id$v=19$m=1,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAA", "x")
 
 
+def test_an_unknown_account_costs_a_whole_verification_with_the_configured_parameters(monkeypatch) -> None:
+    """The timing equaliser is made without hashing (a worker's start-up pays no hash for it), yet
+    verifying against it runs argon2id with the configured parameters: hash_memory parses it as
+    its own encoding and computes (False, not None for a malformed one), and argon2-cffi agrees it
+    is well formed."""
+    monkeypatch.setattr(argon2.PasswordHasher, "hash", lambda *a, **k: pytest.fail("hashed at construction"))
+    made = Passwords(memory_kib=9216, time_cost=3, parallelism=2)
+    params = argon2.extract_parameters(made._dummy)
+    assert (params.type, params.memory_cost, params.time_cost, params.parallelism, params.salt_len,
+            params.hash_len) == (argon2.Type.ID, 9216, 3, 2, 16, 32)
+    assert made._dummy != Passwords(memory_kib=9216, time_cost=3, parallelism=2)._dummy  # random salt each time
+    taken = []
+    take = hash_memory._MEMORY.take
+    monkeypatch.setattr(hash_memory._MEMORY, "take", lambda size: taken.append(size) or take(size))
+    assert not made.verify(None, "anything")
+    assert taken == [9216 * 1024]  # argon2 asked for the configured working memory: it computed
+    with pytest.raises(argon2.exceptions.VerifyMismatchError):
+        argon2.PasswordHasher(memory_cost=9216, time_cost=3, parallelism=2).verify(made._dummy, "anything")
+
+
 def test_parallel_verifications_then_nothing_kept(passwords: Passwords) -> None:
     right = argon2.PasswordHasher(**FAST).hash("right")
     with ThreadPoolExecutor(8) as pool:

@@ -24,18 +24,19 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrates the database to `revision`. A database at the newest revision already - every
-    start but the first after an upgrade - is left as it is without loading Alembic (and its Mako
-    and Pygments: 0.1 s and ~8 MB the server's workers would inherit)."""
+def upgrade(engine: Engine, revision: str = "head") -> bool:
+    """Migrates the database to `revision`; False when there was nothing to do. A database at the
+    newest revision already - every start but the first after an upgrade - is left as it is without
+    loading Alembic (and its Mako and Pygments: 0.1 s and ~8 MB the server's workers would inherit)."""
     if revision == "head" and stored_revision(engine) == HEAD:
-        return
+        return False
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+    return True
 
 
 def stored_revision(engine: Engine) -> str | None:
