@@ -31,7 +31,8 @@ WAL_AUTOCHECKPOINT = 10_000
 # Seconds between background checkpoints (after any commit). Each one syncs the WAL and the database
 # file and copies the newest version of every page written since: more often copies the same hot
 # pages (indexes, the tables' last leaves) again and syncs again for nothing. 0.1 -> 1 s, worker CPU
-# per unit of load on SQLite (alternating runs): -5 % per password login, -10 to -23 % per refresh.
+# per password login on a quiet machine (alternating runs): -3 to -12 % with one user (3 pairs),
+# 0 and -7 % with 32 (2 pairs); per refresh within the run-to-run spread (3 pairs).
 # With synchronous=NORMAL the WAL reaches the disk at a checkpoint, so this is also how much of
 # the last commits a power loss (not a crash of the broker) may undo: about a second.
 CHECKPOINT_INTERVAL = 1.0
