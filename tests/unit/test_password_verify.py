@@ -44,8 +44,8 @@ def test_damaged_and_missing_hashes_fail(passwords: Passwords) -> None:
 
 def test_an_unknown_account_costs_a_whole_verification_with_the_configured_parameters(monkeypatch) -> None:
     """The timing equaliser is made without hashing (a worker's start-up pays no hash for it), yet
-    verifying against it runs argon2id with the configured parameters: hash_memory parses it as
-    its own encoding and computes (False, not None for a malformed one), and argon2-cffi agrees it
+    verifying against it runs argon2id with the configured parameters: hash_memory takes it as its
+    own encoding and argon2 asks for the configured working memory, and argon2-cffi agrees that it
     is well formed."""
     monkeypatch.setattr(argon2.PasswordHasher, "hash", lambda *a, **k: pytest.fail("hashed at construction"))
     made = Passwords(memory_kib=9216, time_cost=3, parallelism=2)
