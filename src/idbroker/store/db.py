@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -183,8 +183,7 @@ class Database:
         told inside the transaction, the counter moves after the commit and, on SQLite, before
         the writer lock is released."""
         maker = self._writers if write else self._readers
-        turn = self.writer_lock.held() if write and self.writer_lock else nullcontext()
-        with turn, maker() as session:
+        with self._turn(write), maker() as session:
             with session.begin():
                 yield session
                 session.flush()
@@ -199,9 +198,12 @@ class Database:
         the change feed watches (store/changes.py: it is not told): committed on success, rolled
         back on any error, after the writer lock's turn on SQLite as in `session`. Without the ORM
         session's bookkeeping - the one-time writer's batches run here."""
-        turn = self.writer_lock.held() if self.writer_lock else nullcontext()
-        with turn, self._write_engine.begin() as conn:
+        with self._turn(), self._write_engine.begin() as conn:
             yield conn
+
+    def _turn(self, write: bool = True) -> AbstractContextManager[None]:
+        """A writer's turn on SQLite's writer lock; nothing to wait for on PostgreSQL or for a reader."""
+        return self.writer_lock.held() if write and self.writer_lock else nullcontext()
 
     @property
     def has_wal(self) -> bool:
