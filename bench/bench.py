@@ -10,7 +10,8 @@ Started by ./bench/run, which provides wrk, the npm peer, the venv and a Postgre
     configured parameters) while nothing else of ours runs;
  2. start every server: idbroker on SQLite, idbroker on a fresh PostgreSQL database (Granian,
     workers = cores, via `idbroker serve`), the peers (BENCH_PEERS); cold start = spawn -> first 200;
- 3. per endpoint, per server: warm-up, then the measured run, same generator and settings for all:
+ 3. per endpoint, per server: warm-up, then the measured run, same generator and settings for all,
+    in BENCH_ROUNDS rounds with the servers in turn (order reversed every other round):
     wrk (+ bench/lua/*.lua) for discovery, JWKS, client_credentials, introspection, userinfo,
     refresh (rotation: bench/lua/refresh.lua chains the returned refresh tokens), and
     bench/loadgen.py for the full code + PKCE login flow;
@@ -43,6 +44,9 @@ Environment (durations take 10s, 1500ms, 1m or plain seconds):
                             attempt is reported
   BENCH_COLD_STARTS=3       idbroker is started this many times (stopped in between); its cold start is
                             the median, the report lists each
+  BENCH_ROUNDS=2            the measured time of an endpoint is split into this many rounds, every server
+                            in turn in each (A B C, C B A, ...); ratios are over all rounds, and the report
+                            gives each round's ratio beside them
   BENCH_REF                 a git commit/ref to bench instead of the working tree's src/ (its src/ is
                             exported to a temp dir and put first on PYTHONPATH), e.g. BENCH_REF=HEAD
   BENCH_SRC                 or a directory holding an idbroker/ package (an experimental copy of src/)
@@ -53,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -143,6 +148,7 @@ class Config:
     grown_scale: float = 1.0
     retries: int = 2
     noise_limit: float = 0.25
+    rounds: int = 2
     cold_starts: int = 3
     src: Path = ROOT / "src"
 
@@ -184,7 +190,8 @@ class Config:
                    wait_idle=seconds(env.get("BENCH_WAIT_IDLE", "0")),
                    retries=int(env.get("BENCH_RETRIES", "2")),
                    noise_limit=float(env.get("BENCH_NOISE_LIMIT", "0.25")),
-                   cold_starts=max(1, int(env.get("BENCH_COLD_STARTS", "3"))))
+                   cold_starts=max(1, int(env.get("BENCH_COLD_STARTS", "3"))),
+                   rounds=max(1, int(env.get("BENCH_ROUNDS", "2"))))
 
 
 # -- small HTTP helpers (setup only; the load comes from wrk and loadgen) -------------------------
@@ -614,6 +621,7 @@ class Result:
     other_cpu: float = 0.0  # the same for everything that is neither the servers nor the load generator
     probe_ms: float = 0.0  # cpu_probe_ms() around the run: the core's speed at the time (lower is faster)
     runtime: dict[str, dict[float, float]] = field(default_factory=dict)  # idbroker: pause / lag histograms
+    rounds_rps: list[float] = field(default_factory=list)  # req/s of each round (measure_rounds), in order
 
 
 # -- where the tail comes from: idbroker's own runtime histograms ------------------------------------
@@ -755,10 +763,13 @@ def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: 
     raise ValueError(endpoint)
 
 
-def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
+def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float | None = None,
+            warmup: float | None = None) -> Result:
     """Warm-up, then the measured run, with the server's CPU and everything else's CPU over it."""
-    if cfg.warmup > 0:
-        run_endpoint(srv, ep, cfg, cfg.warmup, tmp)
+    duration = cfg.duration if duration is None else duration
+    warmup = cfg.warmup if warmup is None else warmup
+    if warmup > 0:
+        run_endpoint(srv, ep, cfg, warmup, tmp)
     assert srv.proc is not None
     pids = [srv.proc.pid, *proc_children(srv.proc.pid)]
     if srv.key == "oidc-cluster":  # its store is part of it, as PostgreSQL is counted with idbroker's
@@ -771,7 +782,7 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path) -> Result:
 
     runtime_before = runtime_histograms(srv)
     probe_before = cpu_probe_ms()
-    r = run_endpoint(srv, ep, cfg, cfg.duration, tmp, mark)
+    r = run_endpoint(srv, ep, cfg, duration, tmp, mark)
     wall = time.perf_counter() - m["t"]
     if runtime_before is not None:
         r.runtime = histogram_delta(runtime_histograms(srv), runtime_before)
@@ -796,7 +807,7 @@ def measure_all(servers: dict[str, Server], order: list[str], cfg: Config, tmp: 
     for ep in cfg.endpoints:
         best: dict[str, Result] | None = None
         for attempt in range(1 + cfg.retries):
-            got = {key: measure(servers[key], ep, cfg, tmp) for key in order}
+            got = measure_rounds(servers, order, ep, cfg, tmp)
             noise = max(r.other_cpu for r in got.values())
             if best is None or noise < max(r.other_cpu for r in best.values()):
                 best = got
@@ -809,6 +820,51 @@ def measure_all(servers: dict[str, Server], order: list[str], cfg: Config, tmp: 
         for key, r in best.items():
             results.setdefault(key, {})[ep] = r
             other_cpu.append(r.other_cpu)
+
+
+def measure_rounds(servers: dict[str, Server], order: list[str], ep: str, cfg: Config, tmp: Path
+                   ) -> dict[str, Result]:
+    """One endpoint on every server in `cfg.rounds` rounds of duration ÷ rounds each, the servers in
+    turn and their order reversed every other round (A B C, C B A, ...): a host that speeds up or
+    slows down while the endpoint is measured then favours no server, where one run each would hand
+    the whole drift to whichever server came last. Each server warms up once, before its first round."""
+    runs: dict[str, list[Result]] = {key: [] for key in order}
+    share = cfg.duration / cfg.rounds
+    for i in range(cfg.rounds):
+        for key in (order if i % 2 == 0 else order[::-1]):
+            runs[key].append(measure(servers[key], ep, cfg, tmp, duration=share, warmup=None if i == 0 else 0.0))
+    return {key: combined(rs) for key, rs in runs.items()}
+
+
+def combined(runs: list[Result]) -> Result:
+    """A server's rounds as one result: req/s over all of them (the rounds are equally long), the
+    median of their p50 and p99, counts and histograms summed, CPU and probe averaged."""
+    if len(runs) == 1:
+        return dataclasses.replace(runs[0], rounds_rps=[runs[0].rps])
+    runtime: dict[str, dict[float, float]] = {}
+    for r in runs:
+        for key, buckets in r.runtime.items():
+            into = runtime.setdefault(key, {})
+            for le, n in buckets.items():
+                into[le] = into.get(le, 0.0) + n
+    return Result(rps=statistics.fmean(r.rps for r in runs), p50_ms=statistics.median(r.p50_ms for r in runs),
+                  p99_ms=statistics.median(r.p99_ms for r in runs), errors=sum(r.errors for r in runs),
+                  requests=sum(r.requests for r in runs),
+                  extra={**runs[-1].extra, "rounds": [r.extra for r in runs]},
+                  server_cpu=statistics.fmean(r.server_cpu for r in runs),
+                  other_cpu=statistics.fmean(r.other_cpu for r in runs),
+                  probe_ms=statistics.fmean(r.probe_ms for r in runs), runtime=runtime,
+                  rounds_rps=[r.rps for r in runs])
+
+
+def round_ratios(mine: Result, theirs: Result) -> list[float]:
+    """mine ÷ theirs in each round (the two were measured side by side in it)."""
+    return [a / b for a, b in zip(mine.rounds_rps, theirs.rounds_rps, strict=False) if b]
+
+
+def spread(ratios: list[float]) -> str:
+    """' (rounds 0.95–1.08)' when there was more than one round."""
+    return f" (rounds {min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
 
 
 # -- grown store ----------------------------------------------------------------------------------
@@ -1112,7 +1168,8 @@ def evaluate(results: dict, servers: dict[str, Server], ceiling: dict | None, cf
                 ratio = mine[ep].rps / theirs.rps if theirs.rps else 0.0
                 errors = mine[ep].errors + theirs.errors
                 checks.append({"target": f"{ep}: {label} ÷ {servers[peer_key].label}", "want": f"≥ {factor:.1f} ×",
-                               "got": f"{ratio:.2f} ×" + (f" ({errors} errors)" if errors else ""),
+                               "got": f"{ratio:.2f} ×" + spread(round_ratios(mine[ep], theirs))
+                               + (f" ({errors} errors)" if errors else ""),
                                "ok": ratio >= factor and errors == 0})
             theirs = results.get("oidc-cluster", {}).get(ep)
             if theirs is not None:
@@ -1161,7 +1218,8 @@ def summary_table(cfg: Config, servers: dict[str, Server], results: dict) -> lis
                     if mine is None or theirs is None or not theirs.rps or not theirs.p99_ms:
                         cells.append("")
                     else:
-                        cells.append(f"{mine.rps / theirs.rps:.2f} ×; {mine.p99_ms / theirs.p99_ms:.2f} ×")
+                        cells.append(f"{mine.rps / theirs.rps:.2f} ×{spread(round_ratios(mine, theirs))}; "
+                                     f"{mine.p99_ms / theirs.p99_ms:.2f} ×")
             L.append(f"| {ep} | " + " | ".join(cells) + " |")
     return L
 
@@ -1206,7 +1264,9 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
                  f"WSGI, {cfg.workers} workers; SQLite (WAL, synchronous=NORMAL) and PostgreSQL (same server, "
                  "persistent connections) |")
     L.append(f"| load | {mach['wrk']}, `-t{cfg.threads} -c{cfg.connections} --timeout 10s`, "
-             f"{fmt(cfg.warmup, 0)} s warm-up + {fmt(cfg.duration, 0)} s measured per endpoint and server; login flow: "
+             f"{fmt(cfg.warmup, 0)} s warm-up + {fmt(cfg.duration, 0)} s measured per endpoint and server, in "
+             f"{cfg.rounds} rounds of {fmt(cfg.duration / cfg.rounds, 1)} s with the servers in turn, their order "
+             "reversed every other round (so that the host's drift favours none); login flow: "
              f"`bench/loadgen.py`, {cfg.login_users} concurrent users; all on loopback, sharing the "
              f"{mach['nproc']} cores with the servers |")
     L.append("")
