@@ -628,7 +628,8 @@ class Result:
 RUNTIME_SERIES = {"gc_full": ("idbroker_gc_pause_seconds", {"generation": "2"}),
                   "gc_young": ("idbroker_gc_pause_seconds", {"generation": ("0", "1")}),
                   "loop_lag": ("idbroker_event_loop_lag_seconds", {}),
-                  "write_wait": ("idbroker_write_turn_wait_seconds", {})}
+                  "write_wait": ("idbroker_write_turn_wait_seconds", {}),
+                  "batch": ("idbroker_one_time_batch_seconds", {})}
 
 
 def runtime_histograms(srv: Server) -> dict[str, dict[float, float]] | None:
@@ -680,15 +681,16 @@ def runtime_rows(cfg: Config, servers: dict[str, Server], results: dict) -> list
             "| --- | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |"]
     labels = {"gc_full": "full collections (gen 2)", "gc_young": "young collections (gen 0, 1)",
               "loop_lag": "event-loop lag (a probe every 50 ms)",
-              "write_wait": "writer's wait for its turn (SQLite writer lock)"}
+              "write_wait": "writer's wait for its turn (SQLite writer lock)",
+              "batch": "one-time batch, its turn to its commit (refresh rotations, code redemptions)"}
     for ep in cfg.endpoints:
         for key in cfg.backends:
             r = results.get(key, {}).get(ep)
             if r is None or not r.runtime:
                 continue
             for cause, buckets in r.runtime.items():
-                if not buckets.get(float("inf")) and cause == "write_wait":
-                    continue  # PostgreSQL, or nothing written
+                if not buckets.get(float("inf")) and cause in ("write_wait", "batch"):
+                    continue  # PostgreSQL, or nothing written; no refresh or code exchange
                 total = buckets.get(float("inf"), 0.0)
                 counts = [(total if hi == float("inf") else _upto(buckets, hi)) - _upto(buckets, lo)
                           for lo, hi in bands]
@@ -1315,7 +1317,10 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
                  "a full collection walks only what requests made since. On SQLite, also what stops its writers: how "
                  "long each writing transaction waited for its turn on the writer lock "
                  "(`idbroker_write_turn_wait_seconds`), behind the writers of both workers; the WAL is checkpointed "
-                 "in the background (`Database.checkpoint`), not by a writer holding the lock.")
+                 "in the background (`Database.checkpoint`), not by a writer holding the lock. And, on both stores, "
+                 "what a refresh or a code exchange waits for once its group commit has started: how long each "
+                 "one-time batch took from asking for its transaction to its commit "
+                 "(`idbroker_one_time_batch_seconds`; the requests it carries wait that long).")
         L.append("")
         L.extend(runtime)
         L.append("")

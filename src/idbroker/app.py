@@ -162,7 +162,8 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
         try:
             async with anyio.create_task_group() as tasks:
                 lock = provider.db.writer_lock
-                tasks.start_soon(runtime_watch(lock.drain_waits if lock is not None else None).run)
+                tasks.start_soon(runtime_watch(lock.drain_waits if lock is not None else None,
+                                               provider.grants.drain_batches).run)
                 if provider.db.has_wal:
                     tasks.start_soon(checkpoint_periodically, provider.db, CHECKPOINT_INTERVAL)
                 if settings.purge_interval:

@@ -292,3 +292,34 @@ def test_sqlite_writers_waits_for_their_turn_are_exported(local, register, user,
         assert moved == 0
     else:
         assert moved >= 3
+
+
+def test_one_time_batches_are_timed_by_kind(local, register, user):
+    """A code exchange and a refresh each wait for a group-committed batch (oauth2/one_time_writer.py):
+    its duration lands in idbroker_one_time_batch_seconds under the batch's kind."""
+    import time as clock
+
+    client = register(grant_types=["authorization_code", "refresh_token"])
+    before = scrape(local)
+    q, verifier = Flow(local).code_flow(client, scope="openid offline_access")
+    r = local.post("/oauth2/token", auth=client.basic, data={
+        "grant_type": "authorization_code", "code": q["code"], "redirect_uri": client.redirect_uri,
+        "code_verifier": verifier})
+    assert r.status_code == 200 and "refresh_token" in r.json(), r.text
+    r = local.post("/oauth2/token", auth=client.basic, data={
+        "grant_type": "refresh_token", "refresh_token": r.json()["refresh_token"]})
+    assert r.status_code == 200, r.text
+
+    def moved(text: str, kind: str) -> float:
+        return value(text, "idbroker_one_time_batch_seconds_count", kind=kind) - value(
+            before, "idbroker_one_time_batch_seconds_count", kind=kind)
+
+    deadline = clock.monotonic() + 5  # the watch hands them over every 50 ms
+    while True:
+        after = scrape(local)
+        if (moved(after, "authorization_code") and moved(after, "refresh_token")) or clock.monotonic() > deadline:
+            break
+        clock.sleep(0.05)
+    assert moved(after, "authorization_code") == 1 and moved(after, "refresh_token") == 1
+    assert value(after, "idbroker_one_time_batch_seconds_sum", kind="refresh_token") > value(
+        before, "idbroker_one_time_batch_seconds_sum", kind="refresh_token")

@@ -134,6 +134,12 @@ class GrantStore:
                                     created_at=now, expires_at=now + timedelta(seconds=ttl), used_at=None))
         return code
 
+    def drain_batches(self) -> list[tuple[str, float]]:
+        """(kind, seconds) of every one-time batch since the last call: code redemptions and refresh
+        rotations (one_time_writer.py), for /metrics."""
+        return [(writer.statements.kind, seconds) for writer in (self.redemptions, self.rotations)
+                for seconds in writer.drain_batches()]
+
     async def redeem_code(self, code: str, *, check: Callable[[Any, Any], None],
                           refresh_ttl: Callable[[Any], int | None]) -> CodeRedemption:
         """Uses the code once: of two concurrent redemptions exactly one wins, and a second

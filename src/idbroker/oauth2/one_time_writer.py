@@ -17,11 +17,16 @@ was given is durable before its response is sent. Within a batch the first prese
 credential wins and any other is a reuse, as between batches. Each presentation's own decision
 (`decide`: the request's checks, the refresh token to insert) runs in the batch; what it raises
 fails that presentation alone.
+
+Each batch's duration - from the moment it asks for its transaction (on SQLite: its turn on the
+writer lock) to its commit - is kept for ``/metrics`` (`drain_batches`): every request of a batch
+waits that long, so it is where a token request's tail comes from when it is not the event loop.
 """
 
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,6 +40,7 @@ from ..store.models import AuthorizationCode, Grant, RefreshToken, User
 from ..store.rows import Row, layout_of, split
 
 MAX_BATCH = 256
+MAX_DURATIONS_KEPT = 10_000  # batch durations kept until drained (nobody drains them outside a server)
 
 _INSERT_REFRESH = insert(RefreshToken.__table__)
 
@@ -46,9 +52,10 @@ REUSED = object()
 
 
 class _Statements:
-    def __init__(self, table: Any, key: str):
+    def __init__(self, table: Any, key: str, kind: str):
         column = table.c[key]
         self.key = key
+        self.kind = kind  # what the batches use up, for /metrics
         self.read = (select(table, Grant.__table__, User.__table__)
                      .join(Grant.__table__, Grant.__table__.c.id == table.c.grant_id)
                      .join(User.__table__, User.__table__.c.id == Grant.__table__.c.user_id)
@@ -58,8 +65,8 @@ class _Statements:
                     .values(used_at=bindparam("now")).returning(column))
 
 
-REFRESH_TOKENS = _Statements(RefreshToken.__table__, "token_hash")
-AUTHORIZATION_CODES = _Statements(AuthorizationCode.__table__, "code_hash")
+REFRESH_TOKENS = _Statements(RefreshToken.__table__, "token_hash", "refresh_token")
+AUTHORIZATION_CODES = _Statements(AuthorizationCode.__table__, "code_hash", "authorization_code")
 
 
 @dataclass
@@ -77,6 +84,7 @@ class OneTimeWriter:
         self._waiting: list[_Presentation] = []
         self._cond = threading.Condition()
         self._pid = 0
+        self._durations: list[float] = []  # seconds each batch took, until `drain_batches`
 
     def present(self, presented: str, decide: Callable[[tuple[Row, Row, Row] | None], Decision]) -> Any:
         """Reads the credential whose hash is `presented`, asks `decide`, and writes what it
@@ -96,6 +104,11 @@ class OneTimeWriter:
             self._waiting.append(item)
             self._cond.notify()
         return item.done
+
+    def drain_batches(self) -> list[float]:
+        """How long each batch since the last call took, from asking for its transaction to its commit."""
+        durations, self._durations = self._durations, []
+        return durations
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # first use, or first use after a fork
@@ -130,9 +143,13 @@ class OneTimeWriter:
         transaction has begun - on SQLite, once the writer lock is ours, so what arrived while this
         thread waited for the lock goes in too. Returns the answers of the presentations whose
         `decide` did not raise (those that did have their exception set already)."""
+        asked = time.perf_counter()
         with self.db.transaction() as conn:
             batch += take()
-            return self._statements(conn, batch)
+            answers = self._statements(conn, batch)
+        if len(self._durations) < MAX_DURATIONS_KEPT:
+            self._durations.append(time.perf_counter() - asked)
+        return answers
 
     def _statements(self, conn: Any, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
         st = self.statements

@@ -22,7 +22,8 @@ What is counted - the names are the documentation (README "Monitoring"):
 * ``idbroker_db_pool_checked_out`` - connections in use, summed over the live workers (`watch_pool`);
 * ``idbroker_gc_pause_seconds{generation}`` and ``idbroker_event_loop_lag_seconds`` - what stops
   every request of a worker at once; ``idbroker_write_turn_wait_seconds`` - what stops its SQLite
-  writers (web/runtime.py, `runtime_watch`).
+  writers; ``idbroker_one_time_batch_seconds{kind}`` - what a refresh or a code exchange waits for
+  its group commit (web/runtime.py, `runtime_watch`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ LOOP_LAG = Histogram("idbroker_event_loop_lag_seconds", "How late the event loop
 WRITE_TURN_WAIT = Histogram("idbroker_write_turn_wait_seconds",
                             "How long a SQLite writing transaction waited for its turn on the writer lock",
                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+ONE_TIME_BATCH = Histogram("idbroker_one_time_batch_seconds",
+                           "How long a group-committed batch of refresh-token rotations or code redemptions took, "
+                           "from asking for its transaction to its commit", ["kind"],
+                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
 _TOKENS_BY_GRANT: dict[str, Any] = {}  # grant type -> its counter (the token endpoint knows the grant types)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -139,11 +144,14 @@ def _checked_in(dbapi_connection: Any, record: Any) -> None:
         POOL_CHECKED_OUT.dec()
 
 
-def runtime_watch(write_waits: Callable[[], list[float]] | None = None) -> RuntimeWatch:
-    """The collector's pauses, the event loop's lag and, on SQLite, the writers' waits for their turn
-    (`WriterLock.drain_waits`), into GC_PAUSES, LOOP_LAG and WRITE_TURN_WAIT."""
+def runtime_watch(write_waits: Callable[[], list[float]] | None = None,
+                  batches: Callable[[], list[tuple[str, float]]] | None = None) -> RuntimeWatch:
+    """The collector's pauses, the event loop's lag, on SQLite the writers' waits for their turn
+    (`WriterLock.drain_waits`) and the one-time batches' durations (`GrantStore.drain_batches`), into
+    GC_PAUSES, LOOP_LAG, WRITE_TURN_WAIT and ONE_TIME_BATCH."""
     return RuntimeWatch(lambda generation, seconds: GC_PAUSES.labels(generation=str(generation)).observe(seconds),
-                        LOOP_LAG.observe, write_waits, WRITE_TURN_WAIT.observe)
+                        LOOP_LAG.observe, write_waits, WRITE_TURN_WAIT.observe, batches,
+                        lambda kind, seconds: ONE_TIME_BATCH.labels(kind=kind).observe(seconds))
 
 
 # -- several processes ----------------------------------------------------------------------------

@@ -18,6 +18,9 @@ higher throughput.
   a ready request waited behind a collection, code that held the loop, or the GIL held by threads.
 * ``idbroker_write_turn_wait_seconds`` (SQLite) - how long each writing transaction waited for its
   turn on the writer lock (store/db.py), behind the writers of this and the other workers.
+* ``idbroker_one_time_batch_seconds{kind}`` - how long each group-committed batch of refresh-token
+  rotations or code redemptions took, from asking for its transaction to its commit
+  (oauth2/one_time_writer.py): every token request of the batch waits that long.
 """
 
 from __future__ import annotations
@@ -59,15 +62,20 @@ def freeze_heap() -> None:
 class RuntimeWatch:
     """Collector pauses and event-loop lag, handed to `observe_pause(generation, seconds)` and
     `observe_lag(seconds)` from the event loop's own task (`run`); and, given `write_waits` (it
-    answers the waits since its last call), the writers' waits, to `observe_write_wait(seconds)`."""
+    answers the waits since its last call), the writers' waits, to `observe_write_wait(seconds)`;
+    given `batches` (likewise: (kind, seconds) of each one-time batch), to `observe_batch`."""
 
     def __init__(self, observe_pause: Callable[[int, float], None], observe_lag: Callable[[float], None],
                  write_waits: Callable[[], list[float]] | None = None,
-                 observe_write_wait: Callable[[float], None] | None = None):
+                 observe_write_wait: Callable[[float], None] | None = None,
+                 batches: Callable[[], list[tuple[str, float]]] | None = None,
+                 observe_batch: Callable[[str, float], None] | None = None):
         self.observe_pause = observe_pause
         self.observe_lag = observe_lag
         self.write_waits = write_waits
         self.observe_write_wait = observe_write_wait
+        self.batches = batches
+        self.observe_batch = observe_batch
         self._pauses: list[tuple[int, float]] = []
         self._started = 0.0
 
@@ -85,6 +93,9 @@ class RuntimeWatch:
         if self.write_waits is not None and self.observe_write_wait is not None:
             for seconds in self.write_waits():
                 self.observe_write_wait(seconds)
+        if self.batches is not None and self.observe_batch is not None:
+            for kind, seconds in self.batches():
+                self.observe_batch(kind, seconds)
 
     async def run(self) -> None:
         """Until cancelled: probe the loop's lag and hand over the collector's pauses."""
