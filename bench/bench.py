@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -765,11 +764,8 @@ def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: 
     raise ValueError(endpoint)
 
 
-def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float | None = None,
-            warmup: float | None = None) -> Result:
+def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float, warmup: float) -> Result:
     """Warm-up, then the measured run, with the server's CPU and everything else's CPU over it."""
-    duration = cfg.duration if duration is None else duration
-    warmup = cfg.warmup if warmup is None else warmup
     if warmup > 0:
         run_endpoint(srv, ep, cfg, warmup, tmp)
     assert srv.proc is not None
@@ -834,15 +830,13 @@ def measure_rounds(servers: dict[str, Server], order: list[str], ep: str, cfg: C
     share = cfg.duration / cfg.rounds
     for i in range(cfg.rounds):
         for key in (order if i % 2 == 0 else order[::-1]):
-            runs[key].append(measure(servers[key], ep, cfg, tmp, duration=share, warmup=None if i == 0 else 0.0))
+            runs[key].append(measure(servers[key], ep, cfg, tmp, share, cfg.warmup if i == 0 else 0.0))
     return {key: combined(rs) for key, rs in runs.items()}
 
 
 def combined(runs: list[Result]) -> Result:
     """A server's rounds as one result: req/s over all of them (the rounds are equally long), the
     median of their p50 and p99, counts and histograms summed, CPU and probe averaged."""
-    if len(runs) == 1:
-        return dataclasses.replace(runs[0], rounds_rps=[runs[0].rps])
     runtime: dict[str, dict[float, float]] = {}
     for r in runs:
         for key, buckets in r.runtime.items():

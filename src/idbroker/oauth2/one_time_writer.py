@@ -35,12 +35,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from ..store.db import Database, utcnow
+from ..store.db import Database, Samples, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, User
 from ..store.rows import Row, layout_of, split
 
 MAX_BATCH = 256
-MAX_DURATIONS_KEPT = 10_000  # batch durations kept until drained (nobody drains them outside a server)
 
 _INSERT_REFRESH = insert(RefreshToken.__table__)
 
@@ -84,7 +83,7 @@ class OneTimeWriter:
         self._waiting: list[_Presentation] = []
         self._cond = threading.Condition()
         self._pid = 0
-        self._durations: list[float] = []  # seconds each batch took, until `drain_batches`
+        self._durations = Samples()  # seconds each batch took
 
     def present(self, presented: str, decide: Callable[[tuple[Row, Row, Row] | None], Decision]) -> Any:
         """Reads the credential whose hash is `presented`, asks `decide`, and writes what it
@@ -107,8 +106,7 @@ class OneTimeWriter:
 
     def drain_batches(self) -> list[float]:
         """How long each batch since the last call took, from asking for its transaction to its commit."""
-        durations, self._durations = self._durations, []
-        return durations
+        return self._durations.drain()
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # first use, or first use after a fork
@@ -147,8 +145,7 @@ class OneTimeWriter:
         with self.db.transaction() as conn:
             batch += take()
             answers = self._statements(conn, batch)
-        if len(self._durations) < MAX_DURATIONS_KEPT:
-            self._durations.append(time.perf_counter() - asked)
+        self._durations.add(time.perf_counter() - asked)
         return answers
 
     def _statements(self, conn: Any, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:

@@ -36,7 +36,7 @@ WAL_AUTOCHECKPOINT = 10_000
 # With synchronous=NORMAL the WAL reaches the disk at a checkpoint, so this is also how much of
 # the last commits a power loss (not a crash of the broker) may undo: about a second.
 CHECKPOINT_INTERVAL = 1.0
-MAX_WAITS_KEPT = 10_000
+MAX_SAMPLES_KEPT = 10_000  # nobody drains them outside a server
 
 
 def utcnow() -> datetime:
@@ -63,6 +63,23 @@ def upsert_insert(dialect: str) -> Callable[..., Any]:
     return importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
 
 
+class Samples:
+    """Measurements one thread takes and another hands over (for /metrics): kept until `drain`,
+    at most MAX_SAMPLES_KEPT of them."""
+
+    def __init__(self) -> None:
+        self._kept: list[Any] = []
+
+    def add(self, sample: Any) -> None:
+        if len(self._kept) < MAX_SAMPLES_KEPT:
+            self._kept.append(sample)
+
+    def drain(self) -> list[Any]:
+        """What was added since the last call."""
+        kept, self._kept = self._kept, []
+        return kept
+
+
 class WriterLock:
     """One SQLite writer at a time, across the threads of a process and across processes.
 
@@ -79,13 +96,12 @@ class WriterLock:
         self._timeout = timeout
         self._fd: int | None = None
         self._pid = 0
-        self._waits: list[float] = []  # seconds each writer waited for its turn, until `drain_waits`
+        self._waits = Samples()  # seconds each writer waited for its turn
 
     def drain_waits(self) -> list[float]:
         """How long each writer since the last call waited for its turn (for /metrics: a writer
         queued behind another's long transaction is a cause of tail latency)."""
-        waits, self._waits = self._waits, []
-        return waits
+        return self._waits.drain()
 
     def _fd_for_this_process(self) -> int:
         if self._pid != os.getpid():
@@ -104,8 +120,7 @@ class WriterLock:
                 return
             fd = self._fd_for_this_process()
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if len(self._waits) < MAX_WAITS_KEPT:  # nobody drains them outside a server
-                self._waits.append(time.perf_counter() - asked)
+            self._waits.add(time.perf_counter() - asked)
             try:
                 yield
             finally:

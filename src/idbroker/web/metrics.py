@@ -149,9 +149,14 @@ def runtime_watch(write_waits: Callable[[], list[float]] | None = None,
     """The collector's pauses, the event loop's lag, on SQLite the writers' waits for their turn
     (`WriterLock.drain_waits`) and the one-time batches' durations (`GrantStore.drain_batches`), into
     GC_PAUSES, LOOP_LAG, WRITE_TURN_WAIT and ONE_TIME_BATCH."""
+    def hand_over() -> None:
+        for seconds in write_waits() if write_waits is not None else ():
+            WRITE_TURN_WAIT.observe(seconds)
+        for kind, seconds in batches() if batches is not None else ():
+            ONE_TIME_BATCH.labels(kind=kind).observe(seconds)
+
     return RuntimeWatch(lambda generation, seconds: GC_PAUSES.labels(generation=str(generation)).observe(seconds),
-                        LOOP_LAG.observe, write_waits, WRITE_TURN_WAIT.observe, batches,
-                        lambda kind, seconds: ONE_TIME_BATCH.labels(kind=kind).observe(seconds))
+                        LOOP_LAG.observe, hand_over)
 
 
 # -- several processes ----------------------------------------------------------------------------

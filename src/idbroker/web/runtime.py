@@ -61,21 +61,14 @@ def freeze_heap() -> None:
 
 class RuntimeWatch:
     """Collector pauses and event-loop lag, handed to `observe_pause(generation, seconds)` and
-    `observe_lag(seconds)` from the event loop's own task (`run`); and, given `write_waits` (it
-    answers the waits since its last call), the writers' waits, to `observe_write_wait(seconds)`;
-    given `batches` (likewise: (kind, seconds) of each one-time batch), to `observe_batch`."""
+    `observe_lag(seconds)` from the event loop's own task (`run`), which also calls `hand_over()`:
+    it moves what other threads measured meanwhile (the writers' waits, the one-time batches)."""
 
     def __init__(self, observe_pause: Callable[[int, float], None], observe_lag: Callable[[float], None],
-                 write_waits: Callable[[], list[float]] | None = None,
-                 observe_write_wait: Callable[[float], None] | None = None,
-                 batches: Callable[[], list[tuple[str, float]]] | None = None,
-                 observe_batch: Callable[[str, float], None] | None = None):
+                 hand_over: Callable[[], None] | None = None):
         self.observe_pause = observe_pause
         self.observe_lag = observe_lag
-        self.write_waits = write_waits
-        self.observe_write_wait = observe_write_wait
-        self.batches = batches
-        self.observe_batch = observe_batch
+        self.hand_over = hand_over
         self._pauses: list[tuple[int, float]] = []
         self._started = 0.0
 
@@ -90,12 +83,8 @@ class RuntimeWatch:
         pauses, self._pauses = self._pauses, []
         for generation, seconds in pauses:
             self.observe_pause(generation, seconds)
-        if self.write_waits is not None and self.observe_write_wait is not None:
-            for seconds in self.write_waits():
-                self.observe_write_wait(seconds)
-        if self.batches is not None and self.observe_batch is not None:
-            for kind, seconds in self.batches():
-                self.observe_batch(kind, seconds)
+        if self.hand_over is not None:
+            self.hand_over()
 
     async def run(self) -> None:
         """Until cancelled: probe the loop's lag and hand over the collector's pauses."""
