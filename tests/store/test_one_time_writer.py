@@ -132,6 +132,30 @@ def test_a_code_is_used_up_with_or_without_a_refresh_token(provider, grant):
     assert writer.present(sha256_hex(without), lambda found: (True, None, "again")) is REUSED
 
 
+def test_a_credential_used_elsewhere_after_the_read_is_a_reuse(provider, grant):
+    """On PostgreSQL the batch reads outside the write: a credential another process uses between
+    the two is found unused, yet the write marks only credentials still unused, so the presentation
+    is a reuse and its successor is not stored. (On SQLite the batch holds the writer lock from its
+    read to its commit: nobody writes in between.)"""
+    if provider.db.writer_lock is not None:
+        pytest.skip("SQLite: no other writer between the read and the write")
+    token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+    other, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+    rows = [successor(grant.id), successor(grant.id)]
+    decide = write_if_found(rows[0])
+
+    def used_meanwhile(found):
+        with provider.db.session() as s:  # another process rotates the token first
+            s.get(RefreshToken, sha256_hex(token)).used_at = utcnow()
+        return decide(found)
+
+    raced = _Presentation(sha256_hex(token), used_meanwhile)
+    fine = _Presentation(sha256_hex(other), write_if_found(rows[1]))
+    answers = refreshes(provider)._write([raced, fine])
+    assert answers == [(raced, REUSED), (fine, "rotated")]
+    assert stored(provider, rows[0]["token_hash"]) is None and stored(provider, rows[1]["token_hash"]) is not None
+
+
 def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provider, grant, monkeypatch):
     """On SQLite the batch is taken once the writer lock is the writer's: presentations that queue
     while another transaction holds the lock share one transaction instead of the first going alone."""
@@ -140,8 +164,8 @@ def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provid
     tokens = [provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0] for _ in range(5)]
     writer = refreshes(provider)
     sizes: list[int] = []
-    statements = writer._statements
-    monkeypatch.setattr(writer, "_statements", lambda conn, batch: sizes.append(len(batch)) or statements(conn, batch))
+    carry_out = writer._carry_out
+    monkeypatch.setattr(writer, "_carry_out", lambda batch, *ops: sizes.append(len(batch)) or carry_out(batch, *ops))
     results: list[object] = []
     with provider.db.writer_lock.held():  # another writer's transaction
         threads = [threading.Thread(target=lambda t=t: results.append(

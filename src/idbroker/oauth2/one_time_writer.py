@@ -6,17 +6,28 @@ marked used - only if it still is unused, so that of two concurrent presentation
 commit; on PostgreSQL every statement is a round trip and every commit waits for the WAL to reach
 the disk. Under load the time would go into those queues, not into the rows.
 
-Here the presentations of one kind in a process are carried out by one thread, in batches:
-whatever presentations are waiting once its transaction has begun (on SQLite: once the writer
-lock is its own, so that those that arrived during the wait join in) share one transaction of three
-statements - one SELECT of all the presented credentials, one ``UPDATE ... WHERE <hash> IN (...)
-AND used_at IS NULL RETURNING <hash>``, one multi-row ``INSERT`` of refresh tokens - and one
-commit. Nothing waits on purpose: with one presentation waiting, the batch is that one. A request
-waits (without holding a thread, from the event loop) until its batch has committed, so what it
-was given is durable before its response is sent. Within a batch the first presentation of a
-credential wins and any other is a reuse, as between batches. Each presentation's own decision
-(`decide`: the request's checks, the refresh token to insert) runs in the batch; what it raises
-fails that presentation alone.
+Here the presentations of one kind in a process are carried out by one thread, in batches of
+whatever presentations are waiting. Nothing waits on purpose: with one presentation waiting, the
+batch is that one. A batch is
+
+- on SQLite, one transaction of three statements - one SELECT of all the presented credentials,
+  one ``UPDATE ... WHERE <hash> IN (...) AND used_at IS NULL RETURNING <hash>``, one multi-row
+  ``INSERT`` of refresh tokens - begun once the writer lock is this thread's, so that the
+  presentations that arrived during the wait join in;
+- on PostgreSQL, two statements, each a transaction of its own: the SELECT, then the UPDATE and
+  the INSERT as one statement (`_Statements.use_and_insert`). A transaction around the three would
+  cost five round trips, BEGIN and COMMIT besides, and this thread waits for the GIL again after
+  each. The SELECT needs no transaction around it: the UPDATE marks only credentials still unused,
+  so a credential used since the read is a reuse all the same, as at READ COMMITTED inside one.
+  Both run as driver SQL, text built once per batch size, on the psycopg connection itself:
+  through SQLAlchemy each cost 0.1-0.25 ms of this thread's CPU more, most of it building the
+  description of the SELECT's 49 columns.
+
+A request waits (without holding a thread, from the event loop) until its batch has committed, so
+what it was given is durable before its response is sent. Within a batch the first presentation
+of a credential wins and any other is a reuse, as between batches. Each presentation's own
+decision (`decide`: the request's checks, the refresh token to insert) runs in the batch; what it
+raises fails that presentation alone.
 
 Each batch's duration - from the moment it asks for its transaction (on SQLite: its turn on the
 writer lock) to its commit - is kept for ``/metrics`` (`drain_batches`): every request of a batch
@@ -25,15 +36,17 @@ waits that long, so it is where a token request's tail comes from when it is not
 
 import asyncio
 import os
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ..store.db import Database, Samples, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, User
@@ -42,6 +55,8 @@ from ..store.rows import Row, layout_of, split
 MAX_BATCH = 256
 
 _INSERT_REFRESH = insert(RefreshToken.__table__)
+# What a successor's row gives in the one-statement write (PostgreSQL): a new token is unused.
+_SUCCESSOR_COLUMNS = [c for c in RefreshToken.__table__.columns if c.name != "used_at"]
 
 # decide(found) -> (use: mark the credential used, refresh token row to insert or None, the answer
 # to give), where `found` is (credential, grant, user) or None for an unknown credential. A
@@ -62,6 +77,47 @@ class _Statements:
         self.layout = layout_of(table, Grant.__table__, User.__table__)
         self.use = (update(table).where(column.in_(bindparam("presented", expanding=True)), table.c.used_at.is_(None))
                     .values(used_at=bindparam("now")).returning(column))
+        self._table = table.name
+        self._texts: dict[tuple[Any, ...], str] = {}
+
+    def read_text(self, dialect: Any, presented: int) -> str:
+        """`read` as driver SQL for `presented` hashes, its parameters positional (PostgreSQL)."""
+        key = ("read", dialect.name, presented)
+        text = self._texts.get(key)
+        if text is None:
+            compiled = self.read.params(presented=[""] * presented).compile(
+                dialect=dialect, compile_kwargs={"render_postcompile": True})
+            text = self._texts[key] = re.sub(r"%\(presented_\d+\)s", "%s", compiled.string)  # in order
+        return text
+
+    def use_and_insert(self, dialect: Any, used: int, inserted: int) -> str:
+        """PostgreSQL: one statement that marks `used` presented credentials used (those still
+        unused) and inserts the successor of each one it marked, answering the hashes it marked, as
+        `use` does: ``WITH used AS (UPDATE ... RETURNING <hash>), inserted AS (INSERT INTO
+        refresh_tokens SELECT ... FROM (VALUES ...) JOIN used ...) SELECT <hash> FROM used`` -
+        data-modifying CTEs run as one atomic statement. Its parameters: the time, the `used` hashes,
+        then per successor its predecessor's hash and its row (`successor_values`). One text per
+        (used, inserted), so that psycopg prepares it (SQLAlchemy's VALUES would be compiled anew on
+        every batch). The VALUES are cast to their columns' types: a parameter alone has none there."""
+        key = ("use", dialect.name, used, inserted)
+        text = self._texts.get(key)
+        if text is None:
+            names = [c.name for c in _SUCCESSOR_COLUMNS]
+            row = f"(%s, {', '.join(f'CAST(%s AS {c.type.compile(dialect=dialect)})' for c in _SUCCESSOR_COLUMNS)})"
+            text = self._texts[key] = (
+                f"WITH used AS (UPDATE {self._table} SET used_at = %s WHERE {self.key} IN "
+                f"({', '.join(['%s'] * used)}) AND used_at IS NULL RETURNING {self.key})"
+                + (f", inserted AS (INSERT INTO {RefreshToken.__tablename__} ({', '.join(names)}) "
+                   f"SELECT {', '.join('s.' + n for n in names)} FROM (VALUES {', '.join([row] * inserted)}) "
+                   f"AS s (predecessor, {', '.join(names)}) JOIN used ON used.{self.key} = s.predecessor)"
+                   if inserted else "")
+                + f" SELECT {self.key} FROM used")
+        return text
+
+
+def successor_values(successors: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The parameters of `_Statements.use_and_insert`'s VALUES: each successor's predecessor and row."""
+    return [value for presented, row in successors for value in (presented, *(row[c.name] for c in _SUCCESSOR_COLUMNS))]
 
 
 REFRESH_TOKENS = _Statements(RefreshToken.__table__, "token_hash", "refresh_token")
@@ -84,6 +140,7 @@ class OneTimeWriter:
         self._cond = threading.Condition()
         self._pid = 0
         self._durations = Samples()  # seconds each batch took
+        self._driver_sql = db.engine.dialect.name == "postgresql"
 
     def present(self, presented: str, decide: Callable[[tuple[Row, Row, Row] | None], Decision]) -> Any:
         """Reads the credential whose hash is `presented`, asks `decide`, and writes what it
@@ -137,47 +194,94 @@ class OneTimeWriter:
 
     def _write(self, batch: list[_Presentation], take: Callable[[], list[_Presentation]] = list
                ) -> list[tuple[_Presentation, Any]]:
-        """One transaction for `batch`, to which `take()` adds the presentations waiting once the
-        transaction has begun - on SQLite, once the writer lock is ours, so what arrived while this
-        thread waited for the lock goes in too. Returns the answers of the presentations whose
-        `decide` did not raise (those that did have their exception set already)."""
+        """Carries out `batch`, to which `take()` adds the presentations waiting by then (on SQLite
+        once the writer lock is ours), and returns the answers of the presentations whose `decide`
+        did not raise (those that did have their exception set already)."""
         asked = time.perf_counter()
-        with self.db.transaction() as conn:
+        if self._driver_sql:
             batch += take()
-            answers = self._statements(conn, batch)
+            answers = self._on_postgresql(batch)
+        else:
+            answers = self._on_sqlite(batch, take)
         self._durations.add(time.perf_counter() - asked)
         return answers
 
-    def _statements(self, conn: Any, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
+    def _on_sqlite(self, batch: list[_Presentation], take: Callable[[], list[_Presentation]]
+                   ) -> list[tuple[_Presentation, Any]]:
+        """One transaction: the SELECT, the UPDATE, then the INSERT of the successors of the
+        credentials it marked."""
         st = self.statements
-        presented = list(dict.fromkeys(item.presented for item in batch))
-        answers: list[tuple[_Presentation, Any]] = []
+        with self.db.transaction() as conn:
+            batch += take()
+
+            def use_and_insert(first: dict[str, dict[str, Any] | None]) -> set[str]:
+                unused = set(conn.execute(st.use, {"presented": list(first), "now": self.now()}).scalars())
+                rows = [row for presented, row in first.items() if row is not None and presented in unused]
+                if rows:
+                    conn.execute(_INSERT_REFRESH, rows)
+                return unused
+
+            return self._carry_out(batch, lambda presented: conn.execute(st.read, {"presented": presented}),
+                                   use_and_insert)
+
+    def _on_postgresql(self, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
+        """The SELECT, then the UPDATE and INSERT as one statement, each committing on its own, on
+        a pooled connection's psycopg connection."""
+        st, dialect = self.statements, self.db.engine.dialect
+        pooled = self.db.engine.raw_connection()
+        conn = pooled.driver_connection
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                def read(presented: list[str]) -> list[Any]:
+                    return cur.execute(st.read_text(dialect, len(presented)), presented).fetchall()
+
+                def use_and_insert(first: dict[str, dict[str, Any] | None]) -> set[str]:
+                    successors = [(presented, row) for presented, row in first.items() if row is not None]
+                    text = st.use_and_insert(dialect, len(first), len(successors))
+                    cur.execute(text, (self.now(), *first, *successor_values(successors)))
+                    return {hashed for hashed, in cur.fetchall()}
+
+                return self._carry_out(batch, read, use_and_insert)
+        except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (a lost server: 503)
+            lost = conn.broken or dialect.is_disconnect(exc, conn, None)
+            if lost:  # not back into the pool
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      connection_invalidated=lost, dialect=dialect) from exc
+        finally:
+            pooled.close()
+
+    def _carry_out(self, batch: list[_Presentation], read: Callable[[list[str]], Iterable[Any]],
+                   use_and_insert: Callable[[dict[str, dict[str, Any] | None]], set[str]]
+                   ) -> list[tuple[_Presentation, Any]]:
+        """Reads the presented credentials (`read`: rows laid out as `statements.read`'s), asks each
+        presentation's `decide`, and hands the credentials to use - each with the successor of the
+        first presentation that wanted it - to `use_and_insert`, which answers those it marked."""
+        st = self.statements
         found = {}
-        for row in conn.execute(st.read, {"presented": presented}):
+        for row in read(list(dict.fromkeys(item.presented for item in batch))):
             credential, grant, user = split(row, st.layout)
             found[getattr(credential, st.key)] = (credential, grant, user)
         decided = []
+        first: dict[str, dict[str, Any] | None] = {}  # the first presentation wanting each credential: its successor
         for item in batch:
             try:
                 use, successor, answer = item.decide(found.get(item.presented))
             except Exception as exc:  # noqa: BLE001 - this presentation's own failure
                 item.done.set_exception(exc)
                 continue
-            decided.append((item, use, successor, answer))
-        wanted = list(dict.fromkeys(item.presented for item, use, _, _ in decided if use))
-        unused = set(conn.execute(st.use, {"presented": wanted, "now": self.now()}).scalars()) \
-            if wanted else set()
-        rows = []
-        for item, use, successor, answer in decided:
+            decided.append((item, use, answer))
+            if use:
+                first.setdefault(item.presented, successor)
+        unused = use_and_insert(first) if first else set()
+        answers: list[tuple[_Presentation, Any]] = []
+        for item, use, answer in decided:
             if not use:
                 answers.append((item, answer))
             elif item.presented in unused:
                 unused.discard(item.presented)  # the first presentation in the batch wins
-                if successor is not None:
-                    rows.append(successor)
                 answers.append((item, answer))
             else:
                 answers.append((item, REUSED))
-        if rows:
-            conn.execute(_INSERT_REFRESH, rows)
         return answers

@@ -212,7 +212,7 @@ class Database:
         """One writing transaction on a plain connection, for Core statements that change no table
         the change feed watches (store/changes.py: it is not told): committed on success, rolled
         back on any error, after the writer lock's turn on SQLite as in `session`. Without the ORM
-        session's bookkeeping - the one-time writer's batches run here."""
+        session's bookkeeping - the one-time writer's batches run here on SQLite."""
         with self._turn(), self._write_engine.begin() as conn:
             yield conn
 
