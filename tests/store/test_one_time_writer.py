@@ -156,6 +156,27 @@ def test_a_credential_used_elsewhere_after_the_read_is_a_reuse(provider, grant):
     assert stored(provider, rows[0]["token_hash"]) is None and stored(provider, rows[1]["token_hash"]) is not None
 
 
+def test_the_connections_go_back_to_the_pool_as_they_came(provider, grant):
+    """On PostgreSQL a batch's statements each commit on their own (autocommit) on a pooled
+    connection: it must not go back that way, or every later transaction on it would commit
+    statement by statement."""
+    if provider.db.writer_lock is not None:
+        pytest.skip("SQLite: a batch is a SQLAlchemy transaction")
+    token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+    writer = refreshes(provider)
+    assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
+    with pytest.raises(Exception):  # noqa: B017 - a foreign key the store enforces
+        writer.present(sha256_hex(provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0]),
+                       write_if_found(successor("no-such-grant")))
+    pool = provider.db.engine.pool
+    idle = [pool.connect() for _ in range(pool.checkedin())]  # every connection the pool has
+    try:
+        assert idle and not any(c.driver_connection.autocommit for c in idle)
+    finally:
+        for c in idle:
+            c.close()
+
+
 def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provider, grant, monkeypatch):
     """On SQLite the batch is taken once the writer lock is the writer's: presentations that queue
     while another transaction holds the lock share one transaction instead of the first going alone."""

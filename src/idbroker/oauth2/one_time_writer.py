@@ -230,8 +230,8 @@ class OneTimeWriter:
         st, dialect = self.statements, self.db.engine.dialect
         pooled = self.db.engine.raw_connection()
         conn = pooled.driver_connection
+        conn.autocommit = True
         try:
-            conn.autocommit = True
             with conn.cursor() as cur:
                 def read(presented: list[str]) -> list[Any]:
                     return cur.execute(st.read_text(dialect, len(presented)), presented).fetchall()
@@ -250,6 +250,8 @@ class OneTimeWriter:
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=lost, dialect=dialect) from exc
         finally:
+            if not conn.closed:  # back into the pool as SQLAlchemy hands its connections out
+                conn.autocommit = False
             pooled.close()
 
     def _carry_out(self, batch: list[_Presentation], read: Callable[[list[str]], Iterable[Any]],
