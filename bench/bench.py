@@ -1313,7 +1313,7 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
                  "(`idbroker_write_turn_wait_seconds`), behind the writers of both workers; the WAL is checkpointed "
                  "in the background (`Database.checkpoint`), not by a writer holding the lock. And, on both stores, "
                  "what a refresh or a code exchange waits for once its group commit has started: how long each "
-                 "one-time batch took from asking for its transaction to its commit "
+                 "one-time batch took from its start (SQLite: asking for the writer lock) to its commit "
                  "(`idbroker_one_time_batch_seconds`; the requests it carries wait that long).")
         L.append("")
         L.extend(runtime)

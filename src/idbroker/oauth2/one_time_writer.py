@@ -29,8 +29,8 @@ of a credential wins and any other is a reuse, as between batches. Each presenta
 decision (`decide`: the request's checks, the refresh token to insert) runs in the batch; what it
 raises fails that presentation alone.
 
-Each batch's duration - from the moment it asks for its transaction (on SQLite: its turn on the
-writer lock) to its commit - is kept for ``/metrics`` (`drain_batches`): every request of a batch
+Each batch's duration - from its start (on SQLite: asking for its turn on the writer lock) to its
+commit - is kept for ``/metrics`` (`drain_batches`): every request of a batch
 waits that long, so it is where a token request's tail comes from when it is not the event loop.
 """
 
@@ -162,7 +162,7 @@ class OneTimeWriter:
         return item.done
 
     def drain_batches(self) -> list[float]:
-        """How long each batch since the last call took, from asking for its transaction to its commit."""
+        """How long each batch since the last call took, from its start to its commit."""
         return self._durations.drain()
 
     def _ensure_thread(self) -> None:

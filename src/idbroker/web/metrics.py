@@ -81,7 +81,7 @@ WRITE_TURN_WAIT = Histogram("idbroker_write_turn_wait_seconds",
                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 ONE_TIME_BATCH = Histogram("idbroker_one_time_batch_seconds",
                            "How long a group-committed batch of refresh-token rotations or code redemptions took, "
-                           "from asking for its transaction to its commit", ["kind"],
+                           "from its start (SQLite: asking for the writer lock) to its commit", ["kind"],
                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
 _TOKENS_BY_GRANT: dict[str, Any] = {}  # grant type -> its counter (the token endpoint knows the grant types)

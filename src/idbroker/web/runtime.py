@@ -19,7 +19,7 @@ higher throughput.
 * ``idbroker_write_turn_wait_seconds`` (SQLite) - how long each writing transaction waited for its
   turn on the writer lock (store/db.py), behind the writers of this and the other workers.
 * ``idbroker_one_time_batch_seconds{kind}`` - how long each group-committed batch of refresh-token
-  rotations or code redemptions took, from asking for its transaction to its commit
+  rotations or code redemptions took, from its start (SQLite: asking for the writer lock) to its commit
   (oauth2/one_time_writer.py): every token request of the batch waits that long.
 """
 
