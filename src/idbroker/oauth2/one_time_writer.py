@@ -53,6 +53,9 @@ from ..store.models import AuthorizationCode, Grant, RefreshToken, User
 from ..store.rows import Row, layout_of, split
 
 MAX_BATCH = 256
+# Driver SQL texts kept per statement, one per batch size (PostgreSQL). Under load batches stay under
+# ~40 presentations (texts of ~8 KB at most); a batch of 256 makes a text of ~47 KB.
+MAX_TEXTS = 256
 
 _INSERT_REFRESH = insert(RefreshToken.__table__)
 # What a successor's row gives in the one-statement write (PostgreSQL): a new token is unused.
@@ -87,7 +90,7 @@ class _Statements:
         if text is None:
             compiled = self.read.params(presented=[""] * presented).compile(
                 dialect=dialect, compile_kwargs={"render_postcompile": True})
-            text = self._texts[key] = re.sub(r"%\(presented_\d+\)s", "%s", compiled.string)  # in order
+            text = self._keep(key, re.sub(r"%\(presented_\d+\)s", "%s", compiled.string))  # in order
         return text
 
     def use_and_insert(self, dialect: Any, used: int, inserted: int) -> str:
@@ -104,14 +107,19 @@ class _Statements:
         if text is None:
             names = [c.name for c in _SUCCESSOR_COLUMNS]
             row = f"(%s, {', '.join(f'CAST(%s AS {c.type.compile(dialect=dialect)})' for c in _SUCCESSOR_COLUMNS)})"
-            text = self._texts[key] = (
+            text = self._keep(key, (
                 f"WITH used AS (UPDATE {self._table} SET used_at = %s WHERE {self.key} IN "
                 f"({', '.join(['%s'] * used)}) AND used_at IS NULL RETURNING {self.key})"
                 + (f", inserted AS (INSERT INTO {RefreshToken.__tablename__} ({', '.join(names)}) "
                    f"SELECT {', '.join('s.' + n for n in names)} FROM (VALUES {', '.join([row] * inserted)}) "
                    f"AS s (predecessor, {', '.join(names)}) JOIN used ON used.{self.key} = s.predecessor)"
                    if inserted else "")
-                + f" SELECT {self.key} FROM used")
+                + f" SELECT {self.key} FROM used"))
+        return text
+
+    def _keep(self, key: tuple[Any, ...], text: str) -> str:
+        if len(self._texts) < MAX_TEXTS:
+            self._texts[key] = text
         return text
 
 
