@@ -80,7 +80,6 @@ class _Statements:
         self.layout = layout_of(table, Grant.__table__, User.__table__)
         self.use = (update(table).where(column.in_(bindparam("presented", expanding=True)), table.c.used_at.is_(None))
                     .values(used_at=bindparam("now")).returning(column))
-        self._table = table.name
         self._texts: dict[tuple[Any, ...], str] = {}
 
     def read_text(self, dialect: Any, presented: int) -> str:
@@ -88,28 +87,25 @@ class _Statements:
         key = ("read", dialect.name, presented)
         text = self._texts.get(key)
         if text is None:
-            compiled = self.read.params(presented=[""] * presented).compile(
-                dialect=dialect, compile_kwargs={"render_postcompile": True})
-            text = self._keep(key, re.sub(r"%\(presented_\d+\)s", "%s", compiled.string))  # in order
+            text = self._keep(key, _positional(self.read, dialect, presented))
         return text
 
     def use_and_insert(self, dialect: Any, used: int, inserted: int) -> str:
-        """PostgreSQL: one statement that marks `used` presented credentials used (those still
+        """PostgreSQL: one statement that marks `used` presented credentials used (`use`: those still
         unused) and inserts the successor of each one it marked, answering the hashes it marked, as
-        `use` does: ``WITH used AS (UPDATE ... RETURNING <hash>), inserted AS (INSERT INTO
-        refresh_tokens SELECT ... FROM (VALUES ...) JOIN used ...) SELECT <hash> FROM used`` -
-        data-modifying CTEs run as one atomic statement. Its parameters: the time, the `used` hashes,
-        then per successor its predecessor's hash and its row (`successor_values`). One text per
-        (used, inserted), so that psycopg prepares it (SQLAlchemy's VALUES would be compiled anew on
-        every batch). The VALUES are cast to their columns' types: a parameter alone has none there."""
+        `use` does: ``WITH used AS (<use>), inserted AS (INSERT INTO refresh_tokens SELECT ... FROM
+        (VALUES ...) JOIN used ...) SELECT <hash> FROM used`` - data-modifying CTEs run as one atomic
+        statement. Its parameters: `use`'s (the time, the `used` hashes), then per successor its
+        predecessor's hash and its row (`successor_values`). One text per (used, inserted), so that
+        psycopg prepares it (SQLAlchemy's VALUES would be compiled anew on every batch). The VALUES are
+        cast to their columns' types: a parameter alone has none there."""
         key = ("use", dialect.name, used, inserted)
         text = self._texts.get(key)
         if text is None:
             names = [c.name for c in _SUCCESSOR_COLUMNS]
             row = f"(%s, {', '.join(f'CAST(%s AS {c.type.compile(dialect=dialect)})' for c in _SUCCESSOR_COLUMNS)})"
             text = self._keep(key, (
-                f"WITH used AS (UPDATE {self._table} SET used_at = %s WHERE {self.key} IN "
-                f"({', '.join(['%s'] * used)}) AND used_at IS NULL RETURNING {self.key})"
+                f"WITH used AS ({_positional(self.use, dialect, used, ('now',))})"
                 + (f", inserted AS (INSERT INTO {RefreshToken.__tablename__} ({', '.join(names)}) "
                    f"SELECT {', '.join('s.' + n for n in names)} FROM (VALUES {', '.join([row] * inserted)}) "
                    f"AS s (predecessor, {', '.join(names)}) JOIN used ON used.{self.key} = s.predecessor)"
@@ -121,6 +117,16 @@ class _Statements:
         if len(self._texts) < MAX_TEXTS:
             self._texts[key] = text
         return text
+
+
+def _positional(statement: Any, dialect: Any, presented: int, before: tuple[str, ...] = ()) -> str:
+    """`statement` compiled for `dialect` with `presented` hashes in its IN list, its parameters
+    positional (``%s``): those named in `before`, then the hashes, as they stand in the text."""
+    state = statement.compile(dialect=dialect).construct_expanded_state(
+        {"presented": [""] * presented, **dict.fromkeys(before)})
+    if re.findall(r"%\((\w+)\)s", state.statement) != [*before, *(f"presented_{i + 1}" for i in range(presented))]:
+        raise ValueError(f"unexpected parameters in {state.statement!r}")
+    return re.sub(r"%\(\w+\)s", "%s", state.statement)
 
 
 def successor_values(successors: list[tuple[str, dict[str, Any]]]) -> list[Any]:
