@@ -244,8 +244,8 @@ class OneTimeWriter:
         st, dialect = self.statements, self.db.engine.dialect
         pooled = self.db.engine.raw_connection()
         conn = pooled.driver_connection
-        conn.autocommit = True
         try:
+            conn.autocommit = True
             with conn.cursor() as cur:
                 def read(presented: list[str]) -> list[Any]:
                     return cur.execute(st.read_text(dialect, len(presented)), presented).fetchall()
