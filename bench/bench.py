@@ -14,7 +14,8 @@ Started by ./bench/run, which provides wrk, the npm peer, the venv and a Postgre
     in BENCH_ROUNDS rounds with the servers in turn (order reversed every other round):
     wrk (+ bench/lua/*.lua) for discovery, JWKS, client_credentials, introspection, userinfo,
     refresh (rotation: bench/lua/refresh.lua chains the returned refresh tokens), and
-    bench/loadgen.py for the full code + PKCE login flow;
+    bench/loadgen.py for the full code + PKCE login flow, and (idbroker only) for the federated
+    sign-in through an upstream oidc-provider (bench/peer/provider.mjs as the upstream);
  4. RSS of every worker after the load; stop everything, drop the database;
  5. write the Markdown report (BENCH_OUTPUT, default docs/benchmarks.md) and print PASS/MISS per target.
 
@@ -31,7 +32,7 @@ Environment (durations take 10s, 1500ms, 1m or plain seconds):
                             dot-postgres (django-oauth-toolkit on Granian, workers = cores; bench/peer/dot)
   BENCH_REDIS_URL=redis://127.0.0.1:6379/7   the clustered peer's store (a DB index of its own, flushed at start)
   BENCH_ENDPOINTS           comma list (default: all) of discovery,jwks,client_credentials,
-                            introspection,userinfo,refresh,login
+                            introspection,userinfo,refresh,login,federated
   BENCH_OUTPUT=docs/benchmarks.md   ('-' prints the report instead of writing it; docs/benchmarks-grown.md
                             with BENCH_GROWN=1)
   BENCH_GROWN=1             the grown-store run (endpoints default to login,refresh,introspection,userinfo)
@@ -105,13 +106,19 @@ SCOPE_LOGIN = "openid email offline_access"
 RS_JWT = "https://api.example.com/jwt"
 RS_OPAQUE = "https://api.example.com/opaque"
 
-ENDPOINTS = ["discovery", "jwks", "client_credentials", "introspection", "userinfo", "refresh", "login"]
+ENDPOINTS = ["discovery", "jwks", "client_credentials", "introspection", "userinfo", "refresh", "login", "federated"]
+# The federated sign-in row: idbroker only, through an upstream oidc-provider (provider.mjs, one process) that
+# idbroker knows as UPSTREAM_ID; each virtual user is its own upstream account (FEDERATED_USER).
+UPSTREAM_ID = "bench-up"
+FEDERATED_USER = "fed{n}@example.com"
+FEDERATED_CPU_LIMIT_MS = 2.0  # idbroker's server CPU per federated sign-in, over the upstream's own
 TARGET_ENDPOINTS = ["client_credentials", "refresh", "introspection", "userinfo", "discovery", "jwks"]
 RATIO_TARGET = {"sqlite": 1.0, "postgres": 1.0}  # × the clustered oidc-provider on Redis
 DOT_RATIO_TARGET = 3.0  # × django-oauth-toolkit on the same store
 LOGIN_FACTOR = 1.3
 RSS_LIMIT_MB = 100.0
 COLD_START_LIMIT_S = 1.0
+UPSTREAM_CACHE_S = 5.0  # idbroker's workers see a new upstream provider within cache_seconds (default 5)
 
 
 def log(msg: str) -> None:
@@ -377,6 +384,7 @@ class Server:
     kind: str = "idbroker"  # idbroker | oidc | dot
     discovery_path: str = "/.well-known/openid-configuration"
     expect: dict[str, str] = field(default_factory=dict)  # endpoint -> text a good response body holds
+    upstream: Server | None = None  # idbroker: the upstream provider of its federated sign-in row, once started
 
     @property
     def is_peer(self) -> bool:
@@ -387,6 +395,8 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        if self.upstream is not None:
+            self.upstream.stop()
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
@@ -460,18 +470,20 @@ def start_idbroker(key: str, cfg: Config, tmp: Path, database_url: str | None) -
     return srv
 
 
-def start_peer(key: str, cfg: Config, tmp: Path) -> Server:
+def start_peer(key: str, cfg: Config, tmp: Path, redirect_uri: str = REDIRECT_URI, name: str | None = None
+               ) -> Server:
     """oidc-provider: `oidc-single` is provider.mjs alone (in-memory adapter); `oidc-cluster` is cluster.mjs
-    (workers = cores, all on the Redis adapter at BENCH_REDIS_URL, flushed at start)."""
+    (workers = cores, all on the Redis adapter at BENCH_REDIS_URL, flushed at start). web1 is registered for
+    `redirect_uri`; `name` names its directory (default: `key`)."""
     port = free_port()
-    workdir = tmp / key
+    workdir = tmp / (name or key)
     workdir.mkdir()
     srv = Server(key=key, label=PEER_LABEL[key], port=port, workdir=workdir, kind="oidc",
                  cc_resource=RS_JWT, introspect_resource=RS_OPAQUE)
     srv.svc1_secret, srv.web1_secret, srv.password = (secrets.token_urlsafe(24), secrets.token_urlsafe(24),
                                                       "any-password")
     env = dict(os.environ, PORT=str(port), NODE_ENV="production", DEV_INTERACTIONS="1",
-               SVC1_SECRET=srv.svc1_secret, WEB1_SECRET=srv.web1_secret, WEB1_REDIRECT_URI=REDIRECT_URI)
+               SVC1_SECRET=srv.svc1_secret, WEB1_SECRET=srv.web1_secret, WEB1_REDIRECT_URI=redirect_uri)
     script = "provider.mjs"
     if key == "oidc-cluster":
         script = "cluster.mjs"
@@ -488,6 +500,23 @@ def start_peer(key: str, cfg: Config, tmp: Path) -> Server:
         wait_workers(srv, cfg.workers)
     log(f"{key}: first 200 from discovery after {srv.cold_start_s:.2f} s")
     return srv
+
+
+def ensure_upstream(srv: Server, cfg: Config, tmp: Path) -> Server:
+    """idbroker's upstream provider for the federated sign-in row: provider.mjs alone (in-memory, its dev login
+    form), whose web1 comes back to idbroker's callback; registered in idbroker as UPSTREAM_ID (`idbroker idp
+    add`, kind oidc: discovery, PKCE, the ID token checked against the upstream's JWKS)."""
+    if srv.upstream is None:
+        up = start_peer("oidc-single", cfg, tmp, redirect_uri=f"{srv.origin}/idp/{UPSTREAM_ID}/callback",
+                        name=f"upstream-of-{srv.key}")
+        up.label = "oidc-provider (upstream, 1 process, memory)"
+        srv.upstream = up
+        idbroker_cli(srv.env, "idp", "add", "--id", UPSTREAM_ID, "--kind", "oidc", "--name", "Bench upstream",
+                     "--issuer", up.origin, "--client-id", "web1", "--client-secret", up.web1_secret)
+        log(f"{srv.label}: upstream provider {UPSTREAM_ID} at {up.origin}; waiting {UPSTREAM_CACHE_S:.0f} s for "
+            "the workers to see it")
+        time.sleep(UPSTREAM_CACHE_S + 0.5)
+    return srv.upstream
 
 
 def wait_workers(srv: Server, count: int) -> None:
@@ -748,8 +777,11 @@ def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: 
             prefix.with_name(f"{prefix.name}.{t}").write_text("\n".join(tokens[t::cfg.threads]) + "\n")
         return wrk_result(wrk(m["token_endpoint"], "refresh.lua", [basic("web1", srv.web1_secret), str(prefix)],
                               duration, cfg, mark))
-    if endpoint == "login":
+    if endpoint in ("login", "federated"):
         args = loadgen_args(srv, "login", users=cfg.login_users, duration=duration)
+        if endpoint == "federated":
+            args += ["--upstream", ensure_upstream(srv, cfg, tmp).origin, "--idp-hint", UPSTREAM_ID,
+                     "--username", FEDERATED_USER]
         env = dict(os.environ, BENCH_WEB1_SECRET=srv.web1_secret, BENCH_PASSWORD=srv.password)
         if mark:
             mark()
@@ -774,9 +806,12 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float, warmu
         pids += postgres_pids("redis-server")
     m: dict[str, float] = {}
 
+    def upstream_cpu() -> float:  # the federated row's upstream provider
+        return cpu_seconds([srv.upstream.proc.pid]) if srv.upstream is not None and srv.upstream.proc else 0.0
+
     def mark() -> None:  # as the load starts (tokens are fetched by then)
         m.update(cpu=cpu_seconds(pids), pg=cpu_seconds(postgres_pids()), busy=machine_busy_seconds(),
-                 kids=children_cpu(), t=time.perf_counter())
+                 kids=children_cpu(), up=upstream_cpu(), t=time.perf_counter())
 
     runtime_before = runtime_histograms(srv)
     probe_before = cpu_probe_ms()
@@ -785,13 +820,18 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float, warmu
     if runtime_before is not None:
         r.runtime = histogram_delta(runtime_histograms(srv), runtime_before)
     server = cpu_seconds(pids) - m["cpu"]
-    ours = server + (cpu_seconds(postgres_pids()) - m["pg"]) + (children_cpu() - m["kids"])
+    pg = cpu_seconds(postgres_pids()) - m["pg"]
+    upstream = upstream_cpu() - m["up"]
+    ours = server + pg + upstream + (children_cpu() - m["kids"])
+    if ep == "federated" and r.requests:  # CPU ms per sign-in: idbroker's workers, its PostgreSQL, the upstream
+        r.extra["cpu_ms"] = {"idbroker": 1e3 * server / r.requests, "upstream": 1e3 * upstream / r.requests,
+                             "postgres": 1e3 * pg / r.requests if srv.key == "postgres" else 0.0}
     r.server_cpu = server / wall
     r.other_cpu = max(0.0, (machine_busy_seconds() - m["busy"] - ours) / wall)
     r.probe_ms = (probe_before + cpu_probe_ms()) / 2  # after the CPU readings: the probe is not other work
     log(f"{ep:18s} {srv.label:24s} {r.rps:10.1f} req/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
         f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}  probe {r.probe_ms:.1f} ms")
-    if r.errors and ep == "login":
+    if r.errors and ep in ("login", "federated"):
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
     if srv.key != "oidc-single":  # every server with workers
         srv.rss.setdefault("after", {})[ep] = after = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
@@ -804,8 +844,9 @@ def measure_all(servers: dict[str, Server], order: list[str], cfg: Config, tmp: 
     """Every endpoint on every server in turn; an endpoint again (all servers) when other work was noisy."""
     for ep in cfg.endpoints:
         best: dict[str, Result] | None = None
+        keys = [k for k in order if not servers[k].is_peer] if ep == "federated" else order  # peers federate nothing
         for attempt in range(1 + cfg.retries):
-            got = measure_rounds(servers, order, ep, cfg, tmp)
+            got = measure_rounds(servers, keys, ep, cfg, tmp)
             noise = max(r.other_cpu for r in got.values())
             if best is None or noise < max(r.other_cpu for r in best.values()):
                 best = got
@@ -1136,6 +1177,7 @@ ENDPOINT_TEXT = {
     "userinfo": "userinfo (GET, Bearer)",
     "refresh": "refresh_token with rotation (POST token, Basic)",
     "login": "login: authorize → form → POST password → code → token",
+    "federated": "federated sign-in: authorize (idp_hint) → upstream's login form → callback → code → token",
 }
 
 
@@ -1179,6 +1221,15 @@ def evaluate(results: dict, servers: dict[str, Server], ceiling: dict | None, cf
                            "want": f"≥ {fmt(want)}/s (ceiling {fmt(ceiling['per_s'])}/s ÷ {LOGIN_FACTOR})",
                            "got": f"{fmt(got)}/s = ceiling ÷ {ceiling['per_s'] / got:.2f}" if got else "0",
                            "ok": got >= want and mine["login"].errors == 0})
+        cpu = federated_cpu_ms(mine.get("federated"))
+        if cpu is not None:
+            total = cpu["idbroker"] + cpu["postgres"]
+            checks.append({"target": f"federated sign-in: {label}'s server CPU per sign-in, over the upstream's own",
+                           "want": f"≤ {FEDERATED_CPU_LIMIT_MS:.0f} ms",
+                           "got": f"{total:.1f} ms" + (f" (workers {cpu['idbroker']:.1f} + PostgreSQL "
+                                                      f"{cpu['postgres']:.1f})" if cpu["postgres"] else "")
+                           + f"; the upstream's own: {cpu['upstream']:.1f} ms",
+                           "ok": total <= FEDERATED_CPU_LIMIT_MS and mine["federated"].errors == 0})
         srv = servers[key]
         if srv.rss.get("workers"):
             worst = max(w["rss_mb"] for w in srv.rss["workers"])
@@ -1187,6 +1238,30 @@ def evaluate(results: dict, servers: dict[str, Server], ceiling: dict | None, cf
         checks.append({"target": f"cold start to first 200, {label}", "want": f"≤ {COLD_START_LIMIT_S:.0f} s",
                        "got": cold_start_text(srv), "ok": srv.cold_start_s <= COLD_START_LIMIT_S})
     return checks
+
+
+def federated_cpu_ms(r: Result | None) -> dict[str, float] | None:
+    """CPU ms per federated sign-in (idbroker's workers, its PostgreSQL, the upstream), over the rounds."""
+    rounds = [x["cpu_ms"] for x in (r.extra.get("rounds", [r.extra]) if r else []) if "cpu_ms" in x]
+    return {k: statistics.fmean(x[k] for x in rounds) for k in rounds[0]} if rounds else None
+
+
+def federated_lines(cfg: Config, servers: dict[str, Server], results: dict) -> list[str]:
+    """The federated sign-in section: rate, latency, and whose CPU a sign-in takes."""
+    L = []
+    for key in cfg.backends:
+        r = results.get(key, {}).get("federated")
+        cpu = federated_cpu_ms(r)
+        if r is None or cpu is None:
+            continue
+        last = r.extra  # the last round's generator figures
+        per = last.get("http_requests", 0) / last["flows"] if last.get("flows") else 0
+        L.append(f"- {servers[key].label}: {fmt(r.rps)} sign-ins/s, p50 {fmt(r.p50_ms, 1)} ms, p99 "
+                 f"{fmt(r.p99_ms, 1)} ms, {per:.1f} HTTP requests each (idbroker's and the upstream's); CPU per "
+                 f"sign-in: idbroker's workers {cpu['idbroker']:.2f} ms"
+                 + (f", its PostgreSQL {cpu['postgres']:.2f} ms" if key == "postgres" else "")
+                 + f", the upstream {cpu['upstream']:.2f} ms; errors {r.errors}")
+    return L
 
 
 def summary_table(cfg: Config, servers: dict[str, Server], results: dict) -> list[str]:
@@ -1353,11 +1428,27 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
             L.append("- login generator CPU: " + ", ".join(f"{lbl} {pct:.0f} % of one core" for lbl, pct in gen)
                      + "; it drives the peer's flow faster than any idbroker's, so it is not what limits idbroker.")
         L.append("")
+    federated = federated_lines(cfg, servers, results)
+    if federated:
+        L.append("## Federated sign-in")
+        L.append("")
+        L.append("idbroker alone, in the same run: the login generator's users sign in through an upstream OpenID "
+                 "provider, panva's oidc-provider (`bench/peer/provider.mjs`, one process, in-memory, its dev login "
+                 f"form), which idbroker knows as `{UPSTREAM_ID}` (`idbroker idp add --kind oidc`: discovery, PKCE, "
+                 "the ID token checked against the upstream's JWKS). Each flow, in a new browser: idbroker's "
+                 f"authorize with `idp_hint={UPSTREAM_ID}` → the upstream's authorize and login form → idbroker's "
+                 "callback (the code redeemed at the upstream's token endpoint, the account found by its link; the "
+                 "first sign-in of each user created it) → the client's code → idbroker's token endpoint. CPU per "
+                 "sign-in is each process's CPU over the measured run ÷ the sign-ins completed; the upstream's is its "
+                 "own time, which idbroker's does not include.")
+        L.append("")
+        L.extend(federated)
+        L.append("")
     if scale:
         import scaleout
 
         pg = results.get("postgres", {})
-        L.extend(scaleout.model_lines(scale, {ep: r.rps for ep, r in pg.items() if ep != "login"},
+        L.extend(scaleout.model_lines(scale, {ep: r.rps for ep, r in pg.items() if ep not in ("login", "federated")},
                                       pg["login"].rps if "login" in pg else None, int(mach["nproc"])))
     L.append("## Memory and start-up")
     L.append("")
@@ -1366,7 +1457,7 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
     L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for key in order:
         srv = servers[key]
-        before_login = [eps for ep, eps in srv.rss.get("after", {}).items() if ep != "login"]
+        before_login = [eps for ep, eps in srv.rss.get("after", {}).items() if ep not in ("login", "federated")]
         before = before_login[-1] if before_login else []
         rows = []
         if srv.rss.get("main"):

@@ -150,14 +150,29 @@ class Browser:
 
     def __init__(self, cfg: argparse.Namespace, conn: Connection, n: int = 0):
         self.cfg = cfg
-        self.conn = conn
-        self.username = cfg.username.format(n=n)  # "{n}": one account per virtual user
         self.origin = cfg.issuer.rstrip("/")
-        self.jar: dict[str, str] = {}
+        # One connection and one cookie jar per origin: the server's, and an upstream provider's when
+        # the flow is a federated sign-in (--upstream).
+        self.conns = {self.origin: conn}
+        self.jars: dict[str, dict[str, str]] = {self.origin: {}}
+        if getattr(cfg, "upstream", None):
+            upstream = cfg.upstream.rstrip("/")
+            parts = urlsplit(upstream)
+            self.conns[upstream] = Connection(parts.hostname or "", parts.port or 80)
+            self.jars[upstream] = {}
+        self.username = cfg.username.format(n=n)  # "{n}": one account per virtual user
         basic = base64.b64encode(f"{cfg.client_id}:{cfg.client_secret}".encode()).decode()
         self.basic = f"Basic {basic}"
 
-    def _cookies(self, headers: list[tuple[str, str]]) -> None:
+    async def close(self) -> None:
+        for conn in self.conns.values():
+            await conn.close()
+
+    @property
+    def requests(self) -> int:
+        return sum(conn.requests for conn in self.conns.values())
+
+    def _cookies(self, jar: dict[str, str], headers: list[tuple[str, str]]) -> None:
         for name, value in headers:
             if name != "set-cookie":
                 continue
@@ -167,40 +182,47 @@ class Browser:
             expired = any(a.startswith("max-age=") and a[8:].lstrip("-").isdigit() and int(a[8:]) <= 0
                           for a in lowered) or any(a.startswith("expires=thu, 01 jan 1970") for a in lowered)
             if expired or cvalue == "":
-                self.jar.pop(cname, None)
+                jar.pop(cname, None)
             else:
-                self.jar[cname] = cvalue
+                jar[cname] = cvalue
 
-    async def _send(self, method: str, url: str, body: bytes = b"", extra: dict[str, str] | None = None
-                    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        parts = urlsplit(urljoin(self.origin + "/", url))
-        if f"{parts.scheme}://{parts.netloc}" != self.origin:
+    async def _send(self, method: str, url: str, body: bytes = b"", extra: dict[str, str] | None = None,
+                    base: str | None = None) -> tuple[int, list[tuple[str, str]], bytes, str]:
+        """One request; a relative `url` is resolved against `base` (default: the server's origin)."""
+        base = base or self.origin
+        parts = urlsplit(urljoin(base + "/", url))
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self.conns:
             raise HttpError(f"unexpected cross-origin URL {url}")
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": "idbroker-bench", "Accept": "text/html,application/json"}
-        if self.jar:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
+        jar = self.jars[origin]
+        if jar:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
         if extra:
             headers.update(extra)
-        status, resp_headers, payload = await self.conn.request(method, target, headers, body)
-        self._cookies(resp_headers)
-        return status, resp_headers, payload
+        status, resp_headers, payload = await self.conns[origin].request(method, target, headers, body)
+        self._cookies(jar, resp_headers)
+        return status, resp_headers, payload, origin
 
     async def flow(self, new_browser: bool = True) -> dict:
         """One full login (or, with new_browser=False and a live session, authorize -> code -> token);
         returns the token response."""
         cfg = self.cfg
         if new_browser:
-            self.jar = {}  # no session yet
+            for jar in self.jars.values():  # no session yet, here or upstream
+                jar.clear()
         verifier, challenge = pkce_pair()
-        query = urlencode({"response_type": "code", "client_id": cfg.client_id, "redirect_uri": cfg.redirect_uri,
-                           "scope": cfg.scope, "state": secrets.token_urlsafe(12),
-                           "nonce": secrets.token_urlsafe(12), "code_challenge": challenge,
-                           "code_challenge_method": "S256"})
-        method, url, body = "GET", f"{cfg.authorize}?{query}", b""
+        query = {"response_type": "code", "client_id": cfg.client_id, "redirect_uri": cfg.redirect_uri,
+                 "scope": cfg.scope, "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
+                 "code_challenge": challenge, "code_challenge_method": "S256"}
+        if getattr(cfg, "idp_hint", None):  # straight to that upstream provider
+            query["idp_hint"] = cfg.idp_hint
+        method, url, body = "GET", f"{cfg.authorize}?{urlencode(query)}", b""
         extra: dict[str, str] | None = None
-        for _ in range(12):
-            status, headers, payload = await self._send(method, url, body, extra)
+        base = self.origin
+        for _ in range(16):
+            status, headers, payload, base = await self._send(method, url, body, extra, base)
             location = next((v for k, v in headers if k == "location"), None)
             if status in (301, 302, 303, 307) and location:
                 if location.startswith(cfg.redirect_uri):
@@ -229,7 +251,7 @@ class Browser:
     async def _token(self, code: str, verifier: str) -> dict:
         body = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": self.cfg.redirect_uri,
                           "code_verifier": verifier}).encode()
-        status, _, payload = await self._send("POST", self.cfg.token, body, {
+        status, _, payload, _ = await self._send("POST", self.cfg.token, body, {
             "Content-Type": "application/x-www-form-urlencoded", "Authorization": self.basic,
             "Accept": "application/json"})
         if status != 200:
@@ -254,15 +276,14 @@ async def run_login(cfg: argparse.Namespace) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     started = 0
-    conns: list[Connection] = []
+    browsers: list[Browser] = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
     deadline = wall0 + cfg.duration
 
     async def user(n: int) -> None:
         nonlocal started
-        conn = Connection(host, port)
-        conns.append(conn)
-        browser = Browser(cfg, conn, n)
+        browser = Browser(cfg, Connection(host, port), n)
+        browsers.append(browser)
         while time.perf_counter() < deadline and started < cfg.max_flows:
             started += 1
             t0 = time.perf_counter()
@@ -270,18 +291,18 @@ async def run_login(cfg: argparse.Namespace) -> dict:
                 await browser.flow()
                 latencies.append(time.perf_counter() - t0)
             except (TimeoutError, HttpError, OSError, ValueError) as exc:
-                await conn.close()
+                await browser.close()
                 if len(errors) < 1000:
                     errors.append(f"{type(exc).__name__}: {exc}")
                 else:
                     errors.append("")
-        await conn.close()
+        await browser.close()
 
     await asyncio.gather(*(user(n) for n in range(cfg.users)))
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     latencies.sort()
-    http_requests = sum(c.requests for c in conns)
+    http_requests = sum(b.requests for b in browsers)
     sample = sorted({e for e in errors if e})[:5]
     return {"flows": len(latencies), "duration_s": wall, "rps": len(latencies) / wall,
             "http_requests": http_requests, "http_rps": http_requests / wall,
@@ -298,12 +319,11 @@ async def run_tokens(cfg: argparse.Namespace) -> list[dict]:
     todo = list(range(cfg.count))
 
     async def user(n: int) -> None:
-        conn = Connection(host, port)
-        browser = Browser(cfg, conn, n)
+        browser = Browser(cfg, Connection(host, port), n)
         while todo:
             todo.pop()
             out.append(await browser.flow(new_browser=False))  # the first one signs in
-        await conn.close()
+        await browser.close()
 
     await asyncio.wait_for(asyncio.gather(*(user(n) for n in range(min(cfg.users, cfg.count)))), 300)
     return out
@@ -322,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--username", default="bench@example.com",
                     help='the account; "{n}" in it becomes the virtual user\'s number (one account each)')
     ap.add_argument("--password", default=os.environ.get("BENCH_PASSWORD", ""))
+    ap.add_argument("--upstream", default=None, help="origin of an upstream provider the flow may visit "
+                    "(a federated sign-in: its login form is filled like the server's)")
+    ap.add_argument("--idp-hint", default=None, help="idp_hint sent with the authorization request (the "
+                    "server's id of the upstream provider)")
     ap.add_argument("--users", type=int, default=32, help="concurrent virtual users (connections)")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds (login mode)")
     ap.add_argument("--max-flows", type=int, default=200_000, help="upper bound on flows started (login mode)")

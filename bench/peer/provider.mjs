@@ -33,9 +33,11 @@ const RS = {
 };
 
 const WEB1_SCOPE = 'openid email profile offline_access';
+// The account is whatever login the dev form was given; its address is that login when it is one (as
+// an upstream provider of idbroker's federated sign-in row, each virtual user is then its own account).
 const ACCOUNT = (sub) => ({
   accountId: sub,
-  claims: async () => ({ sub, email: 'bench@example.com', email_verified: true }),
+  claims: async () => ({ sub, email: sub.includes('@') ? sub : 'bench@example.com', email_verified: true }),
 });
 
 const oidc = new Provider(`http://127.0.0.1:${port}`, {
