@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     pages.env.globals["upstream_buttons"] = provider.upstreams.buttons  # the sign-in page's providers
     journey = Journey(settings=settings, db=provider.db, clients=provider.clients, sessions=provider.sessions,
                       mfa=provider.mfa, grants=provider.grants, access_tokens=provider.access_tokens,
-                      id_tokens=provider.id_tokens, audit=provider.audit, pages=pages)
+                      id_tokens=provider.id_tokens, audit=provider.audit, pages=pages, upstreams=provider.upstreams)
     csrf = Csrf(provider.csrf_key, f"{settings.cookie_name}_csrf", settings.secure_cookies)
     views = LoginViews(provider, journey, csrf)
     signup = SignupViews(provider, journey, csrf)

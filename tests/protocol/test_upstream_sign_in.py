@@ -10,6 +10,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -21,6 +22,7 @@ from support import ISSUER, pkce_pair, query_of
 from idbroker.federation import kinds
 from idbroker.federation.base import ExternalIdentity, StartContext, UpstreamConfig, UpstreamError
 from idbroker.federation.linking import IDENTITY_LINKED, UPSTREAM_FAILED
+from idbroker.store.db import aware
 from idbroker.store.models import AuditEvent, LinkedIdentity, User
 
 UPSTREAM = "https://upstream.example/authorize"
@@ -135,6 +137,9 @@ def test_code_flow_through_the_button(http: Any, provider: Any, upstream: Any, a
         user = s.scalars(select(User).where(User.email == "gus@example.com")).one()
         assert user.password_hash is None and user.email_verified and user.given_name == "Gus"
         assert s.get(LinkedIdentity, ("up1", "u-1")).user_id == user.id
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    with provider.db.session() as s:
+        s.get(LinkedIdentity, ("up1", "u-1")).last_used_at = long_ago
     login = events(provider, "login.succeeded")[-1]
     assert login.detail["method"] == "idp:up1"
     # A second sign-in finds the same account by the link, whatever the address says now.
@@ -144,10 +149,13 @@ def test_code_flow_through_the_button(http: Any, provider: Any, upstream: Any, a
     r = follow(http, come_back(http, sent, sub="u-1", email="other@example.com", verified="1"))
     again = id_token_claims(redeem(http, app_client, r.headers["location"], verifier)["id_token"])
     assert again["sub"] == claims["sub"]
+    with provider.db.session(write=False) as s:  # the link's use, written with the second sign-in
+        assert aware(s.get(LinkedIdentity, ("up1", "u-1")).last_used_at) > long_ago
 
 
 def test_idp_hint_goes_straight_to_the_provider(http: Any, upstream: Any, app_client: Any) -> None:
     r, _ = authorize(http, app_client, idp_hint="up1")
+    assert r.status_code == 303 and r.headers["location"].startswith(f"{ISSUER}/idp/up1/start?interaction=")
     r = follow(http, r)
     assert r.status_code == 303 and r.headers["location"].startswith(UPSTREAM)
     r, _ = authorize(http, app_client, idp_hint="nobody")  # unknown: the sign-in page as usual

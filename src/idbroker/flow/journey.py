@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..clients.metadata import offers
 from ..mfa.policy import effective_policy, session_acr
 from ..mfa.policy import requirement as mfa_requirement
 from ..oauth2 import authorize_checks, fapi, jarm
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ..accounts.sessions import SessionService
     from ..audit import Audit
     from ..clients.registry import ClientRegistry
+    from ..federation.registry import UpstreamRegistry
     from ..mfa.service import MfaService
     from ..oauth2.grant_store import GrantStore
     from ..oauth2.tokens import AccessTokens
@@ -54,8 +56,9 @@ if TYPE_CHECKING:
 class Journey:
     def __init__(self, *, settings: Settings, db: Database, clients: ClientRegistry, sessions: SessionService,
                  mfa: MfaService, grants: GrantStore, access_tokens: AccessTokens, id_tokens: IdTokens,
-                 audit: Audit, pages: Pages):
+                 audit: Audit, pages: Pages, upstreams: UpstreamRegistry):
         self.settings = settings
+        self.upstreams = upstreams  # for idp_hint (`park`)
         self.db = db
         self.clients = clients
         self.sessions = sessions
@@ -201,12 +204,23 @@ class Journey:
         assert req.client is not None
         if interaction is None:
             interaction = self.interactions.create(req.client.client_id, req.parked())
-        target = self.settings.issuer + f"/{prompt}?" + urlencode({"interaction": interaction.id})
+        # To sign in with an idp_hint naming a provider: straight there, one round trip before the
+        # sign-in page would send the browser on (pages/sign_in.py).
+        target = ((self.hinted_start(req, interaction) if prompt == "login" else None)
+                  or self.settings.issuer + f"/{prompt}?" + urlencode({"interaction": interaction.id}))
         response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(self.interaction_cookie, interaction.id, httponly=True,
                             secure=self.settings.secure_cookies, samesite="lax", path="/",
                             max_age=self.settings.interaction_ttl)
         return response
+
+    def hinted_start(self, req: AuthorizationRequest, interaction: Interaction) -> str | None:
+        """Where the sign-in of `interaction` starts when its idp_hint (Keycloak's kc_idp_hint,
+        Cognito's identity_provider) names an upstream provider the client offers; else None."""
+        hint = req.params.get("idp_hint")
+        if not hint or not offers(req.client, hint) or self.upstreams.row(hint) is None:
+            return None
+        return self.settings.issuer + f"/idp/{hint}/start?" + urlencode({"interaction": interaction.id})
 
     # -- the response ------------------------------------------------------------------------
     def record_grant(self, req: AuthorizationRequest, session: BrowserSession, user: User,

@@ -118,10 +118,9 @@ class LoginViews:
         hint = req.params.get("idp_hint") if req is not None else None
         if hint and interaction is not None and not offers(req.client, hint):
             return self.journey.error_page(request, NOT_FOR_THIS_CLIENT, 403)
-        if hint and interaction is not None and self.provider.upstreams.row(hint) is not None:
-            # idp_hint (Keycloak's kc_idp_hint, Cognito's identity_provider): straight to that provider.
-            return RedirectResponse(self.provider.issuer + f"/idp/{hint}/start?" + urlencode(
-                {"interaction": interaction.id}), status_code=303)
+        start = self.journey.hinted_start(req, interaction) if hint and interaction is not None else None
+        if start is not None:  # idp_hint: straight to that provider
+            return RedirectResponse(start, status_code=303)
         found = self.journey.current(request)
         return self._page(request, "login/login.html", found=found,
                           **self._login_context(request, interaction, req, found))

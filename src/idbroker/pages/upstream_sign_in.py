@@ -172,7 +172,8 @@ class UpstreamViews(HostedPages):
         if req is not None and req.client.signup_enabled is not None:
             signup = req.client.signup_enabled
         try:
-            resolved = self.linking.resolve(identity, config, signed_in=state.get("l"), signup_allowed=signup)
+            resolved = self.linking.resolve(identity, config, signed_in=state.get("l"), signup_allowed=signup,
+                                            record_use=False)  # with the sign-in's write, below
         except LinkRefused as refused:
             self._record_failure(request, row.id, f"link refused: {refused.message}")
             return self._failure_page(request, interaction, refused.message, 403, refused.params)
@@ -182,12 +183,14 @@ class UpstreamViews(HostedPages):
             self.audit.record(IDENTITY_LINKED, user_id=user.id, ip=ip, user_agent=request.headers.get("user-agent"),
                               idp=row.id, created=resolved.created)
         if state.get("l") is not None:  # linking from the account page: already signed in
+            self.linking.record_use(resolved)
             return self.redirect("/account/identities?" + urlencode({"linked": row.id}))
         amr, acr = session_methods(identity, config)
         login = self.journey.door.begin(
             request, Authenticated(user, amr, acr, f"idp:{row.id}", detail={"idp": row.id}, idp=row.id),
             interaction=interaction, req=req, landing=state.get("n") or "", answer_here=True)
         with self.journey.door.db.session() as s:
+            self.linking.record_use(resolved, session=s)
             login.write(s)
             if saml_login and login.session is not None:   # for single logout (pages/single_logout.py)
                 self.saml_sessions.remember(login.session.sid, row.id, saml_login, identity.subject, session=s)
