@@ -2,9 +2,9 @@
 
 Granian's workers import `idbroker.asgi` and call `create()`. Libraries that only an optional part
 needs - httpx (upstream providers, webhook sources), boto3/botocore (the Cognito migration source),
-pysaml2 and xmlschema (SAML upstreams), ldap3 (LDAP upstreams and sources), py_webauthn (passkey
-ceremonies) - load on first use, not in
-every worker; test and benchmark tools never load, nor do the command line's (rich, click, typer).
+pysaml2, xmlschema and defusedxml (SAML upstreams), ldap3 (LDAP upstreams and sources), py_webauthn
+(passkey ceremonies), segno (the TOTP enrolment's QR code), libpass (legacy crypt(3) strings) - load
+on first use, not in every worker; test and benchmark tools never load, nor do the command line's (rich, click, typer).
 The supervisor prepares the store with the application's modules before it forks the workers
 (server.py), so what `prepare` loads every worker inherits: it is held to the same rule. And
 `idbroker serve` is the server itself: up to the moment Granian starts, it has loaded none of the
@@ -23,7 +23,8 @@ import sys
 import pytest
 
 LAZY = ("boto3", "botocore", "s3transfer", "saml2", "xmlschema", "ldap3", "webauthn", "pyasn1_modules",
-        "httpx", "httpcore", "h11")  # httpx: with the first upstream provider built (web/upstream_http.py)
+        "httpx", "httpcore", "h11",  # httpx: with the first upstream provider built (web/upstream_http.py)
+        "segno", "defusedxml", "passlib")  # the TOTP QR code, SAML's XML checks, legacy crypt(3) strings
 NEEDLESS = ("rich", "click", "pygments", "typer")  # httpx's command line, the CLI's libraries
 NEVER = ("schemathesis", "hypothesis", "pytest", "moto")
 MIGRATIONS = ("alembic", "mako")  # needed to migrate, not on a restart of a migrated store (store/migrate.py)

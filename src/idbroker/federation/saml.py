@@ -98,7 +98,6 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import load_pem_x509_certificate
-from defusedxml import ElementTree
 
 from ..security import is_loopback_host
 from .base import (
@@ -260,9 +259,17 @@ class _NoPopulation:
         pass
 
 
+def _parse(xml: str | bytes) -> Any:
+    """defusedxml's parse (no entities, no external references), loaded with the first SAML answer
+    or metadata document, not in every worker (~0.8 MB)."""
+    from defusedxml import ElementTree
+
+    return ElementTree.fromstring(xml)
+
+
 def _check_algorithms(xml: str | bytes) -> None:
     try:
-        root = ElementTree.fromstring(xml)
+        root = _parse(xml)
     except Exception as e:
         raise UpstreamError(REJECTED, f"SAML response is not well-formed XML: {e}") from None
     for tag, allowed in (("SignatureMethod", ALLOWED_SIGNATURE_METHODS),
@@ -370,7 +377,7 @@ class SamlUpstream:
                 try:
                     answer = await self._http.get(self._url, timeout=METADATA_TIMEOUT)  # type: ignore[union-attr]
                     answer.raise_for_status()
-                    ElementTree.fromstring(answer.content)
+                    _parse(answer.content)
                 except Exception as e:
                     if self._metadata is None:
                         raise UpstreamUnavailable(UNAVAILABLE, f"SAML metadata {self._url}: {e!r}") from None

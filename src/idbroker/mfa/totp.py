@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pyotp
-import segno
 
 from ..text import N_
 from .base import Attempt, FactorError
@@ -74,6 +73,8 @@ class TotpFactor:
         secret = self._secret(factor)
         uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP).provisioning_uri(
             name=attempt.user.email, issuer_name=self.settings.totp_issuer)
+        import segno  # here: only the enrolment page draws a QR code (~1.2 MB a worker otherwise)
+
         qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2, dark="#000", light="#fff")
         return factor, {"qr": qr, "secret": secret, "secret_grouped": grouped(secret), "otpauth": uri,
                         "totp_issuer": self.settings.totp_issuer}

@@ -7,12 +7,17 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
-
 from .common import MAX_CRYPT_ROUNDS
 
 ENCODED = re.compile(r"^\$(6|5|1)\$(?:rounds=(\d{1,9})\$)?[./A-Za-z0-9]{0,16}\$[./A-Za-z0-9]{22,86}$")
-HANDLERS: dict[str, Any] = {"6": sha512_crypt, "5": sha256_crypt, "1": md5_crypt}
+
+
+def handler(prefix: str) -> Any:
+    """libpass's class for the `$prefix$` scheme, loaded with the first crypt string seen (a migration
+    source or import that has them), not in every worker."""
+    from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
+
+    return {"6": sha512_crypt, "5": sha256_crypt, "1": md5_crypt}[prefix]
 
 
 class UnixCrypt:
@@ -22,12 +27,12 @@ class UnixCrypt:
         m = ENCODED.match(encoded)
         if m is None or (m.group(2) and not 1000 <= int(m.group(2)) <= MAX_CRYPT_ROUNDS):
             return False
-        return HANDLERS[m.group(1)].identify(encoded)
+        return handler(m.group(1)).identify(encoded)
 
     def verify(self, encoded: str, password: str) -> bool:
         if not self.identifies(encoded):
             return False
         try:
-            return bool(HANDLERS[encoded[1]].verify(password, encoded))  # passlib compares in constant time
+            return bool(handler(encoded[1]).verify(password, encoded))  # passlib compares in constant time
         except (ValueError, TypeError):
             return False
