@@ -46,9 +46,9 @@ from .presets import PRESETS, expand
 log = logging.getLogger("idbroker.federation")
 
 ID_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
-_ROW = select(UpstreamProvider.__table__).where(UpstreamProvider.__table__.c.id == bindparam("id"))
 DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 SAML_KINDS = frozenset({"saml"})  # kinds whose browser comes back to /acs and that publish /metadata
+_ROW = select(UpstreamProvider.__table__).where(UpstreamProvider.__table__.c.id == bindparam("id"))
 
 
 class InvalidUpstream(ValueError):
