@@ -11,6 +11,9 @@ virtual user owns one connection and one cookie jar, and loops
 until the deadline or the flow limit. Nothing in it is server-specific: it follows same-origin redirects,
 fills the first form that has a password field (field `username` or `login`), and stops at the
 redirect URI. A flow counts when the token response has access_token, id_token and refresh_token.
+With `--upstream ORIGIN` (and `--idp-hint ID`) the flow is a federated sign-in: redirects to that
+origin are followed too, on a connection and with a cookie jar of its own, and its login form is
+filled the same way.
 
     python bench/loadgen.py login --issuer URL --duration 10 --users 32 ...   -> one JSON line
     python bench/loadgen.py tokens --issuer URL --count 64 ...                -> token responses, JSON lines
