@@ -110,6 +110,7 @@ ENDPOINTS = ["discovery", "jwks", "client_credentials", "introspection", "userin
 # The federated sign-in row: idbroker only, through an upstream oidc-provider (provider.mjs, one process) that
 # idbroker knows as UPSTREAM_ID; each virtual user is its own upstream account (FEDERATED_USER).
 UPSTREAM_ID = "bench-up"
+FLOWS = ("login", "federated")  # the rows bench/loadgen.py drives (whole sign-ins, not single requests)
 FEDERATED_USER = "fed{n}@example.com"
 FEDERATED_CPU_LIMIT_MS = 2.0  # idbroker's server CPU per federated sign-in, over the upstream's own
 TARGET_ENDPOINTS = ["client_credentials", "refresh", "introspection", "userinfo", "discovery", "jwks"]
@@ -777,7 +778,7 @@ def run_endpoint(srv: Server, endpoint: str, cfg: Config, duration: float, tmp: 
             prefix.with_name(f"{prefix.name}.{t}").write_text("\n".join(tokens[t::cfg.threads]) + "\n")
         return wrk_result(wrk(m["token_endpoint"], "refresh.lua", [basic("web1", srv.web1_secret), str(prefix)],
                               duration, cfg, mark))
-    if endpoint in ("login", "federated"):
+    if endpoint in FLOWS:
         args = loadgen_args(srv, "login", users=cfg.login_users, duration=duration)
         if endpoint == "federated":
             args += ["--upstream", ensure_upstream(srv, cfg, tmp).origin, "--idp-hint", UPSTREAM_ID,
@@ -831,7 +832,7 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float, warmu
     r.probe_ms = (probe_before + cpu_probe_ms()) / 2  # after the CPU readings: the probe is not other work
     log(f"{ep:18s} {srv.label:24s} {r.rps:10.1f} req/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
         f"errors {r.errors}  server CPU {r.server_cpu:.2f}  other work {r.other_cpu:.2f}  probe {r.probe_ms:.1f} ms")
-    if r.errors and ep in ("login", "federated"):
+    if r.errors and ep in FLOWS:
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
     if srv.key != "oidc-single":  # every server with workers
         srv.rss.setdefault("after", {})[ep] = after = [mem_mb(p)[0] for p in proc_children(srv.proc.pid)]
@@ -1448,7 +1449,7 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
         import scaleout
 
         pg = results.get("postgres", {})
-        L.extend(scaleout.model_lines(scale, {ep: r.rps for ep, r in pg.items() if ep not in ("login", "federated")},
+        L.extend(scaleout.model_lines(scale, {ep: r.rps for ep, r in pg.items() if ep not in FLOWS},
                                       pg["login"].rps if "login" in pg else None, int(mach["nproc"])))
     L.append("## Memory and start-up")
     L.append("")
@@ -1457,7 +1458,7 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
     L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for key in order:
         srv = servers[key]
-        before_login = [eps for ep, eps in srv.rss.get("after", {}).items() if ep not in ("login", "federated")]
+        before_login = [eps for ep, eps in srv.rss.get("after", {}).items() if ep not in FLOWS]
         before = before_login[-1] if before_login else []
         rows = []
         if srv.rss.get("main"):

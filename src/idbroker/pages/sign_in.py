@@ -118,7 +118,7 @@ class LoginViews:
         hint = req.params.get("idp_hint") if req is not None else None
         if hint and interaction is not None and not offers(req.client, hint):
             return self.journey.error_page(request, NOT_FOR_THIS_CLIENT, 403)
-        start = self.journey.hinted_start(req, interaction) if hint and interaction is not None else None
+        start = self.journey.hinted_start(req, interaction) if interaction is not None else None
         if start is not None:  # idp_hint: straight to that provider
             return RedirectResponse(start, status_code=303)
         found = self.journey.current(request)
