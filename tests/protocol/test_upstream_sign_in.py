@@ -162,6 +162,33 @@ def test_idp_hint_goes_straight_to_the_provider(http: Any, upstream: Any, app_cl
     assert follow(http, r).status_code == 200
 
 
+def test_each_step_reads_in_one_trip_to_the_thread_pool(http: Any, provider: Any, upstream: Any, app_client: Any,
+                                                         monkeypatch: Any) -> None:
+    """The start and the callback read the parked request and the provider in one trip to the
+    thread pool (each costs the event loop a hand-off), and the callback takes the provider's
+    configuration from the built provider instead of opening its secrets again."""
+    from idbroker.pages import upstream_sign_in
+
+    trips: list[str] = []
+    run_in_threadpool = upstream_sign_in.run_in_threadpool
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn.__name__)
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    monkeypatch.setattr(upstream_sign_in, "run_in_threadpool", counting)
+    r, _ = authorize(http, app_client, idp_hint="up1")
+    provider.upstreams.get("up1")  # built before the spy: the callback finds it built
+    opened: list[str] = []
+    config = provider.upstreams.config
+    monkeypatch.setattr(provider.upstreams, "config", lambda row: opened.append(row.id) or config(row))
+    sent = to_upstream(http, r.headers["location"])
+    assert trips == ["_reads"]
+    r = come_back(http, sent, sub="u-9", email="trip@example.com", verified="1")
+    assert r.status_code == 303 and r.headers["location"].startswith(app_client.redirect_uri), r.text
+    assert trips == ["_reads", "_reads", "_finish"] and opened == []
+
+
 def test_untrusted_address_of_an_existing_account_is_refused(http: Any, provider: Any, upstream: Any,
                                                              app_client: Any, user: Any) -> None:
     """The takeover case: the upstream says alice@example.com (verified even), but the provider is

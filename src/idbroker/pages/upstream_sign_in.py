@@ -55,7 +55,7 @@ from .hosted import HostedPages
 from .single_logout import SingleLogout
 
 if TYPE_CHECKING:
-    from ..federation.base import ExternalIdentity
+    from ..federation.base import ExternalIdentity, PasswordAuthority, Upstream, UpstreamConfig
     from ..flow.journey import Journey
     from ..provider import Provider
     from ..store.models import Interaction, UpstreamProvider
@@ -95,16 +95,25 @@ class UpstreamViews(HostedPages):
     # -- the way there ----------------------------------------------------------------------------
     async def start(self, request: Request) -> Response:
         value = request.query_params.get("interaction")
-        interaction, req = await run_in_threadpool(self.journey.parked, value, request) if value else (None, None)
+        provider_id = request.path_params["id"]
+        (interaction, req), found = await run_in_threadpool(self._reads, provider_id, value, request)
         if value and interaction is None:
             return self.journey.error_page(request, EXPIRED, 400)
-        if req is not None and not offers(req.client, request.path_params["id"]):  # clients update --idp
-            return self._unattributed(request, request.path_params["id"], interaction, UNKNOWN_PROVIDER,
+        if req is not None and not offers(req.client, provider_id):  # clients update --idp
+            return self._unattributed(request, provider_id, interaction, UNKNOWN_PROVIDER,
                                       "not offered to this client", 403)
         # Home-realm discovery (pages/sign_in.py) passes the typed address.
         hint = request.query_params.get("login_hint") or (req.params.get("login_hint") if req is not None else None)
-        return await self._go(request, request.path_params["id"], interaction=interaction, login_hint=hint,
+        return await self._go(request, provider_id, found, interaction=interaction, login_hint=hint,
                               next_path=local_path(request.query_params.get("next"), ""))
+
+    def _reads(self, provider_id: str, interaction: str | None, request: Request | None = None
+               ) -> tuple[tuple[Interaction, Any] | tuple[None, None],
+                          tuple[UpstreamProvider, Upstream | PasswordAuthority] | None]:
+        """The parked request (when the page names one) and the provider, read in one trip to the
+        thread pool: each trip costs the event loop a hand-off to a thread and back."""
+        return self.journey.parked(interaction, request) if interaction else (None, None), \
+            self.upstreams.get(provider_id)
 
     async def link(self, request: Request) -> Response:
         form = await self.form(request)
@@ -113,11 +122,14 @@ class UpstreamViews(HostedPages):
             return self.to_login()
         if not self.csrf.valid(request, str(form.get("csrf_token") or "")):
             return self.form_expired(request)
-        return await self._go(request, request.path_params["id"], link_user=found[1].id)
+        provider_id = request.path_params["id"]
+        return await self._go(request, provider_id, await run_in_threadpool(self.upstreams.get, provider_id),
+                              link_user=found[1].id)
 
-    async def _go(self, request: Request, provider_id: str, *, interaction: Interaction | None = None,
-                  login_hint: str | None = None, next_path: str = "", link_user: int | None = None) -> Response:
-        found = await run_in_threadpool(self.upstreams.get, provider_id)
+    async def _go(self, request: Request, provider_id: str,
+                  found: tuple[UpstreamProvider, Upstream | PasswordAuthority] | None, *,
+                  interaction: Interaction | None = None, login_hint: str | None = None, next_path: str = "",
+                  link_user: int | None = None) -> Response:
         if found is None or not hasattr(found[1], "start"):
             return self._unattributed(request, provider_id, None, UNKNOWN_PROVIDER, "unknown provider", 404)
         row, upstream = found
@@ -148,10 +160,9 @@ class UpstreamViews(HostedPages):
         state = self._state.open(request.cookies.get(self.cookie))
         if state is None or state.get("p") != provider_id:
             return self._unattributed(request, provider_id, None, STATE_LOST, "no or foreign state cookie", 400)
-        interaction, req = await run_in_threadpool(self.journey.parked, state["i"]) if state.get("i") else (None, None)
+        (interaction, req), found = await run_in_threadpool(self._reads, provider_id, state.get("i"))
         if state.get("i") and interaction is None:
             return self._forget(self.journey.error_page(request, EXPIRED, 400))
-        found = await run_in_threadpool(self.upstreams.get, provider_id)
         if found is None or not hasattr(found[1], "finish"):
             return self._unattributed(request, provider_id, interaction, UNKNOWN_PROVIDER, "unknown provider", 404)
         row, upstream = found
@@ -161,13 +172,12 @@ class UpstreamViews(HostedPages):
         except UpstreamError as err:
             return await self._failed(request, row.id, interaction, err.message, err.detail, 400, name=row.name)
         identity = dataclasses.replace(identity, provider_id=row.id)  # ours, whatever the kind said
-        return self._forget(await run_in_threadpool(self._finish, request, row, identity, interaction, req, state,
-                                                    ctx.state.get(STATE_LOGIN)))
+        return self._forget(await run_in_threadpool(self._finish, request, row, upstream.config, identity,  # type: ignore[union-attr]
+                                                    interaction, req, state, ctx.state.get(STATE_LOGIN)))
 
-    def _finish(self, request: Request, row: UpstreamProvider, identity: ExternalIdentity,
+    def _finish(self, request: Request, row: UpstreamProvider, config: UpstreamConfig, identity: ExternalIdentity,
                 interaction: Interaction | None, req: Any, state: dict[str, Any],
                 saml_login: dict[str, Any] | None = None) -> Response:
-        config = self.upstreams.config(row)
         signup = self.settings.signup_enabled
         if req is not None and req.client.signup_enabled is not None:
             signup = req.client.signup_enabled
