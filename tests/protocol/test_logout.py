@@ -126,3 +126,32 @@ def test_backchannel_logout_notifies_every_client_of_the_session(http, flow, reg
         assert c["aud"] == d["path"].rsplit("/", 1)[1] and c["sid"] == sid and c["sub"] == user.sub
         assert c["events"] == {"http://schemas.openid.net/event/backchannel-logout": {}}
         assert "nonce" not in c and c["iss"] == "http://127.0.0.1:8000" and c["jti"]
+
+
+def test_backchannel_deliveries_share_one_client_per_event_loop(provider, receiver, monkeypatch):
+    """A new httpx client loads the CA bundle (~30 ms of CPU): the worker's event loop keeps one."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    base, received, _ = receiver
+    made: list[httpx.AsyncClient] = []
+
+    class Counted(httpx.AsyncClient):
+        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "AsyncClient", Counted)
+
+    async def two_logouts() -> None:
+        for n in range(2):
+            await provider.signout.notify([(f"{base}/bcl/{n}", f"token-{n}")])
+
+    # asyncio.run on a thread of its own: another test may have left a loop running on this one
+    thread = threading.Thread(target=asyncio.run, args=(two_logouts(),))
+    thread.start()
+    thread.join()
+    assert [d["path"] for d in received] == ["/bcl/0", "/bcl/1"]
+    assert len(made) == 1
