@@ -100,7 +100,6 @@ class StartContext:
 
 class Upstream(Protocol):
     kind: ClassVar[str]
-    config: UpstreamConfig  # what it was built from (its secrets opened), for the sign-in that follows
 
     async def start(self, ctx: StartContext) -> str:
         """The URL to send the browser to (SAML Redirect binding included); may fetch the

@@ -172,8 +172,10 @@ class UpstreamViews(HostedPages):
         except UpstreamError as err:
             return await self._failed(request, row.id, interaction, err.message, err.detail, 400, name=row.name)
         identity = dataclasses.replace(identity, provider_id=row.id)  # ours, whatever the kind said
-        return self._forget(await run_in_threadpool(self._finish, request, row, upstream.config, identity,  # type: ignore[union-attr]
-                                                    interaction, req, state, ctx.state.get(STATE_LOGIN)))
+        # What the provider was built from (its secrets opened once, then): every kind here keeps it.
+        config = getattr(upstream, "config", None) or self.upstreams.config(row)
+        return self._forget(await run_in_threadpool(self._finish, request, row, config, identity, interaction, req,
+                                                    state, ctx.state.get(STATE_LOGIN)))
 
     def _finish(self, request: Request, row: UpstreamProvider, config: UpstreamConfig, identity: ExternalIdentity,
                 interaction: Interaction | None, req: Any, state: dict[str, Any],
