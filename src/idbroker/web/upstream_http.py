@@ -9,8 +9,6 @@ without upstream providers does not spend.
 from __future__ import annotations
 
 import importlib.util
-import select
-import socket
 import ssl
 import sys
 import time
@@ -18,6 +16,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from httpcore._utils import is_socket_readable
 
 from .metrics import UPSTREAM_LATENCY, UPSTREAM_REQUESTS
 
@@ -50,16 +49,6 @@ def pooled_transport() -> httpx.AsyncHTTPTransport:
     pool = transport._pool
     pool._network_backend = ReadCheckBackend(pool._network_backend)
     return transport
-
-
-def readable(sock: socket.socket | None) -> bool:
-    """Whether reading `sock` would not block: an idle connection whose server has spoken (or
-    closed it) is one to drop. A socket already closed counts as readable, as in httpcore."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poll = select.poll()
-    poll.register(sock, select.POLLIN)
-    return bool(poll.poll(0))
 
 
 class ReadCheckBackend(httpcore.AsyncNetworkBackend):
@@ -102,8 +91,8 @@ class ReadCheckStream(httpcore.AsyncNetworkStream):
         return ReadCheckStream(await self.inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return readable(self.socket)
+        if info == "is_readable":  # the check httpcore's own stream makes, on the kept socket
+            return is_socket_readable(self.socket)
         return self.inner.get_extra_info(info)
 
 
