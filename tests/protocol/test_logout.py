@@ -130,10 +130,8 @@ def test_backchannel_logout_notifies_every_client_of_the_session(http, flow, reg
 
 def test_backchannel_deliveries_share_one_client_per_event_loop(provider, receiver, monkeypatch):
     """A new httpx client loads the CA bundle (~30 ms of CPU): the worker's event loop keeps one."""
-    import asyncio
-    import threading
-
     import httpx
+    from support import run_async
 
     base, received, _ = receiver
     made: list[httpx.AsyncClient] = []
@@ -149,9 +147,6 @@ def test_backchannel_deliveries_share_one_client_per_event_loop(provider, receiv
         for n in range(2):
             await provider.signout.notify([(f"{base}/bcl/{n}", f"token-{n}")])
 
-    # asyncio.run on a thread of its own: another test may have left a loop running on this one
-    thread = threading.Thread(target=asyncio.run, args=(two_logouts(),))
-    thread.start()
-    thread.join()
+    run_async(two_logouts)  # on a thread of its own: another test may have left a loop running on this one
     assert [d["path"] for d in received] == ["/bcl/0", "/bcl/1"]
     assert len(made) == 1
