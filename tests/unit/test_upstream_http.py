@@ -1,10 +1,12 @@
-"""The upstream HTTP client's module keeps httpcore from searching sys.path for sniffio on every request,
-and its pool's check of idle connections from looking each socket up again (web/upstream_http.py)."""
+"""httpcore finds sniffio (a dependency) instead of searching sys.path for it on every request, and the
+upstream HTTP client's pool checks its idle connections without looking each socket up again
+(web/upstream_http.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.machinery
+import sys
 
 import httpcore._backends.anyio as anyio_backend
 import httpcore._synchronization as sync
@@ -28,7 +30,14 @@ class ClosesAfter(KeepAlive):
 
 
 def test_httpcore_learns_the_event_loop_without_searching_for_sniffio(monkeypatch):
-    import idbroker.web.upstream_http  # noqa: F401 - the module under test, imported for its effect
+    """httpcore runs `import sniffio` on every async request (a lock, a timeout, a pool wait). sniffio is
+    a dependency, so after the first import the name is in sys.modules: without it each of those imports
+    searched sys.path again and failed (~38 µs a time), in every httpx client of a worker (upstream
+    providers and back-channel logout alike)."""
+    async def ask() -> str:
+        return sync.current_async_library()
+
+    assert run_async(ask) == "asyncio"  # on a thread of its own: another test may leave a loop running here
 
     looked_for: list[str] = []
     find_spec = importlib.machinery.PathFinder.find_spec
@@ -39,11 +48,9 @@ def test_httpcore_learns_the_event_loop_without_searching_for_sniffio(monkeypatc
 
     monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec", recording)
 
-    async def ask() -> str:
-        return sync.current_async_library()
-
-    assert run_async(ask) == "asyncio"  # on a thread of its own: another test may leave a loop running here
+    assert run_async(ask) == "asyncio"
     assert "sniffio" not in looked_for
+    assert sys.modules["sniffio"] is not None  # the real module, not a stand-in for a failed import
 
 
 def test_idle_connections_are_checked_without_looking_up_their_socket_again(monkeypatch):
