@@ -7,9 +7,17 @@ import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from idbroker.oauth2.one_time_writer import AUTHORIZATION_CODES, REFRESH_TOKENS, REUSED, OneTimeWriter, _Presentation
+from idbroker.oauth2.one_time_writer import (
+    AUTHORIZATION_CODES,
+    REFRESH_TOKENS,
+    REUSED,
+    OneTimeWriter,
+    _Presentation,
+    _Statements,
+)
 from idbroker.security import random_token, sha256_hex
 from idbroker.store.db import utcnow
 from idbroker.store.models import RefreshToken
@@ -202,3 +210,34 @@ def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provid
     for t in threads:
         t.join()
     assert results == ["rotated"] * len(tokens) and sizes == [len(tokens)]
+
+
+def test_batches_of_every_size_share_a_few_statement_texts(provider, grant):
+    """Each text a connection runs is a prepared statement it keeps (SQLite: ~31 KB for the read),
+    so the IN lists are padded to powers of two: batches of 1 to 20 credentials read with 6 texts
+    (1, 2, 4, 8, 16, 32 hashes) and, on SQLite, mark them used with 6 more - not 20 of each - and
+    every rotation still lands."""
+    statements = _Statements(RefreshToken.__table__, "token_hash", "refresh_token")  # texts of its own (PostgreSQL)
+    writer = OneTimeWriter(provider.db, statements)
+    ran: list[str] = []
+
+    def record(conn, cursor, statement, *args):  # noqa: ANN001, ANN002, ANN202
+        ran.append(statement)
+
+    event.listen(provider.db.engine, "before_cursor_execute", record)
+    try:
+        for size in range(1, 21):
+            tokens = [provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0] for _ in range(size)]
+            rows = {t: successor(grant.id) for t in tokens}
+            batch = [_Presentation(sha256_hex(t), write_if_found(rows[t])) for t in tokens]
+            assert [answer for _, answer in writer._write(batch)] == ["rotated"] * size
+            assert all(stored(provider, row["token_hash"]) is not None for row in rows.values())
+    finally:
+        event.remove(provider.db.engine, "before_cursor_execute", record)
+    if provider.db.writer_lock is None:  # PostgreSQL: driver SQL on the psycopg connection, kept per text
+        reads = {key for key in statements._texts if key[0] == "read"}
+        assert sorted(size for *_, size in reads) == [1, 2, 4, 8, 16, 32]
+    else:
+        reads = {s for s in ran if s.lstrip().startswith("SELECT") and "refresh_tokens.token_hash IN" in s}
+        uses = {s for s in ran if s.lstrip().startswith("UPDATE refresh_tokens")}
+        assert len(reads) == 6 and len(uses) == 6

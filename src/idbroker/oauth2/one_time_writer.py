@@ -19,7 +19,7 @@ batch is that one. A batch is
   cost five round trips, BEGIN and COMMIT besides, and this thread waits for the GIL again after
   each. The SELECT needs no transaction around it: the UPDATE marks only credentials still unused,
   so a credential used since the read is a reuse all the same, as at READ COMMITTED inside one.
-  Both run as driver SQL, text built once per batch size, on the psycopg connection itself:
+  Both run as driver SQL, text built once per (padded) batch size, on the psycopg connection itself:
   through SQLAlchemy each cost 0.1-0.25 ms of this thread's CPU more, most of it building the
   description of the SELECT's 49 columns.
 
@@ -28,6 +28,12 @@ what it was given is durable before its response is sent. Within a batch the fir
 of a credential wins and any other is a reuse, as between batches. Each presentation's own
 decision (`decide`: the request's checks, the refresh token to insert) runs in the batch; what it
 raises fails that presentation alone.
+
+The hashes of a batch go into the IN lists padded to the next power of two (`padded`), on both stores:
+each text a connection runs is a prepared statement it keeps (SQLite: Python's sqlite3 keeps the last
+128 of each connection; the SELECT of 49 columns is ~31 KB prepared), and with a text per batch size
+a busy worker kept ~40 sizes of each statement on each of its connections: 4.3-4.7 MB of its 5-7 MB
+of SQLite memory after `./bench/run`'s load.
 
 Each batch's duration - from its start (on SQLite: asking for its turn on the writer lock) to its
 commit - is kept for ``/metrics`` (`drain_batches`): every request of a batch
@@ -53,8 +59,8 @@ from ..store.models import AuthorizationCode, Grant, RefreshToken, User
 from ..store.rows import Row, layout_of, split
 
 MAX_BATCH = 256
-# Driver SQL texts kept per statement, one per batch size (PostgreSQL). Under load batches stay under
-# ~40 presentations (texts of ~8 KB at most); a batch of 256 makes a text of ~47 KB.
+# Driver SQL texts kept per statement, one per padded batch size (PostgreSQL; the read has 9, 1 to 256,
+# the write one per padded size and number of successors). A batch of 256 makes a text of ~47 KB.
 MAX_TEXTS = 256
 
 _INSERT_REFRESH = insert(RefreshToken.__table__)
@@ -127,6 +133,14 @@ def _positional(statement: Any, dialect: Any, presented: int, before: tuple[str,
     if re.findall(r"%\((\w+)\)s", state.statement) != [*before, *(f"presented_{i + 1}" for i in range(presented))]:
         raise ValueError(f"unexpected parameters in {state.statement!r}")
     return re.sub(r"%\(\w+\)s", "%s", state.statement)
+
+
+def padded(presented: list[str]) -> list[str]:
+    """`presented` lengthened to the next power of two by repeating its last hash, so that batches of
+    1 to 256 credentials make 9 texts of a statement instead of 256 (the module's notes). A hash twice
+    in an IN list changes nothing: the SELECT finds its row once, the UPDATE marks it and returns it
+    once."""
+    return presented + presented[-1:] * ((1 << (len(presented) - 1).bit_length()) - len(presented))
 
 
 def successor_values(successors: list[tuple[str, dict[str, Any]]]) -> list[Any]:
@@ -229,13 +243,13 @@ class OneTimeWriter:
             batch += take()
 
             def use_and_insert(first: dict[str, dict[str, Any] | None]) -> set[str]:
-                unused = set(conn.execute(st.use, {"presented": list(first), "now": self.now()}).scalars())
+                unused = set(conn.execute(st.use, {"presented": padded(list(first)), "now": self.now()}).scalars())
                 rows = [row for presented, row in first.items() if row is not None and presented in unused]
                 if rows:
                     conn.execute(_INSERT_REFRESH, rows)
                 return unused
 
-            return self._carry_out(batch, lambda presented: conn.execute(st.read, {"presented": presented}),
+            return self._carry_out(batch, lambda presented: conn.execute(st.read, {"presented": padded(presented)}),
                                    use_and_insert)
 
     def _on_postgresql(self, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
@@ -248,12 +262,14 @@ class OneTimeWriter:
             conn.autocommit = True
             with conn.cursor() as cur:
                 def read(presented: list[str]) -> list[Any]:
-                    return cur.execute(st.read_text(dialect, len(presented)), presented).fetchall()
+                    hashes = padded(presented)
+                    return cur.execute(st.read_text(dialect, len(hashes)), hashes).fetchall()
 
                 def use_and_insert(first: dict[str, dict[str, Any] | None]) -> set[str]:
                     successors = [(presented, row) for presented, row in first.items() if row is not None]
-                    text = st.use_and_insert(dialect, len(first), len(successors))
-                    cur.execute(text, (self.now(), *first, *successor_values(successors)))
+                    used = padded(list(first))
+                    text = st.use_and_insert(dialect, len(used), len(successors))
+                    cur.execute(text, (self.now(), *used, *successor_values(successors)))
                     return {hashed for hashed, in cur.fetchall()}
 
                 return self._carry_out(batch, read, use_and_insert)
