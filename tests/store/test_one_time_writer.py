@@ -179,13 +179,40 @@ def test_the_connections_go_back_to_the_pool_as_they_came(provider, grant):
     with pytest.raises(Exception):  # noqa: B017 - a foreign key the store enforces
         writer.present(sha256_hex(provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)[0]),
                        write_if_found(successor("no-such-grant")))
-    pool = provider.db.engine.pool
+    pool = provider.db.batch_engine.pool
     idle = [pool.connect() for _ in range(pool.checkedin())]  # every connection the pool has
     try:
         assert idle and not any(c.driver_connection.autocommit for c in idle)
     finally:
         for c in idle:
             c.close()
+
+
+def test_postgresql_plans_the_batches_for_the_table_as_it_is_now(provider, grant):
+    """The credentials' tables grow by a row a refresh. A generic plan, which PostgreSQL settles on
+    after five executions of a prepared statement and keeps, is made for the table as it was then (a
+    sequential scan while it was small): the batches' connections plan every execution instead
+    (`make_batch_engine`), and the others keep their generic plans."""
+    if provider.db.writer_lock is not None:
+        pytest.skip("SQLite: no prepared plans kept across executions")
+    writer = refreshes(provider)
+    for _ in range(15):  # one at a time: each batch reads with the same text on the same connection
+        token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+        assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
+
+    def plans(conn, starting: str) -> tuple[int, int]:  # of this connection's prepared statements
+        return tuple(conn.exec_driver_sql(
+            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) FROM pg_prepared_statements "
+            "WHERE statement LIKE %s", (starting + "%",)).one())
+
+    assert provider.db.batch_engine.pool.checkedin() == 1  # the one the batches ran on
+    with provider.db.batch_engine.connect() as conn:
+        generic, custom = plans(conn, "SELECT refresh_tokens.token_hash")
+    assert generic == 0 and custom >= 5  # prepared (psycopg: from the 6th execution), planned each time
+    with provider.db.engine.connect() as conn:
+        for _ in range(15):
+            conn.exec_driver_sql("SELECT token_hash FROM refresh_tokens WHERE token_hash = %s", ("x",)).all()
+        assert plans(conn, "SELECT token_hash FROM refresh_tokens")[0] > 0
 
 
 def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provider, grant, monkeypatch):

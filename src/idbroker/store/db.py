@@ -171,10 +171,25 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=300, hide_parameters=HIDE_PARAMETERS)
 
 
+def make_batch_engine(url: str) -> Engine:
+    """PostgreSQL: the connections of the one-time writers' batches (oauth2/one_time_writer.py), which
+    plan their statements at each execution (``plan_cache_mode=force_custom_plan``). The tables they
+    read and write - refresh tokens, authorization codes - grow by a row per refresh or login. A
+    statement that psycopg has prepared gets a generic plan from PostgreSQL after five executions, and
+    keeps it for the life of the connection (up to pool_recycle) or until the table is next analyzed:
+    made while the table was small (a fresh store, the first minutes), it is a sequential scan, whose
+    cost grows with every row (refresh on a fresh store, ./bench/run: 0.20-0.42 ms of PostgreSQL CPU a
+    refresh, 0.12-0.15 ms with custom plans). Only these: on every connection, planning each time cost
+    a password login ~0.6 ms more of PostgreSQL CPU than it saved. One connection per writer (two)."""
+    return create_engine(url, pool_size=2, max_overflow=2, pool_recycle=300, hide_parameters=HIDE_PARAMETERS,
+                         connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        self.batch_engine = self.engine if url.startswith("sqlite") else make_batch_engine(url)
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(write=True)
         self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -268,6 +283,7 @@ class Database:
     def dispose(self) -> None:
         self.changes.close()
         self.engine.dispose()
+        self.batch_engine.dispose()
 
 
 def _note_flush(session: Session, _context: object) -> None:
