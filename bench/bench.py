@@ -830,9 +830,10 @@ def measure(srv: Server, ep: str, cfg: Config, tmp: Path, duration: float, warmu
     r.server_cpu = server / wall
     r.other_cpu = max(0.0, (machine_busy_seconds() - m["busy"] - ours) / wall)
     r.probe_ms = (probe_before + cpu_probe_ms()) / 2  # after the CPU readings: the probe is not other work
+    its_pg = f" + PostgreSQL {pg / wall:.2f}" if srv.key == "postgres" else ""
     log(f"{ep:18s} {srv.label:24s} {r.rps:10.1f} req/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
-        f"errors {r.errors}  server CPU {r.server_cpu:.2f}" + (f" + PostgreSQL {pg / wall:.2f}" if srv.key == "postgres" else "")
-        + f"  other work {r.other_cpu:.2f}  probe {r.probe_ms:.1f} ms")
+        f"errors {r.errors}  server CPU {r.server_cpu:.2f}{its_pg}  other work {r.other_cpu:.2f}  "
+        f"probe {r.probe_ms:.1f} ms")
     if r.errors and ep in FLOWS:
         log(f"  login errors, e.g.: {r.extra.get('error_samples')}")
     if srv.key != "oidc-single":  # every server with workers
