@@ -167,8 +167,9 @@ def make_engine(url: str) -> Engine:
         return engine
     # No pool_pre_ping: it costs a round trip on every checkout. A connection that died with the
     # server fails once; SQLAlchemy then invalidates the whole pool, and pool_recycle bounds age.
-    # 20 + 10 per worker keeps a few workers well inside PostgreSQL's default 100 connections.
-    return create_engine(url, pool_size=20, max_overflow=10, pool_recycle=300, hide_parameters=HIDE_PARAMETERS)
+    # 20 + 8 per worker, and the one-time writers' 2 (make_batch_engine), keeps a few workers well
+    # inside PostgreSQL's default 100 connections.
+    return create_engine(url, pool_size=20, max_overflow=8, pool_recycle=300, hide_parameters=HIDE_PARAMETERS)
 
 
 def make_batch_engine(url: str) -> Engine:
@@ -180,8 +181,9 @@ def make_batch_engine(url: str) -> Engine:
     made while the table was small (a fresh store, the first minutes), it is a sequential scan, whose
     cost grows with every row (refresh on a fresh store, ./bench/run: 0.20-0.42 ms of PostgreSQL CPU a
     refresh, 0.12-0.15 ms with custom plans). Only these: on every connection, planning each time cost
-    a password login ~0.6 ms more of PostgreSQL CPU than it saved. One connection per writer (two)."""
-    return create_engine(url, pool_size=2, max_overflow=2, pool_recycle=300, hide_parameters=HIDE_PARAMETERS,
+    a password login ~0.6 ms more of PostgreSQL CPU than it saved. One connection per writer (two:
+    each carries out one batch at a time)."""
+    return create_engine(url, pool_size=2, max_overflow=0, pool_recycle=300, hide_parameters=HIDE_PARAMETERS,
                          connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
 
 
