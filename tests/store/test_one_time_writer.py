@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, insert
 from sqlalchemy.exc import IntegrityError
 
 from idbroker.oauth2.one_time_writer import (
@@ -188,31 +188,41 @@ def test_the_connections_go_back_to_the_pool_as_they_came(provider, grant):
             c.close()
 
 
-def test_postgresql_plans_the_batches_for_the_table_as_it_is_now(provider, grant):
-    """The credentials' tables grow by a row a refresh. A generic plan, which PostgreSQL settles on
-    after five executions of a prepared statement and keeps, is made for the table as it was then (a
-    sequential scan while it was small): the batches' connections plan every execution instead
-    (`make_batch_engine`), and the others keep their generic plans."""
+def test_postgresql_keeps_index_scans_for_the_batches_however_small_the_table(provider, grant):
+    """The credentials' tables grow by a row a refresh. The generic plan that PostgreSQL settles on
+    after five executions of a prepared statement, and keeps, was a sequential scan when made while
+    the table was small: on the batches' connections it is an index scan (`make_batch_engine`), and
+    the others plan as usual."""
     if provider.db.writer_lock is not None:
         pytest.skip("SQLite: no prepared plans kept across executions")
+    rows = [successor(grant.id) for _ in range(1000)]  # a table of a few pages, as in the first minutes
+    with provider.db.session() as s:
+        s.execute(insert(RefreshToken), rows)
     writer = refreshes(provider)
-    for _ in range(15):  # one at a time: each batch reads with the same text on the same connection
-        token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
-        assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
+    for i in range(15):  # batches of 8, one at a time: the same texts on the same connection
+        batch = [_Presentation(row["token_hash"], write_if_found(successor(grant.id))) for row in rows[8 * i:8 * i + 8]]
+        assert [answer for _, answer in writer._write(batch)] == ["rotated"] * 8
 
-    def plans(conn, starting: str) -> tuple[int, int]:  # of this connection's prepared statements
-        return tuple(conn.exec_driver_sql(
-            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) FROM pg_prepared_statements "
-            "WHERE statement LIKE %s", (starting + "%",)).one())
+    def plan(conn, starting: str, parameters: int) -> str:
+        """The plan this connection's prepared statement `starting ...` runs with now."""
+        name, generic = conn.exec_driver_sql(
+            "SELECT name, generic_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE %s AND cardinality(parameter_types) = %s", (starting + "%", parameters)).one()
+        assert generic > 0  # PostgreSQL has settled on its generic plan
+        return "\n".join(conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({', '.join(['NULL'] * parameters)})").scalars())
 
     assert provider.db.batch_engine.pool.checkedin() == 1  # the one the batches ran on
+    written = REFRESH_TOKENS.use_and_insert(provider.db.engine.dialect, 8, 8).count("%s")
     with provider.db.batch_engine.connect() as conn:
-        generic, custom = plans(conn, "SELECT refresh_tokens.token_hash")
-    assert generic == 0 and custom >= 5  # prepared (psycopg: from the 6th execution), planned each time
-    with provider.db.engine.connect() as conn:
+        read = plan(conn, "SELECT refresh_tokens.token_hash", 8)
+        write = plan(conn, "WITH used AS (UPDATE refresh_tokens", written)
+    assert "Seq Scan" not in read + write
+    assert "refresh_tokens_pkey" in read and "refresh_tokens_pkey" in write  # found through the index
+    with provider.db.engine.connect() as conn:  # the same lookup elsewhere: the table is read through
         for _ in range(15):
-            conn.exec_driver_sql("SELECT token_hash FROM refresh_tokens WHERE token_hash = %s", ("x",)).all()
-        assert plans(conn, "SELECT token_hash FROM refresh_tokens")[0] > 0
+            conn.exec_driver_sql(f"SELECT token_hash FROM refresh_tokens WHERE token_hash IN ({', '.join(['%s'] * 8)})",
+                                 tuple(row["token_hash"] for row in rows[:8])).all()
+        assert "Seq Scan on refresh_tokens" in plan(conn, "SELECT token_hash FROM refresh_tokens", 8)
 
 
 def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_batch(provider, grant, monkeypatch):

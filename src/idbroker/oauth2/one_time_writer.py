@@ -254,7 +254,7 @@ class OneTimeWriter:
 
     def _on_postgresql(self, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
         """The SELECT, then the UPDATE and INSERT as one statement, each committing on its own, on
-        a psycopg connection of the batches' own pool (`Database.batch_engine`: custom plans)."""
+        a psycopg connection of the batches' own pool (`Database.batch_engine`: index scans)."""
         st, dialect = self.statements, self.db.engine.dialect
         pooled = self.db.batch_engine.raw_connection()
         conn = pooled.driver_connection

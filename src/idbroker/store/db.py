@@ -173,18 +173,20 @@ def make_engine(url: str) -> Engine:
 
 
 def make_batch_engine(url: str) -> Engine:
-    """PostgreSQL: the connections of the one-time writers' batches (oauth2/one_time_writer.py), which
-    plan their statements at each execution (``plan_cache_mode=force_custom_plan``). The tables they
-    read and write - refresh tokens, authorization codes - grow by a row per refresh or login. A
-    statement that psycopg has prepared gets a generic plan from PostgreSQL after five executions, and
-    keeps it for the life of the connection (up to pool_recycle) or until the table is next analyzed:
-    made while the table was small (a fresh store, the first minutes), it is a sequential scan, whose
-    cost grows with every row (refresh on a fresh store, ./bench/run: 0.20-0.42 ms of PostgreSQL CPU a
-    refresh, 0.12-0.15 ms with custom plans). Only these: on every connection, planning each time cost
-    a password login ~0.6 ms more of PostgreSQL CPU than it saved. One connection per writer (two:
-    each carries out one batch at a time)."""
+    """PostgreSQL: the connections of the one-time writers' batches (oauth2/one_time_writer.py), on which
+    PostgreSQL plans no sequential scan (``enable_seqscan=off``). Their statements find rows by primary
+    key - the presented refresh tokens or codes, their grants and users - in tables that grow by a row
+    per refresh or login. psycopg prepares a statement at its sixth execution and PostgreSQL then keeps
+    a generic plan for the life of the connection (up to pool_recycle) or until the table is analyzed
+    again: made while the table was small (a fresh store, the first minutes), that plan was a
+    sequential scan, whose cost grows with every row. Refresh on a fresh store, ./bench/run, PostgreSQL
+    CPU a refresh: 0.20-0.42 ms with that plan, 0.12 ms planning every execution instead
+    (``plan_cache_mode=force_custom_plan``), 0.08 ms with the index scans planned once. Only these
+    connections: planning every statement everywhere cost a password login ~0.6 ms more of PostgreSQL
+    CPU than it saved, and other statements may need a sequential scan. One connection per writer
+    (two: each carries out one batch at a time)."""
     return create_engine(url, pool_size=2, max_overflow=0, pool_recycle=300, hide_parameters=HIDE_PARAMETERS,
-                         connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
+                         connect_args={"options": "-c enable_seqscan=off"})
 
 
 class Database:
