@@ -287,7 +287,8 @@ class Database:
     def dispose(self) -> None:
         self.changes.close()
         self.engine.dispose()
-        self.batch_engine.dispose()
+        if self.batch_engine is not self.engine:
+            self.batch_engine.dispose()
 
 
 def _note_flush(session: Session, _context: object) -> None:
