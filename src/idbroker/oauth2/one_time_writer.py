@@ -242,14 +242,14 @@ class OneTimeWriter:
         with self.db.transaction() as conn:
             batch += take()
 
-            def use_and_insert(first: dict[str, dict[str, Any] | None]) -> set[str]:
-                unused = set(conn.execute(st.use, {"presented": padded(list(first)), "now": self.now()}).scalars())
+            def use_and_insert(first: dict[str, dict[str, Any] | None], used: list[str]) -> set[str]:
+                unused = set(conn.execute(st.use, {"presented": used, "now": self.now()}).scalars())
                 rows = [row for presented, row in first.items() if row is not None and presented in unused]
                 if rows:
                     conn.execute(_INSERT_REFRESH, rows)
                 return unused
 
-            return self._carry_out(batch, lambda presented: conn.execute(st.read, {"presented": padded(presented)}),
+            return self._carry_out(batch, lambda presented: conn.execute(st.read, {"presented": presented}),
                                    use_and_insert)
 
     def _on_postgresql(self, batch: list[_Presentation]) -> list[tuple[_Presentation, Any]]:
@@ -262,12 +262,10 @@ class OneTimeWriter:
             conn.autocommit = True
             with conn.cursor() as cur:
                 def read(presented: list[str]) -> list[Any]:
-                    hashes = padded(presented)
-                    return cur.execute(st.read_text(dialect, len(hashes)), hashes).fetchall()
+                    return cur.execute(st.read_text(dialect, len(presented)), presented).fetchall()
 
-                def use_and_insert(first: dict[str, dict[str, Any] | None]) -> set[str]:
+                def use_and_insert(first: dict[str, dict[str, Any] | None], used: list[str]) -> set[str]:
                     successors = [(presented, row) for presented, row in first.items() if row is not None]
-                    used = padded(list(first))
                     text = st.use_and_insert(dialect, len(used), len(successors))
                     cur.execute(text, (self.now(), *used, *successor_values(successors)))
                     return {hashed for hashed, in cur.fetchall()}
@@ -285,14 +283,15 @@ class OneTimeWriter:
             pooled.close()
 
     def _carry_out(self, batch: list[_Presentation], read: Callable[[list[str]], Iterable[Any]],
-                   use_and_insert: Callable[[dict[str, dict[str, Any] | None]], set[str]]
+                   use_and_insert: Callable[[dict[str, dict[str, Any] | None], list[str]], set[str]]
                    ) -> list[tuple[_Presentation, Any]]:
         """Reads the presented credentials (`read`: rows laid out as `statements.read`'s), asks each
         presentation's `decide`, and hands the credentials to use - each with the successor of the
-        first presentation that wanted it - to `use_and_insert`, which answers those it marked."""
+        first presentation that wanted it - to `use_and_insert`, which answers those it marked. Both
+        get the hashes for their IN lists `padded`."""
         st = self.statements
         found = {}
-        for row in read(list(dict.fromkeys(item.presented for item in batch))):
+        for row in read(padded(list(dict.fromkeys(item.presented for item in batch)))):
             credential, grant, user = split(row, st.layout)
             found[getattr(credential, st.key)] = (credential, grant, user)
         decided = []
@@ -306,7 +305,7 @@ class OneTimeWriter:
             decided.append((item, use, answer))
             if use:
                 first.setdefault(item.presented, successor)
-        unused = use_and_insert(first) if first else set()
+        unused = use_and_insert(first, padded(list(first))) if first else set()
         answers: list[tuple[_Presentation, Any]] = []
         for item, use, answer in decided:
             if not use:
