@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -169,10 +169,10 @@ def _admin(admin_url: str, statement: str) -> None:
         engine.dispose()
 
 
-def until(condition: Any, what: str) -> None:
+def until(condition: Any, what: str, detail: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + WAIT
     while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {WAIT:.0f}s"
+        assert time.monotonic() < deadline, f"{what}: not within {WAIT:.0f}s {detail()}"
         time.sleep(0.05)
 
 
@@ -368,7 +368,9 @@ def test_postgresql_connections_terminated_under_load(cluster: Cluster) -> None:
         finally:
             engine.dispose()
         assert killed >= 2
-        until(lambda: counts["ok"] >= at_kill["ok"] + 20, "the nodes serve again by themselves")
+        until(lambda: counts["ok"] >= at_kill["ok"] + 20, "the nodes serve again by themselves",
+              lambda: f"{counts}, the last answers: {statuses[-3:]} {bodies[-3:]}; "
+                      f"connections: {c.scalar('SELECT count(*) FROM pg_stat_activity')}")
     finally:
         stop.set()
         thread.join(timeout=30)
