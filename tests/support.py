@@ -6,6 +6,7 @@ import base64
 import hashlib
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -263,3 +264,77 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         yield url
     finally:
         stop()
+
+
+class Relay:
+    """A TCP relay to PostgreSQL, standing in for the network between a node and its store. Told to
+    lose the next message one way (`lose`), it closes both sides instead of passing that message on:
+    "request" loses a statement before the server has it, "answer" loses the answer to a statement
+    that the server ran - and, autocommitted, committed - before it answered. Refusing, it closes
+    every new connection at once: a store that is gone."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.losing: str | None = None
+        self.lost = threading.Event()
+        self.refusing = False
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose(self, direction: str, then_refuse: bool = False) -> None:
+        with self._lock:
+            self.losing, self.refusing = direction, then_refuse
+
+    def cut(self) -> None:
+        """Closes every connection it relays: a store that restarted, or terminated them."""
+        with self._lock:
+            ends, self._open = list(self._open), set()
+        for end in ends:
+            _close(end)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.refusing:
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            with self._lock:
+                self._open |= {client, server}
+            for source, sink, direction in ((client, server, "request"), (server, client, "answer")):
+                threading.Thread(target=self._pass, args=(source, sink, direction), daemon=True).start()
+
+    def _pass(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if self.losing == direction:
+                        self.losing = None
+                        self.lost.set()
+                        break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open -= {source, sink}
+            _close(source)
+            _close(sink)
+
+
+def _close(end: socket.socket) -> None:
+    try:
+        end.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    end.close()

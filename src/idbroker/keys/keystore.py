@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,10 +25,13 @@ from typing import Any
 from joserfc import jwe, jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ..security import derive_key, loads_bounded, random_token
 from ..store.db import Database, aware
 from ..store.models import SigningKey
+
+log = logging.getLogger("idbroker.keys")
 
 ALGS = ("ES256", "RS256")
 ENC_ALGS = ("RSA-OAEP-256",)  # discovery: request_object_encryption_alg_values_supported
@@ -123,12 +127,26 @@ class KeyStore:
         self._loaded_at = 0.0
 
     def _refresh(self) -> None:
+        """Reloads the keys when the last load is `cache_seconds` old. When the store cannot be
+        read (restarting, its connections terminated), the keys loaded last go on serving, and the
+        store is asked again a second later: a key changes only by rotation, which publishes a new
+        key before it signs and keeps an old one published for the longest token lifetime after it
+        stops signing, so keys a little stale still sign and verify correctly. Failing instead would
+        fail work already done - a token request whose refresh token was rotated just before, whose
+        client would then present the used token again and have its grant revoked as a reuse."""
         if time.monotonic() - self._loaded_at < self.cache_seconds and self._jwks["keys"]:
             return
         with self._lock:
             if time.monotonic() - self._loaded_at < self.cache_seconds and self._jwks["keys"]:
                 return
-            self._load()
+            try:
+                self._load()
+            except (OperationalError, InterfaceError) as exc:
+                if not self._jwks["keys"]:  # never loaded: nothing to serve
+                    raise
+                log.warning("the signing keys could not be reloaded (%s): the keys loaded before serve",
+                            type(exc.__cause__ or exc).__name__)
+                self._loaded_at = time.monotonic() - max(self.cache_seconds - 1, 0)
 
     def _load(self) -> None:
         now = datetime.now(UTC)

@@ -41,6 +41,7 @@ waits that long, so it is where a token request's tail comes from when it is not
 """
 
 import asyncio
+import logging
 import os
 import re
 import threading
@@ -57,6 +58,8 @@ from sqlalchemy.exc import DBAPIError
 from ..store.db import Database, Samples, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, User
 from ..store.rows import Row, layout_of, split
+
+log = logging.getLogger("idbroker.oauth2")
 
 MAX_BATCH = 256
 # Driver SQL texts kept per statement, one per padded batch size (PostgreSQL; the read has 9, 1 to 256,
@@ -86,6 +89,9 @@ class _Statements:
         self.layout = layout_of(table, Grant.__table__, User.__table__)
         self.use = (update(table).where(column.in_(bindparam("presented", expanding=True)), table.c.used_at.is_(None))
                     .values(used_at=bindparam("now")).returning(column))
+        # Those of the presented credentials that `use` marked at `now` (a write whose answer was lost).
+        self.marked = select(column).where(column.in_(bindparam("presented", expanding=True)),
+                                           table.c.used_at == bindparam("now"))
         self._texts: dict[tuple[Any, ...], str] = {}
 
     def read_text(self, dialect: Any, presented: int) -> str:
@@ -267,20 +273,56 @@ class OneTimeWriter:
                 def use_and_insert(first: dict[str, dict[str, Any] | None], used: list[str]) -> set[str]:
                     successors = [(presented, row) for presented, row in first.items() if row is not None]
                     text = st.use_and_insert(dialect, len(used), len(successors))
-                    cur.execute(text, (self.now(), *used, *successor_values(successors)))
+                    now = self.now()
+                    try:
+                        cur.execute(text, (now, *used, *successor_values(successors)))
+                    except dialect.loaded_dbapi.Error as exc:
+                        if not self._lost(pooled, exc):
+                            raise
+                        return self._marked_meanwhile(used, now, exc)
                     return {hashed for hashed, in cur.fetchall()}
 
                 return self._carry_out(batch, read, use_and_insert)
         except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (a lost server: 503)
-            lost = conn.broken or dialect.is_disconnect(exc, conn, None)
-            if lost:  # not back into the pool
-                pooled.invalidate(exc)
+            lost = pooled.dbapi_connection is None or self._lost(pooled, exc)  # None: `_lost` said so already
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=lost, dialect=dialect) from exc
         finally:
             if not conn.closed:  # back into the pool as SQLAlchemy hands its connections out
                 conn.autocommit = False
             pooled.close()
+
+    def _lost(self, pooled: Any, exc: Exception) -> bool:
+        """Whether `exc` lost the server. If so `pooled` and the pool's other connections, made before,
+        are discarded (as SQLAlchemy does on a disconnect): a server that restarted, or whose
+        connections were terminated, took them all, and each would fail a batch in turn."""
+        conn = pooled.driver_connection
+        if not (conn.broken or self.db.engine.dialect.is_disconnect(exc, conn, None)):
+            return False
+        pooled.invalidate(exc)
+        self.db.batch_engine.dispose()
+        return True
+
+    def _marked_meanwhile(self, used: list[str], now: datetime, exc: Exception) -> set[str]:
+        """The write's answer was lost with its connection (`exc`), maybe after it committed: the
+        server commits an autocommitted statement before it answers, and may be stopped (a restart,
+        pg_terminate_backend) in between. Answering the batch with a failure then would be wrong for
+        good: the clients would present their credentials again, and the second presentation of a
+        credential that was used is a reuse, which revokes the grant (a refresh token's whole chain).
+        So the credentials it marked - used at its `now` - are asked for on a new connection: the
+        statement is atomic, so if it marked any it committed, and the write answers those. If it
+        marked none, it did not commit (or found every credential used by others since the read: a
+        retry will say so), and the batch fails with `exc`, as it does when the asking fails too."""
+        try:
+            with self.db.batch_engine.connect() as conn:
+                marked = set(conn.execute(self.statements.marked, {"presented": used, "now": now}).scalars())
+            said = f"says the write {f'committed ({len(marked)} of {len(used)})' if marked else 'did not commit'}"
+        except DBAPIError:
+            marked, said = set(), "cannot be asked either"
+        log.warning("a batch's write lost its connection (%s); the store %s", type(exc).__name__, said)
+        if not marked:
+            raise exc
+        return marked
 
     def _carry_out(self, batch: list[_Presentation], read: Callable[[list[str]], Iterable[Any]],
                    use_and_insert: Callable[[dict[str, dict[str, Any] | None], list[str]], set[str]]
