@@ -16,9 +16,20 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import RSAKey
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from starlette.testclient import TestClient
-from support import ISSUER, PASSWORD, TEST_SECRET, Flow, MailSink, Quiet, RegisteredClient, make_settings, serving
+from support import (
+    ISSUER,
+    PASSWORD,
+    TEST_SECRET,
+    Flow,
+    MailSink,
+    Quiet,
+    RegisteredClient,
+    Relay,
+    make_settings,
+    serving,
+)
 
 from idbroker.app import create_app
 from idbroker.clients.metadata import ClientMetadata
@@ -112,6 +123,22 @@ def provider(database: Database, tmp_path: Any, settings_overrides: dict[str, An
     p = Provider(make_settings(tmp_path, **settings_overrides), db=database)
     p.keys.ensure()
     return p
+
+
+@pytest.fixture
+def relayed(provider: Provider) -> Iterator[tuple[Relay, Database]]:
+    """PostgreSQL: a second Database on the provider's store whose connections go through a `Relay`
+    (support.py), to lose them as the network or a restarting server would."""
+    if provider.db.writer_lock is not None:
+        pytest.skip("SQLite: no connection between the node and its store")
+    url = make_url(provider.db.url)
+    relay = Relay(url.host or "127.0.0.1", url.port or 5432)
+    db = Database(url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False))
+    try:
+        yield relay, db
+    finally:
+        db.dispose()
+        relay.close()
 
 
 @pytest.fixture

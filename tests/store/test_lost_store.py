@@ -8,46 +8,35 @@ import logging
 
 import pytest
 from joserfc import jws
-from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
-from support import Relay
 
 from idbroker.keys.keystore import KeyStore
-from idbroker.store.db import Database
 
 
 def kid_of(token: str) -> str:
     return jws.extract_compact(token.encode()).headers()["kid"]
 
 
-def test_the_signing_keys_loaded_before_serve_while_the_store_cannot_be_read(provider, caplog):
+def test_the_signing_keys_loaded_before_serve_while_the_store_cannot_be_read(provider, relayed, caplog):
     """The keys are reloaded every cache_seconds. A reload that finds the store gone keeps the keys
     it has: work already done must still be answered - a refresh token rotated a moment before
     needs its new tokens signed, or its client presents it again and the grant is revoked as a
     reuse. Keys never loaded cannot serve: that fails. Once the store answers, the next reload sees
     what changed meanwhile."""
-    if provider.db.writer_lock is not None:
-        pytest.skip("SQLite: no connection between the node and its store")
-    url = make_url(provider.db.url)
-    relay = Relay(url.host or "127.0.0.1", url.port or 5432)
-    db = Database(url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False))
-    try:
-        keys = KeyStore(db, provider.settings.secret_bytes(), cache_seconds=0)  # reloads on every use
-        relay.refusing = True
-        with pytest.raises(OperationalError):
-            keys.sign({"sub": "never loaded"})
-        relay.refusing = False
-        signed = keys.sign({"sub": "before"})
-        relay.refusing = True
-        relay.cut()
-        with caplog.at_level(logging.WARNING, "idbroker.keys"):
-            during = keys.sign({"sub": "during"})
-            assert keys.jwks()["keys"] and keys.verify(during).claims["sub"] == "during"
-        assert kid_of(during) == kid_of(signed)
-        assert "the signing keys could not be reloaded" in caplog.text
-        rotated = provider.keys.rotate("ES256", immediately=True)  # by another node, meanwhile
-        relay.refusing = False
-        assert kid_of(keys.sign({"sub": "after"})) == rotated.kid
-    finally:
-        db.dispose()
-        relay.close()
+    relay, db = relayed
+    keys = KeyStore(db, provider.settings.secret_bytes(), cache_seconds=0)  # reloads on every use
+    relay.refusing = True
+    with pytest.raises(OperationalError):
+        keys.sign({"sub": "never loaded"})
+    relay.refusing = False
+    signed = keys.sign({"sub": "before"})
+    relay.refusing = True
+    relay.cut()
+    with caplog.at_level(logging.WARNING, "idbroker.keys"):
+        during = keys.sign({"sub": "during"})
+        assert keys.jwks()["keys"] and keys.verify(during).claims["sub"] == "during"
+    assert kid_of(during) == kid_of(signed)
+    assert "the signing keys could not be reloaded" in caplog.text
+    rotated = provider.keys.rotate("ES256", immediately=True)  # by another node, meanwhile
+    relay.refusing = False
+    assert kid_of(keys.sign({"sub": "after"})) == rotated.kid

@@ -7,9 +7,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, insert, make_url
+from sqlalchemy import event, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from support import Relay
 
 from idbroker.oauth2.one_time_writer import (
     AUTHORIZATION_CODES,
@@ -20,7 +19,7 @@ from idbroker.oauth2.one_time_writer import (
     _Statements,
 )
 from idbroker.security import random_token, sha256_hex
-from idbroker.store.db import Database, utcnow
+from idbroker.store.db import utcnow
 from idbroker.store.models import RefreshToken
 
 
@@ -282,44 +281,36 @@ def test_batches_of_every_size_share_a_few_statement_texts(provider, grant):
 
 
 @pytest.mark.parametrize("lost", ["the statement", "its answer", "its answer, and the store with it"])
-def test_a_write_whose_connection_is_lost_answers_what_the_store_did(provider, grant, lost):
+def test_a_write_whose_connection_is_lost_answers_what_the_store_did(provider, relayed, grant, lost):
     """PostgreSQL commits an autocommitted statement before it answers, and the connection can go in
     between (a restart, pg_terminate_backend). A rotation that committed must then be answered as
     done: its client would otherwise present the token again, and that second use of a used token
     is a reuse, which revokes the grant. One that did not commit fails (503) and leaves the token
     unused, so the client's retry rotates it. Asking the store which it was needs the store: gone as
     well, the batch fails."""
-    if provider.db.writer_lock is not None:
-        pytest.skip("SQLite: no connection between the node and its store")
-    url = make_url(provider.db.url)
-    relay = Relay(url.host or "127.0.0.1", url.port or 5432)
-    db = Database(url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False))
-    try:
-        writer = OneTimeWriter(db, REFRESH_TOKENS)
-        token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
-        row = successor(grant.id)
-        decide = write_if_found(row)
+    relay, db = relayed
+    writer = OneTimeWriter(db, REFRESH_TOKENS)
+    token, _ = provider.grants.create_refresh_token(grant, scope="openid", ttl=3600)
+    row = successor(grant.id)
+    decide = write_if_found(row)
 
-        def cut(found):  # between the batch's read and its write
-            relay.lose("request" if lost == "the statement" else "answer", then_refuse="store" in lost)
-            return decide(found)
+    def cut(found):  # between the batch's read and its write
+        relay.lose("request" if lost == "the statement" else "answer", then_refuse="store" in lost)
+        return decide(found)
 
-        if lost == "its answer":
-            assert writer.present(sha256_hex(token), cut) == "rotated"
-            assert stored(provider, sha256_hex(token)).used_at is not None
-            assert stored(provider, row["token_hash"]) is not None
-            assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "used"
-        else:
-            with pytest.raises(DBAPIError) as raised:
-                writer.present(sha256_hex(token), cut)
-            assert raised.value.connection_invalidated  # answered 503 by the application
-            written = lost != "the statement"
-            assert (stored(provider, sha256_hex(token)).used_at is not None) is written
-            assert (stored(provider, row["token_hash"]) is not None) is written
-            relay.refusing = False
-            if not written:  # the client's retry
-                assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
-        assert relay.lost.is_set()
-    finally:
-        db.dispose()
-        relay.close()
+    if lost == "its answer":
+        assert writer.present(sha256_hex(token), cut) == "rotated"
+        assert stored(provider, sha256_hex(token)).used_at is not None
+        assert stored(provider, row["token_hash"]) is not None
+        assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "used"
+    else:
+        with pytest.raises(DBAPIError) as raised:
+            writer.present(sha256_hex(token), cut)
+        assert raised.value.connection_invalidated  # answered 503 by the application
+        written = lost != "the statement"
+        assert (stored(provider, sha256_hex(token)).used_at is not None) is written
+        assert (stored(provider, row["token_hash"]) is not None) is written
+        relay.refusing = False
+        if not written:  # the client's retry
+            assert writer.present(sha256_hex(token), write_if_found(successor(grant.id))) == "rotated"
+    assert relay.lost.is_set()
