@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
-from support import ISSUER, PASSWORD, form_fields
+from starlette.testclient import TestClient
+from support import ISSUER, PASSWORD, form_fields, make_settings
 
-from idbroker.oauth2.device_codes import GRANT_DEVICE_CODE, USER_CODE_ALPHABET
+from idbroker.app import create_app
+from idbroker.oauth2.device_codes import GRANT_DEVICE_CODE, USER_CODE_ALPHABET, DeviceCodes
+from idbroker.provider import Provider
 from idbroker.store.db import utcnow
 from idbroker.store.models import DeviceCode
 
@@ -153,3 +156,31 @@ def test_discovery_names_the_endpoint(http: Any) -> None:
     meta = http.get("/.well-known/openid-configuration").json()
     assert meta["device_authorization_endpoint"] == ISSUER + "/oauth2/device_authorization"
     assert GRANT_DEVICE_CODE in meta["grant_types_supported"]
+
+
+def test_a_store_lost_after_the_answering_poll_still_answers_tokens(provider: Any, relayed: Any, tv: Any, user: Any,
+                                                                     tmp_path: Any, monkeypatch: Any) -> None:
+    """The poll that carries tokens uses the device code up, issues the refresh token and reads the
+    user in one transaction: once it commits, answering needs nothing more from the store (keys
+    loaded before serve, keys/keystore.py). A connection lost right after it must not leave the
+    device with a used-up code and no tokens (PostgreSQL: its connections through a relay)."""
+    relay, db = relayed
+    node = Provider(make_settings(tmp_path), db=db)
+    started = provider.device_codes.start(provider.clients.get("tv"), "openid offline_access")
+    assert provider.device_codes.decide(started["user_code"], allow=True, user=user, auth_time=utcnow(), amr=["pwd"],
+                                        acr=None, sid=None, idp=None, grant_ttl=3600)
+    answer = DeviceCodes.poll
+
+    def answer_then_lose_the_store(self: DeviceCodes, *args: Any) -> Any:
+        answered = answer(self, *args)
+        relay.refusing = True
+        relay.cut()
+        return answered
+
+    monkeypatch.setattr(DeviceCodes, "poll", answer_then_lose_the_store)
+    with TestClient(create_app(provider=node), base_url=ISSUER) as http:
+        node.keys.sign({})  # the keys, loaded once
+        tokens = poll(http, started["device_code"])
+    assert tokens.status_code == 200, tokens.text
+    assert {"access_token", "id_token", "refresh_token"} <= set(tokens.json())
+    assert provider.grants.find_refresh_token(tokens.json()["refresh_token"]) is not None

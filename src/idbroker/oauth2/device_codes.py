@@ -16,6 +16,7 @@ within the /device rate limit is out of reach (§5.1).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import Client, DeviceCode, Grant, User
 from .errors import OAuth2Error
+from .grant_store import new_refresh_token
 
 GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -122,8 +124,13 @@ class DeviceCodes:
             row.status = APPROVED if allow else DENIED
         return True
 
-    def poll(self, device_code: str, client: Client) -> Grant:
-        """§3.4-3.5: the approved grant (the device code used up), or the error to answer. Blocking."""
+    def poll(self, device_code: str, client: Client, refresh_ttl: Callable[[Grant], int | None] = lambda grant: None
+             ) -> tuple[Grant, User | None, str | None]:
+        """§3.4-3.5: the approved grant, its user and - when `refresh_ttl(grant)` gives a lifetime - a
+        new refresh token of it, or the error to answer. Blocking. The device code is used up in the
+        transaction that issues the refresh token and reads the user: once it commits, answering needs
+        nothing more from the store, so a connection lost after it cannot leave the device with a
+        used-up code and no tokens, and one lost before it leaves the code to poll again."""
         now = utcnow()
         with self.db.session() as s:
             row = s.execute(select(DeviceCode).where(DeviceCode.device_code_hash == sha256_hex(device_code))
@@ -139,9 +146,15 @@ class DeviceCodes:
                 if grant is None or grant.revoked_at is not None:
                     raise DeviceAccessDeniedError("the authorization was revoked")
                 s.execute(delete(DeviceCode).where(DeviceCode.device_code_hash == row.device_code_hash))
+                user = s.get(User, grant.user_id)
+                ttl = refresh_ttl(grant)
+                refresh = None
+                if ttl:
+                    refresh, token_row = new_refresh_token(grant, scope=grant.scope, ttl=ttl)
+                    s.add(token_row)
                 s.flush()
-                s.expunge(grant)
-                return grant
+                s.expunge_all()
+                return grant, user, refresh
             too_soon = row.last_polled_at is not None and \
                 (now - aware(row.last_polled_at)).total_seconds() < row.interval
             row.last_polled_at = now

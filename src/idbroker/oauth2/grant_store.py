@@ -185,13 +185,10 @@ class GrantStore:
 
     # -- refresh tokens (rotation with reuse detection, OAuth 2.0 Security BCP §4.14) -----------
     def create_refresh_token(self, grant: Grant, *, scope: str, ttl: int) -> tuple[str, datetime]:
-        token = random_token(32)
-        now = utcnow()
-        expires = min(now + timedelta(seconds=ttl), aware(grant.expires_at))
+        token, row = new_refresh_token(grant, scope=scope, ttl=ttl)
         with self.db.session() as s:
-            s.add(RefreshToken(token_hash=sha256_hex(token), grant_id=grant.id, client_id=grant.client_id,
-                               scope=scope, created_at=now, expires_at=expires, used_at=None))
-        return token, expires
+            s.add(row)
+        return token, row.expires_at
 
     def find_refresh_token(self, token: str) -> tuple[RefreshToken, Grant] | None:
         with self.db.session(write=False) as s:
@@ -276,6 +273,15 @@ class GrantStore:
                 self._states.clear()
             self._states[key] = (generation, state)
         return state
+
+
+def new_refresh_token(grant: Grant, *, scope: str, ttl: int) -> tuple[str, RefreshToken]:
+    """A refresh token of `grant` and its row, for the caller's transaction to add."""
+    token = random_token(32)
+    now = utcnow()
+    return token, RefreshToken(token_hash=sha256_hex(token), grant_id=grant.id, client_id=grant.client_id, scope=scope,
+                               created_at=now, expires_at=min(now + timedelta(seconds=ttl), aware(grant.expires_at)),
+                               used_at=None)
 
 
 def _token_state_statement(with_grant: bool, with_user: bool) -> Any:

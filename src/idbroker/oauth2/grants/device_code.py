@@ -23,9 +23,8 @@ class DeviceCodeGrant(UserGrant):
 
     async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         device_code = self.presented(client, form, "device_code")
-        grant = await run_in_threadpool(self.devices.poll, device_code, client)
-        refresh = None
-        if wants_refresh_token(client, grant.scope):
-            refresh, _ = await run_in_threadpool(self.grant_store.create_refresh_token, grant, scope=grant.scope,
-                                                 ttl=ttl(self.settings, client, "refresh_token_ttl"))
-        return self.token_response(client, grant, scope=grant.scope, refresh_token=refresh)
+        def refresh_ttl(grant: Any) -> int | None:
+            return ttl(self.settings, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
+
+        grant, user, refresh = await run_in_threadpool(self.devices.poll, device_code, client, refresh_ttl)
+        return self.token_response(client, grant, scope=grant.scope, refresh_token=refresh, user=user)
