@@ -144,7 +144,7 @@ class KeyStore:
             except (OperationalError, InterfaceError) as exc:
                 if not self._jwks["keys"]:  # never loaded: nothing to serve
                     raise
-                log.warning("the signing keys could not be reloaded (%s): the keys loaded before serve",
+                log.warning("the signing keys could not be reloaded (%s); serving the keys loaded before",
                             type(exc.__cause__ or exc).__name__)
                 self._loaded_at = time.monotonic() - max(self.cache_seconds - 1, 0)
 

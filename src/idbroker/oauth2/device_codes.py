@@ -124,7 +124,7 @@ class DeviceCodes:
             row.status = APPROVED if allow else DENIED
         return True
 
-    def poll(self, device_code: str, client: Client, refresh_ttl: Callable[[Grant], int | None] = lambda grant: None
+    def poll(self, device_code: str, client: Client, refresh_ttl: Callable[[Grant], int | None]
              ) -> tuple[Grant, User | None, str | None]:
         """§3.4-3.5: the approved grant, its user and - when `refresh_ttl(grant)` gives a lifetime - a
         new refresh token of it, or the error to answer. Blocking. The device code is used up in the

@@ -10,7 +10,7 @@ from ...store.db import aware, utcnow
 from .. import constants as c
 from .. import dpop, pkce
 from ..errors import InvalidGrantError
-from .base import UserGrant, ttl, wants_refresh_token
+from .base import UserGrant
 
 if TYPE_CHECKING:
     from ...store.models import Client
@@ -33,11 +33,8 @@ class AuthorizationCodeGrant(UserGrant):
             if grant.revoked_at is not None:
                 raise InvalidGrantError("the authorization was revoked")
 
-        def refresh_ttl(grant: Any) -> int | None:
-            return ttl(self.settings, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
-
         # Every outcome but "unknown code" uses the code up (a failed attempt cannot be retried).
-        redeemed = await self.grant_store.redeem_code(code, check=check, refresh_ttl=refresh_ttl)
+        redeemed = await self.grant_store.redeem_code(code, check=check, refresh_ttl=self.refresh_ttl(client))
         if redeemed.code is None:
             raise InvalidGrantError("the authorization code is invalid")
         if redeemed.replayed:

@@ -17,6 +17,8 @@ from .. import constants as c
 from ..errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ...accounts.users import UserService
     from ...oidc.id_token import IdTokens
     from ...settings import TokenSettings
@@ -70,6 +72,12 @@ class UserGrant:
         if not value:
             raise InvalidRequestError(f"{parameter} is required")
         return value
+
+    def refresh_ttl(self, client: Client) -> Callable[[Grant], int | None]:
+        """For a grant of `client`: the lifetime of the refresh token it gets, None when it gets none
+        (`wants_refresh_token`). Asked in the transaction that uses the code up."""
+        lifetime = ttl(self.settings, client, "refresh_token_ttl")
+        return lambda grant: lifetime if wants_refresh_token(client, grant.scope) else None
 
     def token_response(self, client: Client, grant: Grant, *, scope: str, nonce: str | None = None,
                        refresh_token: str | None = None, user: User | None = None) -> dict[str, Any]:

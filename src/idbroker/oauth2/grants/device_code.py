@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from ..device_codes import GRANT_DEVICE_CODE, DeviceCodes
-from .base import UserGrant, ttl, wants_refresh_token
+from .base import UserGrant
 
 if TYPE_CHECKING:
     from ...store.models import Client
@@ -23,8 +23,5 @@ class DeviceCodeGrant(UserGrant):
 
     async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         device_code = self.presented(client, form, "device_code")
-        def refresh_ttl(grant: Any) -> int | None:
-            return ttl(self.settings, client, "refresh_token_ttl") if wants_refresh_token(client, grant.scope) else None
-
-        grant, user, refresh = await run_in_threadpool(self.devices.poll, device_code, client, refresh_ttl)
+        grant, user, refresh = await run_in_threadpool(self.devices.poll, device_code, client, self.refresh_ttl(client))
         return self.token_response(client, grant, scope=grant.scope, refresh_token=refresh, user=user)
