@@ -296,7 +296,7 @@ class Relay:
             _close(end)
 
     def close(self) -> None:
-        self.listener.close()
+        _close(self.listener)  # shut down first: that wakes the thread waiting in accept()
         self.cut()
 
     def _accept(self) -> None:
