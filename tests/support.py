@@ -271,7 +271,8 @@ class Relay:
     lose the next message one way (`lose`), it closes both sides instead of passing that message on:
     "request" loses a statement before the server has it, "answer" loses the answer to a statement
     that the server ran - and, autocommitted, committed - before it answered. Refusing, it closes
-    every new connection at once: a store that is gone."""
+    every new connection at once: a store that is gone. Stalled (`stall`), it holds every message
+    until `resume`: a store that hangs, as a partitioned network or a stopped server does."""
 
     def __init__(self, host: str, port: int):
         self.target = (host, port)
@@ -280,6 +281,9 @@ class Relay:
         self.losing: str | None = None
         self.lost = threading.Event()
         self.refusing = False
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.held = threading.Event()  # set when a message is held by `stall`
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -287,6 +291,13 @@ class Relay:
     def lose(self, direction: str, then_refuse: bool = False) -> None:
         with self._lock:
             self.losing, self.refusing = direction, then_refuse
+
+    def stall(self) -> None:
+        self.held.clear()
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
 
     def cut(self) -> None:
         """Closes every connection it relays: a store that restarted, or terminated them."""
@@ -297,6 +308,7 @@ class Relay:
 
     def close(self) -> None:
         _close(self.listener)  # shut down first: that wakes the thread waiting in accept()
+        self.resume()
         self.cut()
 
     def _accept(self) -> None:
@@ -322,6 +334,9 @@ class Relay:
                         self.losing = None
                         self.lost.set()
                         break
+                if not self.flowing.is_set():
+                    self.held.set()
+                    self.flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -5,6 +5,7 @@ test_one_time_writer.py."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from joserfc import jws
@@ -40,3 +41,25 @@ def test_the_signing_keys_loaded_before_serve_while_the_store_cannot_be_read(pro
     rotated = provider.keys.rotate("ES256", immediately=True)  # by another node, meanwhile
     relay.refusing = False
     assert kid_of(keys.sign({"sub": "after"})) == rotated.kid
+
+
+def test_a_reload_held_by_a_hanging_store_keeps_no_other_request_waiting(provider, relayed):
+    """A store that hangs (a partition, a stopped server) holds a reload until its timeouts end it.
+    Meanwhile the worker's other requests sign and verify with the keys loaded before, instead of
+    queueing behind the reload."""
+    relay, db = relayed
+    keys = KeyStore(db, provider.settings.secret_bytes(), cache_seconds=0)
+    before = keys.sign({"sub": "before"})
+    relay.stall()
+    reloading = threading.Thread(target=keys.sign, args=({"sub": "reloading"},), daemon=True)
+    reloading.start()
+    assert relay.held.wait(10), "the reload never reached the store"
+    answered: list[str] = []
+    meanwhile = threading.Thread(target=lambda: answered.append(keys.sign({"sub": "meanwhile"})), daemon=True)
+    meanwhile.start()
+    meanwhile.join(10)
+    assert answered, "a request waited for the reload held by the store"
+    assert kid_of(answered[0]) == kid_of(before) and keys.verify(answered[0]).claims["sub"] == "meanwhile"
+    relay.resume()
+    reloading.join(10)
+    assert not reloading.is_alive()

@@ -134,19 +134,26 @@ class KeyStore:
         stops signing, so keys a little stale still sign and verify correctly. Failing instead would
         fail work already done - a token request whose refresh token was rotated just before, whose
         client would then present the used token again and have its grant revoked as a reuse."""
-        if time.monotonic() - self._loaded_at < self.cache_seconds and self._jwks["keys"]:
+        if time.monotonic() - self._loaded_at < self.cache_seconds and self._kids is not None:
             return
-        with self._lock:
-            if time.monotonic() - self._loaded_at < self.cache_seconds and self._jwks["keys"]:
+        # With keys loaded, a request that finds another thread reloading serves those instead of
+        # waiting for it: against a store that hangs, rather than refuses, the reload waits for its
+        # connect or statement timeout, and every request of the worker would wait with it.
+        if not self._lock.acquire(blocking=self._kids is None):
+            return
+        try:
+            if time.monotonic() - self._loaded_at < self.cache_seconds and self._kids is not None:
                 return
             try:
                 self._load()
             except (OperationalError, InterfaceError) as exc:
-                if not self._jwks["keys"]:  # never loaded: nothing to serve
+                if self._kids is None:  # never loaded: nothing to serve
                     raise
                 log.warning("the signing keys could not be reloaded (%s); serving the keys loaded before",
                             type(exc.__cause__ or exc).__name__)
                 self._loaded_at = time.monotonic() - max(self.cache_seconds - 1, 0)
+        finally:
+            self._lock.release()
 
     def _load(self) -> None:
         now = datetime.now(UTC)
@@ -169,14 +176,16 @@ class KeyStore:
         published = [v for v in views if v.retire_after is None or v.retire_after > now]
         kids = ([v.kid for v in published], active)
         if kids != self._kids:  # only when the keys changed: new key objects and JWKS document
+            # Published before they sign: requests read these while a reload runs (`_refresh`), so a
+            # key that starts signing is in the verifying set and JWKS by then.
             by_kid = {r.kid: r for r in rows}
-            self._signing = {alg: (kid, self._imported(kid, by_kid[kid].private_jwe, alg, private=True))
-                             for alg, kid in active.items() if alg in ALGS}
             self._public = KeySet([self._imported(v.kid, v.public_jwk, v.alg, private=False)
                                    for v in published if v.alg in ALGS])
             self._decrypting = {v.kid: (v.alg, by_kid[v.kid].private_jwe) for v in published if v.alg in ENC_ALGS}
             self._jwks = {"keys": [v.public_jwk for v in published]}
             self._jwks_bytes = json.dumps(self._jwks, separators=(",", ":")).encode()
+            self._signing = {alg: (kid, self._imported(kid, by_kid[kid].private_jwe, alg, private=True))
+                             for alg, kid in active.items() if alg in ALGS}
             self._kids = kids
         self._loaded_at = time.monotonic()
 
