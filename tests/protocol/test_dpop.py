@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, OKPKey
-from support import ISSUER
+from starlette.testclient import TestClient
+from support import ISSUER, make_settings
+
+from idbroker.app import create_app
+from idbroker.oauth2.device_codes import GRANT_DEVICE_CODE
+from idbroker.oauth2.grant_store import GrantStore
+from idbroker.provider import Provider
+from idbroker.store.db import utcnow
 
 TOKEN_URL = ISSUER + "/oauth2/token"
 USERINFO_URL = ISSUER + "/oauth2/userinfo"
@@ -180,3 +187,59 @@ def test_server_nonces(http: Any, flow: Any, client: Any, user: Any, settings_ov
 def test_discovery_lists_dpop_algs(http: Any) -> None:
     meta = http.get("/.well-known/openid-configuration").json()
     assert set(meta["dpop_signing_alg_values_supported"]) == {"ES256", "RS256", "PS256", "EdDSA"}
+
+
+def refreshed(http: Any, refresh_token: str, client_id: str, holder: Holder) -> Any:
+    return http.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                            "client_id": client_id}, headers={"DPoP": holder.proof()})
+
+
+def test_the_binding_is_written_with_the_redemption(provider: Any, relayed: Any, http: Any, flow: Any, register: Any,
+                                                    user: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """A public client's refresh token is bound to its DPoP key in the transaction that uses the code
+    up (RFC 9449 §5): once that commits, answering needs nothing more from the store, so a
+    connection lost right after it still answers the tokens - bound - instead of leaving the client
+    with a used-up code (PostgreSQL: the node's connections go through a relay)."""
+    relay, db = relayed
+    spa = register("spa", token_endpoint_auth_method="none")
+    q, verifier = flow.code_flow(spa, scope="openid offline_access")
+    node = Provider(make_settings(tmp_path), db=db)
+    redeem = GrantStore.redeem_code
+
+    async def redeem_then_lose_the_store(self: GrantStore, *args: Any, **kwargs: Any) -> Any:
+        answered = await redeem(self, *args, **kwargs)
+        relay.refusing = True
+        relay.cut()
+        return answered
+
+    monkeypatch.setattr(GrantStore, "redeem_code", redeem_then_lose_the_store)
+    holder = Holder()
+    with TestClient(create_app(provider=node), base_url=ISSUER) as on_node:
+        node.keys.sign({})  # the keys, loaded once
+        tokens = on_node.post("/oauth2/token", headers={"DPoP": holder.proof()}, data={
+            "grant_type": "authorization_code", "code": q["code"], "redirect_uri": spa.redirect_uri,
+            "code_verifier": verifier, "client_id": "spa"})
+    assert tokens.status_code == 200, tokens.text
+    stolen = refreshed(http, tokens.json()["refresh_token"], "spa", Holder())
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    again = refreshed(http, tokens.json()["refresh_token"], "spa", holder)
+    assert again.status_code == 200 and again.json()["token_type"] == "DPoP"
+    # its successor carries the binding on
+    assert refreshed(http, again.json()["refresh_token"], "spa", Holder()).json()["error"] == "invalid_grant"
+    assert refreshed(http, again.json()["refresh_token"], "spa", holder).status_code == 200
+
+
+def test_a_public_device_clients_refresh_token_is_bound(provider: Any, http: Any, register: Any, user: Any) -> None:
+    """RFC 9449 §5 for every grant that issues a public client a refresh token: the device grant too."""
+    register("tv", token_endpoint_auth_method="none", redirect_uris=[], post_logout_redirect_uris=[],
+             grant_types=[GRANT_DEVICE_CODE, "refresh_token"], response_types=[])
+    started = provider.device_codes.start(provider.clients.get("tv"), "openid offline_access")
+    assert provider.device_codes.decide(started["user_code"], allow=True, user=user, auth_time=utcnow(), amr=["pwd"],
+                                        acr=None, sid=None, idp=None, grant_ttl=3600)
+    holder = Holder()
+    tokens = http.post("/oauth2/token", headers={"DPoP": holder.proof()}, data={
+        "grant_type": GRANT_DEVICE_CODE, "device_code": started["device_code"], "client_id": "tv"})
+    assert tokens.status_code == 200 and tokens.json()["token_type"] == "DPoP", tokens.text
+    assert refreshed(http, tokens.json()["refresh_token"], "tv", Holder()).json()["error"] == "invalid_grant"
+    assert refreshed(http, tokens.json()["refresh_token"], "tv", holder).status_code == 200
+

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from idbroker.oauth2.one_time_writer import (
     AUTHORIZATION_CODES,
+    BIND_DPOP_KEY,
     REFRESH_TOKENS,
     REUSED,
     OneTimeWriter,
@@ -20,7 +21,7 @@ from idbroker.oauth2.one_time_writer import (
 )
 from idbroker.security import random_token, sha256_hex
 from idbroker.store.db import utcnow
-from idbroker.store.models import RefreshToken
+from idbroker.store.models import Grant, RefreshToken
 
 
 @pytest.fixture
@@ -67,6 +68,24 @@ def test_in_one_batch_the_first_presentation_wins(provider, grant):
     assert stored(provider, rows[1]["token_hash"]) is None and stored(provider, rows[2]["token_hash"]) is None
     # And in a later batch the token is known as used.
     assert refreshes(provider).present(first.presented, write_if_found(successor(grant.id))) == "used"
+
+
+def test_a_successor_binds_its_grant_to_a_dpop_key_in_the_same_write(provider, register, user):
+    """RFC 9449 §5: the grant of a successor that asks for it (BIND_DPOP_KEY) is bound in the write
+    that stores the successor - several in one batch, and only for the presentation that won."""
+    register("app")
+    grants = [provider.grants.create_grant(client_id="app", user_id=user.id, sid=None, scope="openid",
+                                           auth_time=utcnow(), amr=["pwd"], acr=None, ttl=86400) for _ in range(3)]
+    tokens = [provider.grants.create_refresh_token(g, scope="openid", ttl=3600)[0] for g in grants]
+    asks = ["key-0", "key-1", None]
+    batch = [_Presentation(sha256_hex(t), write_if_found({**successor(g.id), **({BIND_DPOP_KEY: k} if k else {})}))
+             for t, g, k in zip(tokens, grants, asks, strict=True)]
+    batch.append(_Presentation(sha256_hex(tokens[0]), write_if_found({**successor(grants[0].id),
+                                                                       BIND_DPOP_KEY: "key-of-the-loser"})))
+    answers = [answer for _, answer in refreshes(provider)._write(batch)]
+    assert answers == ["rotated", "rotated", "rotated", REUSED]
+    with provider.db.session(write=False) as s:
+        assert [s.get(Grant, g.id).dpop_jkt for g in grants] == asks
 
 
 def test_concurrent_rotations_of_different_tokens_all_land(provider, grant):

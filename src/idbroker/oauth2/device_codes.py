@@ -124,13 +124,15 @@ class DeviceCodes:
             row.status = APPROVED if allow else DENIED
         return True
 
-    def poll(self, device_code: str, client: Client, refresh_ttl: Callable[[Grant], int | None]
-             ) -> tuple[Grant, User | None, str | None]:
+    def poll(self, device_code: str, client: Client, refresh_ttl: Callable[[Grant], int | None],
+             dpop_jkt: str | None = None) -> tuple[Grant, User | None, str | None]:
         """§3.4-3.5: the approved grant, its user and - when `refresh_ttl(grant)` gives a lifetime - a
-        new refresh token of it, or the error to answer. Blocking. The device code is used up in the
-        transaction that issues the refresh token and reads the user: once it commits, answering needs
-        nothing more from the store, so a connection lost after it cannot leave the device with a
-        used-up code and no tokens, and one lost before it leaves the code to poll again."""
+        new refresh token of it (its grant's refresh tokens bound to the DPoP key `dpop_jkt` when
+        given), or the error to answer.
+        Blocking. The device code is used up in the transaction that issues the refresh token and
+        reads the user: once it commits, answering needs nothing more from the store, so a connection
+        lost after it cannot leave the device with a used-up code and no tokens, and one lost before
+        it leaves the code to poll again."""
         now = utcnow()
         with self.db.session() as s:
             row = s.execute(select(DeviceCode).where(DeviceCode.device_code_hash == sha256_hex(device_code))
@@ -152,6 +154,8 @@ class DeviceCodes:
                 if ttl:
                     refresh, token_row = new_refresh_token(grant, scope=grant.scope, ttl=ttl)
                     s.add(token_row)
+                    if dpop_jkt:
+                        grant.dpop_jkt = dpop_jkt
                 s.flush()
                 s.expunge_all()
                 return grant, user, refresh

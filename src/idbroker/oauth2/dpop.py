@@ -34,10 +34,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 from joserfc.jws import JWSRegistry
-from sqlalchemy import update
 
 from ..security import constant_time_equals, loads_bounded
-from ..store.models import Grant
 from .errors import OAuth2Error
 from .used_jtis import UsedJtis
 
@@ -156,9 +154,3 @@ class DpopProofs:
         if not self.used.first_use("dpop", jkt, jti, until):
             raise InvalidDpopProofError("the DPoP proof was already used", detail="DPoP proof replay")
         return jkt
-
-
-def bind_grant(db: Any, grant_id: str, jkt: str) -> None:
-    """Binds a grant's refresh tokens to a DPoP key (RFC 9449 §5: public clients)."""
-    with db.session() as s:
-        s.execute(update(Grant).where(Grant.id == grant_id).values(dpop_jkt=jkt))

@@ -20,7 +20,7 @@ from ..security import random_token, sha256_hex
 from ..store.db import Database, aware, utcnow
 from ..store.models import AuthorizationCode, Grant, RefreshToken, RevokedToken, User
 from ..store.rows import Row
-from .one_time_writer import AUTHORIZATION_CODES, REFRESH_TOKENS, REUSED, Decision, OneTimeWriter
+from .one_time_writer import AUTHORIZATION_CODES, BIND_DPOP_KEY, REFRESH_TOKENS, REUSED, Decision, OneTimeWriter
 
 
 @dataclass
@@ -141,15 +141,16 @@ class GrantStore:
                 for seconds in writer.drain_batches()]
 
     async def redeem_code(self, code: str, *, check: Callable[[Any, Any], None],
-                          refresh_ttl: Callable[[Any], int | None]) -> CodeRedemption:
+                          refresh_ttl: Callable[[Any], int | None], dpop_jkt: str | None = None) -> CodeRedemption:
         """Uses the code once: of two concurrent redemptions exactly one wins, and a second
         presentation is reported as a replay and revokes the grant (RFC 6749 §4.1.2).
 
         `check(code, grant)` validates the token request; what it raises is raised after the code
         has been used up all the same. When it passes and `refresh_ttl(grant)` gives a lifetime,
-        a refresh token is issued in the same transaction. As for refresh tokens, the read, the
-        decision and the write are group-committed (one_time_writer.py) and awaited without
-        holding a thread."""
+        a refresh token is issued in the same transaction, and with `dpop_jkt` the grant's refresh
+        tokens are bound to that DPoP key (RFC 9449 §5) in it too: once it commits, answering needs
+        nothing more from the store. As for refresh tokens, the read, the decision and the write are
+        group-committed (one_time_writer.py) and awaited without holding a thread."""
         code_hash = sha256_hex(code)
         token = random_token(32)
         read: list[Any] = []
@@ -168,10 +169,9 @@ class GrantStore:
             ttl = refresh_ttl(grant)
             if not ttl:
                 return True, None, CodeRedemption(row, grant, user=user)
-            now = utcnow()
-            successor = {"token_hash": sha256_hex(token), "grant_id": grant.id, "client_id": grant.client_id,
-                         "scope": grant.scope, "created_at": now, "used_at": None,
-                         "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))}
+            successor = refresh_token_row(grant, token, scope=grant.scope, ttl=ttl)
+            if dpop_jkt:
+                successor[BIND_DPOP_KEY] = dpop_jkt
             return True, successor, CodeRedemption(row, grant, user=user, refresh_token=token)
 
         decided = await self.redemptions.present_async(code_hash, decide)
@@ -222,9 +222,7 @@ class GrantStore:
                 return False, None, RefreshRotation(old, grant, reused=True)
             if grant.revoked_at is not None or aware(old.expires_at) <= now:
                 return False, None, RefreshRotation(old, grant)
-            successor = {"token_hash": sha256_hex(new), "grant_id": grant.id, "client_id": grant.client_id,
-                         "scope": scope, "created_at": now, "used_at": None,
-                         "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at))}
+            successor = refresh_token_row(grant, new, scope=scope, ttl=ttl, now=now)
             return True, successor, RefreshRotation(old, grant, new_token=new, user=user, scope=scope)
 
         decided = await self.rotations.present_async(token_hash, decide)
@@ -278,10 +276,16 @@ class GrantStore:
 def new_refresh_token(grant: Grant, *, scope: str, ttl: int) -> tuple[str, RefreshToken]:
     """A refresh token of `grant` and its row, for the caller's transaction to add."""
     token = random_token(32)
-    now = utcnow()
-    return token, RefreshToken(token_hash=sha256_hex(token), grant_id=grant.id, client_id=grant.client_id, scope=scope,
-                               created_at=now, expires_at=min(now + timedelta(seconds=ttl), aware(grant.expires_at)),
-                               used_at=None)
+    return token, RefreshToken(**refresh_token_row(grant, token, scope=scope, ttl=ttl))
+
+
+def refresh_token_row(grant: Any, token: str, *, scope: str, ttl: int, now: datetime | None = None
+                      ) -> dict[str, Any]:
+    """The refresh_tokens row of a new `token` of `grant`: it lives `ttl` seconds, never past its grant."""
+    now = now or utcnow()
+    return {"token_hash": sha256_hex(token), "grant_id": grant.id, "client_id": grant.client_id, "scope": scope,
+            "created_at": now, "expires_at": min(now + timedelta(seconds=ttl), aware(grant.expires_at)),
+            "used_at": None}
 
 
 def _token_state_statement(with_grant: bool, with_user: bool) -> Any:

@@ -2,7 +2,7 @@
 
 Both read the presented credential (with its grant and user), decide, and write: the credential is
 marked used - only if it still is unused, so that of two concurrent presentations exactly one wins
-- and a new refresh token may be inserted. On SQLite every writer waits for the one before it to
+- and a new refresh token may be inserted, and its grant bound to a DPoP key. On SQLite every writer waits for the one before it to
 commit; on PostgreSQL every statement is a round trip and every commit waits for the WAL to reach
 the disk. Under load the time would go into those queues, not into the rows.
 
@@ -67,11 +67,17 @@ MAX_BATCH = 256
 MAX_TEXTS = 256
 
 _INSERT_REFRESH = insert(RefreshToken.__table__)
+# A successor's one key that is no column of its row: the DPoP key (RFC 7638 thumbprint) its grant's
+# refresh tokens are to be bound to from now on (RFC 9449 §5, grants.dpop_jkt), written in the same
+# write as the successor, so that a redemption that committed needs nothing more from the store.
+BIND_DPOP_KEY = "bind_dpop_jkt"
+_GRANTS = Grant.__table__
+_BIND = update(_GRANTS).where(_GRANTS.c.id == bindparam("gid")).values(dpop_jkt=bindparam("jkt"))
 # What a successor's row gives in the one-statement write (PostgreSQL): a new token is unused.
 _SUCCESSOR_COLUMNS = [c for c in RefreshToken.__table__.columns if c.name != "used_at"]
 
-# decide(found) -> (use: mark the credential used, refresh token row to insert or None, the answer
-# to give), where `found` is (credential, grant, user) or None for an unknown credential. A
+# decide(found) -> (use: mark the credential used, refresh token row to insert or None - with
+# BIND_DPOP_KEY, its grant is bound to that key in the same write - the answer to give), where `found` is (credential, grant, user) or None for an unknown credential. A
 # presentation that wanted to use a credential someone else used first gets REUSED instead.
 Decision = tuple[bool, dict[str, Any] | None, Any]
 REUSED = object()
@@ -102,26 +108,32 @@ class _Statements:
             text = self._keep(key, _positional(self.read, dialect, presented))
         return text
 
-    def use_and_insert(self, dialect: Any, used: int, inserted: int) -> str:
+    def use_and_insert(self, dialect: Any, used: int, inserted: int, bound: int = 0) -> str:
         """PostgreSQL: one statement that marks `used` presented credentials used (`use`: those still
-        unused) and inserts the successor of each one it marked, answering the hashes it marked, as
-        `use` does: ``WITH used AS (<use>), inserted AS (INSERT INTO refresh_tokens SELECT ... FROM
-        (VALUES ...) JOIN used ...) SELECT <hash> FROM used`` - data-modifying CTEs run as one atomic
-        statement. Its parameters: `use`'s (the time, the `used` hashes), then per successor its
-        predecessor's hash and its row (`successor_values`). One text per (used, inserted), so that
-        psycopg prepares it (SQLAlchemy's VALUES would be compiled anew on every batch). The VALUES are
-        cast to their columns' types: a parameter alone has none there."""
-        key = ("use", dialect.name, used, inserted)
+        unused), inserts the successor of each one it marked and binds the grants of `bound` of those
+        to a DPoP key (`BIND_DPOP_KEY`), answering the hashes it marked, as `use` does: ``WITH used AS
+        (<use>), inserted AS (INSERT INTO refresh_tokens SELECT ... FROM (VALUES ...) JOIN used ...),
+        bound AS (UPDATE grants ... FROM (VALUES ...) JOIN used ...) SELECT <hash> FROM used`` -
+        data-modifying CTEs run as one atomic statement. Its parameters: `use`'s (the time, the `used`
+        hashes), then per successor its predecessor's hash and its row (`successor_values`), then per
+        binding its predecessor's hash, grant and key (`binding_values`). One text per (used, inserted,
+        bound), so that psycopg prepares it (SQLAlchemy's VALUES would be compiled anew on every
+        batch). The VALUES are cast to their columns' types: a parameter alone has none there."""
+        key = ("use", dialect.name, used, inserted, bound)
         text = self._texts.get(key)
         if text is None:
             names = [c.name for c in _SUCCESSOR_COLUMNS]
-            row = f"(%s, {', '.join(f'CAST(%s AS {c.type.compile(dialect=dialect)})' for c in _SUCCESSOR_COLUMNS)})"
+            row = _typed_row(dialect, _SUCCESSOR_COLUMNS)
+            binding = _typed_row(dialect, (_GRANTS.c.id, _GRANTS.c.dpop_jkt))
             text = self._keep(key, (
                 f"WITH used AS ({_positional(self.use, dialect, used, ('now',))})"
                 + (f", inserted AS (INSERT INTO {RefreshToken.__tablename__} ({', '.join(names)}) "
                    f"SELECT {', '.join('s.' + n for n in names)} FROM (VALUES {', '.join([row] * inserted)}) "
                    f"AS s (predecessor, {', '.join(names)}) JOIN used ON used.{self.key} = s.predecessor)"
                    if inserted else "")
+                + (f", bound AS (UPDATE {_GRANTS.name} SET dpop_jkt = b.jkt "
+                   f"FROM (VALUES {', '.join([binding] * bound)}) AS b (predecessor, id, jkt) "
+                   f"JOIN used ON used.{self.key} = b.predecessor WHERE {_GRANTS.name}.id = b.id)" if bound else "")
                 + f" SELECT {self.key} FROM used"))
         return text
 
@@ -141,6 +153,12 @@ def _positional(statement: Any, dialect: Any, presented: int, before: tuple[str,
     return re.sub(r"%\(\w+\)s", "%s", state.statement)
 
 
+def _typed_row(dialect: Any, columns: Iterable[Any]) -> str:
+    """A VALUES row of `use_and_insert`: an untyped predecessor hash, then one parameter per column,
+    cast to the column's type."""
+    return f"(%s, {', '.join(f'CAST(%s AS {c.type.compile(dialect=dialect)})' for c in columns)})"
+
+
 def padded(presented: list[str]) -> list[str]:
     """`presented` lengthened to the next power of two by repeating its last hash, so that batches of
     1 to 256 credentials make 9 texts of a statement instead of 256 (the module's notes). A hash twice
@@ -152,6 +170,11 @@ def padded(presented: list[str]) -> list[str]:
 def successor_values(successors: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     """The parameters of `_Statements.use_and_insert`'s VALUES: each successor's predecessor and row."""
     return [value for presented, row in successors for value in (presented, *(row[c.name] for c in _SUCCESSOR_COLUMNS))]
+
+
+def bindings(successors: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    """(predecessor, grant, DPoP key) of each successor that asks for its grant to be bound (`BIND_DPOP_KEY`)."""
+    return [(presented, row["grant_id"], row[BIND_DPOP_KEY]) for presented, row in successors if row.get(BIND_DPOP_KEY)]
 
 
 REFRESH_TOKENS = _Statements(RefreshToken.__table__, "token_hash", "refresh_token")
@@ -250,9 +273,13 @@ class OneTimeWriter:
 
             def use_and_insert(first: dict[str, dict[str, Any] | None], used: list[str]) -> set[str]:
                 unused = set(conn.execute(st.use, {"presented": used, "now": self.now()}).scalars())
-                rows = [row for presented, row in first.items() if row is not None and presented in unused]
-                if rows:
-                    conn.execute(_INSERT_REFRESH, rows)
+                successors = [(presented, row) for presented, row in first.items()
+                              if row is not None and presented in unused]
+                if successors:
+                    conn.execute(_INSERT_REFRESH, [{k: v for k, v in row.items() if k != BIND_DPOP_KEY}
+                                                   for _, row in successors])
+                if bound := bindings(successors):
+                    conn.execute(_BIND, [{"gid": grant, "jkt": jkt} for _, grant, jkt in bound])
                 return unused
 
             return self._carry_out(batch, lambda presented: conn.execute(st.read, {"presented": presented}),
@@ -272,10 +299,11 @@ class OneTimeWriter:
 
                 def use_and_insert(first: dict[str, dict[str, Any] | None], used: list[str]) -> set[str]:
                     successors = [(presented, row) for presented, row in first.items() if row is not None]
-                    text = st.use_and_insert(dialect, len(used), len(successors))
+                    bound = bindings(successors)
+                    text = st.use_and_insert(dialect, len(used), len(successors), len(bound))
                     now = self.now()
                     try:
-                        cur.execute(text, (now, *used, *successor_values(successors)))
+                        cur.execute(text, (now, *used, *successor_values(successors), *(v for b in bound for v in b)))
                     except dialect.loaded_dbapi.Error as exc:
                         if not self._lost(pooled, exc):
                             raise

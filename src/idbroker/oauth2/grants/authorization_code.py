@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
-
 from ...store.db import aware, utcnow
 from .. import constants as c
-from .. import dpop, pkce
+from .. import pkce
 from ..errors import InvalidGrantError
 from .base import UserGrant
 
@@ -34,15 +32,12 @@ class AuthorizationCodeGrant(UserGrant):
                 raise InvalidGrantError("the authorization was revoked")
 
         # Every outcome but "unknown code" uses the code up (a failed attempt cannot be retried).
-        redeemed = await self.grant_store.redeem_code(code, check=check, refresh_ttl=self.refresh_ttl(client))
+        redeemed = await self.grant_store.redeem_code(code, check=check, refresh_ttl=self.refresh_ttl(client),
+                                                      dpop_jkt=self.refresh_binding(client))
         if redeemed.code is None:
             raise InvalidGrantError("the authorization code is invalid")
         if redeemed.replayed:
             # RFC 6749 §4.1.2: a code used twice revokes every token issued from it.
             raise InvalidGrantError("the authorization code was already used", detail="code replay")
-        jkt = dpop.BOUND_KEY.get()
-        # RFC 9449 §5: bind the refresh tokens of a public client, and of a FAPI 2.0 one (oauth2/fapi.py)
-        if jkt and (client.public or client.fapi2) and redeemed.refresh_token:
-            await run_in_threadpool(dpop.bind_grant, self.grant_store.db, redeemed.grant.id, jkt)
         return self.token_response(client, redeemed.grant, scope=redeemed.grant.scope, nonce=redeemed.code.nonce,
                                    refresh_token=redeemed.refresh_token, user=redeemed.user)

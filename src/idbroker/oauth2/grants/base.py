@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from ...oidc.claims import id_token_claims, requested_claims, upstream_claims
 from ...store.db import aware
 from .. import constants as c
+from .. import dpop
 from ..errors import InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError
 
 if TYPE_CHECKING:
@@ -72,6 +73,13 @@ class UserGrant:
         if not value:
             raise InvalidRequestError(f"{parameter} is required")
         return value
+
+    @staticmethod
+    def refresh_binding(client: Client) -> str | None:
+        """The DPoP key (thumbprint) the refresh token the request gets is bound to, written with it
+        in the transaction that issues it: RFC 9449 §5 for a public client, and for a FAPI 2.0 one
+        (oauth2/fapi.py); None for a bearer request or another confidential client."""
+        return dpop.BOUND_KEY.get() if client.public or client.fapi2 else None
 
     def refresh_ttl(self, client: Client) -> Callable[[Grant], int | None]:
         """For a grant of `client`: the lifetime of the refresh token it gets, None when it gets none

@@ -23,5 +23,6 @@ class DeviceCodeGrant(UserGrant):
 
     async def handle(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         device_code = self.presented(client, form, "device_code")
-        grant, user, refresh = await run_in_threadpool(self.devices.poll, device_code, client, self.refresh_ttl(client))
+        grant, user, refresh = await run_in_threadpool(self.devices.poll, device_code, client, self.refresh_ttl(client),
+                                                       self.refresh_binding(client))
         return self.token_response(client, grant, scope=grant.scope, refresh_token=refresh, user=user)
