@@ -2,9 +2,9 @@
 
 Both read the presented credential (with its grant and user), decide, and write: the credential is
 marked used - only if it still is unused, so that of two concurrent presentations exactly one wins
-- and a new refresh token may be inserted, and its grant bound to a DPoP key. On SQLite every writer waits for the one before it to
-commit; on PostgreSQL every statement is a round trip and every commit waits for the WAL to reach
-the disk. Under load the time would go into those queues, not into the rows.
+- and a new refresh token may be inserted, and its grant bound to a DPoP key. On SQLite every
+writer waits for the one before it to commit; on PostgreSQL every statement is a round trip and
+every commit waits for the WAL to reach the disk. Under load the time would go into those queues, not into the rows.
 
 Here the presentations of one kind in a process are carried out by one thread, in batches of
 whatever presentations are waiting. Nothing waits on purpose: with one presentation waiting, the
@@ -77,8 +77,9 @@ _BIND = update(_GRANTS).where(_GRANTS.c.id == bindparam("gid")).values(dpop_jkt=
 _SUCCESSOR_COLUMNS = [c for c in RefreshToken.__table__.columns if c.name != "used_at"]
 
 # decide(found) -> (use: mark the credential used, refresh token row to insert or None - with
-# BIND_DPOP_KEY, its grant is bound to that key in the same write - the answer to give), where `found` is (credential, grant, user) or None for an unknown credential. A
-# presentation that wanted to use a credential someone else used first gets REUSED instead.
+# BIND_DPOP_KEY, its grant is bound to that key in the same write - the answer to give), where
+# `found` is (credential, grant, user) or None for an unknown credential. A presentation that
+# wanted to use a credential someone else used first gets REUSED instead.
 Decision = tuple[bool, dict[str, Any] | None, Any]
 REUSED = object()
 
