@@ -313,7 +313,7 @@ class OneTimeWriter:
 
                 return self._carry_out(batch, read, use_and_insert)
         except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (a lost server: 503)
-            lost = pooled.dbapi_connection is None or self._lost(pooled, exc)  # None: `_lost` said so already
+            lost = self._lost(pooled, exc)
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
                                       connection_invalidated=lost, dialect=dialect) from exc
         finally:
@@ -324,7 +324,10 @@ class OneTimeWriter:
     def _lost(self, pooled: Any, exc: Exception) -> bool:
         """Whether `exc` lost the server. If so `pooled` and the pool's other connections, made before,
         are discarded (as SQLAlchemy does on a disconnect): a server that restarted, or whose
-        connections were terminated, took them all, and each would fail a batch in turn."""
+        connections were terminated, took them all, and each would fail a batch in turn. A connection
+        it invalidated already (the write's, whose failure came back through the batch) is lost."""
+        if pooled.dbapi_connection is None:
+            return True
         conn = pooled.driver_connection
         if not (conn.broken or self.db.engine.dialect.is_disconnect(exc, conn, None)):
             return False
