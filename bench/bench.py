@@ -346,6 +346,35 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
+def rss_by_kind(pid: int) -> dict[str, float]:
+    """A process's RSS (MB) by kind of mapping: thread stacks (8 MiB anonymous, as glibc makes them,
+    its cache of exited threads' stacks included), the main heap, other anonymous memory (Python's
+    arenas, malloc's thread arenas and large blocks), and files (libraries, mapped data)."""
+    kinds: dict[str, float] = {}
+    kind = "files"
+    try:
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                name = fields[5] if len(fields) > 5 else ""
+                kind = ("heap" if name == "[heap]" else "stack" if name == "[stack]" else
+                        "thread stacks" if not name and end - start == 8 << 20 else
+                        "anonymous" if not name or name.startswith("[") else "files")
+            elif fields[0] == "Rss:":
+                kinds[kind] = kinds.get(kind, 0.0) + int(fields[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return kinds
+
+
+def kinds_text(kinds: dict[str, float]) -> str:
+    return " · ".join(f"{kind} {kinds[kind]:.0f}" for kind in RSS_KINDS if kinds.get(kind, 0) >= 0.5)
+
+
+RSS_KINDS = ("files", "heap", "anonymous", "thread stacks", "stack")
+
+
 def children_cpu() -> float:
     """CPU of our finished children (wrk, loadgen) plus this process (token fetching)."""
     import resource
@@ -1456,8 +1485,8 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
     L.append("## Memory and start-up")
     L.append("")
     L.append("| server | cold start → first 200 | process | RSS before the login load (MB) | RSS after all load (MB) "
-             "| PSS after all load (MB) | peak RSS (MB) |")
-    L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+             "| PSS after all load (MB) | peak RSS (MB) | RSS after all load by mapping (MB) |")
+    L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for key in order:
         srv = servers[key]
         before_login = [eps for ep, eps in srv.rss.get("after", {}).items() if ep not in FLOWS]
@@ -1472,13 +1501,16 @@ def report(cfg: Config, mach: dict[str, str], ceiling: dict | None, servers: dic
         for i, (name, m, pre) in enumerate(rows):
             L.append(f"| {srv.label if i == 0 else ''} | {cold_start_text(srv) if i == 0 else ''} | {name} "
                      f"| {'' if pre is None else f'{pre:.0f}'} | {m['rss_mb']:.0f} | {m.get('pss_mb', 0):.0f} "
-                     f"| {m['hwm_mb']:.0f} |")
+                     f"| {m['hwm_mb']:.0f} | {kinds_text(m.get('kinds', {}))} |")
     L.append("")
     L.append("Cold start: from spawning `idbroker serve` (database already migrated, signing keys present, as on a "
              "restart; bytecode precompiled, as a pip install leaves it) to the first 200 from `/healthz`, the median "
              f"of {cfg.cold_starts} starts (each in brackets); for the peer, from spawning node to the first 200 "
              "from discovery, once. MB = 10^6 bytes. RSS counts pages a worker shares with the Granian supervisor it "
-             "was forked from; PSS splits those among the sharers.")
+             "was forked from; PSS splits those among the sharers. By mapping (`/proc/PID/smaps`): files = "
+             "libraries and other mapped files (code pages touched, shared with every process that maps them); heap = "
+             "malloc's main arena; anonymous = other private memory (Python's object arenas, malloc's other arenas and "
+             "large blocks, V8's heap for node); thread stacks = 8 MiB thread stacks, as glibc makes them.")
     L.append("")
     L.append("## How the servers are made equivalent")
     L.append("")
@@ -1602,12 +1634,13 @@ def main() -> int:
             srv = servers[key]
             assert srv.proc is not None
             rss, hwm = mem_mb(srv.proc.pid)
-            srv.rss["main"] = {"rss_mb": rss, "hwm_mb": hwm, "pss_mb": pss_mb(srv.proc.pid)}
+            srv.rss["main"] = {"rss_mb": rss, "hwm_mb": hwm, "pss_mb": pss_mb(srv.proc.pid),
+                               "kinds": rss_by_kind(srv.proc.pid)}
             if key != "oidc-single":
-                srv.rss["workers"] = [dict(zip(("rss_mb", "hwm_mb"), mem_mb(p), strict=True), pss_mb=pss_mb(p))
-                                      for p in proc_children(srv.proc.pid)]
+                srv.rss["workers"] = [dict(zip(("rss_mb", "hwm_mb"), mem_mb(p), strict=True), pss_mb=pss_mb(p),
+                                           kinds=rss_by_kind(p)) for p in proc_children(srv.proc.pid)]
                 log(f"{srv.label}: worker RSS after load "
-                    + ", ".join(f"{w['rss_mb']:.0f} MB" for w in srv.rss["workers"]))
+                    + ", ".join(f"{w['rss_mb']:.0f} MB ({kinds_text(w['kinds'])})" for w in srv.rss["workers"]))
     finally:
         cleanup()
     scale = None
