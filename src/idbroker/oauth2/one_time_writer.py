@@ -4,7 +4,8 @@ Both read the presented credential (with its grant and user), decide, and write:
 marked used - only if it still is unused, so that of two concurrent presentations exactly one wins
 - and a new refresh token may be inserted, and its grant bound to a DPoP key. On SQLite every
 writer waits for the one before it to commit; on PostgreSQL every statement is a round trip and
-every commit waits for the WAL to reach the disk. Under load the time would go into those queues, not into the rows.
+every commit waits for the WAL to reach the disk. Under load the time would go into those queues,
+not into the rows.
 
 Here the presentations of one kind in a process are carried out by one thread, in batches of
 whatever presentations are waiting. Nothing waits on purpose: with one presentation waiting, the
@@ -117,7 +118,7 @@ class _Statements:
         bound AS (UPDATE grants ... FROM (VALUES ...) JOIN used ...) SELECT <hash> FROM used`` -
         data-modifying CTEs run as one atomic statement. Its parameters: `use`'s (the time, the `used`
         hashes), then per successor its predecessor's hash and its row (`successor_values`), then per
-        binding its predecessor's hash, grant and key (`binding_values`). One text per (used, inserted,
+        binding its predecessor's hash, grant and key (`bindings`). One text per (used, inserted,
         bound), so that psycopg prepares it (SQLAlchemy's VALUES would be compiled anew on every
         batch). The VALUES are cast to their columns' types: a parameter alone has none there."""
         key = ("use", dialect.name, used, inserted, bound)
@@ -277,7 +278,8 @@ class OneTimeWriter:
                 successors = [(presented, row) for presented, row in first.items()
                               if row is not None and presented in unused]
                 if successors:
-                    conn.execute(_INSERT_REFRESH, [{k: v for k, v in row.items() if k != BIND_DPOP_KEY}
+                    conn.execute(_INSERT_REFRESH, [row if BIND_DPOP_KEY not in row else
+                                                   {k: v for k, v in row.items() if k != BIND_DPOP_KEY}
                                                    for _, row in successors])
                 if bound := bindings(successors):
                     conn.execute(_BIND, [{"gid": grant, "jkt": jkt} for _, grant, jkt in bound])
