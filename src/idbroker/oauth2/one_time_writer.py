@@ -277,10 +277,8 @@ class OneTimeWriter:
                 unused = set(conn.execute(st.use, {"presented": used, "now": self.now()}).scalars())
                 successors = [(presented, row) for presented, row in first.items()
                               if row is not None and presented in unused]
-                if successors:
-                    conn.execute(_INSERT_REFRESH, [row if BIND_DPOP_KEY not in row else
-                                                   {k: v for k, v in row.items() if k != BIND_DPOP_KEY}
-                                                   for _, row in successors])
+                if successors:  # a row's BIND_DPOP_KEY names no column: the INSERT leaves it out
+                    conn.execute(_INSERT_REFRESH, [row for _, row in successors])
                 if bound := bindings(successors):
                     conn.execute(_BIND, [{"gid": grant, "jkt": jkt} for _, grant, jkt in bound])
                 return unused
