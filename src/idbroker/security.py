@@ -109,6 +109,12 @@ def loads_bounded(data: str | bytes, max_bytes: int, max_depth: int = MAX_JSON_D
     return value
 
 
+def is_digits(raw: str) -> bool:
+    """Only the ASCII digits 0-9, at least one: what int() takes. str.isdigit() alone also takes
+    "²" and "³", on which int() raises."""
+    return raw.isascii() and raw.isdigit()
+
+
 def is_loopback_host(host: str | None) -> bool:
     """`localhost` or a loopback address (127.0.0.0/8, ::1, bracketed or not): where plain http
     and ldap are tolerated for development and tests, and nowhere else."""

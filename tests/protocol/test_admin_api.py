@@ -246,6 +246,9 @@ def test_audit_events_filter_and_page_and_every_call_is_audited(http, reader, wr
     assert len(ids) == 7 and ids == sorted(ids, reverse=True)
     assert http.get(f"{API}/audit-events", headers=reader, params={"until": "2000-01-01"}).json()["items"] == []
     assert http.get(f"{API}/audit-events", headers=reader, params={"since": "yesterday"}).status_code == 422
+    # "³" is a digit to str.isdigit(), not to int(): refused like any other bad limit, never a 500
+    assert http.get(f"{API}/audit-events", headers=reader, params={"limit": "\u00b3"}).status_code == 400
+    assert http.get(f"{API}/audit-events", headers=reader, params={"since": "\u00b2h"}).status_code == 422
 
     http.patch(f"{API}/users/{user.sub}", headers=writer, json={"given_name": "Alicia"})
     http.post(f"{API}/clients", headers=writer, json={"client_id": "sekrit",

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, func, or_, select
 
+from ..security import is_digits
 from ..store.db import Database, utcnow
 from ..store.models import AuditEvent, LinkedIdentity, MfaFactor, RecoveryCode, RememberedDevice, User
 from .users import PROFILE_FIELDS, normalise_email
@@ -48,7 +49,7 @@ def decode_cursor(prefix: str, cursor: str | None) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != prefix or not value.isdigit() or len(value) > 18:
+        if kind != prefix or not is_digits(value) or len(value) > 18:
             raise ValueError
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -212,7 +213,7 @@ def parse_moment(text: str, now: datetime | None = None) -> datetime:
     from datetime import UTC, timedelta
 
     value = text.strip()
-    if len(value) >= 2 and value[:-1].isdigit() and value[-1] in _UNITS and len(value) <= 12:
+    if len(value) >= 2 and is_digits(value[:-1]) and value[-1] in _UNITS and len(value) <= 12:
         return (now or utcnow()) - timedelta(seconds=int(value[:-1]) * _UNITS[value[-1]])
     try:
         moment = datetime.fromisoformat(value)

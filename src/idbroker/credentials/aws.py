@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from starlette.concurrency import run_in_threadpool
 
 from ..keys.keystore import KeyStore
-from ..security import random_token
+from ..security import is_digits, random_token
 from ..settings import CredentialSettings
 from .roles import ROLE_ARN_RE, RoleRules
 from .values import CredentialRefused, CredentialRequest, CredentialUnavailable, IssuedCredential
@@ -89,7 +89,7 @@ def session_name(sub: str) -> str:
 def duration(raw: str | None, maximum: int) -> int:
     if raw is None:
         return min(3600, maximum)
-    if not raw.isdigit() or len(raw) > 6:
+    if not is_digits(raw) or len(raw) > 6:
         raise CredentialRefused("invalid_request", "duration_seconds must be a whole number of seconds")
     value = int(raw)
     if not MIN_DURATION <= value <= maximum:

@@ -8,6 +8,8 @@ import hashlib
 import hmac
 from typing import Any
 
+from ...security import is_digits
+
 MAX_PBKDF2_ITERATIONS = 10_000_000
 MAX_SCRYPT_MEMORY = 1024 * 1024 * 1024  # bytes: 128 * r * N
 MAX_BCRYPT_ROUNDS = 20
@@ -42,7 +44,7 @@ def pw(password: str) -> bytes:
 
 
 def bounded_int(text: str, low: int, high: int) -> int:
-    if not text.isdigit() or len(text) > 12:
+    if not is_digits(text) or len(text) > 12:
         raise Malformed("not a number")
     value = int(text)
     if not low <= value <= high:

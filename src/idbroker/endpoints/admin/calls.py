@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...security import nul_path
+from ...security import is_digits, nul_path
 from ...store.db import aware
 from ...web import body
 
@@ -126,7 +126,7 @@ def int_param(call: Call, name: str, default: int, low: int, high: int) -> int:
     raw = call.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_digits(raw) or not low <= int(raw) <= high:
         raise ApiError(400, "invalid_request", f"{name} must be an integer from {low} to {high}",
                        [(name, f"must be an integer from {low} to {high}")])
     return int(raw)
